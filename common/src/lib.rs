@@ -1,0 +1,34 @@
+//! Shared vocabulary of the blob store: ids, checksums, the pre-signed URL
+//! scheme, request signing, wire types and the JSON error body.
+//!
+//! Every service and the client depend on this crate and on nothing of each
+//! other: the namenode and the datanode agree only through [`proto`]. A JSON
+//! shape or a canonical string to sign is therefore written exactly once,
+//! here. This crate never does I/O beyond what its helpers are asked to do
+//! (binding a listener, installing a tracing subscriber).
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod checksum;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod names;
+pub mod presign;
+pub mod proto;
+pub mod telemetry;
+
+pub use ids::{ChunkId, NodeId, UploadId};
+
+/// Milliseconds since the Unix epoch, the one clock every record uses.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Seconds since the Unix epoch (pre-signed URL expiry, request dates).
+pub fn now_secs() -> u64 {
+    now_ms() / 1000
+}

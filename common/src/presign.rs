@@ -1,0 +1,496 @@
+//! Pre-signed chunk URLs and storage receipts.
+//!
+//! The namenode signs, datanodes (and edges) verify locally with no
+//! round trip. A URL carries a token (the claims as base64url JSON) and a
+//! signature: `HMAC-SHA256(secret[kid], "blob-presign-v1\n" + token)`.
+//! The signature covers the token's exact bytes, so there is no canonical
+//! form to get wrong: every claim (operation, chunk, expiry, key id, size,
+//! pipeline, upload) is covered, and changing any byte of the token or the
+//! signature fails verification. What is *not* covered is the `hop` query
+//! parameter, the position of the receiving datanode in the pipeline; a
+//! datanode checks that the pipeline entry at `hop` names itself, so a
+//! forged hop can only make a node refuse, never write elsewhere.
+//!
+//! A receipt is a datanode's signed statement that it holds a chunk of a
+//! given size durably. Clients pass receipts to the namenode at commit, which
+//! verifies them with the same keyring before recording replicas.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::{ChunkId, NodeId, UploadId};
+
+type HmacSha256 = Hmac<Sha256>;
+
+const PRESIGN_DOMAIN: &[u8] = b"blob-presign-v1\n";
+const RECEIPT_DOMAIN: &[u8] = b"blob-receipt-v1\n";
+
+/// What a URL allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    /// Read the chunk (whole or a range).
+    Get,
+    /// Store the chunk (and forward it along the pipeline).
+    Put,
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Op::Get => "get",
+            Op::Put => "put",
+        })
+    }
+}
+
+/// One datanode of a write pipeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineNode {
+    /// The node's id.
+    pub node: NodeId,
+    /// The node's base URL, e.g. `http://127.0.0.1:9001`.
+    pub url: String,
+}
+
+/// What a signed URL grants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Claims {
+    /// The operation allowed.
+    pub op: Op,
+    /// The chunk the URL is for.
+    pub chunk: ChunkId,
+    /// Expiry, Unix seconds.
+    pub exp: u64,
+    /// The signing key's id (for rotation).
+    pub kid: String,
+    /// For PUT: the exact size of the chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// For PUT: every node to hold a replica, in pipeline order (primary first).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pipeline: Vec<PipelineNode>,
+    /// For PUT: the upload session the chunk belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<UploadId>,
+}
+
+/// Why a signed URL or receipt was refused. Each maps to a 403 with this text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PresignError {
+    /// The token or signature is not well-formed.
+    #[error("malformed signed URL: {0}")]
+    Malformed(&'static str),
+    /// The key id is not in this node's keyring.
+    #[error("unknown signing key {0:?}")]
+    UnknownKey(String),
+    /// The signature does not match the token.
+    #[error("signature does not match")]
+    BadSignature,
+    /// The URL expired.
+    #[error("signed URL expired at {exp} (now {now})")]
+    Expired {
+        /// Expiry, Unix seconds.
+        exp: u64,
+        /// The verifier's clock, Unix seconds.
+        now: u64,
+    },
+    /// The URL was signed for another operation.
+    #[error("signed for {signed}, used for {used}")]
+    WrongOp {
+        /// What was signed.
+        signed: Op,
+        /// What the request does.
+        used: Op,
+    },
+    /// The URL was signed for another chunk.
+    #[error("signed for chunk {signed}, used for {used}")]
+    WrongChunk {
+        /// What was signed.
+        signed: ChunkId,
+        /// What the request names.
+        used: ChunkId,
+    },
+    /// The body's declared size is not the signed size.
+    #[error("signed for {signed} bytes, request declares {declared:?}")]
+    WrongSize {
+        /// What was signed.
+        signed: u64,
+        /// What the request declares (Content-Length), if anything.
+        declared: Option<u64>,
+    },
+    /// The receiving node is not the pipeline entry the request says it is.
+    #[error("this node is not hop {0} of the signed pipeline")]
+    WrongHop(usize),
+}
+
+/// The cluster's signing keys: key id → secret. The first key signs.
+#[derive(Clone)]
+pub struct Keyring {
+    current: String,
+    keys: BTreeMap<String, Vec<u8>>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print secrets.
+        f.debug_struct("Keyring")
+            .field("current", &self.current)
+            .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Keyring {
+    /// A keyring with one key.
+    pub fn single(kid: impl Into<String>, secret: impl Into<Vec<u8>>) -> Self {
+        let kid = kid.into();
+        let mut keys = BTreeMap::new();
+        keys.insert(kid.clone(), secret.into());
+        Self { current: kid, keys }
+    }
+
+    /// A fresh random single-key keyring (kid `k1`).
+    pub fn generate() -> Self {
+        let secret: [u8; 32] = rand::random();
+        Self::single("k1", hex::encode(secret).into_bytes())
+    }
+
+    /// Parses the secret file format: one `kid=secret` per line (the first
+    /// line's key signs), or a single bare secret (kid `k1`). Blank lines and
+    /// `#` comments are skipped.
+    pub fn parse(text: &str) -> Result<Self, &'static str> {
+        let mut ring: Option<Keyring> = None;
+        for line in text.lines().map(str::trim) {
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (kid, secret) = line.split_once('=').unwrap_or(("k1", line));
+            let (kid, secret) = (kid.trim(), secret.trim());
+            if kid.is_empty() || secret.len() < 16 {
+                return Err("each key needs an id and a secret of at least 16 characters");
+            }
+            match &mut ring {
+                None => ring = Some(Keyring::single(kid, secret.as_bytes().to_vec())),
+                Some(r) => {
+                    r.keys.insert(kid.to_string(), secret.as_bytes().to_vec());
+                }
+            }
+        }
+        ring.ok_or("no key found")
+    }
+
+    /// The file format [`Keyring::parse`] reads, current key first.
+    pub fn to_file_text(&self) -> String {
+        let mut out = String::new();
+        let cur = &self.keys[&self.current];
+        out.push_str(&format!(
+            "{}={}\n",
+            self.current,
+            String::from_utf8_lossy(cur)
+        ));
+        for (kid, secret) in &self.keys {
+            if kid != &self.current {
+                out.push_str(&format!("{kid}={}\n", String::from_utf8_lossy(secret)));
+            }
+        }
+        out
+    }
+
+    /// The id of the key that signs.
+    pub fn current_kid(&self) -> &str {
+        &self.current
+    }
+
+    fn mac(&self, kid: &str, domain: &[u8], msg: &[u8]) -> Option<HmacSha256> {
+        let secret = self.keys.get(kid)?;
+        let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
+        mac.update(domain);
+        mac.update(msg);
+        Some(mac)
+    }
+
+    /// HMAC-SHA256 of `msg` under the current key, as hex.
+    pub fn sign_hex(&self, domain: &[u8], msg: &[u8]) -> String {
+        let mac = self
+            .mac(&self.current, domain, msg)
+            .expect("the current key is always in the keyring");
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Checks a hex HMAC made by [`Keyring::sign_hex`] under key `kid`, in
+    /// constant time.
+    pub fn verify_hex(
+        &self,
+        kid: &str,
+        domain: &[u8],
+        msg: &[u8],
+        sig_hex: &str,
+    ) -> Result<(), PresignError> {
+        let mac = self
+            .mac(kid, domain, msg)
+            .ok_or_else(|| PresignError::UnknownKey(kid.to_string()))?;
+        let sig =
+            hex::decode(sig_hex).map_err(|_| PresignError::Malformed("signature is not hex"))?;
+        mac.verify_slice(&sig)
+            .map_err(|_| PresignError::BadSignature)
+    }
+}
+
+/// A signed URL's query string: `t` (token) and `s` (signature), plus the
+/// unsigned pipeline position `hop`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PresignQuery {
+    /// base64url (no padding) JSON of the [`Claims`].
+    #[serde(default)]
+    pub t: String,
+    /// Hex HMAC-SHA256 of the token.
+    #[serde(default)]
+    pub s: String,
+    /// Position of the receiving node in a PUT pipeline (0 = primary).
+    #[serde(default)]
+    pub hop: Option<usize>,
+}
+
+/// Signs claims, giving the `(token, signature)` pair.
+pub fn sign(keyring: &Keyring, claims: &Claims) -> (String, String) {
+    let mut claims = claims.clone();
+    claims.kid = keyring.current_kid().to_string();
+    let json = serde_json::to_vec(&claims).expect("claims always serialize");
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    let sig = keyring.sign_hex(PRESIGN_DOMAIN, token.as_bytes());
+    (token, sig)
+}
+
+/// A full signed URL for a chunk on the node at `base_url`.
+pub fn url(base_url: &str, keyring: &Keyring, claims: &Claims) -> String {
+    let (t, s) = sign(keyring, claims);
+    format!(
+        "{}/v1/chunks/{}?t={t}&s={s}",
+        base_url.trim_end_matches('/'),
+        claims.chunk
+    )
+}
+
+/// Verifies a signed URL for `op` on `chunk` at time `now` (Unix seconds).
+pub fn verify(
+    keyring: &Keyring,
+    q: &PresignQuery,
+    op: Op,
+    chunk: &ChunkId,
+    now: u64,
+) -> Result<Claims, PresignError> {
+    if q.t.is_empty() || q.s.is_empty() {
+        return Err(PresignError::Malformed("missing t or s parameter"));
+    }
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(q.t.as_bytes())
+        .map_err(|_| PresignError::Malformed("token is not base64url"))?;
+    let claims: Claims = serde_json::from_slice(&json)
+        .map_err(|_| PresignError::Malformed("token is not claims"))?;
+    keyring.verify_hex(&claims.kid, PRESIGN_DOMAIN, q.t.as_bytes(), &q.s)?;
+    if claims.exp < now {
+        return Err(PresignError::Expired {
+            exp: claims.exp,
+            now,
+        });
+    }
+    if claims.op != op {
+        return Err(PresignError::WrongOp {
+            signed: claims.op,
+            used: op,
+        });
+    }
+    if &claims.chunk != chunk {
+        return Err(PresignError::WrongChunk {
+            signed: claims.chunk,
+            used: *chunk,
+        });
+    }
+    Ok(claims)
+}
+
+/// A datanode's signed statement that it durably holds a chunk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Receipt {
+    /// The node holding the replica.
+    pub node: NodeId,
+    /// The chunk.
+    pub chunk: ChunkId,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The signing key's id.
+    pub kid: String,
+    /// Hex HMAC-SHA256 over node, chunk and size.
+    pub sig: String,
+}
+
+impl Receipt {
+    fn message(node: &NodeId, chunk: &ChunkId, size: u64) -> String {
+        format!("{node}\n{chunk}\n{size}")
+    }
+
+    /// Issues a receipt under the keyring's current key.
+    pub fn issue(keyring: &Keyring, node: NodeId, chunk: ChunkId, size: u64) -> Self {
+        let sig = keyring.sign_hex(
+            RECEIPT_DOMAIN,
+            Self::message(&node, &chunk, size).as_bytes(),
+        );
+        Self {
+            node,
+            chunk,
+            size,
+            kid: keyring.current_kid().to_string(),
+            sig,
+        }
+    }
+
+    /// Checks the receipt's signature.
+    pub fn verify(&self, keyring: &Keyring) -> Result<(), PresignError> {
+        keyring.verify_hex(
+            &self.kid,
+            RECEIPT_DOMAIN,
+            Self::message(&self.node, &self.chunk, self.size).as_bytes(),
+            &self.sig,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims() -> Claims {
+        Claims {
+            op: Op::Put,
+            chunk: ChunkId::of(b"data"),
+            exp: 1_000,
+            kid: String::new(),
+            size: Some(4),
+            pipeline: vec![PipelineNode {
+                node: NodeId([1; 8]),
+                url: "http://127.0.0.1:1".into(),
+            }],
+            upload: Some(UploadId([2; 16])),
+        }
+    }
+
+    fn query(keyring: &Keyring, c: &Claims) -> PresignQuery {
+        let (t, s) = sign(keyring, c);
+        PresignQuery { t, s, hop: None }
+    }
+
+    #[test]
+    fn a_signed_url_verifies() {
+        let ring = Keyring::generate();
+        let c = claims();
+        let got = verify(&ring, &query(&ring, &c), Op::Put, &c.chunk, 999);
+        let got = got.unwrap_or_else(|e| panic!("verify failed: {e}"));
+        assert_eq!(got.size, Some(4));
+        assert_eq!(got.kid, "k1");
+    }
+
+    #[test]
+    fn every_claim_is_covered_by_the_signature() {
+        let ring = Keyring::generate();
+        let q = query(&ring, &claims());
+        let mut forged = Vec::new();
+        let mut c = claims();
+        c.exp = 5_000;
+        forged.push(c);
+        let mut c = claims();
+        c.size = Some(5);
+        forged.push(c);
+        let mut c = claims();
+        c.op = Op::Get;
+        forged.push(c);
+        let mut c = claims();
+        c.pipeline[0].url = "http://evil:1".into();
+        forged.push(c);
+        let mut c = claims();
+        c.upload = None;
+        forged.push(c);
+        for c in forged {
+            // A forger re-encodes the claims but cannot re-sign them.
+            let (t, _) = sign(&Keyring::generate(), &c);
+            let tampered = PresignQuery {
+                t,
+                s: q.s.clone(),
+                hop: None,
+            };
+            assert_eq!(
+                verify(&ring, &tampered, c.op, &c.chunk, 999).err(),
+                Some(PresignError::BadSignature)
+            );
+        }
+        let mut bad_sig = q.clone();
+        bad_sig
+            .s
+            .replace_range(0..2, if &bad_sig.s[0..2] == "00" { "11" } else { "00" });
+        assert_eq!(
+            verify(&ring, &bad_sig, Op::Put, &claims().chunk, 999).err(),
+            Some(PresignError::BadSignature)
+        );
+    }
+
+    #[test]
+    fn expiry_op_chunk_and_key_are_checked() {
+        let ring = Keyring::generate();
+        let c = claims();
+        let q = query(&ring, &c);
+        assert!(matches!(
+            verify(&ring, &q, Op::Put, &c.chunk, 1_001),
+            Err(PresignError::Expired {
+                exp: 1_000,
+                now: 1_001
+            })
+        ));
+        assert!(matches!(
+            verify(&ring, &q, Op::Get, &c.chunk, 10),
+            Err(PresignError::WrongOp { .. })
+        ));
+        assert!(matches!(
+            verify(&ring, &q, Op::Put, &ChunkId::of(b"other"), 10),
+            Err(PresignError::WrongChunk { .. })
+        ));
+        let other = Keyring::single("k2", b"0123456789abcdef0123".to_vec());
+        assert!(matches!(
+            verify(&other, &q, Op::Put, &c.chunk, 10),
+            Err(PresignError::UnknownKey(_))
+        ));
+        assert!(matches!(
+            verify(&ring, &PresignQuery::default(), Op::Put, &c.chunk, 10),
+            Err(PresignError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn receipts_verify_and_detect_tampering() {
+        let ring = Keyring::generate();
+        let r = Receipt::issue(&ring, NodeId([3; 8]), ChunkId::of(b"x"), 1);
+        assert!(r.verify(&ring).is_ok());
+        let mut bad = r.clone();
+        bad.size = 2;
+        assert_eq!(bad.verify(&ring), Err(PresignError::BadSignature));
+        let mut bad = r;
+        bad.node = NodeId([4; 8]);
+        assert_eq!(bad.verify(&ring), Err(PresignError::BadSignature));
+    }
+
+    #[test]
+    fn keyring_file_round_trips() {
+        let ring = Keyring::parse("# comment\nk2=0123456789abcdef0123\nk1=abcdefabcdefabcdef12\n");
+        let ring = ring.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ring.current_kid(), "k2");
+        let again = Keyring::parse(&ring.to_file_text()).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(again.current_kid(), "k2");
+        assert!(Keyring::parse("short").is_err());
+        let bare = Keyring::parse("0123456789abcdef0123").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(bare.current_kid(), "k1");
+    }
+}

@@ -1,0 +1,6 @@
+//! Wire types, one module per API. Servers and clients import the same
+//! structs, so no JSON shape is written twice. Every route lives under `/v1/`.
+
+pub mod datanode;
+pub mod heartbeat;
+pub mod namenode;

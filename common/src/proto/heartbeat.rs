@@ -1,0 +1,64 @@
+//! Datanode → namenode control messages, signed with the cluster keyring.
+//!
+//! - `POST /v1/datanodes/heartbeat` [`Heartbeat`] → [`HeartbeatResponse`]
+//!   (also registers a node the namenode has not seen)
+//! - `POST /v1/datanodes/report` [`ChunkReport`]
+
+use serde::{Deserialize, Serialize};
+
+use crate::proto::namenode::ChunkRef;
+use crate::{ChunkId, NodeId};
+
+/// A datanode's periodic state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// The node.
+    pub node: NodeId,
+    /// Base URL clients reach it at.
+    pub url: String,
+    /// Bytes the data disk holds in all.
+    pub capacity: u64,
+    /// Bytes used by chunks.
+    pub used: u64,
+    /// Bytes free on the data disk.
+    pub available: u64,
+    /// Chunks stored.
+    pub chunk_count: u64,
+    /// Transfers in progress (reads + writes).
+    pub load: u64,
+    /// True when the node takes no new writes (disk full or failing).
+    #[serde(default)]
+    pub read_only: bool,
+}
+
+/// Work the namenode hands a datanode in its heartbeat answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Command {
+    /// Send a full chunk report now (the namenode lost track of this node).
+    Report,
+}
+
+/// Answer to a heartbeat.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct HeartbeatResponse {
+    /// Commands to carry out.
+    #[serde(default)]
+    pub commands: Vec<Command>,
+}
+
+/// Chunks a node holds (full report) or gained/lost (incremental).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkReport {
+    /// The node.
+    pub node: NodeId,
+    /// True: `chunks` is everything the node holds.
+    pub full: bool,
+    /// Chunks held (full) or received since the last report.
+    #[serde(default)]
+    pub chunks: Vec<ChunkRef>,
+    /// Chunks deleted since the last report.
+    #[serde(default)]
+    pub deleted: Vec<ChunkId>,
+}

@@ -1,0 +1,255 @@
+//! The namenode's client API: buckets, files, upload sessions.
+//!
+//! Routes (all signed, see [`crate::auth`]):
+//! - `GET /v1/buckets`, `PUT /v1/buckets/{bucket}`, `DELETE /v1/buckets/{bucket}`,
+//!   `HEAD /v1/buckets/{bucket}`
+//! - `GET /v1/buckets/{bucket}/files?prefix=&delimiter=&start_after=&limit=` → [`ListFiles`]
+//! - `GET /v1/files/{bucket}/{*path}` → [`FileInfo`];
+//!   `GET /v1/locations/{bucket}/{*path}` → [`FileLocations`];
+//!   `DELETE /v1/files/{bucket}/{*path}`
+//! - `POST /v1/rename` [`RenameRequest`] → [`FileInfo`]
+//! - `POST /v1/uploads` [`CreateUpload`] → [`UploadPlan`];
+//!   `POST /v1/uploads/{id}/chunks` [`ChunkBatch`] → [`UploadPlan`];
+//!   `POST /v1/uploads/{id}/retarget` [`Retarget`] → [`PutTarget`];
+//!   `POST /v1/uploads/{id}/commit` [`CommitUpload`] → [`FileInfo`];
+//!   `DELETE /v1/uploads/{id}`
+//! - `POST /v1/chunks/bad` [`BadReplica`]
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::presign::Receipt;
+use crate::{ChunkId, NodeId, UploadId};
+
+/// A bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketInfo {
+    /// Its name.
+    pub name: String,
+    /// Creation time, ms since the epoch.
+    pub created_ms: u64,
+}
+
+/// Answer to `GET /v1/buckets`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListBuckets {
+    /// Every bucket, by name.
+    pub buckets: Vec<BucketInfo>,
+}
+
+/// One chunk of a file: its id and length. Offsets follow from the order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    /// SHA-256 of the chunk.
+    pub id: ChunkId,
+    /// Length in bytes.
+    pub size: u64,
+}
+
+/// A committed file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// Bucket.
+    pub bucket: String,
+    /// Path inside the bucket.
+    pub path: String,
+    /// Total size in bytes.
+    pub size: u64,
+    /// Commit time, ms since the epoch.
+    pub created_ms: u64,
+    /// The upload that wrote this version.
+    pub version: UploadId,
+    /// Replication factor asked for.
+    pub replication: u8,
+    /// Chunk size the writer used (the last chunk may be shorter).
+    pub chunk_size: u64,
+    /// The chunks, in order.
+    pub chunks: Vec<ChunkRef>,
+    /// User metadata (content type, S3 `x-amz-meta-*`, …).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub meta: BTreeMap<String, String>,
+}
+
+/// One row of a listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// Path inside the bucket.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Commit time, ms since the epoch.
+    pub created_ms: u64,
+    /// Version id.
+    pub version: UploadId,
+}
+
+/// Query of `GET /v1/buckets/{bucket}/files`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListFilesQuery {
+    /// Only paths starting with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Roll paths up at the first delimiter after the prefix.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delimiter: Option<String>,
+    /// Only paths (or common prefixes) after this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_after: Option<String>,
+    /// At most this many entries plus common prefixes (default and cap 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// Answer to a listing.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListFiles {
+    /// Files, in byte order of path.
+    pub files: Vec<FileEntry>,
+    /// Rolled-up prefixes (each ends with the delimiter).
+    pub common_prefixes: Vec<String>,
+    /// When set, more remain: pass this as `start_after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_start_after: Option<String>,
+}
+
+/// A replica to read a chunk from, with its pre-signed GET URL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicaUrl {
+    /// The datanode.
+    pub node: NodeId,
+    /// Pre-signed GET URL.
+    pub url: String,
+}
+
+/// Where one chunk of a file can be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkLocation {
+    /// SHA-256 of the chunk.
+    pub id: ChunkId,
+    /// Length.
+    pub size: u64,
+    /// Offset of the chunk in the file.
+    pub offset: u64,
+    /// Replicas, best first (live and least loaded).
+    pub replicas: Vec<ReplicaUrl>,
+}
+
+/// Answer to `GET /v1/locations/...`: the file plus a URL per replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileLocations {
+    /// The file.
+    pub file: FileInfo,
+    /// Its chunks with locations, in order.
+    pub chunks: Vec<ChunkLocation>,
+}
+
+/// Body of `POST /v1/rename`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenameRequest {
+    /// Bucket.
+    pub bucket: String,
+    /// Existing path.
+    pub from: String,
+    /// New path; an existing file there is replaced.
+    pub to: String,
+}
+
+/// Body of `POST /v1/uploads`: opens a session, optionally with a first batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateUpload {
+    /// Bucket.
+    pub bucket: String,
+    /// Path the commit will write.
+    pub path: String,
+    /// Replication factor (default: the namenode's, 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<u8>,
+    /// Chunk size the client cuts at.
+    pub chunk_size: u64,
+    /// First batch of chunk ids.
+    #[serde(default)]
+    pub chunks: Vec<ChunkRef>,
+}
+
+/// A pre-signed PUT for one chunk: send the bytes to `url` (the primary),
+/// which forwards along `targets`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutTarget {
+    /// Pre-signed PUT URL on the primary.
+    pub url: String,
+    /// Every node of the pipeline, primary first.
+    pub targets: Vec<NodeId>,
+}
+
+/// The namenode's answer for one chunk of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkPlan {
+    /// The chunk.
+    pub id: ChunkId,
+    /// `None`: already stored in this bucket, nothing to send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub put: Option<PutTarget>,
+}
+
+/// Answer to opening a session or sending a batch.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadPlan {
+    /// The session.
+    pub upload: UploadId,
+    /// Replication factor the session will commit with.
+    pub replication: u8,
+    /// One plan per chunk of the batch, in order.
+    pub chunks: Vec<ChunkPlan>,
+}
+
+/// Body of `POST /v1/uploads/{id}/chunks`: more chunk ids, plus receipts of
+/// chunks stored since the last call (so a resumed upload skips them).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ChunkBatch {
+    /// Chunks to plan.
+    #[serde(default)]
+    pub chunks: Vec<ChunkRef>,
+    /// Receipts from datanodes for chunks already sent.
+    #[serde(default)]
+    pub receipts: Vec<Receipt>,
+}
+
+/// Body of `POST /v1/uploads/{id}/retarget`: a new pipeline for a chunk whose
+/// pipeline failed, avoiding nodes that hold it or failed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Retarget {
+    /// The chunk.
+    pub chunk: ChunkRef,
+    /// Nodes that already hold it (receipts in hand).
+    #[serde(default)]
+    pub have: Vec<NodeId>,
+    /// Nodes that failed.
+    #[serde(default)]
+    pub exclude: Vec<NodeId>,
+}
+
+/// Body of `POST /v1/uploads/{id}/commit`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CommitUpload {
+    /// Every chunk of the file, in order.
+    pub chunks: Vec<ChunkRef>,
+    /// Receipts not yet reported.
+    #[serde(default)]
+    pub receipts: Vec<Receipt>,
+    /// User metadata to store with the file.
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+}
+
+/// Body of `POST /v1/chunks/bad`: a reader found a replica that does not
+/// match its id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BadReplica {
+    /// The chunk.
+    pub chunk: ChunkId,
+    /// The node that served bad bytes.
+    pub node: NodeId,
+    /// What was wrong.
+    pub reason: String,
+}

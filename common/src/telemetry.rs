@@ -1,0 +1,13 @@
+//! Logging set-up: `tracing` to stderr, filtered by `RUST_LOG`.
+
+use tracing_subscriber::EnvFilter;
+
+/// Installs a stderr subscriber with `default` as the filter unless
+/// `RUST_LOG` is set. Safe to call more than once (later calls do nothing).
+pub fn init(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
