@@ -207,6 +207,18 @@ impl Keyring {
         &self.current
     }
 
+    /// The secret of key `kid`, if present (for signing control calls as
+    /// `cluster.<kid>`, see [`crate::auth`]).
+    pub fn secret(&self, kid: &str) -> Option<&[u8]> {
+        self.keys.get(kid).map(Vec::as_slice)
+    }
+
+    /// The access key and secret a datanode signs control calls with.
+    pub fn cluster_credentials(&self) -> (String, &[u8]) {
+        let secret = self.keys.get(&self.current).expect("the current key is always in the keyring");
+        (format!("{}{}", crate::auth::CLUSTER_KEY_PREFIX, self.current), secret)
+    }
+
     fn mac(&self, kid: &str, domain: &[u8], msg: &[u8]) -> Option<HmacSha256> {
         let secret = self.keys.get(kid)?;
         let mut mac = HmacSha256::new_from_slice(secret).expect("HMAC takes keys of any length");
