@@ -1,19 +1,23 @@
 //! The namenode's client API: buckets, files, upload sessions.
 //!
-//! Routes (all signed, see [`crate::auth`]):
-//! - `GET /v1/buckets`, `PUT /v1/buckets/{bucket}`, `DELETE /v1/buckets/{bucket}`,
-//!   `HEAD /v1/buckets/{bucket}`
+//! Routes (all signed, see [`crate::auth`]; errors are [`crate::error::ErrorBody`]).
+//! File paths travel in the query string (`?bucket=&path=`), never in the URL
+//! path, so no URL normalisation can change them.
+//! - `GET /v1/buckets` → [`ListBuckets`]; `PUT /v1/buckets/{bucket}` → [`BucketInfo`]
+//!   (409 `BucketAlreadyExists`); `HEAD /v1/buckets/{bucket}` (200/404);
+//!   `DELETE /v1/buckets/{bucket}` → 204 (409 `BucketNotEmpty`, 404 `NoSuchBucket`)
 //! - `GET /v1/buckets/{bucket}/files?prefix=&delimiter=&start_after=&limit=` → [`ListFiles`]
-//! - `GET /v1/files/{bucket}/{*path}` → [`FileInfo`];
-//!   `GET /v1/locations/{bucket}/{*path}` → [`FileLocations`];
-//!   `DELETE /v1/files/{bucket}/{*path}`
+//! - `GET /v1/file?bucket=&path=` → [`FileInfo`] (404 `NoSuchFile`);
+//!   `GET /v1/file/locations?bucket=&path=` → [`FileLocations`];
+//!   `DELETE /v1/file?bucket=&path=` → 204
 //! - `POST /v1/rename` [`RenameRequest`] → [`FileInfo`]
 //! - `POST /v1/uploads` [`CreateUpload`] → [`UploadPlan`];
 //!   `POST /v1/uploads/{id}/chunks` [`ChunkBatch`] → [`UploadPlan`];
 //!   `POST /v1/uploads/{id}/retarget` [`Retarget`] → [`PutTarget`];
-//!   `POST /v1/uploads/{id}/commit` [`CommitUpload`] → [`FileInfo`];
-//!   `DELETE /v1/uploads/{id}`
-//! - `POST /v1/chunks/bad` [`BadReplica`]
+//!   `POST /v1/uploads/{id}/commit` [`CommitUpload`] → [`FileInfo`]
+//!   (409 `MissingReplicas` when a new chunk lacks receipts);
+//!   `DELETE /v1/uploads/{id}` → 204 (404 `NoSuchUpload`)
+//! - `POST /v1/chunks/bad` [`BadReplica`] → 204
 
 use std::collections::BTreeMap;
 
@@ -142,6 +146,15 @@ pub struct FileLocations {
     pub file: FileInfo,
     /// Its chunks with locations, in order.
     pub chunks: Vec<ChunkLocation>,
+}
+
+/// Query naming one file: `?bucket=&path=`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileQuery {
+    /// Bucket.
+    pub bucket: String,
+    /// Path inside the bucket.
+    pub path: String,
 }
 
 /// Body of `POST /v1/rename`.
