@@ -215,8 +215,14 @@ impl Keyring {
 
     /// The access key and secret a datanode signs control calls with.
     pub fn cluster_credentials(&self) -> (String, &[u8]) {
-        let secret = self.keys.get(&self.current).expect("the current key is always in the keyring");
-        (format!("{}{}", crate::auth::CLUSTER_KEY_PREFIX, self.current), secret)
+        let secret = self
+            .keys
+            .get(&self.current)
+            .expect("the current key is always in the keyring");
+        (
+            format!("{}{}", crate::auth::CLUSTER_KEY_PREFIX, self.current),
+            secret,
+        )
     }
 
     fn mac(&self, kid: &str, domain: &[u8], msg: &[u8]) -> Option<HmacSha256> {

@@ -1,1 +1,164 @@
-//! placeholder
+//! The namenode: namespace, chunk → replica map, datanode registry,
+//! placement, upload sessions and access keys, kept in RocksDB.
+//!
+//! Flow of an upload: a client opens a session with the ids (SHA-256) of its
+//! chunks; for each the namenode answers "already stored in this bucket" or
+//! a pre-signed PUT URL for a pipeline of datanodes it chose. The datanodes
+//! sign receipts for what they stored durably; the client hands them back,
+//! and its commit atomically makes the file visible (one synced write
+//! batch), replacing any previous version. Reads get the chunk list with a
+//! pre-signed GET URL per replica, best replica first.
+//!
+//! The namenode never touches chunk bytes: no handler here takes a
+//! streaming body, and the data path runs client ↔ datanode only.
+
+mod api;
+pub mod db;
+mod error;
+mod metrics;
+pub mod nodes;
+mod ops;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use blob_common::presign::Keyring;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use error::Error;
+
+/// Namenode settings. `Default` gives working local values.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address to listen on (the binary binds it; tests bind port 0).
+    pub listen: SocketAddr,
+    /// Where the RocksDB metadata and the admin credentials live.
+    pub data_dir: PathBuf,
+    /// Replication factor for uploads that do not name one.
+    pub default_replication: u8,
+    /// Lifetime of pre-signed chunk URLs, seconds.
+    pub presign_ttl_secs: u64,
+    /// Heartbeat interval datanodes are expected to keep, ms.
+    pub heartbeat_ms: u64,
+    /// Silence after which a datanode is stale (no new replicas), ms.
+    pub stale_after_ms: u64,
+    /// Silence after which a datanode is dead, ms.
+    pub dead_after_ms: u64,
+    /// Largest chunk accepted, bytes.
+    pub max_chunk_size: u64,
+    /// Access key of the admin key made on first start (random if unset).
+    pub admin_access_key: Option<String>,
+    /// Secret of that admin key (random if unset).
+    pub admin_secret_key: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9870)),
+            data_dir: PathBuf::from(".blobstore/namenode"),
+            default_replication: 3,
+            presign_ttl_secs: 3600,
+            heartbeat_ms: 3000,
+            stale_after_ms: 10_000,
+            dead_after_ms: 60_000,
+            max_chunk_size: 256 << 20,
+            admin_access_key: None,
+            admin_secret_key: None,
+        }
+    }
+}
+
+impl Config {
+    /// Checks settings that depend on each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.default_replication == 0 {
+            return Err("default_replication must be at least 1".into());
+        }
+        if self.stale_after_ms < self.heartbeat_ms || self.dead_after_ms < self.stale_after_ms {
+            return Err(format!(
+                "intervals must grow: heartbeat ({} ms) <= stale_after ({} ms) <= dead_after ({} ms)",
+                self.heartbeat_ms, self.stale_after_ms, self.dead_after_ms
+            ));
+        }
+        if self.presign_ttl_secs == 0 {
+            return Err("presign_ttl_secs must be positive".into());
+        }
+        Ok(())
+    }
+}
+
+/// The admin credentials file written on first start, in `blobctl`'s
+/// config format.
+pub const CREDENTIALS_FILE: &str = "admin-credentials.toml";
+
+/// The namenode's shared state.
+pub struct Namenode {
+    cfg: Config,
+    keyring: Keyring,
+    meta: db::Meta,
+    /// Serialises read-modify-write of metadata; never held across an await
+    /// or a WAL sync.
+    write_lock: Mutex<()>,
+    nodes: RwLock<nodes::Nodes>,
+    metrics: metrics::Metrics,
+}
+
+impl Namenode {
+    /// Opens the metadata store, loads the known datanodes, and creates the
+    /// admin key on first start.
+    pub fn open(cfg: Config, keyring: Keyring) -> Result<Arc<Self>, Error> {
+        cfg.validate().map_err(Error::BadRequest)?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| Error::Internal(format!("creating {}: {e}", cfg.data_dir.display())))?;
+        let meta = db::Meta::open(&cfg.data_dir.join("meta"))?;
+        let mut nodes = nodes::Nodes::new(
+            Duration::from_millis(cfg.stale_after_ms),
+            Duration::from_millis(cfg.dead_after_ms),
+        );
+        for (id, rec) in ops::load_nodes(&meta)? {
+            nodes.add_known(id, rec.url);
+        }
+        let nn = Arc::new(Self {
+            cfg,
+            keyring,
+            meta,
+            write_lock: Mutex::new(()),
+            nodes: RwLock::new(nodes),
+            metrics: metrics::Metrics::new(),
+        });
+        nn.ensure_admin_key()?;
+        Ok(nn)
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Path of the admin credentials file.
+    pub fn credentials_path(data_dir: &Path) -> PathBuf {
+        data_dir.join(CREDENTIALS_FILE)
+    }
+}
+
+/// Runs a namenode on `listener` until `shutdown` is cancelled.
+pub async fn serve(
+    cfg: Config,
+    keyring: Keyring,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let nn = Namenode::open(cfg, keyring)?;
+    let addr = listener.local_addr().ok();
+    tracing::info!(addr = ?addr, data = %nn.cfg.data_dir.display(), "namenode listening");
+    axum::serve(listener, api::router(nn))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+        .map_err(|e| Error::Internal(format!("serving: {e}")))
+}

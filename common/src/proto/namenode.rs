@@ -18,6 +18,7 @@
 //!   (409 `MissingReplicas` when a new chunk lacks receipts);
 //!   `DELETE /v1/uploads/{id}` → 204 (404 `NoSuchUpload`)
 //! - `POST /v1/chunks/bad` [`BadReplica`] → 204
+//! - `GET /v1/admin/nodes` → [`ListNodes`] (admin keys only)
 
 use std::collections::BTreeMap;
 
@@ -265,4 +266,37 @@ pub struct BadReplica {
     pub node: NodeId,
     /// What was wrong.
     pub reason: String,
+}
+
+/// One datanode as the namenode sees it (`GET /v1/admin/nodes`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// The node.
+    pub node: NodeId,
+    /// Base URL.
+    pub url: String,
+    /// `live`, `stale` or `dead`.
+    pub state: String,
+    /// Milliseconds since its last heartbeat (absent: none since start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_age_ms: Option<u64>,
+    /// Disk capacity, bytes.
+    pub capacity: u64,
+    /// Bytes used by chunks.
+    pub used: u64,
+    /// Bytes free.
+    pub available: u64,
+    /// Chunks held.
+    pub chunk_count: u64,
+    /// Transfers in progress.
+    pub load: u64,
+    /// Takes no writes.
+    pub read_only: bool,
+}
+
+/// Answer to `GET /v1/admin/nodes`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListNodes {
+    /// Every datanode known.
+    pub nodes: Vec<NodeStatus>,
 }

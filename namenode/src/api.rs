@@ -1,0 +1,381 @@
+//! HTTP routes of the namenode: request authentication, then thin handlers
+//! that run each operation on a blocking thread (RocksDB calls and WAL syncs
+//! block).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use blob_common::auth::{self, RequestParts, CLUSTER_KEY_PREFIX};
+use blob_common::proto::heartbeat::{ChunkReport, Heartbeat};
+use blob_common::proto::namenode::*;
+use blob_common::UploadId;
+
+use crate::error::Error;
+use crate::Namenode;
+
+/// Largest control request body (full chunk reports of big nodes are the
+/// largest).
+const MAX_BODY: usize = 256 << 20;
+
+/// Who signed a request.
+#[derive(Debug, Clone)]
+enum Principal {
+    /// A user's access key.
+    User { access_key: String, admin: bool },
+    /// A datanode, signing with the cluster keyring.
+    Cluster,
+}
+
+impl Principal {
+    fn user(&self) -> Result<&str, Error> {
+        match self {
+            Principal::User { access_key, .. } => Ok(access_key),
+            Principal::Cluster => Err(Error::Forbidden(
+                "cluster credentials are for datanode routes".into(),
+            )),
+        }
+    }
+
+    fn admin(&self) -> Result<(), Error> {
+        match self {
+            Principal::User { admin: true, .. } => Ok(()),
+            _ => Err(Error::Forbidden("admin key required".into())),
+        }
+    }
+
+    fn cluster(&self) -> Result<(), Error> {
+        match self {
+            Principal::Cluster => Ok(()),
+            _ => Err(Error::Forbidden(
+                "datanode routes need cluster credentials".into(),
+            )),
+        }
+    }
+}
+
+pub(crate) fn router(nn: Arc<Namenode>) -> Router {
+    let signed = Router::new()
+        .route("/v1/buckets", get(list_buckets))
+        .route(
+            "/v1/buckets/{bucket}",
+            axum::routing::put(create_bucket)
+                .head(head_bucket)
+                .delete(delete_bucket),
+        )
+        .route("/v1/buckets/{bucket}/files", get(list_files))
+        .route("/v1/file", get(stat).delete(delete_file))
+        .route("/v1/file/locations", get(locations))
+        .route("/v1/rename", post(rename))
+        .route("/v1/uploads", post(create_upload))
+        .route("/v1/uploads/{id}", axum::routing::delete(abort_upload))
+        .route("/v1/uploads/{id}/chunks", post(add_chunks))
+        .route("/v1/uploads/{id}/retarget", post(retarget))
+        .route("/v1/uploads/{id}/commit", post(commit))
+        .route("/v1/chunks/bad", post(bad_replica))
+        .route("/v1/admin/nodes", get(list_nodes))
+        .route("/v1/datanodes/heartbeat", post(heartbeat))
+        .route("/v1/datanodes/report", post(chunk_report))
+        .route_layer(middleware::from_fn_with_state(nn.clone(), authenticate));
+    Router::new()
+        .route(
+            "/v1/health",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route("/metrics", get(metrics))
+        .merge(signed)
+        .fallback(|| async { Error::BadRequest("no such route".into()) })
+        .layer(middleware::from_fn(blob_common::http::trace_requests))
+        .with_state(nn)
+}
+
+/// Verifies the request's signature and records who signed it.
+async fn authenticate(
+    State(nn): State<Arc<Namenode>>,
+    req: Request,
+    next: Next,
+) -> Result<Response, Error> {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|e| Error::BadRequest(format!("reading request body: {e}")))?;
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let cred = auth::parse_authorization(header(header::AUTHORIZATION.as_str()))?;
+    let (secret, principal) = if let Some(kid) = cred.access_key.strip_prefix(CLUSTER_KEY_PREFIX) {
+        let secret = nn
+            .keyring
+            .secret(kid)
+            .ok_or_else(|| auth::AuthError::UnknownKey(cred.access_key.clone()))?
+            .to_vec();
+        (secret, Principal::Cluster)
+    } else {
+        let nn2 = nn.clone();
+        let key = cred.access_key.clone();
+        let rec = blocking(move || nn2.key_secret(&key))
+            .await?
+            .ok_or_else(|| auth::AuthError::UnknownKey(cred.access_key.clone()))?;
+        (
+            rec.secret.into_bytes(),
+            Principal::User {
+                access_key: cred.access_key.clone(),
+                admin: rec.admin,
+            },
+        )
+    };
+    let request = RequestParts {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or(""),
+        date: header(auth::DATE_HEADER),
+        content_sha256: header(auth::CONTENT_SHA_HEADER),
+        body: &body,
+    };
+    auth::verify(&cred, &secret, &request, blob_common::now_secs())?;
+    let mut req = Request::from_parts(parts, Body::from(body));
+    req.extensions_mut().insert(principal);
+    Ok(next.run(req).await)
+}
+
+/// Runs a metadata operation on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Error> + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("metadata task failed: {e}")))?
+}
+
+/// Parses JSON bodies, answering malformed ones with a 400 in our format.
+struct JsonBody<T>(T);
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = Error;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| Error::BadRequest(format!("reading body: {e}")))?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| Error::BadRequest(format!("malformed JSON body: {e}")))
+    }
+}
+
+fn parse_upload(id: &str) -> Result<UploadId, Error> {
+    id.parse()
+        .map_err(|_| Error::NoSuchUpload(id.chars().take(64).collect()))
+}
+
+fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> Result<T, Error> {
+    q.map(|Query(v)| v)
+        .map_err(|e| Error::BadRequest(format!("bad query string: {}", e.body_text())))
+}
+
+async fn metrics(State(nn): State<Arc<Namenode>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        nn.metrics_text(),
+    )
+}
+
+async fn list_buckets(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<ListBuckets>, Error> {
+    p.user()?;
+    blocking(move || nn.list_buckets()).await.map(Json)
+}
+
+async fn create_bucket(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    Path(bucket): Path<String>,
+) -> Result<Json<BucketInfo>, Error> {
+    p.user()?;
+    blocking(move || nn.create_bucket(&bucket)).await.map(Json)
+}
+
+async fn head_bucket(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    Path(bucket): Path<String>,
+) -> Result<StatusCode, Error> {
+    p.user()?;
+    blocking(move || nn.head_bucket(&bucket))
+        .await
+        .map(|_| StatusCode::OK)
+}
+
+async fn delete_bucket(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    Path(bucket): Path<String>,
+) -> Result<StatusCode, Error> {
+    p.user()?;
+    blocking(move || nn.delete_bucket(&bucket))
+        .await
+        .map(|_| StatusCode::NO_CONTENT)
+}
+
+async fn list_files(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    Path(bucket): Path<String>,
+    q: Result<Query<ListFilesQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ListFiles>, Error> {
+    p.user()?;
+    let q = query(q)?;
+    blocking(move || nn.list_files(&bucket, &q)).await.map(Json)
+}
+
+async fn stat(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    q: Result<Query<FileQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<FileInfo>, Error> {
+    p.user()?;
+    let q = query(q)?;
+    blocking(move || nn.stat(&q.bucket, &q.path))
+        .await
+        .map(Json)
+}
+
+async fn locations(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    q: Result<Query<FileQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<FileLocations>, Error> {
+    p.user()?;
+    let q = query(q)?;
+    blocking(move || nn.locations(&q.bucket, &q.path))
+        .await
+        .map(Json)
+}
+
+async fn delete_file(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    q: Result<Query<FileQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<StatusCode, Error> {
+    p.user()?;
+    let q = query(q)?;
+    blocking(move || nn.delete_file(&q.bucket, &q.path))
+        .await
+        .map(|_| StatusCode::NO_CONTENT)
+}
+
+async fn rename(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    JsonBody(req): JsonBody<RenameRequest>,
+) -> Result<Json<FileInfo>, Error> {
+    p.user()?;
+    blocking(move || nn.rename(&req)).await.map(Json)
+}
+
+async fn create_upload(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    JsonBody(req): JsonBody<CreateUpload>,
+) -> Result<Json<UploadPlan>, Error> {
+    let owner = p.user()?.to_string();
+    blocking(move || nn.create_upload(&owner, &req))
+        .await
+        .map(Json)
+}
+
+async fn add_chunks(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<ChunkBatch>,
+) -> Result<Json<UploadPlan>, Error> {
+    let owner = p.user()?.to_string();
+    let id = parse_upload(&id)?;
+    blocking(move || nn.add_chunks(&owner, &id, &req))
+        .await
+        .map(Json)
+}
+
+async fn retarget(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<Retarget>,
+) -> Result<Json<PutTarget>, Error> {
+    let owner = p.user()?.to_string();
+    let id = parse_upload(&id)?;
+    blocking(move || nn.retarget(&owner, &id, &req))
+        .await
+        .map(Json)
+}
+
+async fn commit(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<CommitUpload>,
+) -> Result<Json<FileInfo>, Error> {
+    let owner = p.user()?.to_string();
+    let id = parse_upload(&id)?;
+    blocking(move || nn.commit(&owner, &id, &req))
+        .await
+        .map(Json)
+}
+
+async fn abort_upload(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    let owner = p.user()?.to_string();
+    let id = parse_upload(&id)?;
+    blocking(move || nn.abort(&owner, &id))
+        .await
+        .map(|_| StatusCode::NO_CONTENT)
+}
+
+async fn bad_replica(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    JsonBody(req): JsonBody<BadReplica>,
+) -> Result<StatusCode, Error> {
+    p.user()?;
+    blocking(move || nn.bad_replica(&req))
+        .await
+        .map(|_| StatusCode::NO_CONTENT)
+}
+
+async fn list_nodes(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<ListNodes>, Error> {
+    p.admin()?;
+    Ok(Json(nn.list_nodes()))
+}
+
+async fn heartbeat(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    JsonBody(hb): JsonBody<Heartbeat>,
+) -> Result<Response, Error> {
+    p.cluster()?;
+    blocking(move || nn.heartbeat(hb))
+        .await
+        .map(|r| Json(r).into_response())
+}
+
+async fn chunk_report(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    JsonBody(report): JsonBody<ChunkReport>,
+) -> Result<StatusCode, Error> {
+    p.cluster()?;
+    blocking(move || nn.chunk_report(&report))
+        .await
+        .map(|_| StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,453 @@
+//! The namenode's metadata in RocksDB, one column family per kind of record.
+//!
+//! | cf | key | value |
+//! |---|---|---|
+//! | `buckets` | name | [`BucketRecord`] |
+//! | `files` | bucket `\0` path | [`FileRecord`] |
+//! | `chunks` | chunk id (32 bytes) | [`ChunkRecord`] |
+//! | `bucket_chunks` | bucket `\0` chunk id | references from that bucket (u64 LE) |
+//! | `uploads` | upload id (16 bytes) | [`UploadRecord`] |
+//! | `upload_chunks` | upload id + chunk id | empty: the session holds one reference |
+//! | `datanodes` | node id (8 bytes) | [`NodeRecord`] |
+//! | `keys` | access key | [`KeyRecord`] |
+//! | `gc` | chunk id | ms since epoch when its references reached zero |
+//! | `corrupt` | chunk id + node id | [`CorruptRecord`] |
+//!
+//! A chunk's `refs` counts every file position that names it plus every
+//! session that reported it; `bucket_chunks` counts the same per bucket and
+//! is what dedup consults, so knowing a hash grants nothing in another
+//! bucket. Every change is one [`rocksdb::WriteBatch`]; changes that must
+//! survive a crash before they are acknowledged are followed by a WAL sync
+//! ([`Meta::sync`]), done outside the write lock so concurrent commits share
+//! one fsync.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use blob_common::proto::namenode::ChunkRef;
+use blob_common::{ChunkId, NodeId, UploadId};
+use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+
+pub(crate) const CF_BUCKETS: &str = "buckets";
+pub(crate) const CF_FILES: &str = "files";
+pub(crate) const CF_CHUNKS: &str = "chunks";
+pub(crate) const CF_BUCKET_CHUNKS: &str = "bucket_chunks";
+pub(crate) const CF_UPLOADS: &str = "uploads";
+pub(crate) const CF_UPLOAD_CHUNKS: &str = "upload_chunks";
+pub(crate) const CF_DATANODES: &str = "datanodes";
+pub(crate) const CF_KEYS: &str = "keys";
+pub(crate) const CF_GC: &str = "gc";
+pub(crate) const CF_CORRUPT: &str = "corrupt";
+
+const ALL_CFS: &[&str] = &[
+    CF_BUCKETS,
+    CF_FILES,
+    CF_CHUNKS,
+    CF_BUCKET_CHUNKS,
+    CF_UPLOADS,
+    CF_UPLOAD_CHUNKS,
+    CF_DATANODES,
+    CF_KEYS,
+    CF_GC,
+    CF_CORRUPT,
+];
+
+/// A bucket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BucketRecord {
+    /// Creation time, ms since the epoch.
+    pub created_ms: u64,
+}
+
+/// A committed file version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// Total bytes.
+    pub size: u64,
+    /// Commit time.
+    pub created_ms: u64,
+    /// The upload that wrote it.
+    pub version: UploadId,
+    /// Replication factor.
+    pub replication: u8,
+    /// Writer's chunk size.
+    pub chunk_size: u64,
+    /// Chunks in order.
+    pub chunks: Vec<ChunkRef>,
+    /// User metadata.
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+}
+
+/// A chunk: its size, how many references it has, where its replicas are.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ChunkRecord {
+    /// Bytes.
+    pub size: u64,
+    /// References from files and open sessions.
+    pub refs: u64,
+    /// Nodes holding a replica.
+    pub replicas: Vec<NodeId>,
+}
+
+/// An open upload session.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UploadRecord {
+    /// Bucket.
+    pub bucket: String,
+    /// Path the commit writes.
+    pub path: String,
+    /// Replication factor.
+    pub replication: u8,
+    /// Client's chunk size.
+    pub chunk_size: u64,
+    /// Opening time.
+    pub created_ms: u64,
+    /// The access key that opened it.
+    pub owner: String,
+}
+
+/// A datanode the namenode has heard from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeRecord {
+    /// Base URL.
+    pub url: String,
+    /// First heartbeat, ms since the epoch.
+    pub registered_ms: u64,
+}
+
+/// An access key.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KeyRecord {
+    /// The secret (kept to verify HMACs, as S3 does).
+    pub secret: String,
+    /// Creation time.
+    pub created_ms: u64,
+    /// May administer the cluster.
+    pub admin: bool,
+}
+
+/// A replica a reader found corrupt.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CorruptRecord {
+    /// When it was reported.
+    pub reported_ms: u64,
+    /// What the reader saw.
+    pub reason: String,
+}
+
+/// The metadata store.
+pub struct Meta {
+    db: DB,
+}
+
+pub(crate) fn file_key(bucket: &str, path: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(bucket.len() + 1 + path.len());
+    k.extend_from_slice(bucket.as_bytes());
+    k.push(0);
+    k.extend_from_slice(path.as_bytes());
+    k
+}
+
+pub(crate) fn bucket_chunk_key(bucket: &str, chunk: &ChunkId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(bucket.len() + 33);
+    k.extend_from_slice(bucket.as_bytes());
+    k.push(0);
+    k.extend_from_slice(chunk.as_bytes());
+    k
+}
+
+pub(crate) fn upload_chunk_key(upload: &UploadId, chunk: &ChunkId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(48);
+    k.extend_from_slice(upload.as_bytes());
+    k.extend_from_slice(chunk.as_bytes());
+    k
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("records always serialize")
+}
+
+fn decode<T: DeserializeOwned>(cf: &str, bytes: &[u8]) -> Result<T, Error> {
+    serde_json::from_slice(bytes).map_err(|e| Error::Corrupt(format!("{cf} record: {e}")))
+}
+
+impl Meta {
+    /// Opens (or creates) the store under `dir`.
+    pub fn open(dir: &Path) -> Result<Self, Error> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_max_background_jobs(2);
+        opts.set_keep_log_file_num(4);
+        let cfs = ALL_CFS.iter().map(|name| {
+            let mut o = Options::default();
+            o.set_compression_type(rocksdb::DBCompressionType::Lz4);
+            ColumnFamilyDescriptor::new(*name, o)
+        });
+        let db = DB::open_cf_descriptors(&opts, dir, cfs).map_err(|e| Error::Db {
+            context: format!("opening metadata at {}", dir.display()),
+            source: e,
+        })?;
+        Ok(Self { db })
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
+        self.db
+            .cf_handle(name)
+            .expect("every column family is created at open")
+    }
+
+    pub(crate) fn get_raw(&self, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.db.get_cf(self.cf(cf), key).map_err(|e| Error::Db {
+            context: format!("reading {cf}"),
+            source: e,
+        })
+    }
+
+    pub(crate) fn get<T: DeserializeOwned>(
+        &self,
+        cf: &str,
+        key: &[u8],
+    ) -> Result<Option<T>, Error> {
+        match self.get_raw(cf, key)? {
+            Some(b) => Ok(Some(decode(cf, &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub(crate) fn get_count(&self, cf: &str, key: &[u8]) -> Result<u64, Error> {
+        Ok(self
+            .get_raw(cf, key)?
+            .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0))
+    }
+
+    /// Applies a batch. `sync` is left to [`Meta::sync`] so that callers can
+    /// release their lock before paying for the fsync.
+    pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), Error> {
+        let mut wo = WriteOptions::default();
+        wo.set_sync(false);
+        self.db.write_opt(batch, &wo).map_err(|e| Error::Db {
+            context: "writing batch".into(),
+            source: e,
+        })
+    }
+
+    /// Makes every write so far durable (fsync of the write-ahead log).
+    pub(crate) fn sync(&self) -> Result<(), Error> {
+        self.db.flush_wal(true).map_err(|e| Error::Db {
+            context: "syncing WAL".into(),
+            source: e,
+        })
+    }
+
+    /// Iterates `cf` from `start` while keys begin with `prefix`, calling `f`
+    /// until it returns false.
+    pub(crate) fn scan(
+        &self,
+        cf: &str,
+        prefix: &[u8],
+        start: &[u8],
+        mut f: impl FnMut(&[u8], &[u8]) -> Result<bool, Error>,
+    ) -> Result<(), Error> {
+        let mut it = self.db.raw_iterator_cf(self.cf(cf));
+        it.seek(if start > prefix { start } else { prefix });
+        while it.valid() {
+            let (Some(k), Some(v)) = (it.key(), it.value()) else {
+                break;
+            };
+            if !k.starts_with(prefix) || !f(k, v)? {
+                return Ok(());
+            }
+            it.next();
+        }
+        it.status().map_err(|e| Error::Db {
+            context: format!("scanning {cf}"),
+            source: e,
+        })
+    }
+
+    /// A raw iterator, for listings that seek past rolled-up prefixes.
+    pub(crate) fn raw_iter(&self, cf: &str) -> rocksdb::DBRawIterator<'_> {
+        self.db.raw_iterator_cf(self.cf(cf))
+    }
+}
+
+/// One mutation in the making: chunk records loaded and changed in memory,
+/// per-bucket reference changes, and the batch they end up in. Keeps the two
+/// counters (`chunks.refs`, `bucket_chunks`) moving together and marks
+/// chunks whose references reach zero for garbage collection.
+pub(crate) struct Txn<'a> {
+    meta: &'a Meta,
+    pub(crate) batch: WriteBatch,
+    chunks: HashMap<ChunkId, (u64, ChunkRecord)>,
+    bucket: HashMap<(String, ChunkId), i64>,
+    now_ms: u64,
+}
+
+impl<'a> Txn<'a> {
+    pub(crate) fn new(meta: &'a Meta, now_ms: u64) -> Self {
+        Self {
+            meta,
+            batch: WriteBatch::default(),
+            chunks: HashMap::new(),
+            bucket: HashMap::new(),
+            now_ms,
+        }
+    }
+
+    /// The chunk's record as this transaction sees it, if it exists.
+    pub(crate) fn chunk(&mut self, id: &ChunkId) -> Result<Option<&mut ChunkRecord>, Error> {
+        if !self.chunks.contains_key(id) {
+            match self.meta.get::<ChunkRecord>(CF_CHUNKS, id.as_bytes())? {
+                Some(rec) => {
+                    self.chunks.insert(*id, (rec.refs, rec));
+                }
+                None => return Ok(None),
+            }
+        }
+        Ok(self.chunks.get_mut(id).map(|(_, r)| r))
+    }
+
+    /// The chunk's record, created with `size` and no replicas if missing.
+    pub(crate) fn chunk_or_new(
+        &mut self,
+        id: &ChunkId,
+        size: u64,
+    ) -> Result<&mut ChunkRecord, Error> {
+        if self.chunk(id)?.is_none() {
+            self.chunks.insert(
+                *id,
+                (
+                    0,
+                    ChunkRecord {
+                        size,
+                        refs: 0,
+                        replicas: Vec::new(),
+                    },
+                ),
+            );
+        }
+        Ok(&mut self.chunks.get_mut(id).expect("just inserted").1)
+    }
+
+    /// References to `chunk` from `bucket` as this transaction sees them.
+    pub(crate) fn bucket_refs(&self, bucket: &str, chunk: &ChunkId) -> Result<u64, Error> {
+        let stored =
+            self.meta
+                .get_count(CF_BUCKET_CHUNKS, &bucket_chunk_key(bucket, chunk))? as i64;
+        let delta = self
+            .bucket
+            .get(&(bucket.to_string(), *chunk))
+            .copied()
+            .unwrap_or(0);
+        Ok((stored + delta).max(0) as u64)
+    }
+
+    /// Adds `by` references to a chunk that exists (in the store or in this
+    /// transaction).
+    pub(crate) fn add_ref(&mut self, bucket: &str, chunk: &ChunkId, by: i64) -> Result<(), Error> {
+        let rec = self
+            .chunk(chunk)?
+            .ok_or_else(|| Error::Corrupt(format!("reference change for unknown chunk {chunk}")))?;
+        rec.refs = (rec.refs as i64 + by).max(0) as u64;
+        *self.bucket.entry((bucket.to_string(), *chunk)).or_default() += by;
+        Ok(())
+    }
+
+    /// Writes everything in one batch (not yet synced: see [`Meta::sync`]).
+    pub(crate) fn commit(mut self) -> Result<(), Error> {
+        let meta = self.meta;
+        for (id, (was, rec)) in &self.chunks {
+            if rec.refs == 0 && *was > 0 {
+                self.batch
+                    .put_cf(meta.cf(CF_GC), id.as_bytes(), self.now_ms.to_le_bytes());
+            } else if rec.refs > 0 && *was == 0 {
+                self.batch.delete_cf(meta.cf(CF_GC), id.as_bytes());
+            }
+            self.batch
+                .put_cf(meta.cf(CF_CHUNKS), id.as_bytes(), encode(rec));
+        }
+        for ((bucket, chunk), delta) in &self.bucket {
+            if *delta == 0 {
+                continue;
+            }
+            let key = bucket_chunk_key(bucket, chunk);
+            let n = (meta.get_count(CF_BUCKET_CHUNKS, &key)? as i64 + delta).max(0) as u64;
+            if n == 0 {
+                self.batch.delete_cf(meta.cf(CF_BUCKET_CHUNKS), &key);
+            } else {
+                self.batch
+                    .put_cf(meta.cf(CF_BUCKET_CHUNKS), &key, n.to_le_bytes());
+            }
+        }
+        meta.write(self.batch)
+    }
+
+    /// Puts a JSON record into the batch.
+    pub(crate) fn put<T: Serialize>(&mut self, cf: &str, key: &[u8], v: &T) {
+        self.batch.put_cf(self.meta.cf(cf), key, encode(v));
+    }
+
+    /// Deletes a key in the batch.
+    pub(crate) fn delete(&mut self, cf: &str, key: &[u8]) {
+        self.batch.delete_cf(self.meta.cf(cf), key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn txn_moves_both_counters_and_marks_zero_for_gc() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let meta = Meta::open(dir.path()).expect("open");
+        let c = ChunkId::of(b"x");
+
+        let mut t = Txn::new(&meta, 5);
+        t.chunk_or_new(&c, 1)
+            .expect("chunk")
+            .replicas
+            .push(NodeId([1; 8]));
+        t.add_ref("bkt", &c, 2).expect("ref");
+        assert_eq!(t.bucket_refs("bkt", &c).expect("refs"), 2);
+        assert_eq!(t.bucket_refs("other", &c).expect("refs"), 0);
+        t.commit().expect("commit");
+        let rec: ChunkRecord = meta
+            .get(CF_CHUNKS, c.as_bytes())
+            .expect("get")
+            .expect("present");
+        assert_eq!((rec.refs, rec.replicas.len()), (2, 1));
+        assert_eq!(
+            meta.get_count(CF_BUCKET_CHUNKS, &bucket_chunk_key("bkt", &c))
+                .expect("count"),
+            2
+        );
+
+        let mut t = Txn::new(&meta, 7);
+        t.add_ref("bkt", &c, -2).expect("ref");
+        t.commit().expect("commit");
+        meta.sync().expect("sync");
+        let rec: ChunkRecord = meta
+            .get(CF_CHUNKS, c.as_bytes())
+            .expect("get")
+            .expect("present");
+        assert_eq!(rec.refs, 0);
+        assert_eq!(
+            meta.get_count(CF_BUCKET_CHUNKS, &bucket_chunk_key("bkt", &c))
+                .expect("count"),
+            0
+        );
+        assert_eq!(
+            meta.get_raw(CF_GC, c.as_bytes()).expect("gc"),
+            Some(7u64.to_le_bytes().to_vec())
+        );
+    }
+}

@@ -1,0 +1,121 @@
+//! The namenode's error type and its mapping to HTTP.
+
+use blob_common::auth::AuthError;
+use blob_common::error::ApiError;
+use blob_common::names::NameError;
+use blob_common::presign::PresignError;
+use blob_common::ChunkId;
+
+/// Everything a namenode call can fail with. Each variant maps to one HTTP
+/// status and code; a client's mistake is always a 4xx.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Credentials missing or wrong.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// The caller may not do this (e.g. a user calling a datanode route).
+    #[error("access denied: {0}")]
+    Forbidden(String),
+    /// A bucket or path breaks the naming rules.
+    #[error(transparent)]
+    Name(#[from] NameError),
+    /// A request that makes no sense.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such bucket.
+    #[error("bucket {0:?} does not exist")]
+    NoSuchBucket(String),
+    /// The bucket exists already.
+    #[error("bucket {0:?} already exists")]
+    BucketExists(String),
+    /// The bucket still holds files.
+    #[error("bucket {0:?} is not empty")]
+    BucketNotEmpty(String),
+    /// No such file.
+    #[error("{bucket}/{path} does not exist")]
+    NoSuchFile {
+        /// Bucket.
+        bucket: String,
+        /// Path.
+        path: String,
+    },
+    /// No such (open) upload session.
+    #[error("upload {0} does not exist (committed, aborted or expired)")]
+    NoSuchUpload(String),
+    /// A commit named chunks that were not uploaded with enough replicas.
+    #[error("{count} chunk(s) lack replicas, e.g. {first} has {have} of {want}")]
+    MissingReplicas {
+        /// How many chunks are short.
+        count: usize,
+        /// The first one.
+        first: ChunkId,
+        /// Replicas it has.
+        have: usize,
+        /// Replicas needed.
+        want: usize,
+    },
+    /// A receipt failed verification.
+    #[error("invalid receipt: {0}")]
+    BadReceipt(#[from] PresignError),
+    /// Fewer live datanodes than the replication factor asks for.
+    #[error("not enough live datanodes: need {want}, {live} available")]
+    NotEnoughNodes {
+        /// Nodes needed.
+        want: usize,
+        /// Nodes available.
+        live: usize,
+    },
+    /// RocksDB failed.
+    #[error("metadata store: {context}: {source}")]
+    Db {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        #[source]
+        source: rocksdb::Error,
+    },
+    /// A stored record could not be decoded.
+    #[error("corrupt metadata: {0}")]
+    Corrupt(String),
+    /// Anything else on the server's side (I/O, a task that died).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    fn api(&self) -> ApiError {
+        let (status, code) = match self {
+            Error::Auth(e) => (
+                e.status(),
+                match e {
+                    AuthError::Missing | AuthError::Malformed(_) => "Unauthenticated",
+                    AuthError::UnknownKey(_) => "InvalidAccessKeyId",
+                    AuthError::Skewed { .. } => "RequestTimeTooSkewed",
+                    AuthError::BodyMismatch => "BadDigest",
+                    _ => "SignatureDoesNotMatch",
+                },
+            ),
+            Error::Forbidden(_) => (403, "AccessDenied"),
+            Error::Name(NameError::Bucket { .. }) => (400, "InvalidBucketName"),
+            Error::Name(_) => (400, "InvalidPath"),
+            Error::BadRequest(_) => (400, "BadRequest"),
+            Error::NoSuchBucket(_) => (404, "NoSuchBucket"),
+            Error::BucketExists(_) => (409, "BucketAlreadyExists"),
+            Error::BucketNotEmpty(_) => (409, "BucketNotEmpty"),
+            Error::NoSuchFile { .. } => (404, "NoSuchFile"),
+            Error::NoSuchUpload(_) => (404, "NoSuchUpload"),
+            Error::MissingReplicas { .. } => (409, "MissingReplicas"),
+            Error::BadReceipt(_) => (403, "InvalidReceipt"),
+            Error::NotEnoughNodes { .. } => (503, "NotEnoughNodes"),
+            Error::Db { .. } | Error::Corrupt(_) | Error::Internal(_) => (500, "InternalError"),
+        };
+        ApiError::new(status, code, self.to_string())
+    }
+}
+
+impl axum::response::IntoResponse for Error {
+    fn into_response(self) -> axum::response::Response {
+        self.api().into_response()
+    }
+}

@@ -1,0 +1,321 @@
+//! The datanode registry: who is alive, and where new replicas go.
+//!
+//! Liveness is derived from the time of the last heartbeat, with `now` a
+//! parameter so the state machine is tested without a clock: silent for
+//! `stale_after` a node gets no new replicas and is read last; silent for
+//! `dead_after` it is dead and its replicas no longer count.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use blob_common::proto::heartbeat::Heartbeat;
+use blob_common::NodeId;
+use rand::Rng;
+
+use crate::error::Error;
+
+/// How a node is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Liveness {
+    /// Heartbeating.
+    Live,
+    /// Silent for a while: read last, no new replicas.
+    Stale,
+    /// Silent too long, or never heard from since start.
+    Dead,
+}
+
+/// What the namenode knows of one datanode.
+#[derive(Debug, Clone)]
+pub struct NodeState {
+    /// Base URL.
+    pub url: String,
+    /// Last heartbeat, if any since start.
+    pub last_seen: Option<Instant>,
+    /// Its content.
+    pub heartbeat: Option<Heartbeat>,
+    /// Whether a full chunk report arrived since this namenode started.
+    pub reported: bool,
+    /// When a full report was last asked for.
+    pub report_asked: Option<Instant>,
+}
+
+/// The registry.
+#[derive(Debug)]
+pub struct Nodes {
+    nodes: HashMap<NodeId, NodeState>,
+    stale_after: Duration,
+    dead_after: Duration,
+}
+
+impl Nodes {
+    /// An empty registry with the given intervals.
+    pub fn new(stale_after: Duration, dead_after: Duration) -> Self {
+        Self {
+            nodes: HashMap::new(),
+            stale_after,
+            dead_after,
+        }
+    }
+
+    /// Adds a node known from the metadata store (not heard from yet).
+    pub fn add_known(&mut self, id: NodeId, url: String) {
+        self.nodes.entry(id).or_insert(NodeState {
+            url,
+            last_seen: None,
+            heartbeat: None,
+            reported: false,
+            report_asked: None,
+        });
+    }
+
+    /// Records a heartbeat. Returns true when the node is new or moved (its
+    /// record must be persisted).
+    pub fn heartbeat(&mut self, hb: Heartbeat, now: Instant) -> bool {
+        let changed = self.nodes.get(&hb.node).is_none_or(|s| s.url != hb.url);
+        let st = self.nodes.entry(hb.node).or_insert(NodeState {
+            url: hb.url.clone(),
+            last_seen: None,
+            heartbeat: None,
+            reported: false,
+            report_asked: None,
+        });
+        st.url = hb.url.clone();
+        st.last_seen = Some(now);
+        st.heartbeat = Some(hb);
+        changed
+    }
+
+    /// Whether to ask the node for a full report now (none arrived since
+    /// start, and none was asked for in the last 30 s).
+    pub fn should_ask_report(&mut self, id: &NodeId, now: Instant) -> bool {
+        let Some(s) = self.nodes.get_mut(id) else {
+            return false;
+        };
+        if s.reported
+            || s.report_asked
+                .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(30))
+        {
+            return false;
+        }
+        s.report_asked = Some(now);
+        true
+    }
+
+    /// Marks that a full report arrived.
+    pub fn mark_reported(&mut self, id: &NodeId) {
+        if let Some(s) = self.nodes.get_mut(id) {
+            s.reported = true;
+        }
+    }
+
+    /// A node's state.
+    pub fn get(&self, id: &NodeId) -> Option<&NodeState> {
+        self.nodes.get(id)
+    }
+
+    /// Every node with its liveness.
+    pub fn all(&self, now: Instant) -> Vec<(NodeId, &NodeState, Liveness)> {
+        let mut v: Vec<_> = self
+            .nodes
+            .iter()
+            .map(|(id, s)| (*id, s, self.liveness(s, now)))
+            .collect();
+        v.sort_by_key(|(id, ..)| *id);
+        v
+    }
+
+    /// A node's liveness at `now`.
+    pub fn liveness(&self, s: &NodeState, now: Instant) -> Liveness {
+        match s.last_seen {
+            None => Liveness::Dead,
+            Some(t) => {
+                let silent = now.saturating_duration_since(t);
+                if silent >= self.dead_after {
+                    Liveness::Dead
+                } else if silent >= self.stale_after {
+                    Liveness::Stale
+                } else {
+                    Liveness::Live
+                }
+            }
+        }
+    }
+
+    fn writable(&self, s: &NodeState, now: Instant) -> bool {
+        self.liveness(s, now) == Liveness::Live
+            && !s.heartbeat.as_ref().is_some_and(|h| h.read_only)
+    }
+
+    /// Chooses `n` distinct writable nodes outside `exclude`, weighted by
+    /// free space (weighted sampling without replacement).
+    pub fn place(
+        &self,
+        n: usize,
+        exclude: &[NodeId],
+        now: Instant,
+        rng: &mut impl Rng,
+    ) -> Result<Vec<(NodeId, String)>, Error> {
+        let mut candidates: Vec<(f64, NodeId, &str)> = self
+            .nodes
+            .iter()
+            .filter(|(id, s)| !exclude.contains(id) && self.writable(s, now))
+            .map(|(id, s)| {
+                let free = s.heartbeat.as_ref().map_or(1, |h| h.available.max(1)) as f64;
+                // Efraimidis–Spirakis: the n largest u^(1/w) are a weighted
+                // sample without replacement; ln keeps it in range.
+                let u: f64 = rng.gen_range(f64::MIN_POSITIVE..1.0);
+                (u.ln() / free, *id, s.url.as_str())
+            })
+            .collect();
+        if candidates.len() < n {
+            return Err(Error::NotEnoughNodes {
+                want: n,
+                live: candidates.len(),
+            });
+        }
+        candidates.sort_by(|a, b| b.0.total_cmp(&a.0));
+        Ok(candidates
+            .into_iter()
+            .take(n)
+            .map(|(_, id, url)| (id, url.to_string()))
+            .collect())
+    }
+
+    /// Orders a chunk's replicas for reading: live nodes first (least loaded
+    /// first), then stale, then dead or unknown. Unknown ids are dropped.
+    pub fn read_order(&self, replicas: &[NodeId], now: Instant) -> Vec<(NodeId, String)> {
+        let mut v: Vec<_> = replicas
+            .iter()
+            .filter_map(|id| {
+                let s = self.nodes.get(id)?;
+                let load = s.heartbeat.as_ref().map_or(u64::MAX, |h| h.load);
+                Some((self.liveness(s, now), load, *id, s.url.clone()))
+            })
+            .collect();
+        v.sort_by_key(|(l, load, ..)| (*l, *load));
+        v.into_iter().map(|(_, _, id, url)| (id, url)).collect()
+    }
+
+    /// Ids of nodes currently counted as holding replicas (not dead).
+    pub fn is_counted(&self, id: &NodeId, now: Instant) -> bool {
+        self.nodes
+            .get(id)
+            .is_some_and(|s| self.liveness(s, now) != Liveness::Dead)
+    }
+
+    /// Number of writable nodes.
+    pub fn writable_count(&self, now: Instant) -> usize {
+        self.nodes
+            .values()
+            .filter(|s| self.writable(s, now))
+            .count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hb(n: u8, available: u64) -> Heartbeat {
+        Heartbeat {
+            node: NodeId([n; 8]),
+            url: format!("http://127.0.0.1:{n}"),
+            capacity: 100,
+            used: 0,
+            available,
+            chunk_count: 0,
+            load: n as u64,
+            read_only: false,
+        }
+    }
+
+    #[test]
+    fn liveness_follows_silence() {
+        let t0 = Instant::now();
+        let mut nodes = Nodes::new(Duration::from_secs(10), Duration::from_secs(60));
+        nodes.heartbeat(hb(1, 10), t0);
+        let s = nodes.get(&NodeId([1; 8])).cloned().expect("registered");
+        assert_eq!(
+            nodes.liveness(&s, t0 + Duration::from_secs(9)),
+            Liveness::Live
+        );
+        assert_eq!(
+            nodes.liveness(&s, t0 + Duration::from_secs(10)),
+            Liveness::Stale
+        );
+        assert_eq!(
+            nodes.liveness(&s, t0 + Duration::from_secs(60)),
+            Liveness::Dead
+        );
+        nodes.add_known(NodeId([2; 8]), "http://x".into());
+        let s = nodes.get(&NodeId([2; 8])).cloned().expect("known");
+        assert_eq!(nodes.liveness(&s, t0), Liveness::Dead);
+    }
+
+    #[test]
+    fn placement_picks_distinct_live_writable_nodes() {
+        let t0 = Instant::now();
+        let mut nodes = Nodes::new(Duration::from_secs(10), Duration::from_secs(60));
+        for n in 1..=4 {
+            nodes.heartbeat(hb(n, 1000), t0);
+        }
+        let mut ro = hb(5, 1000);
+        ro.read_only = true;
+        nodes.heartbeat(ro, t0);
+        nodes.heartbeat(hb(6, 1000), t0 - Duration::from_secs(20)); // stale
+        let mut rng = rand::thread_rng();
+        for _ in 0..200 {
+            let got = nodes
+                .place(3, &[NodeId([1; 8])], t0, &mut rng)
+                .expect("enough nodes");
+            let mut ids: Vec<_> = got.iter().map(|(id, _)| id.0[0]).collect();
+            ids.sort();
+            assert_eq!(ids, vec![2, 3, 4]);
+        }
+        assert!(matches!(
+            nodes.place(4, &[NodeId([1; 8])], t0, &mut rng),
+            Err(Error::NotEnoughNodes { want: 4, live: 3 })
+        ));
+    }
+
+    #[test]
+    fn placement_is_weighted_by_free_space() {
+        let t0 = Instant::now();
+        let mut nodes = Nodes::new(Duration::from_secs(10), Duration::from_secs(60));
+        nodes.heartbeat(hb(1, 9_000), t0);
+        nodes.heartbeat(hb(2, 1_000), t0);
+        let mut rng = rand::thread_rng();
+        let firsts = (0..2000)
+            .filter(|_| nodes.place(1, &[], t0, &mut rng).expect("placed")[0].0 == NodeId([1; 8]))
+            .count();
+        // Expected 90%; allow generous noise.
+        assert!(
+            (1600..=1950).contains(&firsts),
+            "node 1 chosen {firsts}/2000"
+        );
+    }
+
+    #[test]
+    fn reads_prefer_live_then_least_loaded() {
+        let t0 = Instant::now();
+        let mut nodes = Nodes::new(Duration::from_secs(10), Duration::from_secs(60));
+        nodes.heartbeat(hb(3, 1), t0);
+        nodes.heartbeat(hb(1, 1), t0 - Duration::from_secs(15));
+        nodes.heartbeat(hb(2, 1), t0);
+        let order: Vec<u8> = nodes
+            .read_order(
+                &[
+                    NodeId([1; 8]),
+                    NodeId([3; 8]),
+                    NodeId([2; 8]),
+                    NodeId([9; 8]),
+                ],
+                t0,
+            )
+            .iter()
+            .map(|(id, _)| id.0[0])
+            .collect();
+        assert_eq!(order, vec![2, 3, 1]);
+    }
+}

@@ -1,0 +1,892 @@
+//! The namenode's operations. Each is a synchronous function over the
+//! metadata store, called from a blocking task: it takes the write lock for
+//! the read-modify-write, writes one batch, releases the lock, and only then
+//! syncs the WAL when the change must be durable before it is acknowledged.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use blob_common::names::{validate_bucket, validate_path};
+use blob_common::presign::{self, Claims, Op, PipelineNode, Receipt};
+use blob_common::proto::heartbeat::{ChunkReport, Command, Heartbeat, HeartbeatResponse};
+use blob_common::proto::namenode::*;
+use blob_common::{now_ms, now_secs, ChunkId, NodeId, UploadId};
+
+use crate::db::*;
+use crate::error::Error;
+use crate::nodes::Liveness;
+use crate::Namenode;
+
+pub(crate) fn load_nodes(meta: &Meta) -> Result<Vec<(NodeId, NodeRecord)>, Error> {
+    let mut out = Vec::new();
+    meta.scan(CF_DATANODES, b"", b"", |k, v| {
+        if let Some(id) = NodeId::from_slice(k) {
+            let rec: NodeRecord = serde_json::from_slice(v)
+                .map_err(|e| Error::Corrupt(format!("datanode record: {e}")))?;
+            out.push((id, rec));
+        }
+        Ok(true)
+    })?;
+    Ok(out)
+}
+
+/// The smallest key greater than every key starting with `prefix`.
+fn prefix_successor(prefix: &[u8]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    while let Some(last) = k.pop() {
+        if last < 0xff {
+            k.push(last + 1);
+            return k;
+        }
+    }
+    vec![0xff; prefix.len() + 1]
+}
+
+fn file_info(bucket: &str, path: &str, rec: FileRecord) -> FileInfo {
+    FileInfo {
+        bucket: bucket.to_string(),
+        path: path.to_string(),
+        size: rec.size,
+        created_ms: rec.created_ms,
+        version: rec.version,
+        replication: rec.replication,
+        chunk_size: rec.chunk_size,
+        chunks: rec.chunks,
+        meta: rec.meta,
+    }
+}
+
+impl Namenode {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A panic while holding the lock cannot leave a half-written batch
+        // (batches are atomic), so a poisoned lock is safe to reuse.
+        self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn nodes_read(&self) -> std::sync::RwLockReadGuard<'_, crate::nodes::Nodes> {
+        self.nodes.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn nodes_write(&self) -> std::sync::RwLockWriteGuard<'_, crate::nodes::Nodes> {
+        self.nodes.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn ensure_admin_key(&self) -> Result<(), Error> {
+        let _g = self.lock();
+        let mut any = false;
+        self.meta.scan(CF_KEYS, b"", b"", |_, _| {
+            any = true;
+            Ok(false)
+        })?;
+        let wanted = self.cfg.admin_access_key.clone();
+        let exists = match &wanted {
+            Some(k) => self.meta.get_raw(CF_KEYS, k.as_bytes())?.is_some(),
+            None => any,
+        };
+        if exists {
+            return Ok(());
+        }
+        let access =
+            wanted.unwrap_or_else(|| format!("BK{}", hex::encode_upper(rand::random::<[u8; 9]>())));
+        let secret = self
+            .cfg
+            .admin_secret_key
+            .clone()
+            .unwrap_or_else(|| hex::encode(rand::random::<[u8; 20]>()));
+        let mut t = Txn::new(&self.meta, now_ms());
+        t.put(
+            CF_KEYS,
+            access.as_bytes(),
+            &KeyRecord {
+                secret: secret.clone(),
+                created_ms: now_ms(),
+                admin: true,
+            },
+        );
+        t.commit()?;
+        self.meta.sync()?;
+        let path = Namenode::credentials_path(&self.cfg.data_dir);
+        let text = format!("access_key = \"{access}\"\nsecret_key = \"{secret}\"\n");
+        write_private(&path, &text)
+            .map_err(|e| Error::Internal(format!("writing {}: {e}", path.display())))?;
+        tracing::info!(access_key = %access, file = %path.display(), "created admin access key");
+        Ok(())
+    }
+
+    pub(crate) fn key_secret(&self, access_key: &str) -> Result<Option<KeyRecord>, Error> {
+        self.meta.get(CF_KEYS, access_key.as_bytes())
+    }
+
+    // ---- buckets -------------------------------------------------------
+
+    pub(crate) fn create_bucket(&self, name: &str) -> Result<BucketInfo, Error> {
+        validate_bucket(name)?;
+        let created_ms = now_ms();
+        {
+            let _g = self.lock();
+            if self.meta.get_raw(CF_BUCKETS, name.as_bytes())?.is_some() {
+                return Err(Error::BucketExists(name.to_string()));
+            }
+            let mut t = Txn::new(&self.meta, created_ms);
+            t.put(CF_BUCKETS, name.as_bytes(), &BucketRecord { created_ms });
+            t.commit()?;
+        }
+        self.meta.sync()?;
+        Ok(BucketInfo {
+            name: name.to_string(),
+            created_ms,
+        })
+    }
+
+    pub(crate) fn head_bucket(&self, name: &str) -> Result<BucketInfo, Error> {
+        validate_bucket(name)?;
+        let rec: BucketRecord = self
+            .meta
+            .get(CF_BUCKETS, name.as_bytes())?
+            .ok_or_else(|| Error::NoSuchBucket(name.to_string()))?;
+        Ok(BucketInfo {
+            name: name.to_string(),
+            created_ms: rec.created_ms,
+        })
+    }
+
+    pub(crate) fn list_buckets(&self) -> Result<ListBuckets, Error> {
+        let mut buckets = Vec::new();
+        self.meta.scan(CF_BUCKETS, b"", b"", |k, v| {
+            let rec: BucketRecord = serde_json::from_slice(v)
+                .map_err(|e| Error::Corrupt(format!("bucket record: {e}")))?;
+            buckets.push(BucketInfo {
+                name: String::from_utf8_lossy(k).into_owned(),
+                created_ms: rec.created_ms,
+            });
+            Ok(true)
+        })?;
+        Ok(ListBuckets { buckets })
+    }
+
+    pub(crate) fn delete_bucket(&self, name: &str) -> Result<(), Error> {
+        self.head_bucket(name)?;
+        {
+            let _g = self.lock();
+            let prefix = file_key(name, "");
+            let mut empty = true;
+            self.meta.scan(CF_FILES, &prefix, &prefix, |_, _| {
+                empty = false;
+                Ok(false)
+            })?;
+            if !empty {
+                return Err(Error::BucketNotEmpty(name.to_string()));
+            }
+            let mut t = Txn::new(&self.meta, now_ms());
+            for (id, rec) in self.uploads_matching(|u| u.bucket == name)? {
+                self.drop_session(&mut t, &id, &rec)?;
+            }
+            t.delete(CF_BUCKETS, name.as_bytes());
+            t.commit()?;
+        }
+        self.meta.sync()
+    }
+
+    fn uploads_matching(
+        &self,
+        pred: impl Fn(&UploadRecord) -> bool,
+    ) -> Result<Vec<(UploadId, UploadRecord)>, Error> {
+        let mut out = Vec::new();
+        self.meta.scan(CF_UPLOADS, b"", b"", |k, v| {
+            let rec: UploadRecord = serde_json::from_slice(v)
+                .map_err(|e| Error::Corrupt(format!("upload record: {e}")))?;
+            if let (Some(id), true) = (UploadId::from_slice(k), pred(&rec)) {
+                out.push((id, rec));
+            }
+            Ok(true)
+        })?;
+        Ok(out)
+    }
+
+    // ---- files ---------------------------------------------------------
+
+    fn file_record(&self, bucket: &str, path: &str) -> Result<FileRecord, Error> {
+        validate_bucket(bucket)?;
+        validate_path(path)?;
+        match self.meta.get(CF_FILES, &file_key(bucket, path))? {
+            Some(rec) => Ok(rec),
+            None => {
+                self.head_bucket(bucket)?;
+                Err(Error::NoSuchFile {
+                    bucket: bucket.to_string(),
+                    path: path.to_string(),
+                })
+            }
+        }
+    }
+
+    pub(crate) fn stat(&self, bucket: &str, path: &str) -> Result<FileInfo, Error> {
+        Ok(file_info(bucket, path, self.file_record(bucket, path)?))
+    }
+
+    pub(crate) fn list_files(&self, bucket: &str, q: &ListFilesQuery) -> Result<ListFiles, Error> {
+        self.head_bucket(bucket)?;
+        let prefix = q.prefix.clone().unwrap_or_default();
+        let delimiter = q.delimiter.clone().filter(|d| !d.is_empty());
+        let limit = q.limit.unwrap_or(1000).clamp(1, 1000);
+        let base = file_key(bucket, "");
+        let prefix_key = file_key(bucket, &prefix);
+        let mut it = self.meta.raw_iter(CF_FILES);
+        match &q.start_after {
+            Some(after) if after.as_str() >= prefix.as_str() => {
+                let after_key = file_key(bucket, after);
+                let rolled = delimiter
+                    .as_deref()
+                    .is_some_and(|d| after.ends_with(d) && after.len() > prefix.len());
+                if rolled {
+                    it.seek(prefix_successor(&after_key));
+                } else {
+                    it.seek(&after_key);
+                    if it.key() == Some(after_key.as_slice()) {
+                        it.next();
+                    }
+                }
+            }
+            _ => it.seek(&prefix_key),
+        }
+        let mut out = ListFiles::default();
+        let mut count = 0usize;
+        let mut last: Option<String> = None;
+        while it.valid() {
+            let Some(key) = it.key() else { break };
+            if !key.starts_with(&prefix_key) {
+                break;
+            }
+            if count == limit {
+                out.next_start_after = last.clone();
+                break;
+            }
+            let path = String::from_utf8_lossy(&key[base.len()..]).into_owned();
+            if let Some(d) = &delimiter {
+                if let Some(pos) = path[prefix.len()..].find(d.as_str()) {
+                    let cp = path[..prefix.len() + pos + d.len()].to_string();
+                    it.seek(prefix_successor(&file_key(bucket, &cp)));
+                    out.common_prefixes.push(cp.clone());
+                    last = Some(cp);
+                    count += 1;
+                    continue;
+                }
+            }
+            let rec: FileRecord = serde_json::from_slice(it.value().unwrap_or_default())
+                .map_err(|e| Error::Corrupt(format!("file record: {e}")))?;
+            out.files.push(FileEntry {
+                path: path.clone(),
+                size: rec.size,
+                created_ms: rec.created_ms,
+                version: rec.version,
+            });
+            last = Some(path);
+            count += 1;
+            it.next();
+        }
+        it.status().map_err(|e| Error::Db {
+            context: "listing files".into(),
+            source: e,
+        })?;
+        Ok(out)
+    }
+
+    pub(crate) fn locations(&self, bucket: &str, path: &str) -> Result<FileLocations, Error> {
+        let rec = self.file_record(bucket, path)?;
+        let now = Instant::now();
+        let exp = now_secs() + self.cfg.presign_ttl_secs;
+        let nodes = self.nodes_read();
+        let mut chunks = Vec::with_capacity(rec.chunks.len());
+        let mut offset = 0;
+        for c in &rec.chunks {
+            let replicas = match self.meta.get::<ChunkRecord>(CF_CHUNKS, c.id.as_bytes())? {
+                Some(cr) => nodes.read_order(&cr.replicas, now),
+                None => Vec::new(),
+            };
+            let claims = Claims {
+                op: Op::Get,
+                chunk: c.id,
+                exp,
+                kid: String::new(),
+                size: None,
+                pipeline: vec![],
+                upload: None,
+            };
+            let replicas = replicas
+                .into_iter()
+                .map(|(node, url)| ReplicaUrl {
+                    node,
+                    url: presign::url(&url, &self.keyring, &claims),
+                })
+                .collect();
+            chunks.push(ChunkLocation {
+                id: c.id,
+                size: c.size,
+                offset,
+                replicas,
+            });
+            offset += c.size;
+        }
+        drop(nodes);
+        Ok(FileLocations {
+            file: file_info(bucket, path, rec),
+            chunks,
+        })
+    }
+
+    pub(crate) fn delete_file(&self, bucket: &str, path: &str) -> Result<(), Error> {
+        {
+            let _g = self.lock();
+            let rec = self.file_record(bucket, path)?;
+            let mut t = Txn::new(&self.meta, now_ms());
+            for c in &rec.chunks {
+                t.add_ref(bucket, &c.id, -1)?;
+            }
+            t.delete(CF_FILES, &file_key(bucket, path));
+            t.commit()?;
+        }
+        self.meta.sync()
+    }
+
+    pub(crate) fn rename(&self, req: &RenameRequest) -> Result<FileInfo, Error> {
+        validate_path(&req.to)?;
+        let rec = {
+            let _g = self.lock();
+            let rec = self.file_record(&req.bucket, &req.from)?;
+            if req.from == req.to {
+                return Ok(file_info(&req.bucket, &req.to, rec));
+            }
+            let mut t = Txn::new(&self.meta, now_ms());
+            if let Some(old) = self
+                .meta
+                .get::<FileRecord>(CF_FILES, &file_key(&req.bucket, &req.to))?
+            {
+                for c in &old.chunks {
+                    t.add_ref(&req.bucket, &c.id, -1)?;
+                }
+            }
+            t.put(CF_FILES, &file_key(&req.bucket, &req.to), &rec);
+            t.delete(CF_FILES, &file_key(&req.bucket, &req.from));
+            t.commit()?;
+            rec
+        };
+        self.meta.sync()?;
+        Ok(file_info(&req.bucket, &req.to, rec))
+    }
+
+    // ---- uploads -------------------------------------------------------
+
+    fn upload_record(&self, id: &UploadId, owner: &str) -> Result<UploadRecord, Error> {
+        match self.meta.get::<UploadRecord>(CF_UPLOADS, id.as_bytes())? {
+            Some(rec) if rec.owner == owner => Ok(rec),
+            _ => Err(Error::NoSuchUpload(id.to_string())),
+        }
+    }
+
+    fn check_chunk_ref(&self, c: &ChunkRef) -> Result<(), Error> {
+        if c.size == 0 || c.size > self.cfg.max_chunk_size {
+            return Err(Error::BadRequest(format!(
+                "chunk {} has size {}; chunks must be 1 to {} bytes",
+                c.id, c.size, self.cfg.max_chunk_size
+            )));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn create_upload(
+        &self,
+        owner: &str,
+        req: &CreateUpload,
+    ) -> Result<UploadPlan, Error> {
+        validate_bucket(&req.bucket)?;
+        validate_path(&req.path)?;
+        self.head_bucket(&req.bucket)?;
+        let replication = req.replication.unwrap_or(self.cfg.default_replication);
+        if replication == 0 || replication > 16 {
+            return Err(Error::BadRequest(format!(
+                "replication must be 1 to 16, got {replication}"
+            )));
+        }
+        if req.chunk_size == 0 || req.chunk_size > self.cfg.max_chunk_size {
+            return Err(Error::BadRequest(format!(
+                "chunk_size must be 1 to {} bytes, got {}",
+                self.cfg.max_chunk_size, req.chunk_size
+            )));
+        }
+        let live = self.nodes_read().writable_count(Instant::now());
+        if live < replication as usize {
+            return Err(Error::NotEnoughNodes {
+                want: replication as usize,
+                live,
+            });
+        }
+        let id = UploadId::random();
+        let rec = UploadRecord {
+            bucket: req.bucket.clone(),
+            path: req.path.clone(),
+            replication,
+            chunk_size: req.chunk_size,
+            created_ms: now_ms(),
+            owner: owner.to_string(),
+        };
+        {
+            let _g = self.lock();
+            let mut t = Txn::new(&self.meta, now_ms());
+            t.put(CF_UPLOADS, id.as_bytes(), &rec);
+            t.commit()?;
+        }
+        let chunks = self.plan(&id, &rec, &req.chunks)?;
+        Ok(UploadPlan {
+            upload: id,
+            replication,
+            chunks,
+        })
+    }
+
+    pub(crate) fn add_chunks(
+        &self,
+        owner: &str,
+        id: &UploadId,
+        batch: &ChunkBatch,
+    ) -> Result<UploadPlan, Error> {
+        let rec = self.upload_record(id, owner)?;
+        if !batch.receipts.is_empty() {
+            let _g = self.lock();
+            let mut t = Txn::new(&self.meta, now_ms());
+            self.record_receipts(&mut t, id, &rec, &batch.receipts, &mut HashSet::new())?;
+            t.commit()?;
+        }
+        let chunks = self.plan(id, &rec, &batch.chunks)?;
+        Ok(UploadPlan {
+            upload: *id,
+            replication: rec.replication,
+            chunks,
+        })
+    }
+
+    /// Verifies receipts and records them: the replica is added to the
+    /// chunk, and the session takes one reference on a chunk it has not
+    /// referenced yet (added to `added`).
+    fn record_receipts(
+        &self,
+        t: &mut Txn<'_>,
+        id: &UploadId,
+        rec: &UploadRecord,
+        receipts: &[Receipt],
+        added: &mut HashSet<ChunkId>,
+    ) -> Result<(), Error> {
+        for r in receipts {
+            r.verify(&self.keyring)?;
+            self.check_chunk_ref(&ChunkRef {
+                id: r.chunk,
+                size: r.size,
+            })?;
+            let chunk = t.chunk_or_new(&r.chunk, r.size)?;
+            if chunk.size != r.size {
+                return Err(Error::BadRequest(format!(
+                    "receipt says chunk {} has {} bytes, metadata says {}",
+                    r.chunk, r.size, chunk.size
+                )));
+            }
+            if !chunk.replicas.contains(&r.node) {
+                chunk.replicas.push(r.node);
+            }
+            let key = upload_chunk_key(id, &r.chunk);
+            if !added.contains(&r.chunk) && self.meta.get_raw(CF_UPLOAD_CHUNKS, &key)?.is_none() {
+                t.batch.put_cf(self.meta.cf(CF_UPLOAD_CHUNKS), &key, []);
+                t.add_ref(&rec.bucket, &r.chunk, 1)?;
+                added.insert(r.chunk);
+            }
+        }
+        Ok(())
+    }
+
+    /// Replicas of a chunk that count (their node is not dead).
+    fn counted(&self, replicas: &[NodeId], now: Instant) -> Vec<NodeId> {
+        let nodes = self.nodes_read();
+        replicas
+            .iter()
+            .copied()
+            .filter(|n| nodes.is_counted(n, now))
+            .collect()
+    }
+
+    fn plan(
+        &self,
+        id: &UploadId,
+        rec: &UploadRecord,
+        chunks: &[ChunkRef],
+    ) -> Result<Vec<ChunkPlan>, Error> {
+        let now = Instant::now();
+        let mut out = Vec::with_capacity(chunks.len());
+        for c in chunks {
+            self.check_chunk_ref(c)?;
+            let existing = self
+                .meta
+                .get::<ChunkRecord>(CF_CHUNKS, c.id.as_bytes())?
+                .filter(|r| r.size == c.size);
+            let mut have = Vec::new();
+            if let Some(cr) = &existing {
+                let in_bucket = self
+                    .meta
+                    .get_count(CF_BUCKET_CHUNKS, &bucket_chunk_key(&rec.bucket, &c.id))?
+                    > 0;
+                let in_session = self
+                    .meta
+                    .get_raw(CF_UPLOAD_CHUNKS, &upload_chunk_key(id, &c.id))?
+                    .is_some();
+                let counted = self.counted(&cr.replicas, now);
+                // A chunk this bucket already references is stored once it has
+                // any live replica (keeping it at its factor is repair's job);
+                // one this session sent must reach the session's factor.
+                let enough = if in_bucket && !in_session {
+                    !counted.is_empty()
+                } else {
+                    counted.len() >= rec.replication as usize
+                };
+                if (in_bucket || in_session) && enough {
+                    out.push(ChunkPlan {
+                        id: c.id,
+                        put: None,
+                    });
+                    continue;
+                }
+                if in_session {
+                    have = counted;
+                }
+            }
+            let put = self.put_target(id, c, rec.replication as usize, &have, &[])?;
+            out.push(ChunkPlan {
+                id: c.id,
+                put: Some(put),
+            });
+        }
+        Ok(out)
+    }
+
+    fn put_target(
+        &self,
+        id: &UploadId,
+        c: &ChunkRef,
+        replication: usize,
+        have: &[NodeId],
+        exclude: &[NodeId],
+    ) -> Result<PutTarget, Error> {
+        let want = replication.saturating_sub(have.len()).max(1);
+        let mut avoid: Vec<NodeId> = have.to_vec();
+        avoid.extend_from_slice(exclude);
+        let chosen =
+            self.nodes_read()
+                .place(want, &avoid, Instant::now(), &mut rand::thread_rng())?;
+        let pipeline: Vec<PipelineNode> = chosen
+            .iter()
+            .map(|(node, url)| PipelineNode {
+                node: *node,
+                url: url.clone(),
+            })
+            .collect();
+        let claims = Claims {
+            op: Op::Put,
+            chunk: c.id,
+            exp: now_secs() + self.cfg.presign_ttl_secs,
+            kid: String::new(),
+            size: Some(c.size),
+            pipeline,
+            upload: Some(*id),
+        };
+        Ok(PutTarget {
+            url: presign::url(&chosen[0].1, &self.keyring, &claims),
+            targets: chosen.into_iter().map(|(n, _)| n).collect(),
+        })
+    }
+
+    pub(crate) fn retarget(
+        &self,
+        owner: &str,
+        id: &UploadId,
+        req: &Retarget,
+    ) -> Result<PutTarget, Error> {
+        let rec = self.upload_record(id, owner)?;
+        self.check_chunk_ref(&req.chunk)?;
+        let now = Instant::now();
+        let mut have = self.counted(&req.have, now);
+        if let Some(cr) = self
+            .meta
+            .get::<ChunkRecord>(CF_CHUNKS, req.chunk.id.as_bytes())?
+        {
+            for n in self.counted(&cr.replicas, now) {
+                if !have.contains(&n) {
+                    have.push(n);
+                }
+            }
+        }
+        self.put_target(
+            id,
+            &req.chunk,
+            rec.replication as usize,
+            &have,
+            &req.exclude,
+        )
+    }
+
+    pub(crate) fn commit(
+        &self,
+        owner: &str,
+        id: &UploadId,
+        req: &CommitUpload,
+    ) -> Result<FileInfo, Error> {
+        let now = Instant::now();
+        let (info, size) = {
+            let _g = self.lock();
+            let rec = self.upload_record(id, owner)?;
+            self.head_bucket(&rec.bucket)?;
+            let mut t = Txn::new(&self.meta, now_ms());
+            let mut added = HashSet::new();
+            self.record_receipts(&mut t, id, &rec, &req.receipts, &mut added)?;
+            let mut short: Vec<(ChunkId, usize, usize)> = Vec::new();
+            let mut size = 0u64;
+            for c in &req.chunks {
+                self.check_chunk_ref(c)?;
+                size += c.size;
+                let in_session = added.contains(&c.id)
+                    || self
+                        .meta
+                        .get_raw(CF_UPLOAD_CHUNKS, &upload_chunk_key(id, &c.id))?
+                        .is_some();
+                let in_bucket = t.bucket_refs(&rec.bucket, &c.id)? > u64::from(in_session);
+                let replicas = match t.chunk(&c.id)? {
+                    Some(cr) if cr.size == c.size => cr.replicas.clone(),
+                    Some(cr) => {
+                        return Err(Error::BadRequest(format!(
+                            "chunk {} has {} bytes, commit says {}",
+                            c.id, cr.size, c.size
+                        )))
+                    }
+                    None => Vec::new(),
+                };
+                let have = self.counted(&replicas, now).len();
+                let want = if in_bucket {
+                    1
+                } else {
+                    rec.replication as usize
+                };
+                if !(in_session || in_bucket) || have < want {
+                    short.push((c.id, have, want));
+                }
+            }
+            if let Some(&(first, have, want)) = short.first() {
+                return Err(Error::MissingReplicas {
+                    count: short.len(),
+                    first,
+                    have,
+                    want,
+                });
+            }
+            for c in &req.chunks {
+                t.add_ref(&rec.bucket, &c.id, 1)?;
+            }
+            let fkey = file_key(&rec.bucket, &rec.path);
+            if let Some(old) = self.meta.get::<FileRecord>(CF_FILES, &fkey)? {
+                for c in &old.chunks {
+                    t.add_ref(&rec.bucket, &c.id, -1)?;
+                }
+            }
+            self.drop_session(&mut t, id, &rec)?;
+            let file = FileRecord {
+                size,
+                created_ms: now_ms(),
+                version: *id,
+                replication: rec.replication,
+                chunk_size: rec.chunk_size,
+                chunks: req.chunks.clone(),
+                meta: req.meta.clone(),
+            };
+            t.put(CF_FILES, &fkey, &file);
+            t.commit()?;
+            (file_info(&rec.bucket, &rec.path, file), size)
+        };
+        self.meta.sync()?;
+        self.metrics.commits.inc();
+        self.metrics.committed_bytes.inc_by(size);
+        Ok(info)
+    }
+
+    /// Releases a session's references and deletes it (inside a txn).
+    fn drop_session(
+        &self,
+        t: &mut Txn<'_>,
+        id: &UploadId,
+        rec: &UploadRecord,
+    ) -> Result<(), Error> {
+        let mut held = Vec::new();
+        self.meta
+            .scan(CF_UPLOAD_CHUNKS, id.as_bytes(), id.as_bytes(), |k, _| {
+                if let Some(c) = ChunkId::from_slice(&k[16..]) {
+                    held.push(c);
+                }
+                Ok(true)
+            })?;
+        for c in held {
+            t.add_ref(&rec.bucket, &c, -1)?;
+            t.delete(CF_UPLOAD_CHUNKS, &upload_chunk_key(id, &c));
+        }
+        t.delete(CF_UPLOADS, id.as_bytes());
+        Ok(())
+    }
+
+    pub(crate) fn abort(&self, owner: &str, id: &UploadId) -> Result<(), Error> {
+        {
+            let _g = self.lock();
+            let rec = self.upload_record(id, owner)?;
+            let mut t = Txn::new(&self.meta, now_ms());
+            self.drop_session(&mut t, id, &rec)?;
+            t.commit()?;
+        }
+        self.meta.sync()
+    }
+
+    pub(crate) fn bad_replica(&self, req: &BadReplica) -> Result<(), Error> {
+        tracing::warn!(chunk = %req.chunk.short(), node = %req.node, reason = %req.reason, "reader reported a corrupt replica");
+        self.metrics.bad_replicas.inc();
+        let mut key = req.chunk.as_bytes().to_vec();
+        key.extend_from_slice(req.node.as_bytes());
+        let _g = self.lock();
+        let mut t = Txn::new(&self.meta, now_ms());
+        t.put(
+            CF_CORRUPT,
+            &key,
+            &CorruptRecord {
+                reported_ms: now_ms(),
+                reason: req.reason.chars().take(500).collect(),
+            },
+        );
+        t.commit()
+    }
+
+    // ---- datanodes -----------------------------------------------------
+
+    pub(crate) fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatResponse, Error> {
+        let now = Instant::now();
+        let node = hb.node;
+        let url = hb.url.clone();
+        let (changed, ask, live) = {
+            let mut nodes = self.nodes_write();
+            let changed = nodes.heartbeat(hb, now);
+            let ask = nodes.should_ask_report(&node, now);
+            (changed, ask, nodes.writable_count(now))
+        };
+        self.metrics.live_nodes.set(live as i64);
+        if changed {
+            tracing::info!(node = %node, url = %url, "datanode registered");
+            let registered_ms = self
+                .meta
+                .get::<NodeRecord>(CF_DATANODES, node.as_bytes())?
+                .map_or(now_ms(), |r| r.registered_ms);
+            let _g = self.lock();
+            let mut t = Txn::new(&self.meta, now_ms());
+            t.put(
+                CF_DATANODES,
+                node.as_bytes(),
+                &NodeRecord { url, registered_ms },
+            );
+            t.commit()?;
+        }
+        Ok(HeartbeatResponse {
+            commands: if ask { vec![Command::Report] } else { vec![] },
+        })
+    }
+
+    pub(crate) fn chunk_report(&self, report: &ChunkReport) -> Result<(), Error> {
+        let mut orphans = 0u64;
+        {
+            let _g = self.lock();
+            let mut t = Txn::new(&self.meta, now_ms());
+            for c in &report.chunks {
+                match t.chunk(&c.id)? {
+                    Some(rec) if rec.size == c.size => {
+                        if !rec.replicas.contains(&report.node) {
+                            rec.replicas.push(report.node);
+                        }
+                    }
+                    _ => orphans += 1,
+                }
+            }
+            for id in &report.deleted {
+                if let Some(rec) = t.chunk(id)? {
+                    rec.replicas.retain(|n| n != &report.node);
+                }
+            }
+            t.commit()?;
+        }
+        if report.full {
+            self.nodes_write().mark_reported(&report.node);
+            tracing::info!(node = %report.node, chunks = report.chunks.len(), orphans, "full chunk report");
+        }
+        self.metrics.orphan_reports.inc_by(orphans);
+        Ok(())
+    }
+
+    pub(crate) fn list_nodes(&self) -> ListNodes {
+        let now = Instant::now();
+        let nodes = self.nodes_read();
+        let nodes = nodes
+            .all(now)
+            .into_iter()
+            .map(|(id, s, l)| {
+                let hb = s.heartbeat.as_ref();
+                NodeStatus {
+                    node: id,
+                    url: s.url.clone(),
+                    state: match l {
+                        Liveness::Live => "live",
+                        Liveness::Stale => "stale",
+                        Liveness::Dead => "dead",
+                    }
+                    .into(),
+                    heartbeat_age_ms: s
+                        .last_seen
+                        .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+                    capacity: hb.map_or(0, |h| h.capacity),
+                    used: hb.map_or(0, |h| h.used),
+                    available: hb.map_or(0, |h| h.available),
+                    chunk_count: hb.map_or(0, |h| h.chunk_count),
+                    load: hb.map_or(0, |h| h.load),
+                    read_only: hb.is_some_and(|h| h.read_only),
+                }
+            })
+            .collect();
+        ListNodes { nodes }
+    }
+
+    pub(crate) fn metrics_text(&self) -> String {
+        self.metrics.render()
+    }
+}
+
+/// Writes a file only its owner can read, durably.
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_successor;
+
+    #[test]
+    fn prefix_successor_skips_everything_under_the_prefix() {
+        assert_eq!(prefix_successor(b"ab/"), b"ab0".to_vec());
+        assert_eq!(prefix_successor(b"a\xff"), b"b".to_vec());
+        assert!(prefix_successor(b"ab/") > b"ab/zzzz".to_vec());
+    }
+}
