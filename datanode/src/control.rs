@@ -1,0 +1,362 @@
+//! Control path: the node's identity, heartbeats and chunk reports to the
+//! namenode.
+//!
+//! One loop per node: a heartbeat every `heartbeat_ms` (the first one at
+//! once; it also registers the node), a full chunk report after the first
+//! heartbeat that gets through and whenever the namenode asks for one, and
+//! incremental reports of newly stored or quarantined chunks every
+//! `report_ms`. Every call is signed with the cluster keyring. An
+//! unreachable namenode is logged (rate-limited) and retried forever: a
+//! datanode keeps serving reads and writes without it.
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use blob_common::auth::{self, CONTENT_SHA_HEADER, DATE_HEADER};
+use blob_common::error::ErrorBody;
+use blob_common::http::{new_request_id, REQUEST_ID};
+use blob_common::proto::heartbeat::{ChunkReport, Command, Heartbeat, HeartbeatResponse};
+use blob_common::NodeId;
+use bytes::Bytes;
+use serde::Serialize;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::Node;
+
+/// Route of the heartbeat call.
+pub const HEARTBEAT_PATH: &str = "/v1/datanodes/heartbeat";
+/// Route of the chunk report call.
+pub const REPORT_PATH: &str = "/v1/datanodes/report";
+/// At most one "namenode unreachable" warning per this interval.
+const WARN_EVERY: Duration = Duration::from_secs(30);
+
+/// Reads the node's id from `DATA/node_id`, or makes a random one and
+/// writes it durably on first start. A file that exists but does not hold a
+/// valid id is an error, never silently replaced: the id is the node's
+/// identity in the namenode's replica map.
+pub fn node_id(data_dir: &Path) -> io::Result<NodeId> {
+    let path = data_dir.join("node_id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            return text.trim().parse().map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: {e}", path.display()),
+                )
+            })
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::create_dir_all(data_dir)?;
+    let id = NodeId::random();
+    let tmp = data_dir.join(format!(
+        "node_id.{}.tmp",
+        hex::encode(rand::random::<[u8; 4]>())
+    ));
+    let res = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        writeln!(f, "{id}")?;
+        f.sync_all()?;
+        // Another process starting on the same directory may have won the
+        // race: keep its id rather than replacing it.
+        std::fs::hard_link(&tmp, &path)?;
+        std::fs::File::open(data_dir)?.sync_all()
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    match res {
+        Ok(()) => Ok(id),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => node_id(data_dir),
+        Err(e) => Err(e),
+    }
+}
+
+/// Why a namenode call failed.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("namenode URL is invalid: {0}")]
+    InvalidUrl(String),
+    #[error("could not encode the request: {0}")]
+    Encode(String),
+    #[error("namenode unreachable: {0}")]
+    Unreachable(String),
+    #[error("namenode answered {status}: {message}")]
+    Refused { status: u16, message: String },
+}
+
+/// Logs "namenode unreachable" at most once per [`WARN_EVERY`], and once
+/// more when it comes back.
+#[derive(Default)]
+struct WarnLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+    failing: bool,
+}
+
+impl WarnLimiter {
+    fn failed(&mut self, call: &'static str, err: &CallError) {
+        self.failing = true;
+        if self.last.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
+            warn!(call, error = %err, suppressed = self.suppressed, "namenode call failed; retrying");
+            self.last = Some(Instant::now());
+            self.suppressed = 0;
+        } else {
+            self.suppressed += 1;
+            debug!(call, error = %err, "namenode call failed; retrying");
+        }
+    }
+
+    fn succeeded(&mut self) {
+        if self.failing {
+            info!("namenode reachable again");
+        }
+        *self = Self::default();
+    }
+}
+
+struct Control {
+    node: Arc<Node>,
+    /// A heartbeat got through: the namenode knows this node.
+    registered: bool,
+    /// A full report is owed (first registration, or asked for).
+    full_pending: bool,
+    limiter: WarnLimiter,
+}
+
+enum Tick {
+    Heartbeat,
+    Report,
+}
+
+/// Runs the control loop until `shutdown` is cancelled.
+pub(crate) async fn run(node: Arc<Node>, shutdown: CancellationToken) {
+    let span = tracing::info_span!("control", node = %node.id);
+    let mut hb = tokio::time::interval(Duration::from_millis(node.cfg.heartbeat_ms.max(10)));
+    hb.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut rep = tokio::time::interval(Duration::from_millis(node.cfg.report_ms.max(10)));
+    rep.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ctl = Control {
+        node,
+        registered: false,
+        full_pending: true,
+        limiter: WarnLimiter::default(),
+    };
+    async move {
+        loop {
+            // `biased`: the heartbeat (also the first tick, at once) goes
+            // before a report that would only be refused anyway.
+            let tick = tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = hb.tick() => Tick::Heartbeat,
+                _ = rep.tick() => Tick::Report,
+            };
+            let work = async {
+                match tick {
+                    Tick::Heartbeat => ctl.heartbeat().await,
+                    Tick::Report => ctl.flush_reports().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = work => {}
+            }
+        }
+        debug!("control loop stopped");
+    }
+    .instrument(span)
+    .await
+}
+
+impl Control {
+    async fn heartbeat(&mut self) {
+        let node = &self.node;
+        let (space, read_only) = node.space();
+        let hb = Heartbeat {
+            node: node.id,
+            url: node.url.clone(),
+            capacity: space.capacity,
+            used: node.store.used(),
+            available: space.available,
+            chunk_count: node.store.chunk_count(),
+            load: node.metrics.transfers_in_flight.get().max(0) as u64,
+            read_only,
+        };
+        let answer = match self.post(HEARTBEAT_PATH, &hb).await {
+            Ok(body) => body,
+            Err(e) => {
+                self.limiter.failed("heartbeat", &e);
+                return;
+            }
+        };
+        self.limiter.succeeded();
+        if !self.registered {
+            info!(namenode = %node.cfg.namenode, "heartbeat accepted by the namenode");
+            self.registered = true;
+        }
+        let answer: HeartbeatResponse = if answer.is_empty() {
+            HeartbeatResponse::default()
+        } else {
+            serde_json::from_slice(&answer).unwrap_or_else(|e| {
+                warn!(error = %e, "heartbeat answer is not a HeartbeatResponse; ignoring it");
+                HeartbeatResponse::default()
+            })
+        };
+        for cmd in &answer.commands {
+            match cmd {
+                Command::Report => self.full_pending = true,
+                other => debug!(command = ?other, "ignoring unknown command"),
+            }
+        }
+        if self.full_pending {
+            self.send_full_report().await;
+        }
+    }
+
+    async fn flush_reports(&mut self) {
+        if !self.registered {
+            return;
+        }
+        if self.full_pending {
+            self.send_full_report().await;
+            return;
+        }
+        let (chunks, deleted) = self.node.store.take_changes();
+        if chunks.is_empty() && deleted.is_empty() {
+            return;
+        }
+        let report = ChunkReport {
+            node: self.node.id,
+            full: false,
+            chunks,
+            deleted,
+        };
+        match self.post(REPORT_PATH, &report).await {
+            Ok(_) => {
+                self.limiter.succeeded();
+                debug!(
+                    added = report.chunks.len(),
+                    deleted = report.deleted.len(),
+                    "incremental report sent"
+                );
+            }
+            Err(e) => {
+                self.limiter.failed("incremental report", &e);
+                self.node
+                    .store
+                    .requeue_changes(report.chunks, report.deleted);
+            }
+        }
+    }
+
+    async fn send_full_report(&mut self) {
+        let report = ChunkReport {
+            node: self.node.id,
+            full: true,
+            chunks: self.node.store.full_report(),
+            deleted: Vec::new(),
+        };
+        match self.post(REPORT_PATH, &report).await {
+            Ok(_) => {
+                self.limiter.succeeded();
+                self.full_pending = false;
+                info!(chunks = report.chunks.len(), "full chunk report sent");
+            }
+            // Still owed: retried at the next report tick.
+            Err(e) => self.limiter.failed("full report", &e),
+        }
+    }
+
+    /// POSTs `body` as JSON to the namenode, signed with the cluster key.
+    async fn post(&self, path: &str, body: &impl Serialize) -> Result<Bytes, CallError> {
+        let node = &self.node;
+        let raw = format!("{}{path}", node.cfg.namenode.trim_end_matches('/'));
+        let url =
+            reqwest::Url::parse(&raw).map_err(|e| CallError::InvalidUrl(format!("{raw}: {e}")))?;
+        let body = serde_json::to_vec(body).map_err(|e| CallError::Encode(e.to_string()))?;
+        let (access_key, secret) = node.keyring.cluster_credentials();
+        let signed = auth::sign(
+            &access_key,
+            secret,
+            "POST",
+            url.path(),
+            url.query().unwrap_or(""),
+            blob_common::now_secs(),
+            &body,
+        );
+        let resp = node
+            .control_http
+            .post(url)
+            .header(reqwest::header::AUTHORIZATION, signed.authorization)
+            .header(DATE_HEADER, signed.date)
+            .header(CONTENT_SHA_HEADER, signed.content_sha256)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .header(REQUEST_ID, new_request_id())
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| CallError::Unreachable(error_chain(&e)))?;
+        let status = resp.status();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| CallError::Unreachable(error_chain(&e)))?;
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|b| format!("{}: {}", b.code, b.message))
+                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
+            return Err(CallError::Refused {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+/// An error with its causes, `a: b: c` (reqwest hides the useful part,
+/// e.g. "connection refused", in the source chain).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let c_s = c.to_string();
+        if !s.contains(&c_s) {
+            s.push_str(": ");
+            s.push_str(&c_s);
+        }
+        cur = c.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_id_is_created_once_and_kept() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let sub = dir.path().join("fresh");
+        let a = node_id(&sub).unwrap_or_else(|e| panic!("{e}"));
+        let b = node_id(&sub).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(a, b);
+        let text = std::fs::read_to_string(sub.join("node_id")).unwrap_or_default();
+        assert_eq!(text.trim(), a.to_string());
+        assert_eq!(text.trim().len(), 16);
+        let leftovers = std::fs::read_dir(&sub).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(leftovers, 1);
+    }
+
+    #[test]
+    fn a_garbled_node_id_is_an_error_not_a_new_identity() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(dir.path().join("node_id"), "not hex").unwrap_or_else(|e| panic!("{e}"));
+        let err = node_id(dir.path()).err().map(|e| e.kind());
+        assert_eq!(err, Some(io::ErrorKind::InvalidData));
+    }
+}
