@@ -1,1 +1,315 @@
-//! placeholder
+//! `blobd`, the one server binary: `namenode`, `datanode` and `dev` (a whole
+//! local cluster, in one process or as child processes).
+//!
+//! Configuration is layered: defaults, then a TOML file (`--config` or
+//! `BLOB_CONFIG`), then environment (`BLOB_<SERVICE>_<KEY>`), then flags.
+//! This crate only parses, loads and wires; the services are libraries.
+
+mod dev;
+mod secrets;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use dev::{ClusterFile, ServiceEntry};
+
+/// The blob store server.
+#[derive(Debug, Parser)]
+#[command(
+    name = "blobd",
+    version,
+    about = "Blob store server: namenode, datanode, or a whole local cluster"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the namenode (metadata, placement, auth).
+    Namenode(NamenodeArgs),
+    /// Run a datanode (chunk storage).
+    Datanode(DatanodeArgs),
+    /// Run a whole local cluster: a namenode and N datanodes.
+    Dev(dev::DevArgs),
+}
+
+/// Flags shared by the services.
+#[derive(Debug, Args, Clone)]
+pub struct CommonArgs {
+    /// TOML config file (flags and env override it).
+    #[arg(long, env = "BLOB_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// File holding the cluster secret (`kid=secret` lines).
+    #[arg(long, env = "BLOB_SECRET_FILE")]
+    pub secret_file: Option<PathBuf>,
+    /// Write the bound address to this file once listening (for scripts
+    /// that bind port 0).
+    #[arg(long)]
+    pub addr_file: Option<PathBuf>,
+}
+
+/// `blobd namenode` flags.
+#[derive(Debug, Args, Clone)]
+pub struct NamenodeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Address to listen on.
+    #[arg(long, env = "BLOB_NAMENODE_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Metadata directory.
+    #[arg(long, env = "BLOB_NAMENODE_DATA")]
+    pub data: Option<PathBuf>,
+    /// Default replication factor.
+    #[arg(long, env = "BLOB_NAMENODE_REPLICATION")]
+    pub replication: Option<u8>,
+    /// Expected datanode heartbeat interval, e.g. `3s`.
+    #[arg(long, env = "BLOB_NAMENODE_HEARTBEAT", value_parser = parse_duration)]
+    pub heartbeat: Option<Duration>,
+    /// Silence after which a datanode is stale, e.g. `10s`.
+    #[arg(long, env = "BLOB_NAMENODE_STALE_AFTER", value_parser = parse_duration)]
+    pub stale_after: Option<Duration>,
+    /// Silence after which a datanode is dead, e.g. `60s`.
+    #[arg(long, env = "BLOB_NAMENODE_DEAD_AFTER", value_parser = parse_duration)]
+    pub dead_after: Option<Duration>,
+}
+
+/// `blobd datanode` flags.
+#[derive(Debug, Args, Clone)]
+pub struct DatanodeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Address to listen on.
+    #[arg(long, env = "BLOB_DATANODE_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// URL clients reach this node at (default: http://<listen address>).
+    #[arg(long, env = "BLOB_DATANODE_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Chunk directory.
+    #[arg(long, env = "BLOB_DATANODE_DATA")]
+    pub data: Option<PathBuf>,
+    /// Namenode base URL.
+    #[arg(long, env = "BLOB_DATANODE_NAMENODE")]
+    pub namenode: Option<String>,
+    /// Heartbeat interval, e.g. `3s`.
+    #[arg(long, env = "BLOB_DATANODE_HEARTBEAT", value_parser = parse_duration)]
+    pub heartbeat: Option<Duration>,
+    /// Skip fsync (benchmarks of the network path only; loses data on power loss).
+    #[arg(long, env = "BLOB_DATANODE_NO_FSYNC")]
+    pub no_fsync: bool,
+}
+
+/// Parses `500ms`, `6s`, `2m`, `1h`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 6s, 2m"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("invalid duration unit in {s:?}: use ms, s, m or h")),
+    };
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("invalid duration {s:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn load_toml<T: serde::de::DeserializeOwned + Default>(path: Option<&Path>) -> Result<T> {
+    match path {
+        None => Ok(T::default()),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading config {}", p.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing config {}", p.display()))
+        }
+    }
+}
+
+/// The effective namenode config: defaults, file, env, flags.
+pub fn namenode_config(a: &NamenodeArgs) -> Result<blob_namenode::Config> {
+    let mut cfg: blob_namenode::Config = load_toml(a.common.config.as_deref())?;
+    if let Some(v) = a.listen {
+        cfg.listen = v;
+    }
+    if let Some(v) = &a.data {
+        cfg.data_dir = v.clone();
+    }
+    if let Some(v) = a.replication {
+        cfg.default_replication = v;
+    }
+    if let Some(v) = a.heartbeat {
+        cfg.heartbeat_ms = v.as_millis() as u64;
+    }
+    if let Some(v) = a.stale_after {
+        cfg.stale_after_ms = v.as_millis() as u64;
+    }
+    if let Some(v) = a.dead_after {
+        cfg.dead_after_ms = v.as_millis() as u64;
+    }
+    // Short dead intervals (tests) imply a short stale interval.
+    if cfg.stale_after_ms > cfg.dead_after_ms {
+        cfg.stale_after_ms = cfg.dead_after_ms;
+    }
+    if cfg.heartbeat_ms > cfg.stale_after_ms {
+        cfg.heartbeat_ms = cfg.stale_after_ms;
+    }
+    cfg.validate()
+        .map_err(anyhow::Error::msg)
+        .context("invalid namenode config")?;
+    Ok(cfg)
+}
+
+/// The effective datanode config: defaults, file, env, flags.
+pub fn datanode_config(a: &DatanodeArgs) -> Result<blob_datanode::Config> {
+    let mut cfg: blob_datanode::Config = load_toml(a.common.config.as_deref())?;
+    if let Some(v) = a.listen {
+        cfg.listen = v;
+    }
+    if let Some(v) = &a.public_url {
+        cfg.public_url = Some(v.clone());
+    }
+    if let Some(v) = &a.data {
+        cfg.data_dir = v.clone();
+    }
+    if let Some(v) = &a.namenode {
+        cfg.namenode = v.clone();
+    }
+    if let Some(v) = a.heartbeat {
+        cfg.heartbeat_ms = v.as_millis().max(1) as u64;
+    }
+    if a.no_fsync {
+        cfg.fsync = false;
+    }
+    Ok(cfg)
+}
+
+/// Binds `addr`, with a hint when the port is taken.
+pub async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| {
+        format!("binding the {what} to {addr} (is another blobd running? pick another port with --listen)")
+    })
+}
+
+fn write_addr_file(path: Option<&Path>, listener: &TcpListener) -> Result<()> {
+    if let Some(p) = path {
+        let addr = listener.local_addr().context("reading bound address")?;
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, addr.to_string())
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, p).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot watch SIGTERM");
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down");
+        token.cancel();
+    });
+}
+
+async fn run_namenode(a: NamenodeArgs) -> Result<()> {
+    let cfg = namenode_config(&a)?;
+    let secret_file = a
+        .common
+        .secret_file
+        .clone()
+        .unwrap_or_else(|| cfg.data_dir.join("cluster.secret"));
+    let keyring = secrets::load_or_create(&secret_file)?;
+    let listener = bind(cfg.listen, "namenode").await?;
+    let nn = blob_namenode::Namenode::open(cfg, keyring).context("opening the namenode")?;
+    write_addr_file(a.common.addr_file.as_deref(), &listener)?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signals(shutdown.clone());
+    blob_namenode::serve_with(nn, listener, shutdown)
+        .await
+        .context("running the namenode")
+}
+
+async fn run_datanode(a: DatanodeArgs) -> Result<()> {
+    let cfg = datanode_config(&a)?;
+    let Some(secret_file) = a.common.secret_file.clone() else {
+        bail!("a datanode needs the cluster secret: pass --secret-file (the namenode writes one to <its data dir>/cluster.secret)");
+    };
+    let keyring = secrets::load(&secret_file)?;
+    let listener = bind(cfg.listen, "datanode").await?;
+    write_addr_file(a.common.addr_file.as_deref(), &listener)?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signals(shutdown.clone());
+    blob_datanode::serve(cfg, keyring, listener, shutdown)
+        .await
+        .context("running the datanode")
+}
+
+/// Entry point of the `blobd` binary (also called by test wrappers).
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    blob_common::telemetry::init("info");
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("blobd: starting the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Namenode(a) => run_namenode(a).await,
+            Command::Datanode(a) => run_datanode(a).await,
+            Command::Dev(a) => dev::run(a).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("blobd: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("6s"), Ok(Duration::from_secs(6)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("3 weeks").is_err());
+        assert!(parse_duration("").is_err());
+    }
+}

@@ -154,7 +154,16 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let nn = Namenode::open(cfg, keyring)?;
+    serve_with(Namenode::open(cfg, keyring)?, listener, shutdown).await
+}
+
+/// Runs an already opened namenode on `listener` until `shutdown` is
+/// cancelled (lets a caller read the admin credentials before serving).
+pub async fn serve_with(
+    nn: Arc<Namenode>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
     let addr = listener.local_addr().ok();
     tracing::info!(addr = ?addr, data = %nn.cfg.data_dir.display(), "namenode listening");
     axum::serve(listener, api::router(nn))

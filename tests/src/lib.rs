@@ -1,1 +1,541 @@
-//! placeholder
+//! A whole cluster for tests and benchmarks: a namenode and N datanodes as
+//! real `blobd` processes on 127.0.0.1 ephemeral ports, each with its own
+//! data directory under one temp dir.
+//!
+//! `TestCluster::builder().datanodes(4).start(bin)` returns once every
+//! datanode heartbeats. Faults are methods: [`TestCluster::kill_datanode`]
+//! (SIGKILL), [`TestCluster::restart_datanode`], the same for the namenode,
+//! and [`TestCluster::corrupt_chunk`]. Dropping the cluster kills every
+//! process and removes the directory, unless the thread is panicking: then
+//! the directory is kept and its path and each service's last log lines are
+//! printed.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use blob_client::{Client, ClientConfig};
+use blob_common::proto::namenode::ListNodes;
+use blob_common::{ChunkId, NodeId};
+
+/// Cluster settings.
+#[derive(Debug, Clone)]
+pub struct Builder {
+    datanodes: usize,
+    replication: u8,
+    heartbeat: Duration,
+    stale_after: Duration,
+    dead_after: Duration,
+    fsync: bool,
+}
+
+/// One service process.
+#[derive(Debug)]
+pub struct Service {
+    /// What it is, e.g. `datanode-2`.
+    pub name: String,
+    /// The command line (the port is pinned after the first start).
+    pub command: Vec<String>,
+    /// Its data directory.
+    pub data: PathBuf,
+    /// Its log file.
+    pub log: PathBuf,
+    /// Its address file.
+    addr_file: PathBuf,
+    /// Bound address.
+    pub addr: std::net::SocketAddr,
+    /// The running process, if any.
+    child: Option<Child>,
+}
+
+impl Service {
+    /// Base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn start(&mut self) -> Result<()> {
+        let _ = std::fs::remove_file(&self.addr_file);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .with_context(|| format!("opening {}", self.log.display()))?;
+        let child = Command::new(&self.command[0])
+            .args(&self.command[1..])
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", self.name))?;
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&self.addr_file) {
+                if let Ok(addr) = text.trim().parse() {
+                    self.addr = addr;
+                    // Pin the port so that a restart comes back on it.
+                    if let Some(i) = self.command.iter().position(|c| c == "--listen") {
+                        self.command[i + 1] = addr.to_string();
+                    }
+                    return Ok(());
+                }
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                bail!(
+                    "{} exited with {status} during start:\n{}",
+                    self.name,
+                    tail(&self.log, 30)
+                );
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} did not start within 30 s:\n{}",
+                    self.name,
+                    tail(&self.log, 30)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// SIGKILL, then reap.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Whether the process is running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+/// The last `n` lines of a file.
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// A running cluster.
+pub struct TestCluster {
+    dir: Option<tempfile::TempDir>,
+    /// The namenode.
+    pub namenode: Service,
+    /// The datanodes.
+    pub datanodes: Vec<Service>,
+    /// Admin access key.
+    pub access_key: String,
+    /// Admin secret.
+    pub secret_key: String,
+    settings: Builder,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Self {
+            datanodes: 3,
+            replication: 3,
+            heartbeat: Duration::from_millis(500),
+            stale_after: Duration::from_secs(3),
+            dead_after: Duration::from_secs(6),
+            fsync: true,
+        }
+    }
+}
+
+impl Builder {
+    /// Number of datanodes (default 3).
+    pub fn datanodes(mut self, n: usize) -> Self {
+        self.datanodes = n;
+        self
+    }
+
+    /// Default replication factor (default 3).
+    pub fn replication(mut self, r: u8) -> Self {
+        self.replication = r;
+        self
+    }
+
+    /// Datanode liveness intervals (defaults: 500 ms, 3 s, 6 s).
+    pub fn intervals(
+        mut self,
+        heartbeat: Duration,
+        stale_after: Duration,
+        dead_after: Duration,
+    ) -> Self {
+        self.heartbeat = heartbeat;
+        self.stale_after = stale_after;
+        self.dead_after = dead_after;
+        self
+    }
+
+    /// fsync on datanodes (default on).
+    pub fn fsync(mut self, on: bool) -> Self {
+        self.fsync = on;
+        self
+    }
+
+    /// Starts the cluster with the `blobd` binary at `bin`, and waits until
+    /// every datanode is live.
+    pub async fn start(self, bin: &Path) -> Result<TestCluster> {
+        let dir = tempfile::Builder::new()
+            .prefix("blobstore-test-")
+            .tempdir()
+            .context("creating temp dir")?;
+        let root = dir.path().to_path_buf();
+        let bin = bin.display().to_string();
+        let secret = root.join("cluster.secret");
+        let ms = |d: Duration| format!("{}ms", d.as_millis());
+        let service = |name: &str, args: Vec<String>, data: PathBuf| Service {
+            name: name.to_string(),
+            command: std::iter::once(bin.clone()).chain(args).collect(),
+            data,
+            log: root.join(format!("{name}.log")),
+            addr_file: root.join(format!("{name}.addr")),
+            addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+            child: None,
+        };
+        let nn_data = root.join("namenode");
+        let mut namenode = service(
+            "namenode",
+            vec![
+                "namenode".into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--data".into(),
+                nn_data.display().to_string(),
+                "--secret-file".into(),
+                secret.display().to_string(),
+                "--addr-file".into(),
+                root.join("namenode.addr").display().to_string(),
+                "--replication".into(),
+                self.replication.to_string(),
+                "--heartbeat".into(),
+                ms(self.heartbeat),
+                "--stale-after".into(),
+                ms(self.stale_after),
+                "--dead-after".into(),
+                ms(self.dead_after),
+            ],
+            nn_data.clone(),
+        );
+        namenode.start()?;
+        let creds = std::fs::read_to_string(blob_namenode::Namenode::credentials_path(&nn_data))
+            .context("reading admin credentials")?;
+        let creds: toml::Table = toml::from_str(&creds).context("parsing admin credentials")?;
+        let get = |k: &str| {
+            creds
+                .get(k)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        let mut cluster = TestCluster {
+            dir: Some(dir),
+            access_key: get("access_key"),
+            secret_key: get("secret_key"),
+            datanodes: Vec::new(),
+            settings: self.clone(),
+            namenode,
+        };
+        for i in 0..self.datanodes {
+            let name = format!("datanode-{i}");
+            let data = root.join(&name);
+            let mut args = vec![
+                "datanode".into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--data".into(),
+                data.display().to_string(),
+                "--namenode".into(),
+                cluster.namenode.url(),
+                "--secret-file".into(),
+                secret.display().to_string(),
+                "--addr-file".into(),
+                root.join(format!("{name}.addr")).display().to_string(),
+                "--heartbeat".into(),
+                ms(self.heartbeat),
+            ];
+            if !self.fsync {
+                args.push("--no-fsync".into());
+            }
+            let mut dn = service(&name, args, data);
+            dn.start()?;
+            cluster.datanodes.push(dn);
+        }
+        cluster
+            .wait_live(self.datanodes, Duration::from_secs(30))
+            .await?;
+        Ok(cluster)
+    }
+}
+
+impl TestCluster {
+    /// Settings to start a cluster with.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// The cluster's root directory.
+    pub fn root(&self) -> &Path {
+        self.dir
+            .as_ref()
+            .map(|d| d.path())
+            .unwrap_or(Path::new("/nonexistent"))
+    }
+
+    /// Namenode base URL.
+    pub fn endpoint(&self) -> String {
+        self.namenode.url()
+    }
+
+    /// A client with the admin key.
+    pub fn client(&self) -> Client {
+        let cfg = ClientConfig::new(self.endpoint(), &self.access_key, &self.secret_key);
+        Client::new(cfg).expect("a valid client config")
+    }
+
+    /// Writes a blobctl config file for this cluster and returns its path.
+    pub fn client_config(&self) -> Result<PathBuf> {
+        let path = self.root().join("client.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "endpoint = \"{}\"\naccess_key = \"{}\"\nsecret_key = \"{}\"\n",
+                self.endpoint(),
+                self.access_key,
+                self.secret_key
+            ),
+        )?;
+        Ok(path)
+    }
+
+    /// Datanode liveness as the namenode sees it.
+    pub async fn nodes(&self) -> Result<ListNodes> {
+        let url = format!("{}/v1/admin/nodes", self.endpoint());
+        let parsed = reqwest::Url::parse(&url)?;
+        let h = blob_common::auth::sign(
+            &self.access_key,
+            self.secret_key.as_bytes(),
+            "GET",
+            parsed.path(),
+            "",
+            blob_common::now_secs(),
+            b"",
+        );
+        let resp = reqwest::Client::new()
+            .get(parsed)
+            .header("authorization", h.authorization)
+            .header(blob_common::auth::DATE_HEADER, h.date)
+            .header(blob_common::auth::CONTENT_SHA_HEADER, h.content_sha256)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(resp.json().await?)
+    }
+
+    /// Waits until `n` datanodes are live.
+    pub async fn wait_live(&self, n: usize, timeout: Duration) -> Result<()> {
+        wait_until(&format!("{n} live datanodes"), timeout, || async {
+            Ok(self
+                .nodes()
+                .await
+                .ok()
+                .is_some_and(|l| l.nodes.iter().filter(|s| s.state == "live").count() >= n))
+        })
+        .await
+    }
+
+    /// SIGKILLs datanode `i`.
+    pub fn kill_datanode(&mut self, i: usize) {
+        tracing::info!("--- kill datanode {i}");
+        self.datanodes[i].kill();
+    }
+
+    /// Restarts datanode `i` on its port and data.
+    pub fn restart_datanode(&mut self, i: usize) -> Result<()> {
+        tracing::info!("--- restart datanode {i}");
+        self.datanodes[i].kill();
+        self.datanodes[i].start()
+    }
+
+    /// SIGKILLs the namenode.
+    pub fn kill_namenode(&mut self) {
+        tracing::info!("--- kill namenode");
+        self.namenode.kill();
+    }
+
+    /// Restarts the namenode on its port and data, and waits until every
+    /// running datanode heartbeats to it again.
+    pub async fn restart_namenode(&mut self) -> Result<()> {
+        tracing::info!("--- restart namenode");
+        self.namenode.kill();
+        self.namenode.start()?;
+        let running = self
+            .datanodes
+            .iter_mut()
+            .filter_map(|d| d.is_running().then_some(()))
+            .count();
+        self.wait_live(running, Duration::from_secs(30)).await
+    }
+
+    /// Datanode `i`'s node id.
+    pub fn node_id(&self, i: usize) -> Result<NodeId> {
+        Ok(blob_datanode::node_id(&self.datanodes[i].data)?)
+    }
+
+    /// Index of the datanode with this id.
+    pub fn datanode_index(&self, id: &NodeId) -> Option<usize> {
+        (0..self.datanodes.len()).find(|&i| self.node_id(i).ok().as_ref() == Some(id))
+    }
+
+    /// Path of a chunk's file on datanode `i`.
+    pub fn chunk_file(&self, i: usize, id: &ChunkId) -> PathBuf {
+        blob_datanode::chunk_path(&self.datanodes[i].data, id)
+    }
+
+    /// Flips one byte of a chunk's stored data on datanode `i`.
+    pub fn corrupt_chunk(&self, i: usize, id: &ChunkId, offset: u64) -> Result<()> {
+        use std::io::{Read, Seek, SeekFrom, Write};
+        let path = self.chunk_file(i, id);
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut b = [0u8; 1];
+        f.read_exact(&mut b)?;
+        f.seek(SeekFrom::Start(offset))?;
+        f.write_all(&[b[0] ^ 0xff])?;
+        f.sync_all()?;
+        Ok(())
+    }
+
+    /// A metric's value on one service (sum over its label sets).
+    pub async fn metric(&self, url: &str, name: &str) -> Result<f64> {
+        let text = reqwest::get(format!("{url}/metrics"))
+            .await?
+            .error_for_status()?
+            .text()
+            .await?;
+        Ok(metric_value(&text, name))
+    }
+
+    /// Sum of a metric over the datanodes that were not killed.
+    pub async fn datanode_metric(&self, name: &str) -> Result<f64> {
+        let mut sum = 0.0;
+        let urls: Vec<String> = self
+            .datanodes
+            .iter()
+            .filter(|d| d.child.is_some())
+            .map(|d| d.url())
+            .collect();
+        for url in urls {
+            sum += self.metric(&url, name).await?;
+        }
+        Ok(sum)
+    }
+
+    /// Settings this cluster started with.
+    pub fn settings(&self) -> &Builder {
+        &self.settings
+    }
+}
+
+/// Sum of every sample of metric `name` in Prometheus text.
+pub fn metric_value(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        self.namenode.kill();
+        for d in &mut self.datanodes {
+            d.kill();
+        }
+        if std::thread::panicking() {
+            if let Some(dir) = self.dir.take() {
+                let path = dir.keep();
+                eprintln!("test failed; cluster kept at {}", path.display());
+                for s in std::iter::once(&self.namenode).chain(&self.datanodes) {
+                    eprintln!(
+                        "--- {} ({}) last log lines:\n{}",
+                        s.name,
+                        s.addr,
+                        tail(&s.log, 20)
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Polls `f` until it returns true, failing after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<bool>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if f().await? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Hex SHA-256.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(data))
+}
+
+/// Installs a test log writer once.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_test_writer()
+        .try_init();
+}

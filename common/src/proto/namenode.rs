@@ -247,6 +247,7 @@ pub struct Retarget {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CommitUpload {
     /// Every chunk of the file, in order.
+    #[serde(default)]
     pub chunks: Vec<ChunkRef>,
     /// Receipts not yet reported.
     #[serde(default)]
