@@ -1,1 +1,307 @@
-//! placeholder
+//! Client library of the blob store and the `blobctl` command line.
+//!
+//! This crate owns everything a user-side program needs: signed metadata
+//! calls to the namenode (module `meta`, methods on [`Client`]), parallel
+//! chunk transfers straight to the datanodes with retries and verification
+//! (module `transfer`: [`Client::upload`], [`Client::download`],
+//! [`Client::read_range`]), the configuration file format ([`config`]) and
+//! the CLI ([`cli`]). Everything goes through [`Client`], so tests and other
+//! crates (the S3 gateway, the FUSE mount) drive it the same way.
+//!
+//! Flow of an upload: the input is cut into chunks and each is hashed
+//! (SHA-256 = chunk id) → batches of ids go to the namenode, which answers
+//! "already stored" or a pre-signed PUT per chunk → chunks are PUT in
+//! parallel to their primary datanode, which forwards along the pipeline and
+//! returns one receipt per durable replica → receipts are reported as they
+//! arrive (so re-running an interrupted upload sends only what is missing)
+//! → the commit makes the file visible atomically. A download fetches the
+//! chunk list with pre-signed GET URLs, fetches chunks in parallel, checks
+//! each against its id and writes them in order.
+//!
+//! What this crate must never do: send chunk bytes through the namenode,
+//! hold more than `parallel` chunks in memory, log or display a secret or a
+//! pre-signed URL's query (its signature), or abort an upload session on an
+//! error (that would throw away what a retry could resume from).
+#![warn(missing_docs)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+pub mod cli;
+pub mod config;
+pub mod error;
+mod meta;
+mod transfer;
+
+pub use blob_common::proto::namenode::{
+    BucketInfo, ChunkRef, FileEntry, FileInfo, FileLocations, ListBuckets, ListFiles,
+    ListFilesQuery,
+};
+pub use config::{ClientConfig, ConfigLayer};
+pub use error::Error;
+
+/// A progress callback: called with the total number of bytes done so far
+/// (stored or found already stored for an upload, written for a download).
+pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// A handle on a cluster. Cheap to clone: clones share one connection pool.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+    /// The `x-request-id` every call of this handle sends; `None` makes a
+    /// fresh one per call.
+    request_id: Option<Arc<str>>,
+}
+
+struct Inner {
+    cfg: ClientConfig,
+    base: reqwest::Url,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("cfg", &self.inner.cfg)
+            .field("request_id", &self.request_id)
+            .finish()
+    }
+}
+
+impl Client {
+    /// A client for the cluster behind `cfg.endpoint`. Checks the
+    /// configuration; sends nothing.
+    pub fn new(cfg: ClientConfig) -> Result<Client, Error> {
+        let base = cfg.validate()?;
+        let http = reqwest::Client::builder()
+            // Up to 64 chunk transfers in flight, mostly to a few hosts.
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .connect_timeout(cfg.connect_timeout)
+            .read_timeout(cfg.data_idle_timeout)
+            .user_agent(concat!("blobctl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Config(format!("building the HTTP client: {e}")))?;
+        Ok(Client {
+            inner: Arc::new(Inner { cfg, base, http }),
+            request_id: None,
+        })
+    }
+
+    /// The configuration this client was built with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.inner.cfg
+    }
+
+    /// A handle whose every call carries `request_id` as `x-request-id`
+    /// (e.g. to forward the id of a request being served).
+    pub fn with_request_id(&self, request_id: impl Into<String>) -> Client {
+        let id: String = request_id.into();
+        Client {
+            inner: self.inner.clone(),
+            request_id: Some(id.into()),
+        }
+    }
+
+    /// A handle with one request id for a whole operation: this handle's
+    /// if it has one, else a fresh one.
+    pub(crate) fn scoped(&self) -> Client {
+        match &self.request_id {
+            Some(_) => self.clone(),
+            None => self.with_request_id(blob_common::http::new_request_id()),
+        }
+    }
+
+    /// The request id for the next call.
+    pub(crate) fn request_id(&self) -> String {
+        match &self.request_id {
+            Some(id) => id.to_string(),
+            None => blob_common::http::new_request_id(),
+        }
+    }
+
+    /// Uploads everything `reader` yields to `bucket/path`, replacing any
+    /// file there when the commit succeeds.
+    ///
+    /// Memory stays bounded by `opts.parallel` chunk buffers whatever the
+    /// input size. Chunks the bucket already holds (from another file or an
+    /// interrupted run of this upload) are not sent again. On error the
+    /// session is left for the namenode to expire, so running the same
+    /// upload again resumes it.
+    pub async fn upload<R>(
+        &self,
+        reader: R,
+        bucket: &str,
+        path: &str,
+        opts: &UploadOptions,
+    ) -> Result<UploadOutcome, Error>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        transfer::upload::upload(self, reader, bucket, path, opts).await
+    }
+
+    /// Writes the file `bucket/path` to `writer`, in order, fetching up to
+    /// `opts.parallel` chunks at once and verifying each.
+    pub async fn download<W>(
+        &self,
+        bucket: &str,
+        path: &str,
+        writer: W,
+        opts: &DownloadOptions,
+    ) -> Result<FileInfo, Error>
+    where
+        W: AsyncWrite + Unpin + Send,
+    {
+        transfer::download::download(self, bucket, path, writer, opts).await
+    }
+
+    /// Downloads `bucket/path` into the local file `local`: written to a
+    /// temporary file beside it and renamed into place only once complete
+    /// and synced, removed on failure.
+    pub async fn download_to_path(
+        &self,
+        bucket: &str,
+        path: &str,
+        local: &Path,
+        opts: &DownloadOptions,
+    ) -> Result<FileInfo, Error> {
+        transfer::download::download_to_path(self, bucket, path, local, opts).await
+    }
+
+    /// Reads up to `len` bytes of `bucket/path` from byte `start`: fewer
+    /// when the file ends first, an error when `start` is past the end.
+    /// Fetches only the chunks the range touches; whole chunks are verified
+    /// against their ids, partial ones rely on the datanode's block CRCs.
+    pub async fn read_range(
+        &self,
+        bucket: &str,
+        path: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<bytes::Bytes, Error> {
+        let client = self.scoped();
+        let locs = client.locations(bucket, path).await?;
+        transfer::download::read_range_at(&client, Arc::new(locs), start, len).await
+    }
+
+    /// [`Client::read_range`] with locations already in hand (as returned
+    /// by [`Client::locations`]), saving a namenode round trip per read.
+    /// Expired URLs are refreshed as needed.
+    pub async fn read_range_at(
+        &self,
+        locations: Arc<FileLocations>,
+        start: u64,
+        len: u64,
+    ) -> Result<bytes::Bytes, Error> {
+        transfer::download::read_range_at(&self.scoped(), locations, start, len).await
+    }
+}
+
+/// How to upload.
+#[derive(Clone)]
+pub struct UploadOptions {
+    /// Chunk size, between [`config::MIN_CHUNK_SIZE`] and
+    /// [`config::MAX_CHUNK_SIZE`] (default 8 MiB).
+    pub chunk_size: u64,
+    /// Chunks in flight (read, hashed, planned or being PUT) at once; this
+    /// bounds memory to `parallel × chunk_size` (default 8).
+    pub parallel: usize,
+    /// Replication factor; `None` takes the namenode's default.
+    pub replication: Option<u8>,
+    /// User metadata stored with the file.
+    pub meta: BTreeMap<String, String>,
+    /// Called as chunks are stored or found already stored.
+    pub progress: Option<ProgressFn>,
+}
+
+impl Default for UploadOptions {
+    fn default() -> Self {
+        Self {
+            chunk_size: config::DEFAULT_CHUNK_SIZE,
+            parallel: config::DEFAULT_PARALLEL,
+            replication: None,
+            meta: BTreeMap::new(),
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for UploadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UploadOptions")
+            .field("chunk_size", &self.chunk_size)
+            .field("parallel", &self.parallel)
+            .field("replication", &self.replication)
+            .field("meta", &self.meta)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl UploadOptions {
+    /// Checks the options, with a message naming the bad one.
+    pub fn validate(&self) -> Result<(), Error> {
+        if !(config::MIN_CHUNK_SIZE..=config::MAX_CHUNK_SIZE).contains(&self.chunk_size) {
+            return Err(Error::Config(format!(
+                "chunk size {} is out of range: it must be between 64 KiB and 256 MiB",
+                self.chunk_size
+            )));
+        }
+        if !(1..=1024).contains(&self.parallel) {
+            return Err(Error::Config(format!(
+                "parallel {} is out of range: it must be between 1 and 1024",
+                self.parallel
+            )));
+        }
+        if self.replication == Some(0) {
+            return Err(Error::Config("replication must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+/// What an upload did.
+#[derive(Debug, Clone)]
+pub struct UploadOutcome {
+    /// The committed file.
+    pub file: FileInfo,
+    /// Chunks sent to datanodes.
+    pub chunks_sent: u64,
+    /// Chunks not sent: already stored in the bucket, or repeated earlier
+    /// in the same file.
+    pub chunks_skipped: u64,
+    /// Bytes sent to datanodes (each chunk once, however many replicas).
+    pub bytes_sent: u64,
+}
+
+/// How to download.
+#[derive(Clone)]
+pub struct DownloadOptions {
+    /// Chunks fetched at once; memory is bounded by `parallel × chunk size`
+    /// (default 8).
+    pub parallel: usize,
+    /// Called as bytes are written.
+    pub progress: Option<ProgressFn>,
+}
+
+impl Default for DownloadOptions {
+    fn default() -> Self {
+        Self {
+            parallel: config::DEFAULT_PARALLEL,
+            progress: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for DownloadOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DownloadOptions")
+            .field("parallel", &self.parallel)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}

@@ -1,0 +1,251 @@
+//! The client library's one error type.
+//!
+//! Each variant says what the caller can do next: fix a name or an option,
+//! retry later (transport trouble, replicas unavailable), re-read the file
+//! (it changed underneath), or report a bug in a server (protocol). URLs in
+//! errors never carry their query string: pre-signed URLs are credentials.
+
+use blob_common::names::NameError;
+use blob_common::ChunkId;
+
+/// Everything that can go wrong in a client call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A service answered with an error status and (usually) an
+    /// [`ErrorBody`](blob_common::error::ErrorBody).
+    #[error("{code} (HTTP {status}): {message}{}", request_id_suffix(request_id))]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Stable machine-readable code, e.g. `NoSuchBucket`.
+        code: String,
+        /// Human-readable explanation from the server.
+        message: String,
+        /// The request's id, for finding it in the server's logs.
+        request_id: String,
+    },
+    /// A bucket name or path was refused locally; nothing was sent.
+    #[error(transparent)]
+    InvalidName(#[from] NameError),
+    /// The request could not be sent or its answer not received
+    /// (connection refused or reset, timeout, truncated body). Retrying
+    /// later may help.
+    #[error("request to {url} failed")]
+    Transport {
+        /// The URL, without its query string.
+        url: String,
+        /// The underlying error (its URL removed).
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A server answered something that does not follow the protocol
+    /// (malformed JSON, a plan for other chunks than asked). A bug in that
+    /// server or a version mismatch.
+    #[error("unexpected answer from {url}: {detail}")]
+    Protocol {
+        /// The URL, without its query string.
+        url: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// Bytes read back do not match the chunk's id or size.
+    #[error("chunk {chunk}: {detail}")]
+    Integrity {
+        /// The chunk.
+        chunk: ChunkId,
+        /// What did not match.
+        detail: String,
+    },
+    /// A local read or write failed.
+    #[error("{context}")]
+    Io {
+        /// What was being done, e.g. `reading /tmp/x`.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The client configuration or the options of a call are not usable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// A chunk could not be transferred after every retry; `last` is the
+    /// final failure. The cluster may be degraded: retry later.
+    #[error("chunk {chunk}: gave up after {attempts} attempts")]
+    Exhausted {
+        /// The chunk.
+        chunk: ChunkId,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last failure.
+        #[source]
+        last: Box<Error>,
+    },
+    /// A chunk PUT stored fewer replicas than the session requires (a
+    /// pipeline node failed); the upload retargets and retries.
+    #[error(
+        "chunk {chunk}: {stored} of {wanted} replicas stored{}",
+        detail_suffix(detail)
+    )]
+    Underreplicated {
+        /// The chunk.
+        chunk: ChunkId,
+        /// Replicas with receipts so far.
+        stored: usize,
+        /// Replicas the session requires.
+        wanted: u8,
+        /// Why pipeline nodes failed, as they reported it.
+        detail: String,
+    },
+    /// The namenode lists no replica to read a chunk from.
+    #[error("chunk {chunk}: no replica available")]
+    NoReplica {
+        /// The chunk.
+        chunk: ChunkId,
+    },
+    /// The file was replaced while it was being read; read it again.
+    #[error("{bucket}/{path} changed while it was being read")]
+    Changed {
+        /// Bucket.
+        bucket: String,
+        /// Path.
+        path: String,
+    },
+    /// A byte range starts past the end of the file.
+    #[error("range starting at {start} is past the end of the file ({size} bytes)")]
+    RangeNotSatisfiable {
+        /// First byte asked for.
+        start: u64,
+        /// The file's size.
+        size: u64,
+    },
+    /// An internal task panicked or was cancelled.
+    #[error("internal task failed: {0}")]
+    Task(String),
+}
+
+fn detail_suffix(detail: &str) -> String {
+    if detail.is_empty() {
+        String::new()
+    } else {
+        format!(" ({detail})")
+    }
+}
+
+fn request_id_suffix(id: &str) -> String {
+    if id.is_empty() {
+        String::new()
+    } else {
+        format!(" (request id {id})")
+    }
+}
+
+impl Error {
+    /// True for a 404: no such bucket, file or upload session.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Error::Api { status: 404, .. })
+    }
+
+    /// True when the server refused because something already exists or is
+    /// in the way (HTTP 409: bucket exists, bucket not empty, …).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Api { status: 409, .. })
+    }
+
+    /// The server's error code, if this is an [`Error::Api`].
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// True when the same call may succeed if tried again: transport
+    /// failures, 5xx, 408 and 429. Any other 4xx is final.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Transport { .. } => true,
+            Error::Api { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            _ => false,
+        }
+    }
+
+    /// An I/O error with what was being done.
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    /// A transport error; the URL is stripped of its query (pre-signed URLs
+    /// carry a signature there) and removed from the source error too.
+    pub(crate) fn transport(url: &reqwest::Url, source: reqwest::Error) -> Self {
+        Error::Transport {
+            url: redact_url(url),
+            source: source.without_url(),
+        }
+    }
+
+    /// A protocol error for `url`.
+    pub(crate) fn protocol(url: &reqwest::Url, detail: impl Into<String>) -> Self {
+        Error::Protocol {
+            url: redact_url(url),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// A URL fit for logs and messages: scheme, host, port and path, no query,
+/// no fragment, no user info.
+pub(crate) fn redact_url(url: &reqwest::Url) -> String {
+    let mut u = url.clone();
+    u.set_query(None);
+    u.set_fragment(None);
+    // Both fail only for URLs that cannot have credentials; nothing to strip then.
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.to_string()
+}
+
+/// [`redact_url`] for a URL still in text form.
+pub(crate) fn redact_str(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => redact_url(&u),
+        Err(_) => url.split('?').next().unwrap_or_default().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_signature() {
+        assert_eq!(
+            redact_str("http://u:p@127.0.0.1:9001/v1/chunks/ab?t=tok&s=sig#x"),
+            "http://127.0.0.1:9001/v1/chunks/ab"
+        );
+        assert_eq!(redact_str("not a url?s=sig"), "not a url");
+    }
+
+    #[test]
+    fn retryable_statuses() {
+        let api = |status| Error::Api {
+            status,
+            code: "X".into(),
+            message: "m".into(),
+            request_id: String::new(),
+        };
+        assert!(api(500).is_retryable());
+        assert!(api(503).is_retryable());
+        assert!(api(408).is_retryable());
+        assert!(api(429).is_retryable());
+        assert!(!api(400).is_retryable());
+        assert!(!api(403).is_retryable());
+        assert!(!api(409).is_retryable());
+        assert!(api(404).is_not_found());
+        assert!(!api(403).is_not_found());
+        assert_eq!(api(409).to_string(), "X (HTTP 409): m");
+    }
+}

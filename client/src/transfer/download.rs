@@ -1,0 +1,434 @@
+//! Download and range reads: chunks fetched in parallel from the replicas
+//! the namenode lists (best first), verified against their ids, written in
+//! order. A bad replica is reported and the next one tried; when every
+//! replica failed the locations are fetched again (URLs expire) and the
+//! round retried with backoff.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use blob_common::names::{validate_bucket, validate_path};
+use blob_common::proto::namenode::{BadReplica, FileInfo, FileLocations, ReplicaUrl};
+use blob_common::ChunkId;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tracing::Instrument;
+
+use super::{backoff, AbortOnDrop, ProgressCounter};
+use crate::error::redact_str;
+use crate::{Client, DownloadOptions, Error};
+
+/// Rounds over all replicas of a chunk (locations refreshed in between).
+const ROUNDS: u32 = 4;
+
+pub(crate) async fn download<W>(
+    client: &Client,
+    bucket: &str,
+    path: &str,
+    writer: W,
+    opts: &DownloadOptions,
+) -> Result<FileInfo, Error>
+where
+    W: AsyncWrite + Unpin + Send,
+{
+    validate_bucket(bucket)?;
+    validate_path(path)?;
+    let client = client.scoped();
+    let span = tracing::info_span!("download", bucket, path, request_id = %client.request_id());
+    async move {
+        let locs = client.locations(bucket, path).await?;
+        write_file(&client, locs, writer, opts).await
+    }
+    .instrument(span)
+    .await
+}
+
+/// Fetches every chunk of `locs` and writes them in order.
+async fn write_file<W>(
+    client: &Client,
+    locs: FileLocations,
+    mut writer: W,
+    opts: &DownloadOptions,
+) -> Result<FileInfo, Error>
+where
+    W: AsyncWrite + Unpin + Send,
+{
+    let started = std::time::Instant::now();
+    let locator = Arc::new(Locator::new(client.clone(), Arc::new(locs))?);
+    let file = locator.file().clone();
+    let progress = ProgressCounter::new(opts.progress.clone());
+    let n = locator.chunk_count();
+    let mut chunks = futures::stream::iter(0..n)
+        .map(|index| {
+            let locator = locator.clone();
+            // Spawned so verification and body reads use every core;
+            // aborted if the download stops early.
+            AbortOnDrop(tokio::spawn(
+                async move { locator.fetch(index, None).await }.in_current_span(),
+            ))
+        })
+        .buffered(opts.parallel.max(1));
+    let mut written = 0u64;
+    while let Some(bytes) = chunks.next().await {
+        let bytes = bytes??;
+        writer
+            .write_all(&bytes)
+            .await
+            .map_err(|e| Error::io("writing the output", e))?;
+        written += bytes.len() as u64;
+        progress.add(bytes.len() as u64);
+    }
+    writer
+        .flush()
+        .await
+        .map_err(|e| Error::io("writing the output", e))?;
+    tracing::info!(
+        size = written,
+        chunks = n,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "download done"
+    );
+    Ok(file)
+}
+
+pub(crate) async fn download_to_path(
+    client: &Client,
+    bucket: &str,
+    path: &str,
+    local: &Path,
+    opts: &DownloadOptions,
+) -> Result<FileInfo, Error> {
+    validate_bucket(bucket)?;
+    validate_path(path)?;
+    let name = local.file_name().ok_or_else(|| {
+        Error::io(
+            format!("downloading to {}", local.display()),
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file name"),
+        )
+    })?;
+    let dir = match local.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.part", hex::encode(rand::random::<[u8; 4]>())));
+    let tmp = TempFile(Some(dir.join(tmp_name)));
+    let tmp_path = tmp.path().to_path_buf();
+    let mut f = tokio::fs::File::create(&tmp_path)
+        .await
+        .map_err(|e| Error::io(format!("creating {}", tmp_path.display()), e))?;
+    let info = download(client, bucket, path, &mut f, opts).await?;
+    f.sync_all()
+        .await
+        .map_err(|e| Error::io(format!("syncing {}", tmp_path.display()), e))?;
+    drop(f);
+    tokio::fs::rename(&tmp_path, local).await.map_err(|e| {
+        Error::io(
+            format!("renaming {} to {}", tmp_path.display(), local.display()),
+            e,
+        )
+    })?;
+    tmp.keep();
+    Ok(info)
+}
+
+/// A temporary file removed when dropped, unless kept.
+struct TempFile(Option<PathBuf>);
+
+impl TempFile {
+    fn path(&self) -> &Path {
+        self.0.as_deref().unwrap_or(Path::new(""))
+    }
+
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+pub(crate) async fn read_range_at(
+    client: &Client,
+    locs: Arc<FileLocations>,
+    start: u64,
+    len: u64,
+) -> Result<Bytes, Error> {
+    let size = locs.file.size;
+    if start > size {
+        return Err(Error::RangeNotSatisfiable { start, size });
+    }
+    let end = start.saturating_add(len).min(size);
+    if end == start {
+        return Ok(Bytes::new());
+    }
+    let locator = Arc::new(Locator::new(client.clone(), locs)?);
+    let pieces = plan_range(&locator.initial_chunks(), start..end);
+    let mut fetched = futures::stream::iter(pieces)
+        .map(|(index, range)| {
+            let locator = locator.clone();
+            AbortOnDrop(tokio::spawn(
+                async move { locator.fetch(index, range).await }.in_current_span(),
+            ))
+        })
+        .buffered(crate::config::DEFAULT_PARALLEL);
+    let mut parts = Vec::new();
+    while let Some(part) = fetched.next().await {
+        parts.push(part??);
+    }
+    if parts.len() == 1 {
+        return Ok(parts.swap_remove(0));
+    }
+    let mut out = BytesMut::with_capacity((end - start) as usize);
+    for p in parts {
+        out.extend_from_slice(&p);
+    }
+    Ok(out.freeze())
+}
+
+/// The chunks a byte range `want` of a file touches: `(index, None)` for a
+/// chunk wholly inside it, `(index, Some(range within the chunk))` for a
+/// partial one. `chunks` are `(offset, size)` in file order.
+pub(crate) fn plan_range(
+    chunks: &[(u64, u64)],
+    want: Range<u64>,
+) -> Vec<(usize, Option<Range<u64>>)> {
+    let mut out = Vec::new();
+    for (i, &(offset, size)) in chunks.iter().enumerate() {
+        let chunk_end = offset + size;
+        if chunk_end <= want.start || size == 0 {
+            continue;
+        }
+        if offset >= want.end {
+            break;
+        }
+        let from = want.start.max(offset) - offset;
+        let to = want.end.min(chunk_end) - offset;
+        out.push((i, (from > 0 || to < size).then_some(from..to)));
+    }
+    out
+}
+
+/// The chunk list of one version of a file, with replica URLs that are
+/// refreshed from the namenode when every replica of a chunk failed.
+/// Concurrent refreshes coalesce into one call.
+struct Locator {
+    client: Client,
+    file: FileInfo,
+    /// Chunk ids and sizes as first listed: refreshed lists must agree.
+    chunks: Vec<(ChunkId, u64, u64)>,
+    current: tokio::sync::Mutex<(u64, Arc<FileLocations>)>,
+}
+
+impl Locator {
+    fn new(client: Client, locs: Arc<FileLocations>) -> Result<Self, Error> {
+        let mut offset = 0u64;
+        let mut chunks = Vec::with_capacity(locs.chunks.len());
+        for c in &locs.chunks {
+            if c.offset != offset {
+                return Err(Error::protocol(
+                    &client.meta_url(&["file", "locations"], &[]),
+                    format!("chunk {} at offset {}, expected {offset}", c.id, c.offset),
+                ));
+            }
+            chunks.push((c.id, c.offset, c.size));
+            offset += c.size;
+        }
+        if offset != locs.file.size {
+            return Err(Error::protocol(
+                &client.meta_url(&["file", "locations"], &[]),
+                format!(
+                    "chunks add up to {offset} bytes, file is {}",
+                    locs.file.size
+                ),
+            ));
+        }
+        Ok(Self {
+            client,
+            file: locs.file.clone(),
+            chunks,
+            current: tokio::sync::Mutex::new((0, locs)),
+        })
+    }
+
+    fn file(&self) -> &FileInfo {
+        &self.file
+    }
+
+    fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
+    fn initial_chunks(&self) -> Vec<(u64, u64)> {
+        self.chunks.iter().map(|&(_, o, s)| (o, s)).collect()
+    }
+
+    async fn snapshot(&self) -> (u64, Arc<FileLocations>) {
+        self.current.lock().await.clone()
+    }
+
+    /// Fresh locations, unless another task refreshed since `seen`.
+    async fn refresh(&self, seen: u64) -> Result<(u64, Arc<FileLocations>), Error> {
+        let mut cur = self.current.lock().await;
+        if cur.0 != seen {
+            return Ok(cur.clone());
+        }
+        let fresh = self
+            .client
+            .locations(&self.file.bucket, &self.file.path)
+            .await?;
+        if fresh.file.version != self.file.version {
+            return Err(Error::Changed {
+                bucket: self.file.bucket.clone(),
+                path: self.file.path.clone(),
+            });
+        }
+        *cur = (cur.0 + 1, Arc::new(fresh));
+        Ok(cur.clone())
+    }
+
+    /// Chunk `index`, whole (verified) or the part `range` of it.
+    async fn fetch(&self, index: usize, range: Option<Range<u64>>) -> Result<Bytes, Error> {
+        let Some(&(id, _, size)) = self.chunks.get(index) else {
+            return Err(Error::Task(format!("no chunk {index}")));
+        };
+        let (mut generation, mut locs) = self.snapshot().await;
+        let mut attempts = 0;
+        let mut last = Error::NoReplica { chunk: id };
+        for round in 1..=ROUNDS {
+            let replicas = match locs.chunks.get(index) {
+                Some(c) if c.id == id && c.size == size => c.replicas.clone(),
+                _ => {
+                    return Err(Error::Changed {
+                        bucket: self.file.bucket.clone(),
+                        path: self.file.path.clone(),
+                    })
+                }
+            };
+            if replicas.is_empty() {
+                last = Error::NoReplica { chunk: id };
+            }
+            for replica in &replicas {
+                attempts += 1;
+                match self.fetch_from(id, size, replica, range.clone()).await {
+                    Ok(b) => return Ok(b),
+                    Err(e) => {
+                        tracing::debug!(
+                            chunk = %id.short(),
+                            node = %replica.node,
+                            url = %redact_str(&replica.url),
+                            error = %e,
+                            "replica failed"
+                        );
+                        last = e;
+                    }
+                }
+            }
+            if round == ROUNDS {
+                break;
+            }
+            tracing::warn!(chunk = %id.short(), round, error = %last, "every replica failed; refreshing locations");
+            tokio::time::sleep(backoff(round)).await;
+            match self.refresh(generation).await {
+                Ok((g, l)) => {
+                    generation = g;
+                    locs = l;
+                }
+                Err(e) if e.is_retryable() => last = e,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Exhausted {
+            chunk: id,
+            attempts,
+            last: Box::new(last),
+        })
+    }
+
+    /// One replica. A whole chunk is hashed off the runtime; a mismatch is
+    /// reported to the namenode as a bad replica.
+    async fn fetch_from(
+        &self,
+        id: ChunkId,
+        size: u64,
+        replica: &ReplicaUrl,
+        range: Option<Range<u64>>,
+    ) -> Result<Bytes, Error> {
+        let whole = range.is_none();
+        let bytes = self
+            .client
+            .get_chunk(&replica.url, &id, size, range)
+            .await?;
+        if !whole {
+            return Ok(bytes);
+        }
+        let (actual, bytes) = tokio::task::spawn_blocking(move || (ChunkId::of(&bytes), bytes))
+            .await
+            .map_err(|e| Error::Task(format!("hashing a chunk: {e}")))?;
+        if actual == id {
+            return Ok(bytes);
+        }
+        let reason = format!("content hashes to {actual}");
+        tracing::warn!(chunk = %id.short(), node = %replica.node, %reason, "bad replica");
+        let report = BadReplica {
+            chunk: id,
+            node: replica.node,
+            reason: reason.clone(),
+        };
+        if let Err(e) = self.client.report_bad_replica(&report).await {
+            tracing::warn!(chunk = %id.short(), node = %replica.node, error = %e, "could not report bad replica");
+        }
+        Err(Error::Integrity {
+            chunk: id,
+            detail: format!("replica on {} is corrupt: {reason}", replica.node),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_touches_only_its_chunks() {
+        let chunks = [(0, 10), (10, 10), (20, 5)];
+        assert_eq!(
+            plan_range(&chunks, 0..25),
+            vec![(0, None), (1, None), (2, None)]
+        );
+        assert_eq!(plan_range(&chunks, 3..7), vec![(0, Some(3..7))]);
+        assert_eq!(
+            plan_range(&chunks, 5..22),
+            vec![(0, Some(5..10)), (1, None), (2, Some(0..2))]
+        );
+        assert_eq!(plan_range(&chunks, 10..20), vec![(1, None)]);
+        assert_eq!(
+            plan_range(&chunks, 19..21),
+            vec![(1, Some(9..10)), (2, Some(0..1))]
+        );
+        assert_eq!(plan_range(&chunks, 24..25), vec![(2, Some(4..5))]);
+        assert!(plan_range(&chunks, 25..25).is_empty());
+        assert!(plan_range(&[], 0..1).is_empty());
+    }
+
+    #[test]
+    fn temp_file_is_removed_unless_kept() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let a = dir.path().join("a");
+        std::fs::write(&a, b"x").unwrap_or_else(|e| panic!("{e}"));
+        drop(TempFile(Some(a.clone())));
+        assert!(!a.exists());
+        let b = dir.path().join("b");
+        std::fs::write(&b, b"x").unwrap_or_else(|e| panic!("{e}"));
+        TempFile(Some(b.clone())).keep();
+        assert!(b.exists());
+    }
+}
