@@ -290,9 +290,15 @@ impl Forward {
         });
         let req = req.body(reqwest::Body::wrap_stream(stream));
         let task = tokio::spawn(async move {
-            let resp = req.send().await.map_err(|e| error_chain(&e.without_url()))?;
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| error_chain(&e.without_url()))?;
             let status = resp.status();
-            let bytes = resp.bytes().await.map_err(|e| error_chain(&e.without_url()))?;
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| error_chain(&e.without_url()))?;
             if !status.is_success() {
                 let why = serde_json::from_slice::<ErrorBody>(&bytes)
                     .map(|b| format!("{}: {}", b.code, b.message))

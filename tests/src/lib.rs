@@ -450,6 +450,11 @@ impl TestCluster {
         Ok(sum)
     }
 
+    /// Process id of the namenode.
+    pub fn namenode_pid(&self) -> Option<u32> {
+        self.namenode.child.as_ref().map(Child::id)
+    }
+
     /// Settings this cluster started with.
     pub fn settings(&self) -> &Builder {
         &self.settings

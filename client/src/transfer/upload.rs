@@ -667,13 +667,9 @@ impl PutJob {
         if have.len() >= usize::from(self.replication) {
             return Ok(());
         }
-        // Pipeline nodes that neither stored nor reported a failure are
-        // suspect as well.
-        for n in &target.targets {
-            if !have.contains(n) && !exclude.contains(n) {
-                exclude.push(*n);
-            }
-        }
+        // Nodes after a broken link of the pipeline neither stored nor
+        // failed: they were never reached, so they stay eligible (excluding
+        // them could leave too few nodes for the missing replicas).
         Err(Error::Underreplicated {
             chunk: self.chunk.id,
             stored: have.len(),

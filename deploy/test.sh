@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Installs what is missing, builds, and runs the whole test suite: unit
+# tests of every crate and the whole-cluster tests (real processes on
+# 127.0.0.1 ephemeral ports). Extra arguments go to `cargo test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash deploy/install-deps.sh
+source deploy/env.sh
+# One profile (release) for everything: RocksDB is compiled once.
+cargo test --release --workspace "$@"

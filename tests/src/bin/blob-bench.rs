@@ -1,0 +1,295 @@
+//! The core benchmark: a local cluster of 3 datanodes (RF 3, fsync on), one
+//! 1 GiB file up and down through `blobctl`, and 1,000 files of 64 KiB with
+//! 16 in flight through the client library. Each result is printed beside
+//! baselines measured in the same run on the same machine: the data disk's
+//! write bandwidth with fsync (`dd conv=fsync`), one core's SHA-256 rate,
+//! and a plain loopback HTTP transfer.
+//!
+//! Run: `cargo run --release -p blob-tests --bin blob-bench [-- --size-mib 1024 --small 1000]`
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use blob_client::{DownloadOptions, UploadOptions};
+use blob_tests::{random_bytes, TestCluster};
+use sha2::Digest;
+use tokio::io::AsyncWriteExt;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+struct Args {
+    size_mib: u64,
+    small: usize,
+    in_flight: usize,
+}
+
+fn args() -> Result<Args> {
+    let mut a = Args {
+        size_mib: 1024,
+        small: 1000,
+        in_flight: 16,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().context("flag needs a value");
+        match flag.as_str() {
+            "--size-mib" => a.size_mib = val()?.parse()?,
+            "--small" => a.small = val()?.parse()?,
+            "--in-flight" => a.in_flight = val()?.parse()?,
+            other => bail!("unknown flag {other}; use --size-mib N, --small N, --in-flight N"),
+        }
+    }
+    Ok(a)
+}
+
+fn sibling(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.parent().context("exe dir")?.join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: build with `cargo build --release -p blob-tests --bins`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+/// `dd` of `mib` MiB with fsync into `dir`; MiB/s.
+fn dd_fsync(dir: &Path, mib: u64) -> Result<f64> {
+    let target = dir.join("dd.bin");
+    let t = Instant::now();
+    let out = Command::new("dd")
+        .arg("if=/dev/zero")
+        .arg(format!("of={}", target.display()))
+        .args(["bs=1M", &format!("count={mib}"), "conv=fsync"])
+        .output()
+        .context("running dd")?;
+    if !out.status.success() {
+        bail!("dd failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let _ = std::fs::remove_file(target);
+    Ok(mib as f64 / secs)
+}
+
+/// One core's SHA-256 over 256 MiB; MiB/s.
+fn sha256_rate() -> f64 {
+    let buf = random_bytes(64 << 20, 1);
+    let t = Instant::now();
+    let mut h = sha2::Sha256::new();
+    for _ in 0..4 {
+        h.update(&buf);
+    }
+    std::hint::black_box(h.finalize());
+    256.0 / t.elapsed().as_secs_f64()
+}
+
+/// A plain HTTP GET of `mib` MiB over loopback (axum → reqwest); MiB/s.
+async fn loopback_http(mib: u64) -> Result<f64> {
+    let block = bytes::Bytes::from(vec![7u8; 1 << 20]);
+    let app = axum::Router::new().route(
+        "/blob",
+        axum::routing::get(move || {
+            let block = block.clone();
+            async move {
+                let stream = futures::stream::iter(
+                    (0..mib).map(move |_| Ok::<_, std::io::Error>(block.clone())),
+                );
+                axum::body::Body::from_stream(stream)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    let t = Instant::now();
+    let mut resp = reqwest::get(format!("http://{addr}/blob")).await?;
+    let mut n = 0u64;
+    while let Some(c) = resp.chunk().await? {
+        n += c.len() as u64;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    server.abort();
+    Ok(n as f64 / MIB / secs)
+}
+
+/// Writes `mib` MiB of incompressible data to `path` without holding it in memory.
+async fn make_file(path: &Path, mib: u64) -> Result<()> {
+    let mut f = tokio::fs::File::create(path).await?;
+    for i in 0..mib {
+        f.write_all(&random_bytes(1 << 20, 1000 + i)).await?;
+    }
+    f.flush().await?;
+    Ok(())
+}
+
+/// Runs blobctl; returns (seconds, peak RSS of the blobctl process in MiB).
+fn blobctl(bin: &Path, config: &Path, args: &[&str]) -> Result<(f64, f64)> {
+    let t = Instant::now();
+    let status = Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .arg("-q")
+        .args(args)
+        .status()?;
+    let secs = t.elapsed().as_secs_f64();
+    if !status.success() {
+        bail!("blobctl {args:?} failed with {status}");
+    }
+    // ru_maxrss of waited-for children: the largest blobctl run so far.
+    let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
+    Ok((secs, usage.max_rss() as f64 / 1024.0))
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<()> {
+    let a = args()?;
+    let blobd = sibling("test-blobd")?;
+    let blobctl_bin = sibling("test-blobctl")?;
+    let cluster = TestCluster::builder()
+        .datanodes(3)
+        .replication(3)
+        .start(&blobd)
+        .await?;
+    let work = cluster.root().join("bench");
+    std::fs::create_dir_all(&work)?;
+
+    eprintln!("measuring baselines…");
+    let dd = dd_fsync(cluster.root(), 512)?;
+    let sha = sha256_rate();
+    let lo = loopback_http(a.size_mib.max(256)).await?;
+
+    eprintln!("preparing a {} MiB input file…", a.size_mib);
+    let input = work.join("input.bin");
+    make_file(&input, a.size_mib).await?;
+    let config = cluster.client_config()?;
+    let c = cluster.client();
+    c.create_bucket("bench").await?;
+
+    eprintln!("1 file of {} MiB…", a.size_mib);
+    let (up_s, up_rss) = blobctl(
+        &blobctl_bin,
+        &config,
+        &["upload", input.to_str().context("utf8")?, "bench/big.bin"],
+    )?;
+    let (down_s, down_rss) = blobctl(
+        &blobctl_bin,
+        &config,
+        &["download", "bench/big.bin", "/dev/null"],
+    )
+    .or_else(|_| -> Result<(f64, f64)> {
+        let out = work.join("out.bin");
+        let r = blobctl(
+            &blobctl_bin,
+            &config,
+            &["download", "bench/big.bin", out.to_str().context("utf8")?],
+        )?;
+        let _ = std::fs::remove_file(out);
+        Ok(r)
+    })?;
+    let up = a.size_mib as f64 / up_s;
+    let down = a.size_mib as f64 / down_s;
+
+    eprintln!("{} files of 64 KiB, {} in flight…", a.small, a.in_flight);
+    let sem = Arc::new(tokio::sync::Semaphore::new(a.in_flight));
+    let opts = UploadOptions::default();
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..a.small {
+        let (c, sem, opts) = (c.clone(), sem.clone(), opts.clone());
+        tasks.push(tokio::spawn(async move {
+            let _p = sem.acquire_owned().await?;
+            let data = random_bytes(64 << 10, 50_000 + i as u64);
+            c.upload(
+                std::io::Cursor::new(data),
+                "bench",
+                &format!("small/{i:05}"),
+                &opts,
+            )
+            .await?;
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let put_rate = a.small as f64 / t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..a.small {
+        let (c, sem) = (c.clone(), sem.clone());
+        tasks.push(tokio::spawn(async move {
+            let _p = sem.acquire_owned().await?;
+            let mut sink = tokio::io::sink();
+            c.download(
+                "bench",
+                &format!("small/{i:05}"),
+                &mut sink,
+                &DownloadOptions::default(),
+            )
+            .await?;
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let get_rate = a.small as f64 / t.elapsed().as_secs_f64();
+    let nn_rss = cluster.namenode_pid().map_or(0.0, rss_mib);
+
+    let chunk_mib = 8.0;
+    let floor = dd.min(sha).min(lo);
+    println!("\nblobstore core benchmark: 3 datanodes, RF 3, fsync on, one machine\n");
+    println!("baselines (same run):");
+    println!(
+        "  disk write with fsync (dd 512 MiB)   {dd:>9.1} MiB/s   (÷3 replicas: {:.1})",
+        dd / 3.0
+    );
+    println!("  SHA-256, one core                     {sha:>9.1} MiB/s");
+    println!("  loopback HTTP GET                     {lo:>9.1} MiB/s\n");
+    println!("results:");
+    println!(
+        "  {} MiB upload (blobctl)            {up:>9.1} MiB/s   {:.0}% of disk÷3 (goal ≥ 50%)",
+        a.size_mib,
+        100.0 * up / (dd / 3.0)
+    );
+    println!(
+        "  {} MiB download (blobctl)          {down:>9.1} MiB/s   {:.0}% of min(baselines) {:.0} (goal ≥ 50%)",
+        a.size_mib,
+        100.0 * down / floor,
+        floor
+    );
+    println!(
+        "  blobctl peak RSS                      {:>9.1} MiB     limit 8 × chunk + 64 = {:.0} MiB",
+        up_rss.max(down_rss),
+        8.0 * chunk_mib + 64.0
+    );
+    println!(
+        "  64 KiB PUT, {} in flight            {put_rate:>9.1} files/s",
+        a.in_flight
+    );
+    println!(
+        "  64 KiB GET, {} in flight            {get_rate:>9.1} files/s",
+        a.in_flight
+    );
+    println!(
+        "  namenode RSS after {} files         {nn_rss:>9.1} MiB     limit 200 MiB",
+        a.small
+    );
+    drop(cluster);
+    Ok(())
+}
