@@ -6,6 +6,7 @@ mod bad_input;
 mod cli;
 mod concurrency;
 mod dedup;
+mod dev;
 mod faults;
 mod presign;
 mod restart;
