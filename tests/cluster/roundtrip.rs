@@ -57,6 +57,30 @@ async fn a_64_mib_file_round_trips_with_default_chunks() {
             sha256_hex(&std::fs::read(&local).expect("read")),
             sha256_hex(&data)
         );
+        // A download to a FIFO (like one to /dev/null) writes into it and
+        // leaves it in place, instead of renaming a temp file over it.
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let reader = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::read(fifo).expect("read fifo"))
+        };
+        c.download_to_path("big", "video.mp4", &fifo, &Default::default())
+            .await
+            .expect("download to a FIFO");
+        let got = tokio::task::spawn_blocking(move || reader.join().expect("reader"))
+            .await
+            .expect("join");
+        assert_eq!(sha256_hex(&got), sha256_hex(&data));
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::metadata(&fifo)
+            .expect("stat")
+            .file_type()
+            .is_fifo());
     })
     .await;
 }
