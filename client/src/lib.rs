@@ -161,7 +161,8 @@ impl Client {
 
     /// Downloads `bucket/path` into the local file `local`: written to a
     /// temporary file beside it and renamed into place only once complete
-    /// and synced, removed on failure.
+    /// and synced, removed on failure. An existing device, FIFO or socket
+    /// (e.g. `/dev/null`) is written in place instead.
     pub async fn download_to_path(
         &self,
         bucket: &str,

@@ -102,6 +102,18 @@ pub(crate) async fn download_to_path(
 ) -> Result<FileInfo, Error> {
     validate_bucket(bucket)?;
     validate_path(path)?;
+    if let Some(special) = existing_special_file(local).await {
+        // A device, FIFO or socket (`/dev/null`, a named pipe): written in
+        // place. Renaming a temp file over it would replace the device node
+        // with a regular file.
+        let mut f = tokio::fs::OpenOptions::new()
+            .write(true)
+            .open(local)
+            .await
+            .map_err(|e| Error::io(format!("opening {}", local.display()), e))?;
+        tracing::debug!(path = %local.display(), kind = special, "writing to a special file in place");
+        return download(client, bucket, path, &mut f, opts).await;
+    }
     let name = local.file_name().ok_or_else(|| {
         Error::io(
             format!("downloading to {}", local.display()),
@@ -133,6 +145,24 @@ pub(crate) async fn download_to_path(
     })?;
     tmp.keep();
     Ok(info)
+}
+
+/// What kind of special file `path` is, if it exists and is neither a
+/// regular file nor a directory (symbolic links followed).
+async fn existing_special_file(path: &Path) -> Option<&'static str> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = tokio::fs::metadata(path).await.ok()?.file_type();
+    if t.is_char_device() {
+        Some("character device")
+    } else if t.is_block_device() {
+        Some("block device")
+    } else if t.is_fifo() {
+        Some("FIFO")
+    } else if t.is_socket() {
+        Some("socket")
+    } else {
+        None
+    }
 }
 
 /// A temporary file removed when dropped, unless kept.
@@ -417,6 +447,23 @@ mod tests {
         assert_eq!(plan_range(&chunks, 24..25), vec![(2, Some(4..5))]);
         assert!(plan_range(&chunks, 25..25).is_empty());
         assert!(plan_range(&[], 0..1).is_empty());
+    }
+
+    #[tokio::test]
+    async fn devices_are_special_files_and_regular_files_are_not() {
+        assert_eq!(
+            existing_special_file(Path::new("/dev/null")).await,
+            Some("character device")
+        );
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let f = dir.path().join("f");
+        std::fs::write(&f, b"x").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(existing_special_file(&f).await, None);
+        assert_eq!(existing_special_file(dir.path()).await, None);
+        assert_eq!(
+            existing_special_file(&dir.path().join("missing")).await,
+            None
+        );
     }
 
     #[test]
