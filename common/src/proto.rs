@@ -3,4 +3,5 @@
 
 pub mod datanode;
 pub mod heartbeat;
+pub mod multipart;
 pub mod namenode;

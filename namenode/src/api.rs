@@ -13,6 +13,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use blob_common::auth::{self, RequestParts, CLUSTER_KEY_PREFIX};
 use blob_common::proto::heartbeat::{ChunkReport, Heartbeat};
+use blob_common::proto::multipart::*;
 use blob_common::proto::namenode::*;
 use blob_common::UploadId;
 
@@ -79,6 +80,13 @@ pub(crate) fn router(nn: Arc<Namenode>) -> Router {
         .route("/v1/uploads/{id}/commit", post(commit))
         .route("/v1/chunks/bad", post(bad_replica))
         .route("/v1/admin/nodes", get(list_nodes))
+        .route("/v1/admin/keys/{access_key}", get(access_key_info))
+        .route("/v1/copy", post(copy_file))
+        .route("/v1/multipart", post(create_multipart).get(list_multipart))
+        .route("/v1/multipart/{id}", axum::routing::delete(abort_multipart))
+        .route("/v1/multipart/{id}/parts", get(list_parts))
+        .route("/v1/multipart/{id}/copy-part", post(copy_part))
+        .route("/v1/multipart/{id}/complete", post(complete_multipart))
         .route("/v1/datanodes/heartbeat", post(heartbeat))
         .route("/v1/datanodes/report", post(chunk_report))
         .route_layer(middleware::from_fn_with_state(nn.clone(), authenticate));
@@ -216,9 +224,12 @@ async fn delete_bucket(
     Path(bucket): Path<String>,
 ) -> Result<StatusCode, Error> {
     p.user()?;
-    blocking(move || nn.delete_bucket(&bucket))
-        .await
-        .map(|_| StatusCode::NO_CONTENT)
+    blocking(move || {
+        nn.delete_bucket(&bucket)?;
+        nn.drop_bucket_multiparts(&bucket)
+    })
+    .await
+    .map(|_| StatusCode::NO_CONTENT)
 }
 
 async fn list_files(
@@ -322,6 +333,11 @@ async fn commit(
 ) -> Result<Json<FileInfo>, Error> {
     let owner = p.user()?.to_string();
     let id = parse_upload(&id)?;
+    if let Some(part) = req.part {
+        return blocking(move || nn.commit_part(&owner, &id, &req, part))
+            .await
+            .map(Json);
+    }
     blocking(move || nn.commit(&owner, &id, &req))
         .await
         .map(Json)
@@ -376,6 +392,109 @@ async fn chunk_report(
 ) -> Result<StatusCode, Error> {
     p.cluster()?;
     blocking(move || nn.chunk_report(&report))
+        .await
+        .map(|_| StatusCode::NO_CONTENT)
+}
+
+// ---- S3 support: keys, copies, multipart uploads ---------------------------
+
+async fn access_key_info(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    Path(access_key): Path<String>,
+) -> Result<Json<AccessKeyInfo>, Error> {
+    p.cluster()?;
+    let key = access_key.clone();
+    let rec = blocking(move || nn.key_secret(&key))
+        .await?
+        .ok_or_else(|| auth::AuthError::UnknownKey(access_key.clone()))?;
+    Ok(Json(AccessKeyInfo {
+        access_key,
+        secret_key: rec.secret,
+        admin: rec.admin,
+    }))
+}
+
+async fn copy_file(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    JsonBody(req): JsonBody<CopyFile>,
+) -> Result<Json<FileInfo>, Error> {
+    p.user()?;
+    blocking(move || nn.copy_file(&req)).await.map(Json)
+}
+
+async fn create_multipart(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    JsonBody(req): JsonBody<CreateMultipart>,
+) -> Result<Json<MultipartInfo>, Error> {
+    let owner = p.user()?.to_string();
+    blocking(move || nn.create_multipart(&owner, &req))
+        .await
+        .map(Json)
+}
+
+async fn list_multipart(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    q: Result<Query<ListMultipartQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ListMultipart>, Error> {
+    let owner = p.user()?.to_string();
+    let q = query(q)?;
+    blocking(move || nn.list_multipart(&owner, &q))
+        .await
+        .map(Json)
+}
+
+async fn list_parts(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    q: Result<Query<ListPartsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ListParts>, Error> {
+    let owner = p.user()?.to_string();
+    let id = parse_upload(&id)?;
+    let q = query(q)?;
+    blocking(move || nn.list_parts(&owner, &id, &q))
+        .await
+        .map(Json)
+}
+
+async fn copy_part(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<CopyPart>,
+) -> Result<Json<PartInfo>, Error> {
+    let owner = p.user()?.to_string();
+    let id = parse_upload(&id)?;
+    blocking(move || nn.copy_part(&owner, &id, &req))
+        .await
+        .map(Json)
+}
+
+async fn complete_multipart(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<CompleteMultipart>,
+) -> Result<Json<FileInfo>, Error> {
+    let owner = p.user()?.to_string();
+    let id = parse_upload(&id)?;
+    blocking(move || nn.complete_multipart(&owner, &id, &req))
+        .await
+        .map(Json)
+}
+
+async fn abort_multipart(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, Error> {
+    let owner = p.user()?.to_string();
+    let id = parse_upload(&id)?;
+    blocking(move || nn.abort_multipart(&owner, &id))
         .await
         .map(|_| StatusCode::NO_CONTENT)
 }

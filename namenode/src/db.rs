@@ -12,6 +12,8 @@
 //! | `keys` | access key | [`KeyRecord`] |
 //! | `gc` | chunk id | ms since epoch when its references reached zero |
 //! | `corrupt` | chunk id + node id | [`CorruptRecord`] |
+//! | `multipart` | upload id (16 bytes) | [`MultipartRecord`] |
+//! | `multipart_parts` | upload id + part number (u32 BE) | [`PartRecord`]: holds one reference per chunk position |
 //!
 //! A chunk's `refs` counts every file position that names it plus every
 //! session that reported it; `bucket_chunks` counts the same per bucket and
@@ -42,6 +44,8 @@ pub(crate) const CF_DATANODES: &str = "datanodes";
 pub(crate) const CF_KEYS: &str = "keys";
 pub(crate) const CF_GC: &str = "gc";
 pub(crate) const CF_CORRUPT: &str = "corrupt";
+pub(crate) const CF_MULTIPART: &str = "multipart";
+pub(crate) const CF_MULTIPART_PARTS: &str = "multipart_parts";
 
 const ALL_CFS: &[&str] = &[
     CF_BUCKETS,
@@ -54,6 +58,8 @@ const ALL_CFS: &[&str] = &[
     CF_KEYS,
     CF_GC,
     CF_CORRUPT,
+    CF_MULTIPART,
+    CF_MULTIPART_PARTS,
 ];
 
 /// A bucket.
@@ -129,6 +135,39 @@ pub struct KeyRecord {
     pub created_ms: u64,
     /// May administer the cluster.
     pub admin: bool,
+}
+
+/// An open S3 multipart upload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MultipartRecord {
+    /// Bucket.
+    pub bucket: String,
+    /// Path the completed object gets.
+    pub path: String,
+    /// Metadata the completed object carries.
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+    /// Creation time.
+    pub created_ms: u64,
+    /// The access key that opened it.
+    pub owner: String,
+}
+
+/// One uploaded part of a multipart upload.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PartRecord {
+    /// Hex MD5 of the part's bytes.
+    pub etag: String,
+    /// Bytes.
+    pub size: u64,
+    /// Upload time.
+    pub created_ms: u64,
+    /// Replication factor it was stored with.
+    pub replication: u8,
+    /// Writer's chunk size.
+    pub chunk_size: u64,
+    /// Chunks in order.
+    pub chunks: Vec<ChunkRef>,
 }
 
 /// A replica a reader found corrupt.

@@ -66,6 +66,22 @@ pub enum Error {
         /// Nodes available.
         live: usize,
     },
+    /// A multipart complete named a part that is missing or whose ETag
+    /// differs.
+    #[error("invalid part: {0}")]
+    InvalidPart(String),
+    /// A multipart complete listed parts out of order.
+    #[error("invalid part order: {0}")]
+    InvalidPartOrder(String),
+    /// A part other than the last is below the minimum size.
+    #[error("part too small: {0}")]
+    EntityTooSmall(String),
+    /// A multipart complete request that makes no sense.
+    #[error("malformed complete request: {0}")]
+    MalformedComplete(String),
+    /// A part copy whose source has no single-part MD5.
+    #[error("cannot copy as a part: {0}")]
+    NotCopyable(String),
     /// RocksDB failed.
     #[error("metadata store: {context}: {source}")]
     Db {
@@ -106,6 +122,11 @@ impl Error {
             Error::NoSuchFile { .. } => (404, "NoSuchFile"),
             Error::NoSuchUpload(_) => (404, "NoSuchUpload"),
             Error::MissingReplicas { .. } => (409, "MissingReplicas"),
+            Error::InvalidPart(_) => (400, "InvalidPart"),
+            Error::InvalidPartOrder(_) => (400, "InvalidPartOrder"),
+            Error::EntityTooSmall(_) => (400, "EntityTooSmall"),
+            Error::MalformedComplete(_) => (400, "MalformedXML"),
+            Error::NotCopyable(_) => (400, "NotCopyable"),
             Error::BadReceipt(_) => (403, "InvalidReceipt"),
             Error::NotEnoughNodes { .. } => (503, "NotEnoughNodes"),
             Error::Db { .. } | Error::Corrupt(_) | Error::Internal(_) => (500, "InternalError"),

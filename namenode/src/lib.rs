@@ -16,6 +16,7 @@ mod api;
 pub mod db;
 mod error;
 mod metrics;
+mod multipart;
 pub mod nodes;
 mod ops;
 
@@ -55,6 +56,10 @@ pub struct Config {
     pub admin_access_key: Option<String>,
     /// Secret of that admin key (random if unset).
     pub admin_secret_key: Option<String>,
+    /// Age after which an unfinished S3 multipart upload is dropped, seconds.
+    pub multipart_ttl_secs: u64,
+    /// How often stale multipart uploads are looked for, seconds.
+    pub multipart_sweep_secs: u64,
 }
 
 impl Default for Config {
@@ -70,6 +75,8 @@ impl Default for Config {
             max_chunk_size: 256 << 20,
             admin_access_key: None,
             admin_secret_key: None,
+            multipart_ttl_secs: 7 * 24 * 3600,
+            multipart_sweep_secs: 600,
         }
     }
 }
@@ -166,6 +173,7 @@ pub async fn serve_with(
 ) -> Result<(), Error> {
     let addr = listener.local_addr().ok();
     tracing::info!(addr = ?addr, data = %nn.cfg.data_dir.display(), "namenode listening");
+    tokio::spawn(multipart::sweep_loop(nn.clone(), shutdown.clone()));
     axum::serve(listener, api::router(nn))
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

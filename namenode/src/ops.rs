@@ -42,7 +42,7 @@ fn prefix_successor(prefix: &[u8]) -> Vec<u8> {
     vec![0xff; prefix.len() + 1]
 }
 
-fn file_info(bucket: &str, path: &str, rec: FileRecord) -> FileInfo {
+pub(crate) fn file_info(bucket: &str, path: &str, rec: FileRecord) -> FileInfo {
     FileInfo {
         bucket: bucket.to_string(),
         path: path.to_string(),
@@ -57,7 +57,7 @@ fn file_info(bucket: &str, path: &str, rec: FileRecord) -> FileInfo {
 }
 
 impl Namenode {
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         // A panic while holding the lock cannot leave a half-written batch
         // (batches are atomic), so a poisoned lock is safe to reuse.
         self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
@@ -205,7 +205,7 @@ impl Namenode {
 
     // ---- files ---------------------------------------------------------
 
-    fn file_record(&self, bucket: &str, path: &str) -> Result<FileRecord, Error> {
+    pub(crate) fn file_record(&self, bucket: &str, path: &str) -> Result<FileRecord, Error> {
         validate_bucket(bucket)?;
         validate_path(path)?;
         match self.meta.get(CF_FILES, &file_key(bucket, path))? {
@@ -279,6 +279,7 @@ impl Namenode {
                 size: rec.size,
                 created_ms: rec.created_ms,
                 version: rec.version,
+                etag: rec.meta.get("etag").cloned(),
             });
             last = Some(path);
             count += 1;
@@ -376,14 +377,14 @@ impl Namenode {
 
     // ---- uploads -------------------------------------------------------
 
-    fn upload_record(&self, id: &UploadId, owner: &str) -> Result<UploadRecord, Error> {
+    pub(crate) fn upload_record(&self, id: &UploadId, owner: &str) -> Result<UploadRecord, Error> {
         match self.meta.get::<UploadRecord>(CF_UPLOADS, id.as_bytes())? {
             Some(rec) if rec.owner == owner => Ok(rec),
             _ => Err(Error::NoSuchUpload(id.to_string())),
         }
     }
 
-    fn check_chunk_ref(&self, c: &ChunkRef) -> Result<(), Error> {
+    pub(crate) fn check_chunk_ref(&self, c: &ChunkRef) -> Result<(), Error> {
         if c.size == 0 || c.size > self.cfg.max_chunk_size {
             return Err(Error::BadRequest(format!(
                 "chunk {} has size {}; chunks must be 1 to {} bytes",
@@ -467,7 +468,7 @@ impl Namenode {
     /// Verifies receipts and records them: the replica is added to the
     /// chunk, and the session takes one reference on a chunk it has not
     /// referenced yet (added to `added`).
-    fn record_receipts(
+    pub(crate) fn record_receipts(
         &self,
         t: &mut Txn<'_>,
         id: &UploadId,
@@ -502,7 +503,7 @@ impl Namenode {
     }
 
     /// Replicas of a chunk that count (their node is not dead).
-    fn counted(&self, replicas: &[NodeId], now: Instant) -> Vec<NodeId> {
+    pub(crate) fn counted(&self, replicas: &[NodeId], now: Instant) -> Vec<NodeId> {
         let nodes = self.nodes_read();
         replicas
             .iter()
@@ -712,7 +713,7 @@ impl Namenode {
     }
 
     /// Releases a session's references and deletes it (inside a txn).
-    fn drop_session(
+    pub(crate) fn drop_session(
         &self,
         t: &mut Txn<'_>,
         id: &UploadId,

@@ -87,6 +87,9 @@ pub struct FileEntry {
     pub created_ms: u64,
     /// Version id.
     pub version: UploadId,
+    /// S3 ETag (unquoted), when the writer stored one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 /// Query of `GET /v1/buckets/{bucket}/files`.
@@ -255,6 +258,10 @@ pub struct CommitUpload {
     /// User metadata to store with the file.
     #[serde(default)]
     pub meta: BTreeMap<String, String>,
+    /// Commit into this part of a multipart upload instead of writing the
+    /// file (`meta["etag"]` is then the part's MD5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<crate::proto::multipart::PartTarget>,
 }
 
 /// Body of `POST /v1/chunks/bad`: a reader found a replica that does not
