@@ -122,6 +122,10 @@ pub enum Error {
     /// An internal task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// The caller's [`crate::UploadOptions::before_commit`] check refused
+    /// the upload; nothing was committed.
+    #[error("upload refused before commit: {0}")]
+    Refused(String),
 }
 
 fn detail_suffix(detail: &str) -> String {

@@ -34,8 +34,13 @@ pub mod cli;
 pub mod config;
 pub mod error;
 mod meta;
+mod objects;
 mod transfer;
 
+pub use blob_common::proto::multipart::{
+    CompleteMultipart, CompletePart, CopyFile, CopyPart, CreateMultipart, ListMultipart,
+    ListMultipartQuery, ListParts, ListPartsQuery, MultipartInfo, PartInfo, PartTarget,
+};
 pub use blob_common::proto::namenode::{
     BucketInfo, ChunkRef, FileEntry, FileInfo, FileLocations, ListBuckets, ListFiles,
     ListFilesQuery,
@@ -46,6 +51,12 @@ pub use error::Error;
 /// A progress callback: called with the total number of bytes done so far
 /// (stored or found already stored for an upload, written for a download).
 pub type ProgressFn = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// A last check before an upload commits, given the file's chunks once the
+/// input ended: returns metadata to add (e.g. an MD5 computed while
+/// streaming), or a reason to refuse the upload (a digest mismatch).
+pub type CommitHook =
+    Arc<dyn Fn(&[ChunkRef]) -> Result<BTreeMap<String, String>, String> + Send + Sync>;
 
 /// A handle on a cluster. Cheap to clone: clones share one connection pool.
 #[derive(Clone)]
@@ -217,6 +228,14 @@ pub struct UploadOptions {
     pub meta: BTreeMap<String, String>,
     /// Called as chunks are stored or found already stored.
     pub progress: Option<ProgressFn>,
+    /// Checked once the input ended, before the commit.
+    pub before_commit: Option<CommitHook>,
+    /// Commit into this part of a multipart upload instead of writing the
+    /// file (`meta["etag"]` must then hold the part's hex MD5).
+    pub part: Option<PartTarget>,
+    /// Abort the session on failure instead of leaving it to be resumed
+    /// (for callers, like the S3 gateway, that never resume).
+    pub abort_on_error: bool,
 }
 
 impl Default for UploadOptions {
@@ -227,6 +246,9 @@ impl Default for UploadOptions {
             replication: None,
             meta: BTreeMap::new(),
             progress: None,
+            before_commit: None,
+            part: None,
+            abort_on_error: false,
         }
     }
 }
@@ -239,6 +261,9 @@ impl std::fmt::Debug for UploadOptions {
             .field("replication", &self.replication)
             .field("meta", &self.meta)
             .field("progress", &self.progress.is_some())
+            .field("before_commit", &self.before_commit.is_some())
+            .field("part", &self.part)
+            .field("abort_on_error", &self.abort_on_error)
             .finish()
     }
 }

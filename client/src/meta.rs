@@ -81,7 +81,7 @@ impl Client {
     }
 
     /// A signed call whose answer is JSON.
-    async fn call_json<T: DeserializeOwned>(
+    pub(crate) async fn call_json<T: DeserializeOwned>(
         &self,
         method: Method,
         url: Url,
@@ -94,7 +94,7 @@ impl Client {
     }
 
     /// A signed call whose answer has no body of interest.
-    async fn call_empty(
+    pub(crate) async fn call_empty(
         &self,
         method: Method,
         url: Url,

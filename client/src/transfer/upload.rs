@@ -12,7 +12,8 @@
 //! A background reporter sends receipts to the namenode as they arrive,
 //! coalescing those gathered while a report is in flight; batches carry
 //! pending receipts too. That is what lets a re-run of a failed upload skip
-//! every chunk already stored. The session is never aborted here.
+//! every chunk already stored. The session is never aborted here, unless
+//! the caller asks for it (`abort_on_error`) or its commit check refuses.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -113,7 +114,11 @@ where
     let chunks = match result {
         Ok((chunks, ())) => chunks,
         Err(e) => {
-            coord.hand_over_receipts().await;
+            if opts.abort_on_error {
+                coord.abort().await;
+            } else {
+                coord.hand_over_receipts().await;
+            }
             return Err(e);
         }
     };
@@ -123,16 +128,31 @@ where
     if let Some(reporter) = coord.reporter.take() {
         reporter.finish().await;
     }
+    let mut meta = opts.meta.clone();
+    if let Some(check) = &opts.before_commit {
+        match check(&chunks) {
+            Ok(extra) => meta.extend(extra),
+            Err(why) => {
+                coord.abort().await;
+                return Err(Error::Refused(why));
+            }
+        }
+    }
     let commit = CommitUpload {
         chunks,
         receipts: coord.receipts.take(),
-        meta: opts.meta.clone(),
+        meta,
+        part: opts.part,
     };
     let file = match commit_upload(&client, bucket, path, &session.id, &commit).await {
         Ok(f) => f,
         Err(e) => {
-            coord.receipts.put_back(commit.receipts);
-            coord.hand_over_receipts().await;
+            if opts.abort_on_error {
+                coord.abort().await;
+            } else {
+                coord.receipts.put_back(commit.receipts);
+                coord.hand_over_receipts().await;
+            }
             return Err(e);
         }
     };
@@ -537,6 +557,20 @@ impl Coordinator {
 
     /// After a failure: stops every PUT and hands the receipts gathered so
     /// far to the namenode (best effort), so a re-run skips those chunks.
+    /// Stops the PUTs still running and abandons the session (best
+    /// effort: an unreachable namenode leaves it behind).
+    async fn abort(&mut self) {
+        self.puts.abort_all();
+        if let Some(reporter) = self.reporter.take() {
+            reporter.finish().await;
+        }
+        if let Some(session) = &self.session {
+            if let Err(e) = self.client.abort_upload(&session.id).await {
+                tracing::warn!(upload = %session.id, error = %e, "could not abort the upload session");
+            }
+        }
+    }
+
     async fn hand_over_receipts(&mut self) {
         self.puts.shutdown().await;
         if let Some(reporter) = self.reporter.take() {

@@ -1,0 +1,99 @@
+//! Control path for object-store features: metadata-only copies and
+//! multipart uploads (the namenode routes of
+//! [`blob_common::proto::multipart`]). A part's bytes go through
+//! [`Client::upload`] with [`crate::UploadOptions::part`] set.
+
+use blob_common::names::{validate_bucket, validate_path};
+use blob_common::proto::multipart::{
+    CompleteMultipart, CopyFile, CopyPart, CreateMultipart, ListMultipart, ListMultipartQuery,
+    ListParts, ListPartsQuery, MultipartInfo, PartInfo,
+};
+use blob_common::proto::namenode::FileInfo;
+use blob_common::UploadId;
+use reqwest::Method;
+
+use crate::{Client, Error};
+
+impl Client {
+    /// Copies a file without copying bytes: the copy shares the source's
+    /// chunks. `meta: None` keeps the source's metadata.
+    pub async fn copy_file(&self, req: &CopyFile) -> Result<FileInfo, Error> {
+        validate_bucket(&req.src_bucket)?;
+        validate_path(&req.src_path)?;
+        validate_bucket(&req.bucket)?;
+        validate_path(&req.path)?;
+        let url = self.meta_url(&["copy"], &[]);
+        self.call_json(Method::POST, url, Some(req)).await
+    }
+
+    /// Opens a multipart upload.
+    pub async fn create_multipart(&self, req: &CreateMultipart) -> Result<MultipartInfo, Error> {
+        validate_bucket(&req.bucket)?;
+        validate_path(&req.path)?;
+        let url = self.meta_url(&["multipart"], &[]);
+        self.call_json(Method::POST, url, Some(req)).await
+    }
+
+    /// Lists this key's open multipart uploads in a bucket.
+    pub async fn list_multipart(&self, q: &ListMultipartQuery) -> Result<ListMultipart, Error> {
+        validate_bucket(&q.bucket)?;
+        let limit = q.limit.map(|l| l.to_string());
+        let mut pairs: Vec<(&str, &str)> = vec![("bucket", q.bucket.as_str())];
+        if let Some(p) = &q.prefix {
+            pairs.push(("prefix", p));
+        }
+        if let Some(a) = &q.after {
+            pairs.push(("after", a));
+        }
+        if let Some(a) = &q.after_upload {
+            pairs.push(("after_upload", a));
+        }
+        if let Some(l) = &limit {
+            pairs.push(("limit", l));
+        }
+        let url = self.meta_url(&["multipart"], &pairs);
+        self.call_json(Method::GET, url, None::<&()>).await
+    }
+
+    /// The parts uploaded so far, in number order.
+    pub async fn list_parts(&self, upload: &UploadId, q: &ListPartsQuery) -> Result<ListParts, Error> {
+        let id = upload.to_string();
+        let after = q.after.map(|a| a.to_string());
+        let limit = q.limit.map(|l| l.to_string());
+        let mut pairs: Vec<(&str, &str)> = Vec::new();
+        if let Some(a) = &after {
+            pairs.push(("after", a));
+        }
+        if let Some(l) = &limit {
+            pairs.push(("limit", l));
+        }
+        let url = self.meta_url(&["multipart", &id, "parts"], &pairs);
+        self.call_json(Method::GET, url, None::<&()>).await
+    }
+
+    /// Makes a whole file a part of a multipart upload, sharing its chunks.
+    pub async fn copy_part(&self, upload: &UploadId, req: &CopyPart) -> Result<PartInfo, Error> {
+        let id = upload.to_string();
+        let url = self.meta_url(&["multipart", &id, "copy-part"], &[]);
+        self.call_json(Method::POST, url, Some(req)).await
+    }
+
+    /// Completes a multipart upload: the file is the named parts' chunks in
+    /// order, made visible atomically.
+    pub async fn complete_multipart(
+        &self,
+        upload: &UploadId,
+        req: &CompleteMultipart,
+    ) -> Result<FileInfo, Error> {
+        let id = upload.to_string();
+        let url = self.meta_url(&["multipart", &id, "complete"], &[]);
+        self.call_json(Method::POST, url, Some(req)).await
+    }
+
+    /// Abandons a multipart upload and releases its parts.
+    pub async fn abort_multipart(&self, upload: &UploadId) -> Result<(), Error> {
+        let id = upload.to_string();
+        let url = self.meta_url(&["multipart", &id], &[]);
+        self.call_empty(Method::DELETE, url, None::<&()>).await
+    }
+}
