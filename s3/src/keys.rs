@@ -1,0 +1,166 @@
+//! Access keys: the gateway verifies SigV4 with the user's secret, which it
+//! asks the namenode for (`GET /v1/admin/keys/{access_key}`, signed with
+//! the cluster credentials, as datanodes sign), keeps for a short while,
+//! and then acts as that user through a client holding the user's secret.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use blob_client::{Client, ClientConfig};
+use blob_common::auth;
+use blob_common::presign::Keyring;
+use blob_common::proto::multipart::AccessKeyInfo;
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::{S3Error, S3ErrorCode, S3Result};
+
+use crate::error::s3;
+use crate::Config;
+
+/// Longest access key looked up (anything longer cannot exist).
+const MAX_ACCESS_KEY: usize = 128;
+
+struct Entry {
+    secret: String,
+    client: Client,
+    fetched: Instant,
+}
+
+/// The key cache, shared by the auth layer and the handlers.
+#[derive(Clone)]
+pub(crate) struct Keys {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: Arc<Config>,
+    keyring: Keyring,
+    http: reqwest::Client,
+    base: reqwest::Url,
+    ttl: Duration,
+    cache: Mutex<HashMap<String, Arc<Entry>>>,
+}
+
+impl Keys {
+    pub(crate) fn new(cfg: Arc<Config>, keyring: Keyring) -> Result<Self, String> {
+        let base = reqwest::Url::parse(&cfg.namenode)
+            .map_err(|e| format!("namenode URL {:?}: {e}", cfg.namenode))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("building the HTTP client: {e}"))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                ttl: Duration::from_secs(cfg.key_cache_secs),
+                cfg,
+                keyring,
+                http,
+                base,
+                cache: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    fn cached(&self, access_key: &str) -> Option<Arc<Entry>> {
+        let cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        cache
+            .get(access_key)
+            .filter(|e| e.fetched.elapsed() < self.inner.ttl)
+            .cloned()
+    }
+
+    async fn entry(&self, access_key: &str) -> S3Result<Arc<Entry>> {
+        if let Some(e) = self.cached(access_key) {
+            return Ok(e);
+        }
+        if access_key.is_empty()
+            || access_key.len() > MAX_ACCESS_KEY
+            || access_key.starts_with(auth::CLUSTER_KEY_PREFIX)
+        {
+            return Err(s3(
+                S3ErrorCode::InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records.",
+            ));
+        }
+        let info = self.fetch(access_key).await?;
+        let cfg = ClientConfig::new(
+            self.inner.cfg.namenode.clone(),
+            &info.access_key,
+            &info.secret_key,
+        );
+        let client = Client::new(cfg).map_err(|e| {
+            tracing::warn!(error = %e, "building a client");
+            S3Error::new(S3ErrorCode::InternalError)
+        })?;
+        let entry = Arc::new(Entry {
+            secret: info.secret_key,
+            client,
+            fetched: Instant::now(),
+        });
+        let mut cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        // Bound the cache: drop expired entries when it grows.
+        if cache.len() > 10_000 {
+            let ttl = self.inner.ttl;
+            cache.retain(|_, e| e.fetched.elapsed() < ttl);
+        }
+        cache.insert(access_key.to_string(), entry.clone());
+        Ok(entry)
+    }
+
+    async fn fetch(&self, access_key: &str) -> S3Result<AccessKeyInfo> {
+        let mut url = self.inner.base.clone();
+        if let Ok(mut p) = url.path_segments_mut() {
+            p.pop_if_empty()
+                .extend(["v1", "admin", "keys", access_key]);
+        }
+        let (cred, secret) = self.inner.keyring.cluster_credentials();
+        let signed = auth::sign(
+            &cred,
+            secret,
+            "GET",
+            url.path(),
+            url.query().unwrap_or(""),
+            blob_common::now_secs(),
+            b"",
+        );
+        let resp = self
+            .inner
+            .http
+            .get(url)
+            .header(reqwest::header::AUTHORIZATION, signed.authorization)
+            .header(auth::DATE_HEADER, signed.date)
+            .header(auth::CONTENT_SHA_HEADER, signed.content_sha256)
+            .send()
+            .await
+            .map_err(|e| {
+                tracing::warn!(error = %e.without_url(), "namenode unreachable for a key lookup");
+                s3(S3ErrorCode::ServiceUnavailable, "the namenode is unreachable")
+            })?;
+        match resp.status().as_u16() {
+            200 => resp.json::<AccessKeyInfo>().await.map_err(|e| {
+                tracing::warn!(error = %e.without_url(), "bad key lookup answer");
+                S3Error::new(S3ErrorCode::InternalError)
+            }),
+            403 | 404 => Err(s3(
+                S3ErrorCode::InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records.",
+            )),
+            s => {
+                tracing::warn!(status = s, "key lookup failed");
+                Err(s3(S3ErrorCode::ServiceUnavailable, "key lookup failed"))
+            }
+        }
+    }
+
+    /// The client acting as `access_key` (looked up if not cached).
+    pub(crate) async fn client(&self, access_key: &str) -> S3Result<Client> {
+        Ok(self.entry(access_key).await?.client.clone())
+    }
+}
+
+#[async_trait::async_trait]
+impl S3Auth for Keys {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        Ok(SecretKey::from(self.entry(access_key).await?.secret.clone()))
+    }
+}

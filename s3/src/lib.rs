@@ -1,0 +1,240 @@
+//! The S3 gateway: a stateless server that speaks the S3 API on top of the
+//! client library, so that objects written through S3 are ordinary files
+//! (readable by `blobctl` and the mount) and the reverse.
+//!
+//! Flow of a request: hyper accepts it and gives it a request id → `s3s`
+//! routes it, verifies AWS Signature V4 (header or pre-signed query, signed
+//! or unsigned payloads, aws-chunked bodies with per-chunk signatures or
+//! checksum trailers) with the secret [`keys`] looks up at the namenode
+//! under the cluster credentials → [`service`] runs the operation as that
+//! user, through one [`blob_client::Client`] per access key: metadata calls
+//! to the namenode, chunk bytes straight to and from the datanodes →
+//! errors become S3's XML error bodies, each with the request id.
+//!
+//! What this crate must never do: keep state a second gateway would need
+//! (everything lives in the namenode), buffer a whole object (bodies stream
+//! through bounded buffers: `parallel` chunks in flight per request), or
+//! answer a client's mistake with a 5xx.
+
+mod body;
+mod error;
+mod host;
+mod keys;
+mod service;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use blob_common::presign::Keyring;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+/// Gateway settings. `Default` gives working local values.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address to listen on (the binary binds it; tests bind port 0).
+    pub listen: SocketAddr,
+    /// Namenode base URL.
+    pub namenode: String,
+    /// The region this gateway answers for (SigV4 scope, GetBucketLocation).
+    pub region: String,
+    /// Base domains for virtual-host-style addressing
+    /// (`bucket.<domain>`); any other host means path style.
+    pub domains: Vec<String>,
+    /// Smallest size of every multipart part but the last (S3: 5 MiB).
+    pub min_part_size: u64,
+    /// Chunk size objects are cut into.
+    pub chunk_size: u64,
+    /// Chunks in flight per request (upload and read-ahead); bounds memory
+    /// per request to `parallel × chunk_size`.
+    pub parallel: usize,
+    /// How long a looked-up access key is trusted before asking again, s.
+    pub key_cache_secs: u64,
+    /// Replication factor for objects written (`None`: the namenode's).
+    pub replication: Option<u8>,
+    /// Largest request header block, bytes (larger: 431).
+    pub max_header_bytes: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9000)),
+            namenode: "http://127.0.0.1:9870".into(),
+            region: "us-east-1".into(),
+            domains: vec!["localhost".into()],
+            min_part_size: 5 << 20,
+            chunk_size: 8 << 20,
+            parallel: 4,
+            key_cache_secs: 30,
+            replication: None,
+            max_header_bytes: 64 << 10,
+        }
+    }
+}
+
+impl Config {
+    /// Checks settings that depend on each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(64 << 10..=256 << 20).contains(&self.chunk_size) {
+            return Err("chunk_size must be between 64 KiB and 256 MiB".into());
+        }
+        if !(1..=64).contains(&self.parallel) {
+            return Err("parallel must be 1 to 64".into());
+        }
+        if self.region.is_empty() {
+            return Err("region must not be empty".into());
+        }
+        if self.max_header_bytes < 8192 {
+            return Err("max_header_bytes must be at least 8192".into());
+        }
+        reqwest::Url::parse(&self.namenode)
+            .map_err(|e| format!("namenode URL {:?}: {e}", self.namenode))?;
+        Ok(())
+    }
+}
+
+/// Why the gateway could not run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is inconsistent.
+    #[error("invalid S3 gateway config: {0}")]
+    Config(String),
+    /// Accepting connections failed.
+    #[error("accepting connections: {0}")]
+    Accept(#[source] std::io::Error),
+}
+
+/// Runs a gateway on `listener` until `shutdown` is cancelled. `keyring` is
+/// the cluster secret: it signs the lookups of users' access keys.
+pub async fn serve(
+    cfg: Config,
+    keyring: Keyring,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    cfg.validate().map_err(Error::Config)?;
+    let cfg = Arc::new(cfg);
+    let keys = keys::Keys::new(cfg.clone(), keyring).map_err(Error::Config)?;
+    let s3 = {
+        let mut b = s3s::service::S3ServiceBuilder::new(service::Gateway::new(
+            cfg.clone(),
+            keys.clone(),
+        ));
+        b.set_auth(keys.clone());
+        b.set_host(host::Hosts::new(&cfg.domains));
+        b.build()
+    };
+    let addr = listener.local_addr().ok();
+    tracing::info!(addr = ?addr, namenode = %cfg.namenode, region = %cfg.region, "S3 gateway listening");
+    let conns = tokio_util::task::TaskTracker::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) if is_transient(&e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                Err(e) => return Err(Error::Accept(e)),
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let s3 = s3.clone();
+        let token = shutdown.clone();
+        let max_headers = cfg.max_header_bytes;
+        conns.spawn(async move {
+            let svc = hyper::service::service_fn(move |req| {
+                let s3 = s3.clone();
+                async move { Ok::<_, Infallible>(handle(&s3, req).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .max_buf_size(max_headers)
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                _ = token.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    conns.close();
+    let _ = tokio::time::timeout(Duration::from_secs(10), conns.wait()).await;
+    Ok(())
+}
+
+fn is_transient(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::Interrupted
+            | std::io::ErrorKind::WouldBlock
+    ) || e.raw_os_error() == Some(24) // EMFILE: out of descriptors for now
+}
+
+/// The id of a request, also given to the handlers as an extension.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestId(pub(crate) String);
+
+/// Serves one request: request id, span, s3s, then the id on the response
+/// (header, and `<RequestId>` in an XML error body).
+async fn handle(
+    s3: &s3s::service::S3Service,
+    req: http::Request<Incoming>,
+) -> http::Response<s3s::Body> {
+    let id = blob_common::http::new_request_id().to_ascii_uppercase();
+    let started = Instant::now();
+    let span = tracing::info_span!("s3", method = %req.method(), request_id = %id);
+    let (mut parts, body) = req.into_parts();
+    parts.extensions.insert(RequestId(id.clone()));
+    let path = parts.uri.path().to_string();
+    let req = http::Request::from_parts(parts, s3s::Body::from(body));
+    let resp = match s3.call(req).instrument(span.clone()).await {
+        Ok(r) => r,
+        Err(e) => {
+            span.in_scope(|| tracing::warn!(error = ?e, "request failed inside the S3 layer"));
+            error::xml_response(500, "InternalError", "internal error", &id)
+        }
+    };
+    let (mut parts, mut body) = resp.into_parts();
+    let status = parts.status.as_u16();
+    if status >= 400 {
+        if let Some(bytes) = body.bytes() {
+            body = s3s::Body::from(error::with_request_id(&bytes, &id));
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+        }
+    }
+    if let Ok(v) = http::HeaderValue::from_str(&id) {
+        parts.headers.insert("x-amz-request-id", v.clone());
+        parts.headers.insert(blob_common::http::REQUEST_ID, v);
+    }
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    span.in_scope(|| {
+        if status >= 500 {
+            tracing::warn!(status, path = %path, elapsed_ms, "request failed");
+        } else if status >= 400 {
+            tracing::info!(status, path = %path, elapsed_ms, "request refused");
+        } else {
+            tracing::debug!(status, path = %path, elapsed_ms, "done");
+        }
+    });
+    http::Response::from_parts(parts, body)
+}
