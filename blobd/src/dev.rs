@@ -1,6 +1,7 @@
 //! `blobd dev`: a whole local cluster under one directory, in this process
 //! or (with `--processes`) as child processes that a script can kill and
-//! restart one by one. Writes `DIR/client.toml` for blobctl and
+//! restart one by one, with an S3 gateway. Writes `DIR/client.toml` for
+//! blobctl, `DIR/s3.env` for S3 tools (`AWS_ENDPOINT_URL`, keys, region) and
 //! `DIR/cluster.json` describing every service.
 
 use std::path::{Path, PathBuf};
@@ -72,6 +73,9 @@ pub struct ClusterFile {
     pub namenode: ServiceEntry,
     /// The datanodes.
     pub datanodes: Vec<ServiceEntry>,
+    /// The S3 gateway.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<ServiceEntry>,
     /// blobctl config file for this cluster.
     pub client_config: PathBuf,
     /// PID of the `blobd dev` process.
@@ -127,6 +131,27 @@ fn write_client_config(dir: &Path, endpoint: &str, creds_file: &Path) -> Result<
     Ok(path)
 }
 
+/// Region the dev cluster's S3 gateway answers for.
+const DEV_REGION: &str = "us-east-1";
+
+/// Writes `DIR/s3.env`: what S3 tools need to reach the dev gateway as the
+/// admin key (`set -a; . DIR/s3.env`).
+fn write_s3_env(dir: &Path, endpoint: &str, creds_file: &Path) -> Result<PathBuf> {
+    let text = std::fs::read_to_string(creds_file)
+        .with_context(|| format!("reading admin credentials {}", creds_file.display()))?;
+    let c: Credentials =
+        toml::from_str(&text).with_context(|| format!("parsing {}", creds_file.display()))?;
+    let path = dir.join("s3.env");
+    write_atomic(
+        &path,
+        &format!(
+            "AWS_ENDPOINT_URL={endpoint}\nAWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\nAWS_REGION={DEV_REGION}\n",
+            c.access_key, c.secret_key
+        ),
+    )?;
+    Ok(path)
+}
+
 fn print_usage(dir: &Path, cluster: &ClusterFile) {
     let cfg = cluster.client_config.display();
     eprintln!(
@@ -136,9 +161,12 @@ fn print_usage(dir: &Path, cluster: &ClusterFile) {
          blobctl upload ./some-file my-bucket/some-file\n  \
          blobctl ls my-bucket\n  \
          blobctl download my-bucket/some-file ./copy\n\n\
+         S3: {} (set -a; . {}/s3.env; aws s3 ls)\n\
          Services: {}/cluster.json. Stop with Ctrl-C; a restart on the same --data keeps everything.\n",
         cluster.namenode.url,
         cluster.datanodes.len(),
+        dir.display(),
+        cluster.s3.as_ref().map_or("-", |s| s.url.as_str()),
         dir.display(),
         dir.display(),
     );
@@ -242,6 +270,35 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
                 .with_context(|| format!("datanode {i}"))
         });
     }
+    let s3_args = crate::S3Args {
+        common: crate::CommonArgs {
+            config: None,
+            secret_file: None,
+            addr_file: None,
+        },
+        listen: Some(port_at(a.port, a.datanodes + 1)?),
+        namenode: Some(nn_url.clone()),
+        region: Some(DEV_REGION.into()),
+        min_part_size: None,
+        domains: vec![],
+    };
+    let s3_cfg = crate::s3_config(&s3_args)?;
+    let s3_listener = bind(s3_cfg.listen, "S3 gateway").await?;
+    let s3_addr = s3_listener
+        .local_addr()
+        .context("reading S3 gateway address")?;
+    let s3_url = format!("http://{s3_addr}");
+    write_s3_env(
+        &dir,
+        &s3_url,
+        &blob_namenode::Namenode::credentials_path(&nn_cfg.data_dir),
+    )?;
+    let (ring, token) = (keyring.clone(), shutdown.clone());
+    tasks.spawn(async move {
+        blob_s3::serve(s3_cfg, ring, s3_listener, token)
+            .await
+            .context("S3 gateway")
+    });
     let cluster = ClusterFile {
         namenode: ServiceEntry {
             url: nn_url,
@@ -251,6 +308,13 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
             log: None,
         },
         datanodes,
+        s3: Some(ServiceEntry {
+            url: s3_url,
+            data: dir.clone(),
+            pid: None,
+            command: vec![],
+            log: None,
+        }),
         client_config,
         pid: std::process::id(),
     };
@@ -415,9 +479,44 @@ async fn run_processes(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) ->
         });
         children.push(child);
     }
+    let addr_file = run.join("s3.addr");
+    let args: Vec<String> = vec![
+        "s3".into(),
+        "--listen".into(),
+        port_at(a.port, a.datanodes + 1)?.to_string(),
+        "--namenode".into(),
+        nn_url.clone(),
+        "--secret-file".into(),
+        secret.display().to_string(),
+        "--addr-file".into(),
+        addr_file.display().to_string(),
+        "--region".into(),
+        DEV_REGION.into(),
+    ];
+    let mut command = service_command(&exe, &args);
+    let log = logs.join("s3.log");
+    let (child, addr) = spawn_service(&command, &addr_file, &log).await?;
+    if let Some(i) = command.iter().position(|c| c == "--listen") {
+        command[i + 1] = addr.to_string();
+    }
+    let s3_url = format!("http://{addr}");
+    write_s3_env(
+        &dir,
+        &s3_url,
+        &blob_namenode::Namenode::credentials_path(&namenode.data),
+    )?;
+    let s3 = ServiceEntry {
+        url: s3_url,
+        data: dir.clone(),
+        pid: child.id(),
+        command,
+        log: Some(log),
+    };
+    children.push(child);
     let cluster = ClusterFile {
         namenode,
         datanodes,
+        s3: Some(s3),
         client_config,
         pid: std::process::id(),
     };

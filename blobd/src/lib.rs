@@ -1,4 +1,4 @@
-//! `blobd`, the one server binary: `namenode`, `datanode` and `dev` (a whole
+//! `blobd`, the one server binary: `namenode`, `datanode`, `s3` and `dev` (a whole
 //! local cluster, in one process or as child processes).
 //!
 //! Configuration is layered: defaults, then a TOML file (`--config` or
@@ -37,6 +37,8 @@ enum Command {
     Namenode(NamenodeArgs),
     /// Run a datanode (chunk storage).
     Datanode(DatanodeArgs),
+    /// Run an S3 gateway (stateless; needs the cluster secret).
+    S3(S3Args),
     /// Run a whole local cluster: a namenode and N datanodes.
     Dev(dev::DevArgs),
 }
@@ -104,6 +106,28 @@ pub struct DatanodeArgs {
     /// Skip fsync (benchmarks of the network path only; loses data on power loss).
     #[arg(long, env = "BLOB_DATANODE_NO_FSYNC")]
     pub no_fsync: bool,
+}
+
+/// `blobd s3` flags.
+#[derive(Debug, Args, Clone)]
+pub struct S3Args {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Address to listen on.
+    #[arg(long, env = "BLOB_S3_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Namenode base URL.
+    #[arg(long, env = "BLOB_S3_NAMENODE")]
+    pub namenode: Option<String>,
+    /// Region to answer for (SigV4 scope).
+    #[arg(long, env = "BLOB_S3_REGION")]
+    pub region: Option<String>,
+    /// Smallest multipart part but the last, bytes (S3: 5 MiB).
+    #[arg(long, env = "BLOB_S3_MIN_PART_SIZE")]
+    pub min_part_size: Option<u64>,
+    /// Base domain for virtual-host-style requests (repeatable).
+    #[arg(long = "domain", env = "BLOB_S3_DOMAINS", value_delimiter = ',')]
+    pub domains: Vec<String>,
 }
 
 /// Parses `500ms`, `6s`, `2m`, `1h`, or plain seconds.
@@ -198,6 +222,30 @@ pub fn datanode_config(a: &DatanodeArgs) -> Result<blob_datanode::Config> {
     Ok(cfg)
 }
 
+/// The effective S3 gateway config: defaults, file, env, flags.
+pub fn s3_config(a: &S3Args) -> Result<blob_s3::Config> {
+    let mut cfg: blob_s3::Config = load_toml(a.common.config.as_deref())?;
+    if let Some(v) = a.listen {
+        cfg.listen = v;
+    }
+    if let Some(v) = &a.namenode {
+        cfg.namenode = v.clone();
+    }
+    if let Some(v) = &a.region {
+        cfg.region = v.clone();
+    }
+    if let Some(v) = a.min_part_size {
+        cfg.min_part_size = v;
+    }
+    if !a.domains.is_empty() {
+        cfg.domains = a.domains.clone();
+    }
+    cfg.validate()
+        .map_err(anyhow::Error::msg)
+        .context("invalid S3 gateway config")?;
+    Ok(cfg)
+}
+
 /// Binds `addr`, with a hint when the port is taken.
 pub async fn bind(addr: std::net::SocketAddr, what: &str) -> Result<TcpListener> {
     TcpListener::bind(addr).await.with_context(|| {
@@ -269,6 +317,21 @@ async fn run_datanode(a: DatanodeArgs) -> Result<()> {
         .context("running the datanode")
 }
 
+async fn run_s3(a: S3Args) -> Result<()> {
+    let cfg = s3_config(&a)?;
+    let Some(secret_file) = a.common.secret_file.clone() else {
+        bail!("an S3 gateway needs the cluster secret to look up access keys: pass --secret-file (the namenode writes one to <its data dir>/cluster.secret)");
+    };
+    let keyring = secrets::load(&secret_file)?;
+    let listener = bind(cfg.listen, "S3 gateway").await?;
+    write_addr_file(a.common.addr_file.as_deref(), &listener)?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signals(shutdown.clone());
+    blob_s3::serve(cfg, keyring, listener, shutdown)
+        .await
+        .context("running the S3 gateway")
+}
+
 /// Entry point of the `blobd` binary (also called by test wrappers).
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -287,6 +350,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Namenode(a) => run_namenode(a).await,
             Command::Datanode(a) => run_datanode(a).await,
+            Command::S3(a) => run_s3(a).await,
             Command::Dev(a) => dev::run(a).await,
         }
     });

@@ -29,6 +29,7 @@ pub struct Builder {
     stale_after: Duration,
     dead_after: Duration,
     fsync: bool,
+    s3: bool,
 }
 
 /// One service process.
@@ -129,6 +130,9 @@ pub fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// Smallest multipart part (but the last) the test gateway accepts.
+pub const TEST_MIN_PART_SIZE: u64 = 5 * 1024;
+
 /// A running cluster.
 pub struct TestCluster {
     dir: Option<tempfile::TempDir>,
@@ -136,6 +140,8 @@ pub struct TestCluster {
     pub namenode: Service,
     /// The datanodes.
     pub datanodes: Vec<Service>,
+    /// The S3 gateway, when asked for.
+    pub s3: Option<Service>,
     /// Admin access key.
     pub access_key: String,
     /// Admin secret.
@@ -152,6 +158,7 @@ impl Default for Builder {
             stale_after: Duration::from_secs(3),
             dead_after: Duration::from_secs(6),
             fsync: true,
+            s3: false,
         }
     }
 }
@@ -179,6 +186,13 @@ impl Builder {
         self.heartbeat = heartbeat;
         self.stale_after = stale_after;
         self.dead_after = dead_after;
+        self
+    }
+
+    /// Also start an S3 gateway (default off), with multipart parts of at
+    /// least [`TEST_MIN_PART_SIZE`] so tests need not move 5 MiB per part.
+    pub fn s3(mut self, on: bool) -> Self {
+        self.s3 = on;
         self
     }
 
@@ -248,6 +262,7 @@ impl Builder {
             access_key: get("access_key"),
             secret_key: get("secret_key"),
             datanodes: Vec::new(),
+            s3: None,
             settings: self.clone(),
             namenode,
         };
@@ -279,6 +294,29 @@ impl Builder {
         cluster
             .wait_live(self.datanodes, Duration::from_secs(30))
             .await?;
+        if self.s3 {
+            let mut gw = service(
+                "s3",
+                vec![
+                    "s3".into(),
+                    "--listen".into(),
+                    "127.0.0.1:0".into(),
+                    "--namenode".into(),
+                    cluster.namenode.url(),
+                    "--secret-file".into(),
+                    secret.display().to_string(),
+                    "--addr-file".into(),
+                    root.join("s3.addr").display().to_string(),
+                    "--region".into(),
+                    "us-east-1".into(),
+                    "--min-part-size".into(),
+                    TEST_MIN_PART_SIZE.to_string(),
+                ],
+                root.join("s3"),
+            );
+            gw.start()?;
+            cluster.s3 = Some(gw);
+        }
         Ok(cluster)
     }
 }
@@ -295,6 +333,14 @@ impl TestCluster {
             .as_ref()
             .map(|d| d.path())
             .unwrap_or(Path::new("/nonexistent"))
+    }
+
+    /// S3 gateway base URL (panics when the cluster has none).
+    pub fn s3_endpoint(&self) -> String {
+        self.s3
+            .as_ref()
+            .map(Service::url)
+            .expect("the cluster was started with .s3(true)")
     }
 
     /// Namenode base URL.
@@ -479,11 +525,17 @@ impl Drop for TestCluster {
         for d in &mut self.datanodes {
             d.kill();
         }
+        if let Some(s) = &mut self.s3 {
+            s.kill();
+        }
         if std::thread::panicking() {
             if let Some(dir) = self.dir.take() {
                 let path = dir.keep();
                 eprintln!("test failed; cluster kept at {}", path.display());
-                for s in std::iter::once(&self.namenode).chain(&self.datanodes) {
+                for s in std::iter::once(&self.namenode)
+                    .chain(&self.datanodes)
+                    .chain(self.s3.as_ref())
+                {
                     eprintln!(
                         "--- {} ({}) last log lines:\n{}",
                         s.name,
