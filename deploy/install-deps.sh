@@ -24,3 +24,23 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is missing: install the Rust toolchain (https://rustup.rs) and run this again" >&2
   exit 1
 fi
+
+# The S3 tests drive real clients: the AWS CLI, curl, and boto3 (latest,
+# in a virtualenv under ~/.cache/blobstore/venv).
+s3_need=()
+command -v aws >/dev/null 2>&1 || s3_need+=(awscli)
+command -v curl >/dev/null 2>&1 || s3_need+=(curl)
+python3 -m venv --help >/dev/null 2>&1 || s3_need+=(python3-venv)
+if [ ${#s3_need[@]} -gt 0 ]; then
+  echo "installing: ${s3_need[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${s3_need[@]}" >/dev/null
+fi
+venv="${HOME}/.cache/blobstore/venv"
+if ! "$venv/bin/python" -c 'import boto3' >/dev/null 2>&1; then
+  echo "installing boto3 into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade boto3
+fi
