@@ -11,6 +11,7 @@ mod faults;
 mod namespace;
 mod presign;
 mod restart;
+mod s3;
 mod roundtrip;
 
 use std::time::Duration;
