@@ -56,7 +56,11 @@ impl Client {
     }
 
     /// The parts uploaded so far, in number order.
-    pub async fn list_parts(&self, upload: &UploadId, q: &ListPartsQuery) -> Result<ListParts, Error> {
+    pub async fn list_parts(
+        &self,
+        upload: &UploadId,
+        q: &ListPartsQuery,
+    ) -> Result<ListParts, Error> {
         let id = upload.to_string();
         let after = q.after.map(|a| a.to_string());
         let limit = q.limit.map(|l| l.to_string());

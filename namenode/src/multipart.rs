@@ -56,7 +56,10 @@ fn info(id: UploadId, rec: &MultipartRecord) -> MultipartInfo {
 
 impl Namenode {
     fn multipart_record(&self, id: &UploadId, owner: &str) -> Result<MultipartRecord, Error> {
-        match self.meta.get::<MultipartRecord>(CF_MULTIPART, id.as_bytes())? {
+        match self
+            .meta
+            .get::<MultipartRecord>(CF_MULTIPART, id.as_bytes())?
+        {
             Some(rec) if rec.owner == owner => Ok(rec),
             _ => Err(Error::NoSuchUpload(id.to_string())),
         }
@@ -157,7 +160,8 @@ impl Namenode {
             Ok(true)
         })?;
         all.sort_by(|a, b| {
-            (a.path.as_bytes(), a.upload.to_string()).cmp(&(b.path.as_bytes(), b.upload.to_string()))
+            (a.path.as_bytes(), a.upload.to_string())
+                .cmp(&(b.path.as_bytes(), b.upload.to_string()))
         });
         if let Some(after) = &q.after {
             let after_id = q.after_upload.clone().unwrap_or_default();
@@ -446,10 +450,7 @@ impl Namenode {
                 }
             }
             let mut meta = mp.meta.clone();
-            meta.insert(
-                "etag".into(),
-                blob_common::checksum::multipart_etag(&md5s),
-            );
+            meta.insert("etag".into(), blob_common::checksum::multipart_etag(&md5s));
             let file = FileRecord {
                 size,
                 created_ms: now_ms(),
@@ -523,7 +524,10 @@ impl Namenode {
             let mut t = Txn::new(&self.meta, now_ms());
             for id in &victims {
                 // Re-read under the lock: it may have completed meanwhile.
-                if let Some(rec) = self.meta.get::<MultipartRecord>(CF_MULTIPART, id.as_bytes())? {
+                if let Some(rec) = self
+                    .meta
+                    .get::<MultipartRecord>(CF_MULTIPART, id.as_bytes())?
+                {
                     if pred(&rec) {
                         self.drop_multipart(&mut t, id, &rec)?;
                         dropped += 1;

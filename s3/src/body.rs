@@ -203,7 +203,11 @@ mod tests {
 
     #[tokio::test]
     async fn digests_match_known_values() {
-        let d = Arc::new(Mutex::new(Digests::new(&[Algo::Crc32, Algo::Crc32c, Algo::Sha256])));
+        let d = Arc::new(Mutex::new(Digests::new(&[
+            Algo::Crc32,
+            Algo::Crc32c,
+            Algo::Sha256,
+        ])));
         let mut r = Hashing::new(&b"hello world"[..], d.clone(), 100);
         let mut out = Vec::new();
         r.read_to_end(&mut out).await.expect("read");

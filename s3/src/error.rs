@@ -81,12 +81,20 @@ pub(crate) fn from_client(e: ClientError) -> S3Error {
 /// going away.
 fn body_error(e: &ClientError) -> S3Error {
     let text = format!("{e:#}");
-    let source = std::error::Error::source(e).map(|s| s.to_string()).unwrap_or_default();
+    let source = std::error::Error::source(e)
+        .map(|s| s.to_string())
+        .unwrap_or_default();
     let all = format!("{text} {source}").to_ascii_lowercase();
     if all.contains("signature") {
-        s3(S3ErrorCode::SignatureDoesNotMatch, "a chunk signature does not match")
+        s3(
+            S3ErrorCode::SignatureDoesNotMatch,
+            "a chunk signature does not match",
+        )
     } else if all.contains("entitytoolarge") || all.contains("too large") {
-        s3(S3ErrorCode::EntityTooLarge, "the body is larger than allowed")
+        s3(
+            S3ErrorCode::EntityTooLarge,
+            "the body is larger than allowed",
+        )
     } else {
         s3(
             S3ErrorCode::IncompleteBody,
@@ -167,7 +175,10 @@ mod tests {
             message: "m".into(),
             request_id: String::new(),
         };
-        assert_eq!(*from_client(api("NoSuchFile", 404)).code(), S3ErrorCode::NoSuchKey);
+        assert_eq!(
+            *from_client(api("NoSuchFile", 404)).code(),
+            S3ErrorCode::NoSuchKey
+        );
         assert_eq!(
             *from_client(api("BucketNotEmpty", 409)).code(),
             S3ErrorCode::BucketNotEmpty

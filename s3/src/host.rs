@@ -52,7 +52,10 @@ mod tests {
     #[test]
     fn buckets_come_from_subdomains_of_configured_domains_only() {
         let h = Hosts::new(&["localhost".to_string(), "s3.example.com".into()]);
-        assert_eq!(h.bucket_of("photos.localhost:9000").as_deref(), Some("photos"));
+        assert_eq!(
+            h.bucket_of("photos.localhost:9000").as_deref(),
+            Some("photos")
+        );
         assert_eq!(h.bucket_of("a.b.s3.example.com").as_deref(), Some("a.b"));
         assert_eq!(h.bucket_of("localhost:9000"), None);
         assert_eq!(h.bucket_of("127.0.0.1:9000"), None);

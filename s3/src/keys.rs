@@ -110,8 +110,7 @@ impl Keys {
     async fn fetch(&self, access_key: &str) -> S3Result<AccessKeyInfo> {
         let mut url = self.inner.base.clone();
         if let Ok(mut p) = url.path_segments_mut() {
-            p.pop_if_empty()
-                .extend(["v1", "admin", "keys", access_key]);
+            p.pop_if_empty().extend(["v1", "admin", "keys", access_key]);
         }
         let (cred, secret) = self.inner.keyring.cluster_credentials();
         let signed = auth::sign(
@@ -134,7 +133,10 @@ impl Keys {
             .await
             .map_err(|e| {
                 tracing::warn!(error = %e.without_url(), "namenode unreachable for a key lookup");
-                s3(S3ErrorCode::ServiceUnavailable, "the namenode is unreachable")
+                s3(
+                    S3ErrorCode::ServiceUnavailable,
+                    "the namenode is unreachable",
+                )
             })?;
         match resp.status().as_u16() {
             200 => resp.json::<AccessKeyInfo>().await.map_err(|e| {
@@ -161,6 +163,8 @@ impl Keys {
 #[async_trait::async_trait]
 impl S3Auth for Keys {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        Ok(SecretKey::from(self.entry(access_key).await?.secret.clone()))
+        Ok(SecretKey::from(
+            self.entry(access_key).await?.secret.clone(),
+        ))
     }
 }

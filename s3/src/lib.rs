@@ -125,10 +125,8 @@ pub async fn serve(
     let cfg = Arc::new(cfg);
     let keys = keys::Keys::new(cfg.clone(), keyring).map_err(Error::Config)?;
     let s3 = {
-        let mut b = s3s::service::S3ServiceBuilder::new(service::Gateway::new(
-            cfg.clone(),
-            keys.clone(),
-        ));
+        let mut b =
+            s3s::service::S3ServiceBuilder::new(service::Gateway::new(cfg.clone(), keys.clone()));
         b.set_auth(keys.clone());
         b.set_host(host::Hosts::new(&cfg.domains));
         b.build()

@@ -48,7 +48,10 @@ impl Gateway {
     /// The client acting as the request's signer.
     async fn client<T>(&self, req: &S3Request<T>) -> S3Result<Client> {
         let Some(cred) = &req.credentials else {
-            return Err(s3(S3ErrorCode::AccessDenied, "anonymous access is not allowed"));
+            return Err(s3(
+                S3ErrorCode::AccessDenied,
+                "anonymous access is not allowed",
+            ));
         };
         let client = self.keys.client(&cred.access_key).await?;
         Ok(match req.extensions.get::<RequestId>() {
@@ -141,18 +144,17 @@ impl Gateway {
         let mut opts = self.upload_options(meta);
         opts.before_commit = Some(check);
         opts.part = part;
-        let blob = blob.unwrap_or_else(|| StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>()));
+        let blob = blob.unwrap_or_else(|| {
+            StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
+        });
         let reader = Hashing::new(body::reader(blob), digests.clone(), MAX_PUT);
         let out = client
             .upload(reader, bucket, key, &opts)
             .await
             .map_err(from_client)?;
-        let etag = out
-            .file
-            .meta
-            .get(ETAG)
-            .cloned()
-            .unwrap_or_else(|| hex::encode(digests.lock().unwrap_or_else(|p| p.into_inner()).md5()));
+        let etag = out.file.meta.get(ETAG).cloned().unwrap_or_else(|| {
+            hex::encode(digests.lock().unwrap_or_else(|p| p.into_inner()).md5())
+        });
         Ok((out.file, etag))
     }
 }
@@ -173,7 +175,11 @@ fn declared(
     sha256: Option<String>,
 ) -> Declared {
     let mut checksums = Vec::new();
-    for (algo, v) in [(Algo::Crc32, crc32), (Algo::Crc32c, crc32c), (Algo::Sha256, sha256)] {
+    for (algo, v) in [
+        (Algo::Crc32, crc32),
+        (Algo::Crc32c, crc32c),
+        (Algo::Sha256, sha256),
+    ] {
         if let Some(v) = v {
             checksums.push((algo, v));
         }
@@ -202,7 +208,10 @@ fn secs(ts: &Timestamp) -> i64 {
 }
 
 fn etag_of(file: &FileInfo) -> String {
-    file.meta.get(ETAG).cloned().unwrap_or_else(|| file.version.to_string())
+    file.meta
+        .get(ETAG)
+        .cloned()
+        .unwrap_or_else(|| file.version.to_string())
 }
 
 fn strong(etag: &str) -> ETag {
@@ -240,7 +249,10 @@ fn user_meta(file: &FileInfo) -> Option<Metadata> {
     let m: Metadata = file
         .meta
         .iter()
-        .filter_map(|(k, v)| k.strip_prefix(USER_META).map(|k| (k.to_string(), v.clone())))
+        .filter_map(|(k, v)| {
+            k.strip_prefix(USER_META)
+                .map(|k| (k.to_string(), v.clone()))
+        })
         .collect();
     (!m.is_empty()).then_some(m)
 }
@@ -265,13 +277,19 @@ fn check_conditions(
     let modified = (file.created_ms / 1000) as i64;
     match if_match {
         Some(c) if !cond_matches(c, &etag) => {
-            return Err(s3(S3ErrorCode::PreconditionFailed, "At least one of the pre-conditions you specified did not hold"))
+            return Err(s3(
+                S3ErrorCode::PreconditionFailed,
+                "At least one of the pre-conditions you specified did not hold",
+            ))
         }
         Some(_) => {}
         None => {
             if let Some(t) = if_unmodified_since {
                 if modified > secs(t) {
-                    return Err(s3(S3ErrorCode::PreconditionFailed, "At least one of the pre-conditions you specified did not hold"));
+                    return Err(s3(
+                        S3ErrorCode::PreconditionFailed,
+                        "At least one of the pre-conditions you specified did not hold",
+                    ));
                 }
             }
         }
@@ -337,13 +355,21 @@ fn token_decode(t: &str) -> S3Result<String> {
         .decode(t)
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| s3(S3ErrorCode::InvalidArgument, "The continuation token provided is incorrect"))
+        .ok_or_else(|| {
+            s3(
+                S3ErrorCode::InvalidArgument,
+                "The continuation token provided is incorrect",
+            )
+        })
 }
 
 fn copy_source(src: &CopySource) -> S3Result<(String, String)> {
     match src {
         CopySource::Bucket { bucket, key, .. } => Ok((bucket.to_string(), key.to_string())),
-        _ => Err(s3(S3ErrorCode::InvalidArgument, "copy from an access point is not supported")),
+        _ => Err(s3(
+            S3ErrorCode::InvalidArgument,
+            "copy from an access point is not supported",
+        )),
     }
 }
 
@@ -384,11 +410,15 @@ async fn list_page(
         .files
         .into_iter()
         .map(|f| Object {
-            e_tag: Some(strong(&f.etag.clone().unwrap_or_else(|| f.version.to_string()))),
+            e_tag: Some(strong(
+                &f.etag.clone().unwrap_or_else(|| f.version.to_string()),
+            )),
             key: Some(enc(f.path)),
             last_modified: Some(timestamp(f.created_ms)),
             size: Some(f.size as i64),
-            storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+            storage_class: Some(ObjectStorageClass::from_static(
+                ObjectStorageClass::STANDARD,
+            )),
             ..Default::default()
         })
         .collect();
@@ -460,10 +490,14 @@ impl S3 for Gateway {
                 bucket_region: Some(self.cfg.region.clone()),
                 ..Default::default()
             })),
-            Ok(false) => Err(s3(S3ErrorCode::NoSuchBucket, "The specified bucket does not exist")),
-            Err(e) if e.is_not_found() => {
-                Err(s3(S3ErrorCode::NoSuchBucket, "The specified bucket does not exist"))
-            }
+            Ok(false) => Err(s3(
+                S3ErrorCode::NoSuchBucket,
+                "The specified bucket does not exist",
+            )),
+            Err(e) if e.is_not_found() => Err(s3(
+                S3ErrorCode::NoSuchBucket,
+                "The specified bucket does not exist",
+            )),
             Err(e) => Err(from_client(e)),
         }
     }
@@ -487,8 +521,15 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<GetBucketLocationOutput>> {
         let client = self.client(&req).await?;
         check_bucket(&req.input.bucket)?;
-        if !client.head_bucket(&req.input.bucket).await.map_err(from_client)? {
-            return Err(s3(S3ErrorCode::NoSuchBucket, "The specified bucket does not exist"));
+        if !client
+            .head_bucket(&req.input.bucket)
+            .await
+            .map_err(from_client)?
+        {
+            return Err(s3(
+                S3ErrorCode::NoSuchBucket,
+                "The specified bucket does not exist",
+            ));
         }
         let location_constraint = (self.cfg.region != "us-east-1")
             .then(|| BucketLocationConstraint::from(self.cfg.region.clone()));
@@ -541,7 +582,10 @@ impl S3 for Gateway {
         let i = &req.input;
         check_bucket(&i.bucket)?;
         check_key(&i.key)?;
-        let locs = client.locations(&i.bucket, &i.key).await.map_err(from_client)?;
+        let locs = client
+            .locations(&i.bucket, &i.key)
+            .await
+            .map_err(from_client)?;
         let file = locs.file.clone();
         check_conditions(
             &file,
@@ -554,7 +598,10 @@ impl S3 for Gateway {
         let (range, content_range) = match &i.range {
             Some(r) => {
                 let r = r.check(size).map_err(|_| {
-                    s3(S3ErrorCode::InvalidRange, "The requested range is not satisfiable")
+                    s3(
+                        S3ErrorCode::InvalidRange,
+                        "The requested range is not satisfiable",
+                    )
                 })?;
                 let cr = format!("bytes {}-{}/{size}", r.start, r.end - 1);
                 (r, Some(cr))
@@ -575,7 +622,13 @@ impl S3 for Gateway {
             accept_ranges: Some("bytes".into()),
             ..Default::default()
         };
-        fill_headers(&file, &mut out.e_tag, &mut out.last_modified, &mut out.content_type, &mut out.metadata);
+        fill_headers(
+            &file,
+            &mut out.e_tag,
+            &mut out.last_modified,
+            &mut out.content_type,
+            &mut out.metadata,
+        );
         out.content_disposition = file.meta.get(CONTENT_DISPOSITION).cloned();
         out.content_encoding = file.meta.get(CONTENT_ENCODING).cloned();
         out.content_language = file.meta.get(CONTENT_LANGUAGE).cloned();
@@ -619,7 +672,10 @@ impl S3 for Gateway {
         let mut content_range = None;
         if let Some(r) = &i.range {
             let r = r.check(file.size).map_err(|_| {
-                s3(S3ErrorCode::InvalidRange, "The requested range is not satisfiable")
+                s3(
+                    S3ErrorCode::InvalidRange,
+                    "The requested range is not satisfiable",
+                )
             })?;
             content_range = Some(format!("bytes {}-{}/{}", r.start, r.end - 1, file.size));
             len = r.end - r.start;
@@ -630,12 +686,21 @@ impl S3 for Gateway {
             accept_ranges: Some("bytes".into()),
             ..Default::default()
         };
-        fill_headers(&file, &mut out.e_tag, &mut out.last_modified, &mut out.content_type, &mut out.metadata);
+        fill_headers(
+            &file,
+            &mut out.e_tag,
+            &mut out.last_modified,
+            &mut out.content_type,
+            &mut out.metadata,
+        );
         out.content_disposition = file.meta.get(CONTENT_DISPOSITION).cloned();
         out.content_encoding = file.meta.get(CONTENT_ENCODING).cloned();
         out.content_language = file.meta.get(CONTENT_LANGUAGE).cloned();
         out.cache_control = file.meta.get(CACHE_CONTROL).cloned();
-        if let Some(n) = etag_of(&file).split_once('-').and_then(|(_, n)| n.parse().ok()) {
+        if let Some(n) = etag_of(&file)
+            .split_once('-')
+            .and_then(|(_, n)| n.parse().ok())
+        {
             out.parts_count = Some(n);
         }
         Ok(S3Response::new(out))
@@ -665,13 +730,25 @@ impl S3 for Gateway {
         let bucket = req.input.bucket.clone();
         check_bucket(&bucket)?;
         if req.input.delete.objects.len() > 1000 {
-            return Err(s3(S3ErrorCode::MalformedXML, "at most 1000 keys per request"));
+            return Err(s3(
+                S3ErrorCode::MalformedXML,
+                "at most 1000 keys per request",
+            ));
         }
         if !client.head_bucket(&bucket).await.map_err(from_client)? {
-            return Err(s3(S3ErrorCode::NoSuchBucket, "The specified bucket does not exist"));
+            return Err(s3(
+                S3ErrorCode::NoSuchBucket,
+                "The specified bucket does not exist",
+            ));
         }
         let quiet = req.input.delete.quiet.unwrap_or(false);
-        let keys: Vec<String> = req.input.delete.objects.iter().map(|o| o.key.clone()).collect();
+        let keys: Vec<String> = req
+            .input
+            .delete
+            .objects
+            .iter()
+            .map(|o| o.key.clone())
+            .collect();
         let results: Vec<(String, Result<(), S3Error>)> = futures::stream::iter(keys)
             .map(|key| {
                 let client = client.clone();
@@ -729,7 +806,10 @@ impl S3 for Gateway {
         let (src_bucket, src_key) = copy_source(&i.copy_source)?;
         check_bucket(&src_bucket)?;
         check_key(&src_key)?;
-        let src = client.stat(&src_bucket, &src_key).await.map_err(from_client)?;
+        let src = client
+            .stat(&src_bucket, &src_key)
+            .await
+            .map_err(from_client)?;
         check_copy_conditions(
             &src,
             i.copy_source_if_match.as_ref(),
@@ -787,7 +867,10 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let client = self.client(&req).await?;
         let i = &req.input;
-        let url = i.encoding_type.as_ref().is_some_and(|e| e.as_str() == EncodingType::URL);
+        let url = i
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == EncodingType::URL);
         let max_keys = i.max_keys.unwrap_or(1000);
         let page = list_page(
             &client,
@@ -821,7 +904,10 @@ impl S3 for Gateway {
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let client = self.client(&req).await?;
         let i = &req.input;
-        let url = i.encoding_type.as_ref().is_some_and(|e| e.as_str() == EncodingType::URL);
+        let url = i
+            .encoding_type
+            .as_ref()
+            .is_some_and(|e| e.as_str() == EncodingType::URL);
         let max_keys = i.max_keys.unwrap_or(1000);
         let after = match &i.continuation_token {
             Some(t) => Some(token_decode(t)?),
@@ -910,7 +996,16 @@ impl S3 for Gateway {
         let (bucket, key) = (i.bucket.clone(), i.key.clone());
         let target = PartTarget { upload, number };
         let (_, etag) = self
-            .put_body(&client, &req, blob, &bucket, &key, BTreeMap::new(), Some(target), decl)
+            .put_body(
+                &client,
+                &req,
+                blob,
+                &bucket,
+                &key,
+                BTreeMap::new(),
+                Some(target),
+                decl,
+            )
             .await?;
         Ok(S3Response::new(UploadPartOutput {
             e_tag: Some(strong(&etag)),
@@ -1133,7 +1228,10 @@ impl S3 for Gateway {
             })
             .await
             .map_err(from_client)?;
-        let last = l.uploads.last().map(|u| (u.path.clone(), u.upload.to_string()));
+        let last = l
+            .uploads
+            .last()
+            .map(|u| (u.path.clone(), u.upload.to_string()));
         let uploads = l
             .uploads
             .into_iter()
@@ -1187,7 +1285,12 @@ fn check_copy_conditions(
 ) -> S3Result<()> {
     let etag = etag_of(src);
     let modified = (src.created_ms / 1000) as i64;
-    let failed = || s3(S3ErrorCode::PreconditionFailed, "At least one of the pre-conditions you specified did not hold");
+    let failed = || {
+        s3(
+            S3ErrorCode::PreconditionFailed,
+            "At least one of the pre-conditions you specified did not hold",
+        )
+    };
     if let Some(m) = if_match {
         if !cond_matches(m, &etag) {
             return Err(failed());
@@ -1211,12 +1314,21 @@ fn check_copy_conditions(
 
 /// `bytes=first-last` of `x-amz-copy-source-range`, within the source.
 fn parse_copy_range(r: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
-    let bad = || s3(S3ErrorCode::InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy");
-    let (a, b) = r.trim().strip_prefix("bytes=").and_then(|s| s.split_once('-')).ok_or_else(bad)?;
+    let bad = || {
+        s3(S3ErrorCode::InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy")
+    };
+    let (a, b) = r
+        .trim()
+        .strip_prefix("bytes=")
+        .and_then(|s| s.split_once('-'))
+        .ok_or_else(bad)?;
     let first: u64 = a.parse().map_err(|_| bad())?;
     let last: u64 = b.parse().map_err(|_| bad())?;
     if first > last || last >= size {
-        return Err(s3(S3ErrorCode::InvalidRange, "The requested range is not satisfiable"));
+        return Err(s3(
+            S3ErrorCode::InvalidRange,
+            "The requested range is not satisfiable",
+        ));
     }
     Ok(first..last + 1)
 }

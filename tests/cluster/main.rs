@@ -11,8 +11,8 @@ mod faults;
 mod namespace;
 mod presign;
 mod restart;
-mod s3;
 mod roundtrip;
+mod s3;
 
 use std::time::Duration;
 

@@ -29,7 +29,9 @@ fn s3_cmd(c: &TestCluster, program: impl AsRef<std::ffi::OsStr>) -> Command {
 }
 
 fn run(mut cmd: Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -89,38 +91,97 @@ async fn aws_cli_round_trips_files_trees_and_presigned_urls() {
         aws(&c, &["s3", "mb", "s3://cli"]);
 
         tracing::info!("--- cp 100 MiB up and down (multipart)");
-        aws(&c, &["s3", "cp", big.to_str().unwrap_or_default(), "s3://cli/big.bin"]);
+        aws(
+            &c,
+            &[
+                "s3",
+                "cp",
+                big.to_str().unwrap_or_default(),
+                "s3://cli/big.bin",
+            ],
+        );
         let back = dir.path().join("back.bin");
-        aws(&c, &["s3", "cp", "s3://cli/big.bin", back.to_str().unwrap_or_default()]);
+        aws(
+            &c,
+            &[
+                "s3",
+                "cp",
+                "s3://cli/big.bin",
+                back.to_str().unwrap_or_default(),
+            ],
+        );
         assert_eq!(file_sha(&big), file_sha(&back));
         let head = aws_api(&c, &["head-object", "--bucket", "cli", "--key", "big.bin"]);
         assert_eq!(head["ContentLength"], 100 << 20);
-        assert!(head["ETag"].as_str().unwrap_or_default().contains('-'), "{head}");
+        assert!(
+            head["ETag"].as_str().unwrap_or_default().contains('-'),
+            "{head}"
+        );
         assert!(aws(&c, &["s3", "ls", "s3://cli"]).contains("big.bin"));
 
         tracing::info!("--- sync a tree both ways");
         let tree = dir.path().join("tree");
-        for (i, rel) in ["a/1.txt", "a/b/2.txt", "c/3.bin", "top.txt"].iter().enumerate() {
+        for (i, rel) in ["a/1.txt", "a/b/2.txt", "c/3.bin", "top.txt"]
+            .iter()
+            .enumerate()
+        {
             let p = tree.join(rel);
             std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
             std::fs::write(&p, random_bytes(1000 + i * 5000, i as u64)).expect("write");
         }
-        aws(&c, &["s3", "sync", tree.to_str().unwrap_or_default(), "s3://cli/tree"]);
+        aws(
+            &c,
+            &[
+                "s3",
+                "sync",
+                tree.to_str().unwrap_or_default(),
+                "s3://cli/tree",
+            ],
+        );
         let down = dir.path().join("down");
-        aws(&c, &["s3", "sync", "s3://cli/tree", down.to_str().unwrap_or_default()]);
+        aws(
+            &c,
+            &[
+                "s3",
+                "sync",
+                "s3://cli/tree",
+                down.to_str().unwrap_or_default(),
+            ],
+        );
         for rel in ["a/1.txt", "a/b/2.txt", "c/3.bin", "top.txt"] {
-            assert_eq!(file_sha(&tree.join(rel)), file_sha(&down.join(rel)), "{rel}");
+            assert_eq!(
+                file_sha(&tree.join(rel)),
+                file_sha(&down.join(rel)),
+                "{rel}"
+            );
         }
         // A second sync has nothing to do.
         assert_eq!(
-            aws(&c, &["s3", "sync", tree.to_str().unwrap_or_default(), "s3://cli/tree"]).trim(),
+            aws(
+                &c,
+                &[
+                    "s3",
+                    "sync",
+                    tree.to_str().unwrap_or_default(),
+                    "s3://cli/tree"
+                ]
+            )
+            .trim(),
             ""
         );
 
         tracing::info!("--- s3api: listing with delimiter and pagination, copy, metadata");
         let l = aws_api(
             &c,
-            &["list-objects-v2", "--bucket", "cli", "--prefix", "tree/", "--delimiter", "/"],
+            &[
+                "list-objects-v2",
+                "--bucket",
+                "cli",
+                "--prefix",
+                "tree/",
+                "--delimiter",
+                "/",
+            ],
         );
         let prefixes: Vec<&str> = l["CommonPrefixes"]
             .as_array()
@@ -129,12 +190,28 @@ async fn aws_cli_round_trips_files_trees_and_presigned_urls() {
         assert_eq!(prefixes, ["tree/a/", "tree/c/"]);
         let l = aws_api(
             &c,
-            &["list-objects-v2", "--bucket", "cli", "--prefix", "tree/", "--page-size", "1"],
+            &[
+                "list-objects-v2",
+                "--bucket",
+                "cli",
+                "--prefix",
+                "tree/",
+                "--page-size",
+                "1",
+            ],
         );
         assert_eq!(l["Contents"].as_array().map(Vec::len), Some(4), "{l}");
         let l = aws_api(
             &c,
-            &["list-objects-v2", "--bucket", "cli", "--max-items", "2", "--prefix", "tree/"],
+            &[
+                "list-objects-v2",
+                "--bucket",
+                "cli",
+                "--max-items",
+                "2",
+                "--prefix",
+                "tree/",
+            ],
         );
         assert_eq!(l["Contents"].as_array().map(Vec::len), Some(2));
         assert!(l["NextToken"].is_string(), "{l}");
@@ -143,21 +220,43 @@ async fn aws_cli_round_trips_files_trees_and_presigned_urls() {
         aws_api(
             &c,
             &[
-                "put-object", "--bucket", "cli", "--key", "meta.txt", "--body",
-                small.to_str().unwrap_or_default(), "--metadata", "origin=test,take=2",
-                "--content-type", "text/plain",
+                "put-object",
+                "--bucket",
+                "cli",
+                "--key",
+                "meta.txt",
+                "--body",
+                small.to_str().unwrap_or_default(),
+                "--metadata",
+                "origin=test,take=2",
+                "--content-type",
+                "text/plain",
             ],
         );
         aws_api(
             &c,
-            &["copy-object", "--bucket", "cli", "--key", "meta-copy.txt", "--copy-source", "cli/meta.txt"],
+            &[
+                "copy-object",
+                "--bucket",
+                "cli",
+                "--key",
+                "meta-copy.txt",
+                "--copy-source",
+                "cli/meta.txt",
+            ],
         );
-        let head = aws_api(&c, &["head-object", "--bucket", "cli", "--key", "meta-copy.txt"]);
+        let head = aws_api(
+            &c,
+            &["head-object", "--bucket", "cli", "--key", "meta-copy.txt"],
+        );
         assert_eq!(head["Metadata"]["origin"], "test");
         assert_eq!(head["ContentType"], "text/plain");
 
         tracing::info!("--- presign, then curl");
-        let url = aws(&c, &["s3", "presign", "s3://cli/meta.txt", "--expires-in", "300"]);
+        let url = aws(
+            &c,
+            &["s3", "presign", "s3://cli/meta.txt", "--expires-in", "300"],
+        );
         let body = run({
             let mut cmd = Command::new("curl");
             cmd.args(["-sf", url.trim()]);
@@ -187,15 +286,41 @@ async fn objects_are_files_both_ways() {
         std::fs::write(&f, &data).expect("write");
         aws_api(
             &c,
-            &["put-object", "--bucket", "both", "--key", "from-s3.bin", "--body", f.to_str().unwrap_or_default()],
+            &[
+                "put-object",
+                "--bucket",
+                "both",
+                "--key",
+                "from-s3.bin",
+                "--body",
+                f.to_str().unwrap_or_default(),
+            ],
         );
-        assert_eq!(sha256_hex(&get(&client, "both", "from-s3.bin").await), sha256_hex(&data));
+        assert_eq!(
+            sha256_hex(&get(&client, "both", "from-s3.bin").await),
+            sha256_hex(&data)
+        );
 
         // Library → S3.
         let data2 = random_bytes(3 << 20, 4);
-        put(&client, "both", "from-blob.bin", &data2, &Default::default()).await;
+        put(
+            &client,
+            "both",
+            "from-blob.bin",
+            &data2,
+            &Default::default(),
+        )
+        .await;
         let back = dir.path().join("back.bin");
-        aws(&c, &["s3", "cp", "s3://both/from-blob.bin", back.to_str().unwrap_or_default()]);
+        aws(
+            &c,
+            &[
+                "s3",
+                "cp",
+                "s3://both/from-blob.bin",
+                back.to_str().unwrap_or_default(),
+            ],
+        );
         assert_eq!(file_sha(&back), sha256_hex(&data2));
     })
     .await;
@@ -209,7 +334,10 @@ async fn bad_input_gets_s3_errors_not_500s() {
         let base = c.s3_endpoint();
         let check = |status: u16, body: &str, code: &str| {
             assert!((400..500).contains(&status), "{status}: {body}");
-            assert!(body.contains(&format!("<Code>{code}</Code>")), "{code}: {body}");
+            assert!(
+                body.contains(&format!("<Code>{code}</Code>")),
+                "{code}: {body}"
+            );
             assert!(body.contains("<RequestId>"), "{body}");
         };
 
@@ -244,18 +372,45 @@ async fn bad_input_gets_s3_errors_not_500s() {
         let xml = dir.path().join("bad.xml");
         std::fs::write(&xml, "<Delete><Object><Key>a</Key>").expect("write");
         let mut cmd = s3_cmd(&c, "aws");
-        cmd.args(["s3api", "create-multipart-upload", "--bucket", "badin", "--key", "k", "--output", "json"]);
+        cmd.args([
+            "s3api",
+            "create-multipart-upload",
+            "--bucket",
+            "badin",
+            "--key",
+            "k",
+            "--output",
+            "json",
+        ]);
         let upload: serde_json::Value =
             serde_json::from_str(&run(cmd)).expect("create-multipart-upload answer");
         let id = upload["UploadId"].as_str().unwrap_or_default().to_string();
         let mut cmd = s3_cmd(&c, "aws");
-        cmd.args(["s3api", "complete-multipart-upload", "--bucket", "badin", "--key", "k", "--upload-id", &id, "--multipart-upload", "{\"Parts\":[]}"]);
+        cmd.args([
+            "s3api",
+            "complete-multipart-upload",
+            "--bucket",
+            "badin",
+            "--key",
+            "k",
+            "--upload-id",
+            &id,
+            "--multipart-upload",
+            "{\"Parts\":[]}",
+        ]);
         let out = cmd.output().expect("run aws");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
         assert!(err.contains("MalformedXML"), "{err}");
         let mut cmd = s3_cmd(&c, "aws");
-        cmd.args(["s3api", "put-object", "--bucket", "badin", "--key", &"k".repeat(1100)]);
+        cmd.args([
+            "s3api",
+            "put-object",
+            "--bucket",
+            "badin",
+            "--key",
+            &"k".repeat(1100),
+        ]);
         let out = cmd.output().expect("run aws");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("KeyTooLongError"), "{err}");
