@@ -234,6 +234,7 @@ impl Control {
             full: false,
             chunks,
             deleted,
+            corrupt: Vec::new(),
         };
         match self.post(REPORT_PATH, &report).await {
             Ok(_) => {
@@ -259,6 +260,7 @@ impl Control {
             full: true,
             chunks: self.node.store.full_report(),
             deleted: Vec::new(),
+            corrupt: Vec::new(),
         };
         match self.post(REPORT_PATH, &report).await {
             Ok(_) => {
