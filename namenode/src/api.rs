@@ -79,6 +79,9 @@ pub(crate) fn router(nn: Arc<Namenode>) -> Router {
         .route("/v1/uploads/{id}/commit", post(commit))
         .route("/v1/chunks/bad", post(bad_replica))
         .route("/v1/admin/nodes", get(list_nodes))
+        .route("/v1/admin/status", get(cluster_status))
+        .route("/v1/admin/fsck", get(fsck))
+        .route("/v1/admin/decommission", post(decommission))
         .route("/v1/datanodes/heartbeat", post(heartbeat))
         .route("/v1/datanodes/report", post(chunk_report))
         .route_layer(middleware::from_fn_with_state(nn.clone(), authenticate));
@@ -378,4 +381,31 @@ async fn chunk_report(
     blocking(move || nn.chunk_report(&report))
         .await
         .map(|_| StatusCode::NO_CONTENT)
+}
+
+async fn cluster_status(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<ClusterStatus>, Error> {
+    p.admin()?;
+    blocking(move || nn.cluster_status()).await.map(Json)
+}
+
+async fn fsck(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    q: Result<Query<FsckQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<FsckReport>, Error> {
+    p.admin()?;
+    let q = query(q)?;
+    blocking(move || nn.fsck(&q)).await.map(Json)
+}
+
+async fn decommission(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    JsonBody(req): JsonBody<Decommission>,
+) -> Result<Json<NodeStatus>, Error> {
+    p.admin()?;
+    blocking(move || nn.decommission(&req.node)).await.map(Json)
 }

@@ -66,6 +66,18 @@ pub enum Error {
         /// Nodes available.
         live: usize,
     },
+    /// Not enough datanodes with free space.
+    #[error(
+        "cluster full: need {want} datanodes with free space, {writable} have room ({full} full)"
+    )]
+    ClusterFull {
+        /// Nodes needed.
+        want: usize,
+        /// Nodes with room.
+        writable: usize,
+        /// Nodes that are full.
+        full: usize,
+    },
     /// RocksDB failed.
     #[error("metadata store: {context}: {source}")]
     Db {
@@ -108,6 +120,7 @@ impl Error {
             Error::MissingReplicas { .. } => (409, "MissingReplicas"),
             Error::BadReceipt(_) => (403, "InvalidReceipt"),
             Error::NotEnoughNodes { .. } => (503, "NotEnoughNodes"),
+            Error::ClusterFull { .. } => (507, "ClusterFull"),
             Error::Db { .. } | Error::Corrupt(_) | Error::Internal(_) => (500, "InternalError"),
         };
         ApiError::new(status, code, self.to_string())

@@ -18,6 +18,7 @@ mod error;
 mod metrics;
 pub mod nodes;
 mod ops;
+mod repair;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -55,6 +56,21 @@ pub struct Config {
     pub admin_access_key: Option<String>,
     /// Secret of that admin key (random if unset).
     pub admin_secret_key: Option<String>,
+    /// How often the repair loop runs (re-replication, trimming, GC), ms.
+    pub repair_ms: u64,
+    /// Replica copies one datanode serves at once, so repair does not
+    /// starve clients.
+    pub max_copies_per_node: usize,
+    /// A copy not confirmed within this time is planned again, ms.
+    pub copy_timeout_ms: u64,
+    /// How long a chunk with no references is kept before its replicas are
+    /// deleted (an upload may still reuse it), ms.
+    pub gc_grace_ms: u64,
+    /// How long a chunk on a datanode that no metadata knows is kept before
+    /// it is deleted, ms.
+    pub orphan_grace_ms: u64,
+    /// Upload sessions not committed within this time are dropped, ms.
+    pub upload_ttl_ms: u64,
 }
 
 impl Default for Config {
@@ -70,6 +86,12 @@ impl Default for Config {
             max_chunk_size: 256 << 20,
             admin_access_key: None,
             admin_secret_key: None,
+            repair_ms: 1000,
+            max_copies_per_node: 4,
+            copy_timeout_ms: 30_000,
+            gc_grace_ms: 3_600_000,
+            orphan_grace_ms: 3_600_000,
+            upload_ttl_ms: 24 * 3_600_000,
         }
     }
 }
@@ -85,6 +107,9 @@ impl Config {
                 "intervals must grow: heartbeat ({} ms) <= stale_after ({} ms) <= dead_after ({} ms)",
                 self.heartbeat_ms, self.stale_after_ms, self.dead_after_ms
             ));
+        }
+        if self.repair_ms == 0 || self.max_copies_per_node == 0 {
+            return Err("repair_ms and max_copies_per_node must be positive".into());
         }
         if self.presign_ttl_secs == 0 {
             return Err("presign_ttl_secs must be positive".into());
@@ -106,6 +131,7 @@ pub struct Namenode {
     /// or a WAL sync.
     write_lock: Mutex<()>,
     nodes: RwLock<nodes::Nodes>,
+    repair: Mutex<repair::Repair>,
     metrics: metrics::Metrics,
 }
 
@@ -122,7 +148,7 @@ impl Namenode {
             Duration::from_millis(cfg.dead_after_ms),
         );
         for (id, rec) in ops::load_nodes(&meta)? {
-            nodes.add_known(id, rec.url);
+            nodes.add_known(id, rec.url, rec.admin);
         }
         let nn = Arc::new(Self {
             cfg,
@@ -130,6 +156,7 @@ impl Namenode {
             meta,
             write_lock: Mutex::new(()),
             nodes: RwLock::new(nodes),
+            repair: Mutex::new(repair::Repair::default()),
             metrics: metrics::Metrics::new(),
         });
         nn.ensure_admin_key()?;
@@ -165,9 +192,13 @@ pub async fn serve_with(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let addr = listener.local_addr().ok();
+    let repair = tokio::spawn(repair::run(nn.clone(), shutdown.clone()));
     tracing::info!(addr = ?addr, data = %nn.cfg.data_dir.display(), "namenode listening");
-    axum::serve(listener, api::router(nn))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+    let served = axum::serve(listener, api::router(nn))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
-        .map_err(|e| Error::Internal(format!("serving: {e}")))
+        .map_err(|e| Error::Internal(format!("serving: {e}")));
+    shutdown.cancel();
+    let _ = repair.await;
+    served
 }

@@ -56,39 +56,55 @@ impl Service {
         format!("http://{}", self.addr)
     }
 
-    fn start(&mut self) -> Result<()> {
-        let _ = std::fs::remove_file(&self.addr_file);
+    fn spawn(&self) -> Result<Child> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .with_context(|| format!("opening {}", self.log.display()))?;
-        let child = Command::new(&self.command[0])
+        Command::new(&self.command[0])
             .args(&self.command[1..])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {}", self.name))?;
-        self.child = Some(child);
+            .with_context(|| format!("starting {}", self.name))
+    }
+
+    fn start(&mut self) -> Result<()> {
+        let _ = std::fs::remove_file(&self.addr_file);
+        self.child = Some(self.spawn()?);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(text) = std::fs::read_to_string(&self.addr_file) {
                 if let Ok(addr) = text.trim().parse() {
                     self.addr = addr;
-                    // Pin the port so that a restart comes back on it.
-                    if let Some(i) = self.command.iter().position(|c| c == "--listen") {
-                        self.command[i + 1] = addr.to_string();
+                    // Pin the namenode's port so that a restart comes back on
+                    // it (datanodes find it by URL); datanodes re-register
+                    // with whatever port they get.
+                    if self.name == "namenode" {
+                        if let Some(i) = self.command.iter().position(|c| c == "--listen") {
+                            self.command[i + 1] = addr.to_string();
+                        }
                     }
                     return Ok(());
                 }
             }
-            if let Some(status) = self
+            let exited = self
                 .child
                 .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                // A pinned port may be held for a moment as the local port of
+                // some outgoing connection: try again until it is free.
+                if tail(&self.log, 5).contains("Address already in use")
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(200));
+                    self.child = Some(self.spawn()?);
+                    continue;
+                }
                 bail!(
                     "{} exited with {status} during start:\n{}",
                     self.name,
