@@ -37,9 +37,10 @@ mod meta;
 mod transfer;
 
 pub use blob_common::proto::namenode::{
-    BucketInfo, ChunkRef, FileEntry, FileInfo, FileLocations, ListBuckets, ListFiles,
-    ListFilesQuery,
+    BucketInfo, ChunkRef, ClusterStatus, FileEntry, FileInfo, FileLocations, FsckFile, FsckQuery,
+    FsckReport, ListBuckets, ListFiles, ListFilesQuery, ListNodes, NodeStatus,
 };
+pub use blob_common::NodeId;
 pub use config::{ClientConfig, ConfigLayer};
 pub use error::Error;
 
