@@ -58,8 +58,9 @@ pub struct Config {
     pub admin_secret_key: Option<String>,
     /// How often the repair loop runs (re-replication, trimming, GC), ms.
     pub repair_ms: u64,
-    /// Replica copies one datanode serves at once, so repair does not
-    /// starve clients.
+    /// Replica copies ordered from one datanode and not yet confirmed (the
+    /// datanode itself sends at most `max_copies` at once, so repair does
+    /// not starve clients).
     pub max_copies_per_node: usize,
     /// A copy not confirmed within this time is planned again, ms.
     pub copy_timeout_ms: u64,
@@ -87,7 +88,7 @@ impl Default for Config {
             admin_access_key: None,
             admin_secret_key: None,
             repair_ms: 1000,
-            max_copies_per_node: 4,
+            max_copies_per_node: 16,
             copy_timeout_ms: 30_000,
             gc_grace_ms: 3_600_000,
             orphan_grace_ms: 3_600_000,

@@ -452,6 +452,10 @@ impl Namenode {
         let rec = self.upload_record(id, owner)?;
         if !batch.receipts.is_empty() {
             let _g = self.lock();
+            // Checked again under the lock: a commit or abort may have ended
+            // the session since, and a reference taken for an ended session
+            // would never be released.
+            self.upload_record(id, owner)?;
             let mut t = Txn::new(&self.meta, now_ms());
             self.record_receipts(&mut t, id, &rec, &batch.receipts, &mut HashSet::new())?;
             t.commit()?;
@@ -597,7 +601,8 @@ impl Namenode {
         };
         // Until the URL expires, garbage collection must not take this chunk
         // away from under the upload that is about to store it.
-        let until = now_ms() + self.cfg.presign_ttl_secs * 1000 + 60_000;
+        let ttl_ms = self.cfg.presign_ttl_secs * 1000;
+        let until = now_ms() + ttl_ms + ttl_ms.min(60_000);
         let mut t = Txn::new(&self.meta, now_ms());
         t.batch.put_cf(
             self.meta.cf(CF_PENDING),
@@ -706,6 +711,12 @@ impl Namenode {
                 }
             }
             self.drop_session(&mut t, id, &rec)?;
+            // References this commit's own receipts gave the session are in
+            // the batch, not yet in the store, so the scan above missed them.
+            for c in &added {
+                t.add_ref(&rec.bucket, c, -1)?;
+                t.delete(CF_UPLOAD_CHUNKS, &upload_chunk_key(id, c));
+            }
             let file = FileRecord {
                 size,
                 created_ms: now_ms(),
@@ -862,10 +873,11 @@ impl Namenode {
                         if !rec.replicas.contains(&report.node) {
                             rec.replicas.push(report.node);
                             received.push(c.id);
-                            if report.full {
-                                // A node came back: the chunk may now have too many.
-                                recheck.push(c.id);
-                            }
+                        }
+                        if report.full {
+                            // The node may be back from the dead: its chunks
+                            // may now have too many replicas.
+                            recheck.push(c.id);
                         }
                     }
                     _ => orphans.push(c.id),

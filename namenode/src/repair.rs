@@ -123,15 +123,22 @@ impl Namenode {
         if chunks.is_empty() {
             return;
         }
-        let cmd = Command::Delete {
+        let mut r = self.repair_state();
+        let queue = r.commands.entry(node).or_default();
+        // Batch with a delete already waiting for this node.
+        if let Some(Command::Delete {
+            chunks: waiting,
+            issued_ms,
+        }) = queue.last_mut()
+        {
+            waiting.extend(chunks);
+            *issued_ms = now_ms();
+            return;
+        }
+        queue.push(Command::Delete {
             chunks,
             issued_ms: now_ms(),
-        };
-        self.repair_state()
-            .commands
-            .entry(node)
-            .or_default()
-            .push(cmd);
+        });
     }
 
     /// Chunks whose replica is on `node`, from the index.
