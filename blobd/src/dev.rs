@@ -214,6 +214,10 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
         heartbeat: a.heartbeat,
         stale_after: a.stale_after,
         dead_after: a.dead_after,
+        presign_ttl: None,
+        repair_interval: None,
+        gc_grace: None,
+        orphan_grace: None,
     };
     let nn_cfg = crate::namenode_config(&nn_args)?;
     let nn_listener = bind(nn_cfg.listen, "namenode").await?;
@@ -252,6 +256,9 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
             namenode: Some(nn_url.clone()),
             heartbeat: a.heartbeat,
             no_fsync: a.no_fsync,
+            scrub_interval: None,
+            full_report_interval: None,
+            min_free_bytes: None,
         };
         let cfg = crate::datanode_config(&dn_args)?;
         let listener = bind(cfg.listen, "datanode").await?;

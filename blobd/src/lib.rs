@@ -81,6 +81,18 @@ pub struct NamenodeArgs {
     /// Silence after which a datanode is dead, e.g. `60s`.
     #[arg(long, env = "BLOB_NAMENODE_DEAD_AFTER", value_parser = parse_duration)]
     pub dead_after: Option<Duration>,
+    /// Lifetime of pre-signed chunk URLs, e.g. `1h`.
+    #[arg(long, env = "BLOB_NAMENODE_PRESIGN_TTL", value_parser = parse_duration)]
+    pub presign_ttl: Option<Duration>,
+    /// How often the repair loop runs, e.g. `1s`.
+    #[arg(long, env = "BLOB_NAMENODE_REPAIR_INTERVAL", value_parser = parse_duration)]
+    pub repair_interval: Option<Duration>,
+    /// How long unreferenced chunks are kept before deletion, e.g. `1h`.
+    #[arg(long, env = "BLOB_NAMENODE_GC_GRACE", value_parser = parse_duration)]
+    pub gc_grace: Option<Duration>,
+    /// How long chunks no metadata knows are kept on datanodes, e.g. `1h`.
+    #[arg(long, env = "BLOB_NAMENODE_ORPHAN_GRACE", value_parser = parse_duration)]
+    pub orphan_grace: Option<Duration>,
 }
 
 /// `blobd datanode` flags.
@@ -106,6 +118,15 @@ pub struct DatanodeArgs {
     /// Skip fsync (benchmarks of the network path only; loses data on power loss).
     #[arg(long, env = "BLOB_DATANODE_NO_FSYNC")]
     pub no_fsync: bool,
+    /// Interval between scrubber passes, e.g. `24h`; `0` disables it.
+    #[arg(long, env = "BLOB_DATANODE_SCRUB_INTERVAL", value_parser = parse_duration)]
+    pub scrub_interval: Option<Duration>,
+    /// Interval between full chunk reports, e.g. `1h`.
+    #[arg(long, env = "BLOB_DATANODE_FULL_REPORT_INTERVAL", value_parser = parse_duration)]
+    pub full_report_interval: Option<Duration>,
+    /// Below this many free bytes the node takes no writes (bytes).
+    #[arg(long, env = "BLOB_DATANODE_MIN_FREE_BYTES")]
+    pub min_free_bytes: Option<u64>,
 }
 
 /// `blobd s3` flags.
@@ -185,6 +206,18 @@ pub fn namenode_config(a: &NamenodeArgs) -> Result<blob_namenode::Config> {
     if let Some(v) = a.dead_after {
         cfg.dead_after_ms = v.as_millis() as u64;
     }
+    if let Some(v) = a.presign_ttl {
+        cfg.presign_ttl_secs = v.as_secs().max(1);
+    }
+    if let Some(v) = a.repair_interval {
+        cfg.repair_ms = v.as_millis().max(1) as u64;
+    }
+    if let Some(v) = a.gc_grace {
+        cfg.gc_grace_ms = v.as_millis() as u64;
+    }
+    if let Some(v) = a.orphan_grace {
+        cfg.orphan_grace_ms = v.as_millis() as u64;
+    }
     // Short dead intervals (tests) imply a short stale interval.
     if cfg.stale_after_ms > cfg.dead_after_ms {
         cfg.stale_after_ms = cfg.dead_after_ms;
@@ -218,6 +251,15 @@ pub fn datanode_config(a: &DatanodeArgs) -> Result<blob_datanode::Config> {
     }
     if a.no_fsync {
         cfg.fsync = false;
+    }
+    if let Some(v) = a.scrub_interval {
+        cfg.scrub_interval_ms = v.as_millis() as u64;
+    }
+    if let Some(v) = a.full_report_interval {
+        cfg.full_report_ms = v.as_millis().max(1) as u64;
+    }
+    if let Some(v) = a.min_free_bytes {
+        cfg.min_free_bytes = v;
     }
     Ok(cfg)
 }

@@ -18,7 +18,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::config::{
     default_config_path, ClientConfig, ConfigLayer, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE,
 };
-use crate::{Client, DownloadOptions, ListFilesQuery, UploadOptions};
+use crate::{
+    Client, ClusterStatus, DownloadOptions, FsckQuery, FsckReport, ListFilesQuery, NodeId,
+    NodeStatus, UploadOptions,
+};
 
 const ENV_ENDPOINT: &str = "BLOBCTL_ENDPOINT";
 const ENV_ACCESS_KEY: &str = "BLOBCTL_ACCESS_KEY";
@@ -39,8 +42,23 @@ Logs go to stderr at level warn; RUST_LOG overrides.
 
 Exit status:
   0  success (a broken pipe on stdout, as in `blobctl cat b/f | head`, too)
-  1  not found: no such bucket or file
+  1  not found: no such bucket or file; for `admin fsck`, missing chunks too
   2  any other error";
+
+const FSCK_AFTER_HELP: &str = "\
+Prints one line per file with trouble
+  BUCKET/PATH: M missing, U under-replicated, C corrupt chunks
+then a summary ending in one of
+  Status: HEALTHY           every chunk has all the replicas asked for
+  Status: UNDER-REPLICATED  no chunk is lost, but some have fewer good
+                            replicas than asked for (or a corrupt one)
+  Status: CORRUPT           some chunk has no live replica: data is missing
+--json prints the namenode's report (with the chunk ids) instead.
+
+Exit status:
+  0  nothing is missing (HEALTHY or UNDER-REPLICATED)
+  1  some chunk is missing (CORRUPT), or no such bucket
+  2  any other error (bad arguments, not an admin key, unreachable, ...)";
 
 /// The blob store's command line.
 #[derive(Debug, Parser)]
@@ -140,6 +158,42 @@ enum Command {
         /// BUCKET/PATH
         target: String,
     },
+    /// Cluster administration (needs an admin key)
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Show every datanode (state, heartbeat, space, chunks, load) and the
+    /// cluster's chunk health counts
+    Status {
+        /// Print the namenode's answer as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that every file's chunks have their replicas; exit status 1
+    /// when a chunk is missing
+    #[command(after_help = FSCK_AFTER_HELP)]
+    Fsck {
+        /// BUCKET[/PREFIX]; none checks every bucket
+        target: Option<String>,
+        /// Print the namenode's report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drain a datanode: it takes no new replicas and its chunks are copied
+    /// elsewhere; follow with `admin status`
+    Decommission {
+        /// Node id: 16 hex characters, as shown by `blobctl admin status`
+        #[arg(value_parser = parse_node_id)]
+        node: NodeId,
+        /// Print the node's new status as JSON
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs `blobctl` with the process's arguments; returns its exit status.
@@ -175,7 +229,7 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     // Do not wait for blocking-pool threads (e.g. a pending stdin read).
     runtime.shutdown_background();
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => exit_for(&e),
     }
 }
@@ -207,7 +261,7 @@ fn is_not_found(e: &anyhow::Error) -> bool {
     })
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let flags = ConfigLayer {
         endpoint: cli.endpoint.clone(),
         access_key: cli.access_key.clone(),
@@ -282,8 +336,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             parallel,
         } => download(&client, &target, &local, usize::from(parallel), quiet).await?,
         Command::Cat { target } => download(&client, &target, "-", 8, true).await?,
+        Command::Admin { command } => return admin(&client, command, quiet).await,
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A line for the user on stderr, unless `-q`.
@@ -627,6 +682,283 @@ async fn download(
     };
     finish(bar);
     result.map(drop)
+}
+
+async fn admin(client: &Client, command: AdminCommand, quiet: bool) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        AdminCommand::Status { json } => {
+            let st = client
+                .cluster_status()
+                .await
+                .context("getting the cluster status")?;
+            let text = if json {
+                format!("{}\n", serde_json::to_string_pretty(&st)?)
+            } else {
+                render_status(&st)
+            };
+            out.write_all(text.as_bytes())
+                .context("writing to stdout")?;
+        }
+        AdminCommand::Fsck { target, json } => {
+            let query = match target.as_deref() {
+                None | Some("") => FsckQuery::default(),
+                Some(t) => {
+                    let (bucket, prefix) = parse_remote(t)?;
+                    FsckQuery {
+                        bucket: Some(bucket),
+                        prefix: (!prefix.is_empty()).then_some(prefix),
+                    }
+                }
+            };
+            let what = target.as_deref().unwrap_or("every bucket");
+            let report = client
+                .fsck(&query)
+                .await
+                .with_context(|| format!("checking {what}"))?;
+            let text = if json {
+                format!("{}\n", serde_json::to_string_pretty(&report)?)
+            } else {
+                render_fsck(&report)
+            };
+            out.write_all(text.as_bytes())
+                .context("writing to stdout")?;
+            return Ok(fsck_exit_code(&report));
+        }
+        AdminCommand::Decommission { node, json } => {
+            let st = client
+                .decommission(node)
+                .await
+                .with_context(|| format!("decommissioning node {node}"))?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&st)?)
+                    .context("writing to stdout")?;
+            } else {
+                note(
+                    quiet,
+                    format_args!(
+                        "node {} ({}) is {}: it takes no new replicas and its chunks are \
+                         being copied elsewhere; follow with `blobctl admin status`",
+                        st.node, st.url, st.state
+                    ),
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses a node id as `admin status` shows it (16 hex characters;
+/// upper case is accepted too).
+fn parse_node_id(s: &str) -> Result<NodeId, String> {
+    s.trim().to_ascii_lowercase().parse().map_err(|_| {
+        format!(
+            "invalid node id {s:?}: expected 16 hex characters, as shown in the NODE column \
+             of `blobctl admin status`"
+        )
+    })
+}
+
+/// States in the order `admin status` counts them.
+const NODE_STATES: [&str; 5] = ["live", "stale", "dead", "decommissioning", "decommissioned"];
+
+/// `admin status` as text: cluster totals and chunk health, then a table
+/// of nodes (like `hdfs dfsadmin -report`).
+fn render_status(st: &ClusterStatus) -> String {
+    let mut states: Vec<(String, usize)> = NODE_STATES.iter().map(|s| (s.to_string(), 0)).collect();
+    for n in &st.nodes {
+        match states.iter_mut().find(|(s, _)| *s == n.state) {
+            Some((_, count)) => *count += 1,
+            None => states.push((n.state.clone(), 1)),
+        }
+    }
+    let by_state: Vec<String> = states
+        .iter()
+        .filter(|(s, c)| *c > 0 || s == "live" || s == "dead")
+        .map(|(s, c)| format!("{c} {s}"))
+        .collect();
+    let sum = |f: fn(&NodeStatus) -> u64| {
+        st.nodes
+            .iter()
+            .map(f)
+            .fold(0u64, |a, b| a.saturating_add(b))
+    };
+    let (capacity, used, available) = (sum(|n| n.capacity), sum(|n| n.used), sum(|n| n.available));
+    let mut text = String::new();
+    let mut line = |label: &str, value: String| {
+        text.push_str(&format!("{:<18}{value}\n", format!("{label}:")));
+    };
+    line(
+        "Nodes",
+        format!("{} ({})", st.nodes.len(), by_state.join(", ")),
+    );
+    line("Capacity", human(capacity));
+    line(
+        "Used",
+        format!("{} ({})", human(used), percent(used, capacity)),
+    );
+    line("Available", human(available));
+    line("Chunks", st.chunks.to_string());
+    line("Under-replicated", st.under_replicated.to_string());
+    line("Missing", st.missing.to_string());
+    line("Corrupt replicas", st.corrupt.to_string());
+    line("Copies in flight", st.copies_in_flight.to_string());
+    line("Garbage", st.garbage.to_string());
+    if st.nodes.is_empty() {
+        return text;
+    }
+    text.push('\n');
+    let header = [
+        "NODE",
+        "URL",
+        "STATE",
+        "HEARTBEAT",
+        "CAPACITY",
+        "USED",
+        "AVAILABLE",
+        "USE%",
+        "CHUNKS",
+        "LOAD",
+        "READ-ONLY",
+    ];
+    let right = [
+        false, false, false, true, true, true, true, true, true, true, false,
+    ];
+    let rows: Vec<Vec<String>> = st
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                n.node.to_string(),
+                n.url.clone(),
+                n.state.clone(),
+                format_age(n.heartbeat_age_ms),
+                human(n.capacity),
+                human(n.used),
+                human(n.available),
+                percent(n.used, n.capacity),
+                n.chunk_count.to_string(),
+                n.load.to_string(),
+                if n.read_only { "yes" } else { "no" }.to_string(),
+            ]
+        })
+        .collect();
+    text.push_str(&render_table(&header, &right, &rows));
+    text
+}
+
+/// `12.5%` of `total`, `-` when there is no total.
+fn percent(part: u64, total: u64) -> String {
+    if total == 0 {
+        return "-".into();
+    }
+    format!("{:.1}%", part as f64 * 100.0 / total as f64)
+}
+
+/// Columns two spaces apart, each as wide as its widest cell; `right`
+/// columns are right-aligned. No trailing spaces.
+fn render_table(header: &[&str], right: &[bool], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            let w = cell.chars().count();
+            match widths.get_mut(i) {
+                Some(max) => *max = (*max).max(w),
+                None => widths.push(w),
+            }
+        }
+    }
+    let mut text = String::new();
+    let header: Vec<String> = header.iter().map(|h| h.to_string()).collect();
+    for row in std::iter::once(&header).chain(rows) {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            if i > 0 {
+                line.push_str("  ");
+            }
+            let w = widths.get(i).copied().unwrap_or(0);
+            if right.get(i).copied().unwrap_or(false) {
+                line.push_str(&format!("{cell:>w$}"));
+            } else {
+                line.push_str(&format!("{cell:<w$}"));
+            }
+        }
+        text.push_str(line.trim_end());
+        text.push('\n');
+    }
+    text
+}
+
+/// How long ago a heartbeat was: `never`, `850ms`, `12.3s`, `42s`,
+/// `5m12s`, `3h05m`, `2d04h`.
+fn format_age(ms: Option<u64>) -> String {
+    let Some(ms) = ms else {
+        return "never".into();
+    };
+    let secs = ms / 1000;
+    match secs {
+        _ if ms < 1000 => format!("{ms}ms"),
+        0..=9 => format!("{:.1}s", ms as f64 / 1000.0),
+        10..=59 => format!("{secs}s"),
+        60..=3599 => format!("{}m{:02}s", secs / 60, secs % 60),
+        3600..=86_399 => format!("{}h{:02}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d{:02}h", secs / 86_400, secs % 86_400 / 3600),
+    }
+}
+
+/// The fsck verdict: `CORRUPT` when a chunk is missing, `UNDER-REPLICATED`
+/// when anything else is wrong, else `HEALTHY`.
+fn fsck_status(r: &FsckReport) -> &'static str {
+    if fsck_missing(r) {
+        "CORRUPT"
+    } else if r.healthy() {
+        "HEALTHY"
+    } else {
+        "UNDER-REPLICATED"
+    }
+}
+
+fn fsck_missing(r: &FsckReport) -> bool {
+    r.missing_files > 0 || r.problems.iter().any(|f| !f.missing.is_empty())
+}
+
+/// 1 when a chunk is missing, else 0.
+fn fsck_exit_code(r: &FsckReport) -> ExitCode {
+    if fsck_missing(r) {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// `admin fsck` as text, HDFS style: a line per file with trouble, then
+/// the summary and the status.
+fn render_fsck(r: &FsckReport) -> String {
+    let mut text = String::new();
+    for f in &r.problems {
+        text.push_str(&format!(
+            "{}/{}: {} missing, {} under-replicated, {} corrupt chunks\n",
+            f.bucket,
+            f.path,
+            f.missing.len(),
+            f.under_replicated.len(),
+            f.corrupt.len()
+        ));
+    }
+    if !r.problems.is_empty() {
+        text.push('\n');
+    }
+    for (label, value) in [
+        ("Files", r.files),
+        ("Chunks", r.chunks),
+        ("Missing files", r.missing_files),
+        ("Under-replicated files", r.under_replicated_files),
+        ("Corrupt files", r.corrupt_files),
+    ] {
+        text.push_str(&format!("{:<24}{value}\n", format!("{label}:")));
+    }
+    text.push_str(&format!("Status: {}\n", fsck_status(r)));
+    text
 }
 
 /// A progress bar on stderr, only when it is a terminal and not `-q`.
@@ -999,5 +1331,233 @@ mod tests {
         assert!(Cli::try_parse_from(["blobctl", "--endpoint", "http://x:1", "ls"]).is_ok());
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    fn node(id: u8, state: &str, age: Option<u64>, read_only: bool) -> NodeStatus {
+        NodeStatus {
+            node: NodeId([id; 8]),
+            url: format!("http://10.0.0.{id}:9871"),
+            state: state.into(),
+            heartbeat_age_ms: age,
+            capacity: 100 << 30,
+            used: 25 << 30,
+            available: 70 << 30,
+            chunk_count: 1000 * u64::from(id),
+            load: u64::from(id),
+            read_only,
+        }
+    }
+
+    fn fsck_file(path: &str, missing: usize, under: usize, corrupt: usize) -> crate::FsckFile {
+        let ids = |n: usize, seed: u8| -> Vec<blob_common::ChunkId> {
+            (0..n)
+                .map(|i| blob_common::ChunkId::of(&[seed, i as u8]))
+                .collect()
+        };
+        crate::FsckFile {
+            bucket: "b".into(),
+            path: path.into(),
+            size: 1,
+            replication: 3,
+            missing: ids(missing, 1),
+            under_replicated: ids(under, 2),
+            corrupt: ids(corrupt, 3),
+        }
+    }
+
+    #[test]
+    fn admin_arguments_parse() {
+        let cli = Cli::try_parse_from([
+            "blobctl",
+            "admin",
+            "decommission",
+            "0A0B0C0D0E0F1011",
+            "--json",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        match cli.command {
+            Command::Admin {
+                command: AdminCommand::Decommission { node, json },
+            } => {
+                assert_eq!(node.to_string(), "0a0b0c0d0e0f1011");
+                assert!(json);
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            "xyz",
+            "0a0b0c0d0e0f10",
+            "0a0b0c0d0e0f1011aa",
+            "0a0b0c0d0e0f101g",
+        ] {
+            let e = match Cli::try_parse_from(["blobctl", "admin", "decommission", bad]) {
+                Err(e) => e,
+                Ok(c) => panic!("{bad} parsed: {c:?}"),
+            };
+            assert!(e.use_stderr());
+            assert!(e.to_string().contains("16 hex characters"), "{e}");
+        }
+        let cli = Cli::try_parse_from(["blobctl", "admin", "fsck", "b/pre", "--json"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        match cli.command {
+            Command::Admin {
+                command: AdminCommand::Fsck { target, json },
+            } => {
+                assert_eq!(target.as_deref(), Some("b/pre"));
+                assert!(json);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["blobctl", "admin", "fsck"]).is_ok());
+        assert!(Cli::try_parse_from(["blobctl", "admin", "status", "--json"]).is_ok());
+        assert!(Cli::try_parse_from(["blobctl", "admin"]).is_err());
+    }
+
+    #[test]
+    fn ages_format() {
+        assert_eq!(format_age(None), "never");
+        assert_eq!(format_age(Some(0)), "0ms");
+        assert_eq!(format_age(Some(850)), "850ms");
+        assert_eq!(format_age(Some(1_234)), "1.2s");
+        assert_eq!(format_age(Some(42_900)), "42s");
+        assert_eq!(format_age(Some(312_000)), "5m12s");
+        assert_eq!(format_age(Some(3 * 3_600_000 + 5 * 60_000)), "3h05m");
+        assert_eq!(format_age(Some(2 * 86_400_000 + 4 * 3_600_000)), "2d04h");
+        assert_eq!(percent(1, 4), "25.0%");
+        assert_eq!(percent(1, 0), "-");
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = render_table(
+            &["A", "NUM", "C"],
+            &[false, true, false],
+            &[
+                vec!["long-name".into(), "1".into(), "x".into()],
+                vec!["s".into(), "12345".into(), "".into()],
+            ],
+        );
+        assert_eq!(
+            t,
+            "A            NUM  C\nlong-name      1  x\ns          12345\n"
+        );
+    }
+
+    #[test]
+    fn status_renders_counts_and_nodes() {
+        let st = ClusterStatus {
+            nodes: vec![
+                node(1, "live", Some(1_200), false),
+                node(2, "dead", None, true),
+                node(3, "decommissioning", Some(700), false),
+            ],
+            chunks: 1234,
+            under_replicated: 5,
+            missing: 1,
+            corrupt: 2,
+            copies_in_flight: 3,
+            garbage: 7,
+        };
+        let text = render_status(&st);
+        for want in [
+            "Nodes:            3 (1 live, 1 dead, 1 decommissioning)\n",
+            "Capacity:         300.0 GiB\n",
+            "Used:             75.0 GiB (25.0%)\n",
+            "Available:        210.0 GiB\n",
+            "Chunks:           1234\n",
+            "Under-replicated: 5\n",
+            "Missing:          1\n",
+            "Corrupt replicas: 2\n",
+            "Copies in flight: 3\n",
+            "Garbage:          7\n",
+        ] {
+            assert!(text.contains(want), "{want:?} not in\n{text}");
+        }
+        let lines: Vec<&str> = text.lines().collect();
+        let header = lines
+            .iter()
+            .position(|l| l.starts_with("NODE "))
+            .unwrap_or_else(|| panic!("no table in\n{text}"));
+        assert_eq!(lines.len(), header + 4, "{text}");
+        let row: Vec<&str> = lines[header + 2].split_whitespace().collect();
+        assert_eq!(
+            row,
+            [
+                "0202020202020202",
+                "http://10.0.0.2:9871",
+                "dead",
+                "never",
+                "100.0",
+                "GiB",
+                "25.0",
+                "GiB",
+                "70.0",
+                "GiB",
+                "25.0%",
+                "2000",
+                "2",
+                "yes"
+            ]
+        );
+        assert!(lines[header + 1].contains(" 1.2s "), "{text}");
+        assert!(text.lines().all(|l| l == l.trim_end()), "{text}");
+        // No nodes: no table.
+        let empty = render_status(&ClusterStatus::default());
+        assert!(
+            empty.contains("Nodes:            0 (0 live, 0 dead)\n"),
+            "{empty}"
+        );
+        assert!(empty.contains("Used:             0 B (-)\n"), "{empty}");
+        assert!(!empty.contains("NODE"), "{empty}");
+    }
+
+    #[test]
+    fn fsck_renders_and_picks_status_and_exit_code() {
+        let healthy = FsckReport {
+            files: 3,
+            chunks: 9,
+            ..FsckReport::default()
+        };
+        assert_eq!(
+            render_fsck(&healthy),
+            "Files:                  3\nChunks:                 9\nMissing files:          0\n\
+             Under-replicated files: 0\nCorrupt files:          0\nStatus: HEALTHY\n"
+        );
+        assert_eq!(fsck_exit_code(&healthy), ExitCode::SUCCESS);
+
+        let under = FsckReport {
+            files: 3,
+            chunks: 9,
+            under_replicated_files: 1,
+            corrupt_files: 1,
+            problems: vec![fsck_file("a/x", 0, 1, 0), fsck_file("y", 0, 0, 1)],
+            ..FsckReport::default()
+        };
+        let text = render_fsck(&under);
+        assert!(
+            text.starts_with(
+                "b/a/x: 0 missing, 1 under-replicated, 0 corrupt chunks\n\
+                 b/y: 0 missing, 0 under-replicated, 1 corrupt chunks\n\nFiles:"
+            ),
+            "{text}"
+        );
+        assert!(text.ends_with("Status: UNDER-REPLICATED\n"), "{text}");
+        assert_eq!(fsck_exit_code(&under), ExitCode::SUCCESS);
+
+        let missing = FsckReport {
+            files: 3,
+            chunks: 9,
+            missing_files: 1,
+            problems: vec![fsck_file("m", 2, 1, 0)],
+            ..FsckReport::default()
+        };
+        let text = render_fsck(&missing);
+        assert!(
+            text.starts_with("b/m: 2 missing, 1 under-replicated, 0 corrupt chunks\n"),
+            "{text}"
+        );
+        assert!(text.contains("Missing files:          1\n"), "{text}");
+        assert!(text.ends_with("Status: CORRUPT\n"), "{text}");
+        assert_eq!(fsck_exit_code(&missing), ExitCode::from(1));
     }
 }

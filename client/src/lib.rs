@@ -42,9 +42,10 @@ pub use blob_common::proto::multipart::{
     ListMultipartQuery, ListParts, ListPartsQuery, MultipartInfo, PartInfo, PartTarget,
 };
 pub use blob_common::proto::namenode::{
-    BucketInfo, ChunkRef, FileEntry, FileInfo, FileLocations, ListBuckets, ListFiles,
-    ListFilesQuery,
+    BucketInfo, ChunkRef, ClusterStatus, FileEntry, FileInfo, FileLocations, FsckFile, FsckQuery,
+    FsckReport, ListBuckets, ListFiles, ListFilesQuery, ListNodes, NodeStatus,
 };
+pub use blob_common::NodeId;
 pub use config::{ClientConfig, ConfigLayer};
 pub use error::Error;
 

@@ -10,10 +10,11 @@ use blob_common::error::ErrorBody;
 use blob_common::http::REQUEST_ID;
 use blob_common::names::{validate_bucket, validate_path};
 use blob_common::proto::namenode::{
-    BadReplica, BucketInfo, ChunkBatch, CommitUpload, CreateUpload, FileInfo, FileLocations,
-    ListBuckets, ListFiles, ListFilesQuery, PutTarget, RenameRequest, Retarget, UploadPlan,
+    BadReplica, BucketInfo, ChunkBatch, ClusterStatus, CommitUpload, CreateUpload, Decommission,
+    FileInfo, FileLocations, FsckQuery, FsckReport, ListBuckets, ListFiles, ListFilesQuery,
+    ListNodes, NodeStatus, PutTarget, RenameRequest, Retarget, UploadPlan,
 };
-use blob_common::UploadId;
+use blob_common::{NodeId, UploadId};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -271,6 +272,44 @@ impl Client {
     pub async fn report_bad_replica(&self, req: &BadReplica) -> Result<(), Error> {
         let url = self.meta_url(&["chunks", "bad"], &[]);
         self.call_empty(Method::POST, url, Some(req)).await
+    }
+
+    /// Every datanode the namenode knows, with its state and usage
+    /// (admin keys only).
+    pub async fn list_nodes(&self) -> Result<ListNodes, Error> {
+        let url = self.meta_url(&["admin", "nodes"], &[]);
+        self.call_json(Method::GET, url, None::<&()>).await
+    }
+
+    /// Nodes plus chunk health counts, from a scan of every chunk
+    /// (admin keys only).
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, Error> {
+        let url = self.meta_url(&["admin", "status"], &[]);
+        self.call_json(Method::GET, url, None::<&()>).await
+    }
+
+    /// Checks every file under `q.bucket` (all buckets when `None`) and
+    /// `q.prefix`, listing files with missing, under-replicated or corrupt
+    /// chunks (admin keys only; 404 `NoSuchBucket`).
+    pub async fn fsck(&self, q: &FsckQuery) -> Result<FsckReport, Error> {
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(b) = &q.bucket {
+            validate_bucket(b)?;
+            query.push(("bucket", b));
+        }
+        if let Some(p) = &q.prefix {
+            query.push(("prefix", p));
+        }
+        let url = self.meta_url(&["admin", "fsck"], &query);
+        self.call_json(Method::GET, url, None::<&()>).await
+    }
+
+    /// Starts draining a datanode: it takes no new replicas and its chunks
+    /// are copied elsewhere. Returns the node's new status (admin keys only).
+    pub async fn decommission(&self, node: NodeId) -> Result<NodeStatus, Error> {
+        let url = self.meta_url(&["admin", "decommission"], &[]);
+        self.call_json(Method::POST, url, Some(&Decommission { node }))
+            .await
     }
 }
 

@@ -12,6 +12,7 @@ use blob_common::proto::datanode::PutChunkResponse;
 use blob_common::ChunkId;
 use bytes::{Bytes, BytesMut};
 use reqwest::{StatusCode, Url};
+use sha2::{Digest, Sha256};
 
 use crate::error::{redact_str, redact_url, Error};
 use crate::meta::error_from_response;
@@ -147,13 +148,15 @@ impl Client {
 
     /// GETs a chunk (`range: None`) or part of it, checking the length of
     /// what arrives against what was asked; never buffers more than that.
+    /// The body is kept as the frames it arrived in (no copy into one
+    /// buffer); a whole chunk is hashed frame by frame as it arrives.
     pub(crate) async fn get_chunk(
         &self,
         url: &str,
         chunk: &ChunkId,
         chunk_size: u64,
         range: Option<Range<u64>>,
-    ) -> Result<Bytes, Error> {
+    ) -> Result<ChunkBody, Error> {
         let url = parse_url(url)?;
         let request_id = self.request_id();
         let mut req = self
@@ -188,31 +191,95 @@ impl Client {
             });
         }
         let cap = usize::try_from(expected).unwrap_or(usize::MAX);
-        let mut buf = BytesMut::with_capacity(cap);
+        // Only a whole chunk can be checked against its id.
+        let mut sha = range.is_none().then(Sha256::new);
+        let mut frames = Vec::new();
+        let mut len = 0usize;
         while let Some(part) = resp.chunk().await.map_err(|e| Error::transport(&url, e))? {
-            if buf.len() + part.len() > cap {
+            if len + part.len() > cap {
                 return Err(Error::Integrity {
                     chunk: *chunk,
                     detail: format!("{} sent more than {expected} bytes", redact_url(&url)),
                 });
             }
-            buf.extend_from_slice(&part);
+            if part.is_empty() {
+                continue;
+            }
+            if let Some(h) = sha.as_mut() {
+                h.update(&part);
+            }
+            len += part.len();
+            frames.push(part);
         }
-        if buf.len() != cap {
+        if len != cap {
             return Err(Error::Integrity {
                 chunk: *chunk,
                 detail: format!(
-                    "{} sent {} bytes, expected {expected} (truncated)",
+                    "{} sent {len} bytes, expected {expected} (truncated)",
                     redact_url(&url),
-                    buf.len()
                 ),
             });
         }
-        let bytes = buf.freeze();
+        let body = ChunkBody {
+            frames,
+            len,
+            digest: sha.map(ChunkId::from_hasher),
+        };
         Ok(match slice {
-            Some(r) => bytes.slice(r.start as usize..r.end as usize),
-            None => bytes,
+            Some(r) => body.slice(r.start as usize..r.end as usize),
+            None => body,
         })
+    }
+}
+
+/// Bytes of a chunk (or part of one) as they came off the wire.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkBody {
+    /// Non-empty frames, in order.
+    pub(crate) frames: Vec<Bytes>,
+    /// Their total length.
+    pub(crate) len: usize,
+    /// SHA-256 of all the bytes, when they are a whole chunk.
+    pub(crate) digest: Option<ChunkId>,
+}
+
+impl ChunkBody {
+    /// The bytes `r` (within `0..len`) of the body; no digest.
+    pub(crate) fn slice(self, r: Range<usize>) -> ChunkBody {
+        let mut frames = Vec::new();
+        let mut at = 0usize;
+        for f in self.frames {
+            let (start, end) = (at, at + f.len());
+            at = end;
+            if end <= r.start || start >= r.end {
+                continue;
+            }
+            let from = r.start.max(start) - start;
+            let to = r.end.min(end) - start;
+            if from < to {
+                frames.push(f.slice(from..to));
+            }
+        }
+        ChunkBody {
+            frames,
+            len: r.end.saturating_sub(r.start),
+            digest: None,
+        }
+    }
+
+    /// The bytes in one buffer (copied only if there are several frames).
+    pub(crate) fn into_bytes(mut self) -> Bytes {
+        match self.frames.len() {
+            0 => Bytes::new(),
+            1 => self.frames.swap_remove(0),
+            _ => {
+                let mut out = BytesMut::with_capacity(self.len);
+                for f in &self.frames {
+                    out.extend_from_slice(f);
+                }
+                out.freeze()
+            }
+        }
     }
 }
 
@@ -227,6 +294,36 @@ mod tests {
             let base = (100u64 << (attempt - 1).min(16)).min(5_000);
             assert!(d >= base * 8 / 10 && d <= base * 12 / 10, "{attempt}: {d}");
         }
+    }
+
+    #[test]
+    fn chunk_body_slices_across_frames() {
+        let data: Vec<u8> = (0..100u8).collect();
+        let body = || ChunkBody {
+            frames: vec![
+                Bytes::copy_from_slice(&data[..10]),
+                Bytes::copy_from_slice(&data[10..55]),
+                Bytes::copy_from_slice(&data[55..]),
+            ],
+            len: 100,
+            digest: None,
+        };
+        for (a, b) in [
+            (0, 100),
+            (0, 10),
+            (5, 15),
+            (10, 55),
+            (54, 56),
+            (99, 100),
+            (20, 20),
+        ] {
+            let part = body().slice(a..b);
+            assert_eq!(part.len, b - a);
+            assert!(part.frames.iter().all(|f| !f.is_empty()));
+            assert_eq!(&part.into_bytes()[..], &data[a..b], "{a}..{b}");
+        }
+        assert_eq!(&body().into_bytes()[..], &data[..]);
+        assert!(ChunkBody::default().into_bytes().is_empty());
     }
 
     #[test]

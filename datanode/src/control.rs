@@ -130,6 +130,7 @@ struct Control {
 enum Tick {
     Heartbeat,
     Report,
+    FullReport,
 }
 
 /// Runs the control loop until `shutdown` is cancelled.
@@ -139,6 +140,9 @@ pub(crate) async fn run(node: Arc<Node>, shutdown: CancellationToken) {
     hb.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut rep = tokio::time::interval(Duration::from_millis(node.cfg.report_ms.max(10)));
     rep.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let full_every = Duration::from_millis(node.cfg.full_report_ms.max(1000));
+    let mut full = tokio::time::interval_at(tokio::time::Instant::now() + full_every, full_every);
+    full.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut ctl = Control {
         node,
         registered: false,
@@ -154,11 +158,16 @@ pub(crate) async fn run(node: Arc<Node>, shutdown: CancellationToken) {
                 _ = shutdown.cancelled() => break,
                 _ = hb.tick() => Tick::Heartbeat,
                 _ = rep.tick() => Tick::Report,
+                _ = full.tick() => Tick::FullReport,
             };
             let work = async {
                 match tick {
                     Tick::Heartbeat => ctl.heartbeat().await,
                     Tick::Report => ctl.flush_reports().await,
+                    Tick::FullReport => {
+                        ctl.full_pending = true;
+                        ctl.flush_reports().await
+                    }
                 }
             };
             tokio::select! {
@@ -206,9 +215,19 @@ impl Control {
                 HeartbeatResponse::default()
             })
         };
-        for cmd in &answer.commands {
+        for cmd in answer.commands {
             match cmd {
                 Command::Report => self.full_pending = true,
+                Command::Copy {
+                    chunk,
+                    size,
+                    url,
+                    targets,
+                } => crate::repair::spawn_copy(&self.node, chunk, size, url, targets),
+                Command::Delete { chunks, issued_ms } => {
+                    let store = Arc::clone(&self.node.store);
+                    tokio::task::spawn_blocking(move || store.delete_chunks(&chunks, issued_ms));
+                }
                 other => debug!(command = ?other, "ignoring unknown command"),
             }
         }
@@ -226,7 +245,8 @@ impl Control {
             return;
         }
         let (chunks, deleted) = self.node.store.take_changes();
-        if chunks.is_empty() && deleted.is_empty() {
+        let corrupt = self.node.store.take_corrupt();
+        if chunks.is_empty() && deleted.is_empty() && corrupt.is_empty() {
             return;
         }
         let report = ChunkReport {
@@ -234,6 +254,7 @@ impl Control {
             full: false,
             chunks,
             deleted,
+            corrupt,
         };
         match self.post(REPORT_PATH, &report).await {
             Ok(_) => {
@@ -246,6 +267,7 @@ impl Control {
             }
             Err(e) => {
                 self.limiter.failed("incremental report", &e);
+                self.node.store.requeue_corrupt(report.corrupt);
                 self.node
                     .store
                     .requeue_changes(report.chunks, report.deleted);
@@ -259,6 +281,7 @@ impl Control {
             full: true,
             chunks: self.node.store.full_report(),
             deleted: Vec::new(),
+            corrupt: Vec::new(),
         };
         match self.post(REPORT_PATH, &report).await {
             Ok(_) => {

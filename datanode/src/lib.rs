@@ -41,6 +41,7 @@ pub mod control;
 pub mod data;
 pub mod error;
 pub mod metrics;
+pub mod repair;
 pub mod store;
 
 pub use control::node_id;
@@ -75,6 +76,15 @@ pub struct Config {
     /// Below this many free bytes on the data disk the node refuses writes
     /// and reports itself read-only.
     pub min_free_bytes: u64,
+    /// Interval between full chunk reports (besides the one at start), ms.
+    pub full_report_ms: u64,
+    /// Interval between scrubber passes over every chunk, ms; 0 disables
+    /// the scrubber.
+    pub scrub_interval_ms: u64,
+    /// Read rate the scrubber keeps to, bytes per second.
+    pub scrub_rate: u64,
+    /// Replica copies (ordered by the namenode) this node sends at once.
+    pub max_copies: usize,
 }
 
 impl Default for Config {
@@ -88,6 +98,10 @@ impl Default for Config {
             report_ms: 1000,
             fsync: true,
             min_free_bytes: 64 * 1024 * 1024,
+            full_report_ms: 3_600_000,
+            scrub_interval_ms: 24 * 3_600_000,
+            scrub_rate: 64 * 1024 * 1024,
+            max_copies: 4,
         }
     }
 }
@@ -104,6 +118,8 @@ pub(crate) struct Node {
     pub(crate) pipeline_http: reqwest::Client,
     /// Client for namenode calls (short timeouts: a heartbeat is small).
     pub(crate) control_http: reqwest::Client,
+    /// Bounds the replica copies this node sends at once.
+    pub(crate) copies: Arc<tokio::sync::Semaphore>,
 }
 
 impl Node {
@@ -165,6 +181,7 @@ pub async fn serve(
         .timeout(std::time::Duration::from_secs(10))
         .build()
         .map_err(|e| Error::Serve(std::io::Error::other(e)))?;
+    let max_copies = cfg.max_copies.max(1);
     let node = Arc::new(Node {
         cfg,
         keyring,
@@ -172,6 +189,7 @@ pub async fn serve(
         url,
         store: Arc::new(store),
         metrics,
+        copies: Arc::new(tokio::sync::Semaphore::new(max_copies)),
         pipeline_http,
         control_http,
     });
@@ -183,6 +201,7 @@ pub async fn serve(
     let stop_loops = shutdown.child_token();
     let tracker = TaskTracker::new();
     tracker.spawn(control::run(Arc::clone(&node), stop_loops.clone()));
+    tracker.spawn(repair::scrub(Arc::clone(&node), stop_loops.clone()));
     tracker.close();
 
     let app = data::router(Arc::clone(&node));

@@ -56,6 +56,10 @@ pub struct Metrics {
     pub pipeline_failures: Counter,
     /// Chunk reads and writes in progress (`blob_datanode_transfers_in_flight`).
     pub transfers_in_flight: Gauge,
+    /// Bytes the scrubber verified (`blob_datanode_scrubbed_bytes_total`).
+    pub scrubbed_bytes: Counter,
+    /// Corrupt chunks the scrubber found (`blob_datanode_scrub_corrupt_total`).
+    pub scrub_corrupt: Counter,
 }
 
 impl Default for Metrics {
@@ -127,7 +131,22 @@ impl Metrics {
             "Chunk reads and writes in progress",
             transfers_in_flight.clone(),
         );
+        let scrubbed_bytes = Counter::default();
+        r.register_with_unit(
+            "scrubbed",
+            "Chunk bytes verified by the scrubber",
+            Unit::Bytes,
+            scrubbed_bytes.clone(),
+        );
+        let scrub_corrupt = Counter::default();
+        r.register(
+            "scrub_corrupt",
+            "Corrupt chunks found by the scrubber",
+            scrub_corrupt.clone(),
+        );
         Self {
+            scrubbed_bytes,
+            scrub_corrupt,
             registry: Arc::new(r),
             received_bytes,
             sent_bytes,

@@ -95,8 +95,14 @@ struct Inner {
     used: u64,
     /// Stored since the last report.
     added: HashMap<ChunkId, u64>,
-    /// Removed (quarantined) since the last report.
+    /// Removed (quarantined or deleted) since the last report.
     removed: HashSet<ChunkId>,
+    /// Quarantined since the last report.
+    corrupt: HashSet<ChunkId>,
+    /// When a chunk was last written (stored, or stored again and
+    /// verified) by this process, ms since the epoch: a delete decided
+    /// before that is stale and is not carried out.
+    written: HashMap<ChunkId, u64>,
 }
 
 /// The chunk store of one data directory.
@@ -505,7 +511,69 @@ impl Store {
         }
         inner.added.remove(id);
         inner.removed.insert(*id);
+        inner.corrupt.insert(*id);
         self.publish(&inner);
+    }
+
+    /// Chunks quarantined since the last call, for the report.
+    pub fn take_corrupt(&self) -> Vec<ChunkId> {
+        self.lock().corrupt.drain().collect()
+    }
+
+    /// Puts back corrupt chunks whose report could not be sent.
+    pub fn requeue_corrupt(&self, ids: Vec<ChunkId>) {
+        self.lock().corrupt.extend(ids);
+    }
+
+    /// Deletes chunks the namenode no longer wants here (garbage, excess or
+    /// orphan replicas). A chunk written at or after `issued_ms` is kept: an
+    /// upload stored it again after the namenode decided. Returns how many
+    /// were deleted.
+    pub fn delete_chunks(&self, ids: &[ChunkId], issued_ms: u64) -> usize {
+        let mut deleted = 0;
+        for id in ids {
+            {
+                let inner = self.lock();
+                if !inner.index.contains_key(id) {
+                    continue;
+                }
+                if inner
+                    .written
+                    .get(id)
+                    .is_some_and(|t| *t + 1000 >= issued_ms)
+                {
+                    debug!(chunk = %id.short(), "kept a chunk written after its delete was decided");
+                    continue;
+                }
+            }
+            let path = chunk_path(&self.dir, id);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(chunk = %id.short(), error = %e, "could not delete chunk");
+                    continue;
+                }
+            }
+            let mut inner = self.lock();
+            if let Some(size) = inner.index.remove(id) {
+                inner.used -= size;
+            }
+            inner.added.remove(id);
+            inner.written.remove(id);
+            inner.removed.insert(*id);
+            self.publish(&inner);
+            deleted += 1;
+        }
+        if deleted > 0 {
+            info!(deleted, asked = ids.len(), "deleted chunks");
+        }
+        deleted
+    }
+
+    /// Every chunk id held (a snapshot, for the scrubber).
+    pub fn ids(&self) -> Vec<ChunkId> {
+        self.lock().index.keys().copied().collect()
     }
 
     /// Drops a chunk whose file vanished from the index.
@@ -619,6 +687,7 @@ impl Store {
         }
         inner.removed.remove(id);
         inner.added.insert(*id, size);
+        inner.written.insert(*id, blob_common::now_ms());
         self.publish(&inner);
         drop(inner);
         if new {

@@ -87,6 +87,9 @@ pub(crate) fn router(nn: Arc<Namenode>) -> Router {
         .route("/v1/multipart/{id}/parts", get(list_parts))
         .route("/v1/multipart/{id}/copy-part", post(copy_part))
         .route("/v1/multipart/{id}/complete", post(complete_multipart))
+        .route("/v1/admin/status", get(cluster_status))
+        .route("/v1/admin/fsck", get(fsck))
+        .route("/v1/admin/decommission", post(decommission))
         .route("/v1/datanodes/heartbeat", post(heartbeat))
         .route("/v1/datanodes/report", post(chunk_report))
         .route_layer(middleware::from_fn_with_state(nn.clone(), authenticate));
@@ -497,4 +500,31 @@ async fn abort_multipart(
     blocking(move || nn.abort_multipart(&owner, &id))
         .await
         .map(|_| StatusCode::NO_CONTENT)
+}
+
+async fn cluster_status(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<ClusterStatus>, Error> {
+    p.admin()?;
+    blocking(move || nn.cluster_status()).await.map(Json)
+}
+
+async fn fsck(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    q: Result<Query<FsckQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<FsckReport>, Error> {
+    p.admin()?;
+    let q = query(q)?;
+    blocking(move || nn.fsck(&q)).await.map(Json)
+}
+
+async fn decommission(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    JsonBody(req): JsonBody<Decommission>,
+) -> Result<Json<NodeStatus>, Error> {
+    p.admin()?;
+    blocking(move || nn.decommission(&req.node)).await.map(Json)
 }

@@ -14,6 +14,8 @@
 //! | `corrupt` | chunk id + node id | [`CorruptRecord`] |
 //! | `multipart` | upload id (16 bytes) | [`MultipartRecord`] |
 //! | `multipart_parts` | upload id + part number (u32 BE) | [`PartRecord`]: holds one reference per chunk position |
+//! | `node_chunks` | node id + chunk id | empty: index of replicas by node |
+//! | `pending` | chunk id | ms since epoch until which an upload may still store it |
 //!
 //! A chunk's `refs` counts every file position that names it plus every
 //! session that reported it; `bucket_chunks` counts the same per bucket and
@@ -46,6 +48,8 @@ pub(crate) const CF_GC: &str = "gc";
 pub(crate) const CF_CORRUPT: &str = "corrupt";
 pub(crate) const CF_MULTIPART: &str = "multipart";
 pub(crate) const CF_MULTIPART_PARTS: &str = "multipart_parts";
+pub(crate) const CF_NODE_CHUNKS: &str = "node_chunks";
+pub(crate) const CF_PENDING: &str = "pending";
 
 const ALL_CFS: &[&str] = &[
     CF_BUCKETS,
@@ -60,6 +64,8 @@ const ALL_CFS: &[&str] = &[
     CF_CORRUPT,
     CF_MULTIPART,
     CF_MULTIPART_PARTS,
+    CF_NODE_CHUNKS,
+    CF_PENDING,
 ];
 
 /// A bucket.
@@ -98,6 +104,10 @@ pub struct ChunkRecord {
     pub refs: u64,
     /// Nodes holding a replica.
     pub replicas: Vec<NodeId>,
+    /// Replicas wanted: the highest replication factor of the files that
+    /// use it (0 in records written before it was kept: the default).
+    #[serde(default)]
+    pub target: u8,
 }
 
 /// An open upload session.
@@ -124,6 +134,22 @@ pub struct NodeRecord {
     pub url: String,
     /// First heartbeat, ms since the epoch.
     pub registered_ms: u64,
+    /// What the operator asked of it.
+    #[serde(default)]
+    pub admin: AdminState,
+}
+
+/// A datanode's administrative state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AdminState {
+    /// In service.
+    #[default]
+    Normal,
+    /// Being drained: no new replicas, its replicas copied elsewhere.
+    Decommissioning,
+    /// Drained: its replicas no longer count.
+    Decommissioned,
 }
 
 /// An access key.
@@ -196,6 +222,13 @@ pub(crate) fn bucket_chunk_key(bucket: &str, chunk: &ChunkId) -> Vec<u8> {
     let mut k = Vec::with_capacity(bucket.len() + 33);
     k.extend_from_slice(bucket.as_bytes());
     k.push(0);
+    k.extend_from_slice(chunk.as_bytes());
+    k
+}
+
+pub(crate) fn node_chunk_key(node: &NodeId, chunk: &ChunkId) -> Vec<u8> {
+    let mut k = Vec::with_capacity(40);
+    k.extend_from_slice(node.as_bytes());
     k.extend_from_slice(chunk.as_bytes());
     k
 }
@@ -325,7 +358,9 @@ impl Meta {
 pub(crate) struct Txn<'a> {
     meta: &'a Meta,
     pub(crate) batch: WriteBatch,
-    chunks: HashMap<ChunkId, (u64, ChunkRecord)>,
+    /// Loaded or new records, with the refs and replicas they had at load.
+    chunks: HashMap<ChunkId, (u64, Vec<NodeId>, ChunkRecord)>,
+    removed: Vec<(ChunkId, Vec<NodeId>)>,
     bucket: HashMap<(String, ChunkId), i64>,
     now_ms: u64,
 }
@@ -336,6 +371,7 @@ impl<'a> Txn<'a> {
             meta,
             batch: WriteBatch::default(),
             chunks: HashMap::new(),
+            removed: Vec::new(),
             bucket: HashMap::new(),
             now_ms,
         }
@@ -346,12 +382,13 @@ impl<'a> Txn<'a> {
         if !self.chunks.contains_key(id) {
             match self.meta.get::<ChunkRecord>(CF_CHUNKS, id.as_bytes())? {
                 Some(rec) => {
-                    self.chunks.insert(*id, (rec.refs, rec));
+                    self.chunks
+                        .insert(*id, (rec.refs, rec.replicas.clone(), rec));
                 }
                 None => return Ok(None),
             }
         }
-        Ok(self.chunks.get_mut(id).map(|(_, r)| r))
+        Ok(self.chunks.get_mut(id).map(|(_, _, r)| r))
     }
 
     /// The chunk's record, created with `size` and no replicas if missing.
@@ -361,19 +398,15 @@ impl<'a> Txn<'a> {
         size: u64,
     ) -> Result<&mut ChunkRecord, Error> {
         if self.chunk(id)?.is_none() {
-            self.chunks.insert(
-                *id,
-                (
-                    0,
-                    ChunkRecord {
-                        size,
-                        refs: 0,
-                        replicas: Vec::new(),
-                    },
-                ),
-            );
+            let rec = ChunkRecord {
+                size,
+                refs: 0,
+                replicas: Vec::new(),
+                target: 0,
+            };
+            self.chunks.insert(*id, (0, Vec::new(), rec));
         }
-        Ok(&mut self.chunks.get_mut(id).expect("just inserted").1)
+        Ok(&mut self.chunks.get_mut(id).expect("just inserted").2)
     }
 
     /// References to `chunk` from `bucket` as this transaction sees them.
@@ -400,18 +433,52 @@ impl<'a> Txn<'a> {
         Ok(())
     }
 
+    /// Forgets a chunk entirely (garbage collection): its record, its
+    /// replica index entries, its GC mark and its pending mark.
+    pub(crate) fn remove_chunk(&mut self, id: &ChunkId) -> Result<(), Error> {
+        if self.chunk(id)?.is_some() {
+            if let Some((_, orig, rec)) = self.chunks.remove(id) {
+                let mut all = orig;
+                for n in rec.replicas {
+                    if !all.contains(&n) {
+                        all.push(n);
+                    }
+                }
+                self.removed.push((*id, all));
+            }
+        }
+        Ok(())
+    }
+
     /// Writes everything in one batch (not yet synced: see [`Meta::sync`]).
     pub(crate) fn commit(mut self) -> Result<(), Error> {
         let meta = self.meta;
-        for (id, (was, rec)) in &self.chunks {
+        for (id, (was, orig, rec)) in &self.chunks {
             if rec.refs == 0 && *was > 0 {
                 self.batch
                     .put_cf(meta.cf(CF_GC), id.as_bytes(), self.now_ms.to_le_bytes());
             } else if rec.refs > 0 && *was == 0 {
                 self.batch.delete_cf(meta.cf(CF_GC), id.as_bytes());
             }
+            for n in orig.iter().filter(|n| !rec.replicas.contains(n)) {
+                self.batch
+                    .delete_cf(meta.cf(CF_NODE_CHUNKS), node_chunk_key(n, id));
+            }
+            for n in rec.replicas.iter().filter(|n| !orig.contains(n)) {
+                self.batch
+                    .put_cf(meta.cf(CF_NODE_CHUNKS), node_chunk_key(n, id), []);
+            }
             self.batch
                 .put_cf(meta.cf(CF_CHUNKS), id.as_bytes(), encode(rec));
+        }
+        for (id, holders) in &self.removed {
+            for n in holders {
+                self.batch
+                    .delete_cf(meta.cf(CF_NODE_CHUNKS), node_chunk_key(n, id));
+            }
+            self.batch.delete_cf(meta.cf(CF_CHUNKS), id.as_bytes());
+            self.batch.delete_cf(meta.cf(CF_GC), id.as_bytes());
+            self.batch.delete_cf(meta.cf(CF_PENDING), id.as_bytes());
         }
         for ((bucket, chunk), delta) in &self.bucket {
             if *delta == 0 {

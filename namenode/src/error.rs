@@ -82,6 +82,18 @@ pub enum Error {
     /// A part copy whose source has no single-part MD5.
     #[error("cannot copy as a part: {0}")]
     NotCopyable(String),
+    /// Not enough datanodes with free space.
+    #[error(
+        "cluster full: need {want} datanodes with free space, {writable} have room ({full} full)"
+    )]
+    ClusterFull {
+        /// Nodes needed.
+        want: usize,
+        /// Nodes with room.
+        writable: usize,
+        /// Nodes that are full.
+        full: usize,
+    },
     /// RocksDB failed.
     #[error("metadata store: {context}: {source}")]
     Db {
@@ -129,6 +141,7 @@ impl Error {
             Error::NotCopyable(_) => (400, "NotCopyable"),
             Error::BadReceipt(_) => (403, "InvalidReceipt"),
             Error::NotEnoughNodes { .. } => (503, "NotEnoughNodes"),
+            Error::ClusterFull { .. } => (507, "ClusterFull"),
             Error::Db { .. } | Error::Corrupt(_) | Error::Internal(_) => (500, "InternalError"),
         };
         ApiError::new(status, code, self.to_string())

@@ -19,6 +19,7 @@ mod metrics;
 mod multipart;
 pub mod nodes;
 mod ops;
+mod repair;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -60,6 +61,22 @@ pub struct Config {
     pub multipart_ttl_secs: u64,
     /// How often stale multipart uploads are looked for, seconds.
     pub multipart_sweep_secs: u64,
+    /// How often the repair loop runs (re-replication, trimming, GC), ms.
+    pub repair_ms: u64,
+    /// Replica copies ordered from one datanode and not yet confirmed (the
+    /// datanode itself sends at most `max_copies` at once, so repair does
+    /// not starve clients).
+    pub max_copies_per_node: usize,
+    /// A copy not confirmed within this time is planned again, ms.
+    pub copy_timeout_ms: u64,
+    /// How long a chunk with no references is kept before its replicas are
+    /// deleted (an upload may still reuse it), ms.
+    pub gc_grace_ms: u64,
+    /// How long a chunk on a datanode that no metadata knows is kept before
+    /// it is deleted, ms.
+    pub orphan_grace_ms: u64,
+    /// Upload sessions not committed within this time are dropped, ms.
+    pub upload_ttl_ms: u64,
 }
 
 impl Default for Config {
@@ -77,6 +94,12 @@ impl Default for Config {
             admin_secret_key: None,
             multipart_ttl_secs: 7 * 24 * 3600,
             multipart_sweep_secs: 600,
+            repair_ms: 1000,
+            max_copies_per_node: 16,
+            copy_timeout_ms: 30_000,
+            gc_grace_ms: 3_600_000,
+            orphan_grace_ms: 3_600_000,
+            upload_ttl_ms: 24 * 3_600_000,
         }
     }
 }
@@ -92,6 +115,9 @@ impl Config {
                 "intervals must grow: heartbeat ({} ms) <= stale_after ({} ms) <= dead_after ({} ms)",
                 self.heartbeat_ms, self.stale_after_ms, self.dead_after_ms
             ));
+        }
+        if self.repair_ms == 0 || self.max_copies_per_node == 0 {
+            return Err("repair_ms and max_copies_per_node must be positive".into());
         }
         if self.presign_ttl_secs == 0 {
             return Err("presign_ttl_secs must be positive".into());
@@ -113,6 +139,7 @@ pub struct Namenode {
     /// or a WAL sync.
     write_lock: Mutex<()>,
     nodes: RwLock<nodes::Nodes>,
+    repair: Mutex<repair::Repair>,
     metrics: metrics::Metrics,
 }
 
@@ -129,7 +156,7 @@ impl Namenode {
             Duration::from_millis(cfg.dead_after_ms),
         );
         for (id, rec) in ops::load_nodes(&meta)? {
-            nodes.add_known(id, rec.url);
+            nodes.add_known(id, rec.url, rec.admin);
         }
         let nn = Arc::new(Self {
             cfg,
@@ -137,6 +164,7 @@ impl Namenode {
             meta,
             write_lock: Mutex::new(()),
             nodes: RwLock::new(nodes),
+            repair: Mutex::new(repair::Repair::default()),
             metrics: metrics::Metrics::new(),
         });
         nn.ensure_admin_key()?;
@@ -172,10 +200,14 @@ pub async fn serve_with(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let addr = listener.local_addr().ok();
+    let repair = tokio::spawn(repair::run(nn.clone(), shutdown.clone()));
     tracing::info!(addr = ?addr, data = %nn.cfg.data_dir.display(), "namenode listening");
     tokio::spawn(multipart::sweep_loop(nn.clone(), shutdown.clone()));
-    axum::serve(listener, api::router(nn))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+    let served = axum::serve(listener, api::router(nn))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
-        .map_err(|e| Error::Internal(format!("serving: {e}")))
+        .map_err(|e| Error::Internal(format!("serving: {e}")));
+    shutdown.cancel();
+    let _ = repair.await;
+    served
 }

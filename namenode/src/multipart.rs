@@ -307,7 +307,7 @@ impl Namenode {
                 chunks: req.chunks.clone(),
             };
             self.put_part(&mut t, &target.upload, &rec.bucket, target.number, &part)?;
-            self.drop_session(&mut t, id, &rec)?;
+            self.drop_session(&mut t, id, &rec, &added)?;
             t.commit()?;
             let file = FileRecord {
                 size,

@@ -12,6 +12,7 @@ use blob_common::proto::heartbeat::Heartbeat;
 use blob_common::NodeId;
 use rand::Rng;
 
+use crate::db::AdminState;
 use crate::error::Error;
 
 /// How a node is doing.
@@ -38,6 +39,8 @@ pub struct NodeState {
     pub reported: bool,
     /// When a full report was last asked for.
     pub report_asked: Option<Instant>,
+    /// What the operator asked of it.
+    pub admin: AdminState,
 }
 
 /// The registry.
@@ -46,6 +49,7 @@ pub struct Nodes {
     nodes: HashMap<NodeId, NodeState>,
     stale_after: Duration,
     dead_after: Duration,
+    started: Instant,
 }
 
 impl Nodes {
@@ -55,23 +59,30 @@ impl Nodes {
             nodes: HashMap::new(),
             stale_after,
             dead_after,
+            started: Instant::now(),
         }
     }
 
     /// Adds a node known from the metadata store (not heard from yet).
-    pub fn add_known(&mut self, id: NodeId, url: String) {
+    pub fn add_known(&mut self, id: NodeId, url: String, admin: AdminState) {
         self.nodes.entry(id).or_insert(NodeState {
             url,
             last_seen: None,
             heartbeat: None,
             reported: false,
             report_asked: None,
+            admin,
         });
     }
 
     /// Records a heartbeat. Returns true when the node is new or moved (its
-    /// record must be persisted).
+    /// record must be persisted). A node coming back from the dead is asked
+    /// for a full report again, since its chunks may have changed.
     pub fn heartbeat(&mut self, hb: Heartbeat, now: Instant) -> bool {
+        let back = self
+            .nodes
+            .get(&hb.node)
+            .is_some_and(|s| s.last_seen.is_some() && self.liveness(s, now) == Liveness::Dead);
         let changed = self.nodes.get(&hb.node).is_none_or(|s| s.url != hb.url);
         let st = self.nodes.entry(hb.node).or_insert(NodeState {
             url: hb.url.clone(),
@@ -79,11 +90,27 @@ impl Nodes {
             heartbeat: None,
             reported: false,
             report_asked: None,
+            admin: AdminState::Normal,
         });
+        if back {
+            st.reported = false;
+            st.report_asked = None;
+        }
         st.url = hb.url.clone();
         st.last_seen = Some(now);
         st.heartbeat = Some(hb);
         changed
+    }
+
+    /// Sets a node's administrative state; false if the node is unknown.
+    pub fn set_admin(&mut self, id: &NodeId, admin: AdminState) -> bool {
+        match self.nodes.get_mut(id) {
+            Some(s) => {
+                s.admin = admin;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Whether to ask the node for a full report now (none arrived since
@@ -144,6 +171,7 @@ impl Nodes {
 
     fn writable(&self, s: &NodeState, now: Instant) -> bool {
         self.liveness(s, now) == Liveness::Live
+            && s.admin == AdminState::Normal
             && !s.heartbeat.as_ref().is_some_and(|h| h.read_only)
     }
 
@@ -169,6 +197,22 @@ impl Nodes {
             })
             .collect();
         if candidates.len() < n {
+            let full = self
+                .nodes
+                .iter()
+                .filter(|(id, s)| {
+                    !exclude.contains(id)
+                        && self.liveness(s, now) == Liveness::Live
+                        && s.heartbeat.as_ref().is_some_and(|h| h.read_only)
+                })
+                .count();
+            if full > 0 {
+                return Err(Error::ClusterFull {
+                    want: n,
+                    writable: candidates.len(),
+                    full,
+                });
+            }
             return Err(Error::NotEnoughNodes {
                 want: n,
                 live: candidates.len(),
@@ -190,18 +234,61 @@ impl Nodes {
             .filter_map(|id| {
                 let s = self.nodes.get(id)?;
                 let load = s.heartbeat.as_ref().map_or(u64::MAX, |h| h.load);
-                Some((self.liveness(s, now), load, *id, s.url.clone()))
+                let draining = s.admin != AdminState::Normal;
+                Some((self.liveness(s, now), draining, load, *id, s.url.clone()))
             })
             .collect();
-        v.sort_by_key(|(l, load, ..)| (*l, *load));
-        v.into_iter().map(|(_, _, id, url)| (id, url)).collect()
+        v.sort_by_key(|(l, draining, load, ..)| (*l, *draining, *load));
+        v.into_iter().map(|(.., id, url)| (id, url)).collect()
     }
 
-    /// Ids of nodes currently counted as holding replicas (not dead).
+    /// Whether a replica on this node counts towards a chunk's replication:
+    /// the node is not dead and not being drained.
     pub fn is_counted(&self, id: &NodeId, now: Instant) -> bool {
+        self.nodes.get(id).is_some_and(|s| {
+            self.liveness(s, now) != Liveness::Dead && s.admin == AdminState::Normal
+        })
+    }
+
+    /// Whether this node can serve as the source of a replica copy (it is
+    /// live, whatever its administrative state).
+    pub fn is_source(&self, id: &NodeId, now: Instant) -> bool {
         self.nodes
             .get(id)
-            .is_some_and(|s| self.liveness(s, now) != Liveness::Dead)
+            .is_some_and(|s| self.liveness(s, now) == Liveness::Live)
+    }
+
+    /// Nodes that are dead or being drained: their replicas need copies.
+    pub fn needing_evacuation(&self, now: Instant) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(_, s)| {
+                // A node not heard from since this namenode started is given
+                // the dead interval to show up before its replicas are copied.
+                let known_dead = s.last_seen.is_some()
+                    || now.saturating_duration_since(self.started) >= self.dead_after;
+                (known_dead && self.liveness(s, now) == Liveness::Dead)
+                    || s.admin == AdminState::Decommissioning
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Whether every replica holder is heard from (safe to trim excess).
+    pub fn all_live(&self, ids: &[NodeId], now: Instant) -> bool {
+        ids.iter().all(|id| {
+            self.nodes
+                .get(id)
+                .is_some_and(|s| self.liveness(s, now) == Liveness::Live)
+        })
+    }
+
+    /// Number of writable nodes outside `exclude`.
+    pub fn writable_excluding(&self, exclude: &[NodeId], now: Instant) -> usize {
+        self.nodes
+            .iter()
+            .filter(|(id, s)| !exclude.contains(id) && self.writable(s, now))
+            .count()
     }
 
     /// Number of writable nodes.
@@ -248,7 +335,7 @@ mod tests {
             nodes.liveness(&s, t0 + Duration::from_secs(60)),
             Liveness::Dead
         );
-        nodes.add_known(NodeId([2; 8]), "http://x".into());
+        nodes.add_known(NodeId([2; 8]), "http://x".into(), AdminState::Normal);
         let s = nodes.get(&NodeId([2; 8])).cloned().expect("known");
         assert_eq!(nodes.liveness(&s, t0), Liveness::Dead);
     }
@@ -273,8 +360,18 @@ mod tests {
             ids.sort();
             assert_eq!(ids, vec![2, 3, 4]);
         }
+        // Node 5 is live but full: the answer says the cluster is full.
         assert!(matches!(
             nodes.place(4, &[NodeId([1; 8])], t0, &mut rng),
+            Err(Error::ClusterFull {
+                want: 4,
+                writable: 3,
+                full: 1
+            })
+        ));
+        // Without the full node, too few live nodes.
+        assert!(matches!(
+            nodes.place(4, &[NodeId([1; 8]), NodeId([5; 8])], t0, &mut rng),
             Err(Error::NotEnoughNodes { want: 4, live: 3 })
         ));
     }

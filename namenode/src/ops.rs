@@ -63,11 +63,11 @@ impl Namenode {
         self.write_lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn nodes_read(&self) -> std::sync::RwLockReadGuard<'_, crate::nodes::Nodes> {
+    pub(crate) fn nodes_read(&self) -> std::sync::RwLockReadGuard<'_, crate::nodes::Nodes> {
         self.nodes.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn nodes_write(&self) -> std::sync::RwLockWriteGuard<'_, crate::nodes::Nodes> {
+    pub(crate) fn nodes_write(&self) -> std::sync::RwLockWriteGuard<'_, crate::nodes::Nodes> {
         self.nodes.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -179,7 +179,7 @@ impl Namenode {
             }
             let mut t = Txn::new(&self.meta, now_ms());
             for (id, rec) in self.uploads_matching(|u| u.bucket == name)? {
-                self.drop_session(&mut t, &id, &rec)?;
+                self.drop_session(&mut t, &id, &rec, &HashSet::new())?;
             }
             t.delete(CF_BUCKETS, name.as_bytes());
             t.commit()?;
@@ -187,7 +187,7 @@ impl Namenode {
         self.meta.sync()
     }
 
-    fn uploads_matching(
+    pub(crate) fn uploads_matching(
         &self,
         pred: impl Fn(&UploadRecord) -> bool,
     ) -> Result<Vec<(UploadId, UploadRecord)>, Error> {
@@ -453,6 +453,10 @@ impl Namenode {
         let rec = self.upload_record(id, owner)?;
         if !batch.receipts.is_empty() {
             let _g = self.lock();
+            // Checked again under the lock: a commit or abort may have ended
+            // the session since, and a reference taken for an ended session
+            // would never be released.
+            self.upload_record(id, owner)?;
             let mut t = Txn::new(&self.meta, now_ms());
             self.record_receipts(&mut t, id, &rec, &batch.receipts, &mut HashSet::new())?;
             t.commit()?;
@@ -492,6 +496,7 @@ impl Namenode {
             if !chunk.replicas.contains(&r.node) {
                 chunk.replicas.push(r.node);
             }
+            chunk.target = chunk.target.max(rec.replication);
             let key = upload_chunk_key(id, &r.chunk);
             if !added.contains(&r.chunk) && self.meta.get_raw(CF_UPLOAD_CHUNKS, &key)?.is_none() {
                 t.batch.put_cf(self.meta.cf(CF_UPLOAD_CHUNKS), &key, []);
@@ -595,6 +600,17 @@ impl Namenode {
             pipeline,
             upload: Some(*id),
         };
+        // Until the URL expires, garbage collection must not take this chunk
+        // away from under the upload that is about to store it.
+        let ttl_ms = self.cfg.presign_ttl_secs * 1000;
+        let until = now_ms() + ttl_ms + ttl_ms.min(60_000);
+        let mut t = Txn::new(&self.meta, now_ms());
+        t.batch.put_cf(
+            self.meta.cf(CF_PENDING),
+            c.id.as_bytes(),
+            until.to_le_bytes(),
+        );
+        t.commit()?;
         Ok(PutTarget {
             url: presign::url(&chosen[0].1, &self.keyring, &claims),
             targets: chosen.into_iter().map(|(n, _)| n).collect(),
@@ -685,6 +701,9 @@ impl Namenode {
             }
             for c in &req.chunks {
                 t.add_ref(&rec.bucket, &c.id, 1)?;
+                if let Some(cr) = t.chunk(&c.id)? {
+                    cr.target = cr.target.max(rec.replication);
+                }
             }
             let fkey = file_key(&rec.bucket, &rec.path);
             if let Some(old) = self.meta.get::<FileRecord>(CF_FILES, &fkey)? {
@@ -692,7 +711,8 @@ impl Namenode {
                     t.add_ref(&rec.bucket, &c.id, -1)?;
                 }
             }
-            self.drop_session(&mut t, id, &rec)?;
+            self.drop_session(&mut t, id, &rec, &added)?;
+
             let file = FileRecord {
                 size,
                 created_ms: now_ms(),
@@ -713,17 +733,24 @@ impl Namenode {
     }
 
     /// Releases a session's references and deletes it (inside a txn).
+    /// Releases a session's references and deletes it (inside a txn).
+    /// `added` are the chunks whose session references this same txn took
+    /// (receipts handed in at commit): they are in the batch, not yet in
+    /// the store, so the scan cannot see them.
     pub(crate) fn drop_session(
         &self,
         t: &mut Txn<'_>,
         id: &UploadId,
         rec: &UploadRecord,
+        added: &HashSet<ChunkId>,
     ) -> Result<(), Error> {
-        let mut held = Vec::new();
+        let mut held: Vec<ChunkId> = added.iter().copied().collect();
         self.meta
             .scan(CF_UPLOAD_CHUNKS, id.as_bytes(), id.as_bytes(), |k, _| {
                 if let Some(c) = ChunkId::from_slice(&k[16..]) {
-                    held.push(c);
+                    if !added.contains(&c) {
+                        held.push(c);
+                    }
                 }
                 Ok(true)
             })?;
@@ -740,7 +767,7 @@ impl Namenode {
             let _g = self.lock();
             let rec = self.upload_record(id, owner)?;
             let mut t = Txn::new(&self.meta, now_ms());
-            self.drop_session(&mut t, id, &rec)?;
+            self.drop_session(&mut t, id, &rec, &HashSet::new())?;
             t.commit()?;
         }
         self.meta.sync()
@@ -749,19 +776,58 @@ impl Namenode {
     pub(crate) fn bad_replica(&self, req: &BadReplica) -> Result<(), Error> {
         tracing::warn!(chunk = %req.chunk.short(), node = %req.node, reason = %req.reason, "reader reported a corrupt replica");
         self.metrics.bad_replicas.inc();
-        let mut key = req.chunk.as_bytes().to_vec();
-        key.extend_from_slice(req.node.as_bytes());
-        let _g = self.lock();
-        let mut t = Txn::new(&self.meta, now_ms());
-        t.put(
-            CF_CORRUPT,
-            &key,
-            &CorruptRecord {
-                reported_ms: now_ms(),
-                reason: req.reason.chars().take(500).collect(),
-            },
-        );
-        t.commit()
+        self.drop_corrupt_replica(&req.chunk, &req.node, &req.reason)?;
+        // The holder deletes its copy; repair makes a new one from a good one.
+        self.order_delete(req.node, vec![req.chunk]);
+        Ok(())
+    }
+
+    /// Records a corrupt replica, takes it out of the chunk's replica set and
+    /// queues the chunk for repair.
+    fn drop_corrupt_replica(
+        &self,
+        chunk: &ChunkId,
+        node: &NodeId,
+        reason: &str,
+    ) -> Result<(), Error> {
+        let mut key = chunk.as_bytes().to_vec();
+        key.extend_from_slice(node.as_bytes());
+        {
+            let _g = self.lock();
+            let mut t = Txn::new(&self.meta, now_ms());
+            t.put(
+                CF_CORRUPT,
+                &key,
+                &CorruptRecord {
+                    reported_ms: now_ms(),
+                    reason: reason.chars().take(500).collect(),
+                },
+            );
+            if let Some(rec) = t.chunk(chunk)? {
+                rec.replicas.retain(|n| n != node);
+            }
+            t.commit()?;
+        }
+        self.enqueue([*chunk]);
+        Ok(())
+    }
+
+    /// Clears corrupt marks of a chunk once it is at its replication again.
+    pub(crate) fn clear_corrupt_marks(
+        &self,
+        t: &mut Txn<'_>,
+        chunk: &ChunkId,
+    ) -> Result<(), Error> {
+        let mut keys = Vec::new();
+        self.meta
+            .scan(CF_CORRUPT, chunk.as_bytes(), chunk.as_bytes(), |k, _| {
+                keys.push(k.to_vec());
+                Ok(true)
+            })?;
+        for k in keys {
+            t.delete(CF_CORRUPT, &k);
+        }
+        Ok(())
     }
 
     // ---- datanodes -----------------------------------------------------
@@ -779,26 +845,28 @@ impl Namenode {
         self.metrics.live_nodes.set(live as i64);
         if changed {
             tracing::info!(node = %node, url = %url, "datanode registered");
-            let registered_ms = self
-                .meta
-                .get::<NodeRecord>(CF_DATANODES, node.as_bytes())?
-                .map_or(now_ms(), |r| r.registered_ms);
             let _g = self.lock();
+            let old: Option<NodeRecord> = self.meta.get(CF_DATANODES, node.as_bytes())?;
+            let rec = NodeRecord {
+                url,
+                registered_ms: old.as_ref().map_or(now_ms(), |r| r.registered_ms),
+                admin: old.map(|r| r.admin).unwrap_or_default(),
+            };
             let mut t = Txn::new(&self.meta, now_ms());
-            t.put(
-                CF_DATANODES,
-                node.as_bytes(),
-                &NodeRecord { url, registered_ms },
-            );
+            t.put(CF_DATANODES, node.as_bytes(), &rec);
             t.commit()?;
         }
-        Ok(HeartbeatResponse {
-            commands: if ask { vec![Command::Report] } else { vec![] },
-        })
+        let mut commands = self.take_commands(&node);
+        if ask {
+            commands.push(Command::Report);
+        }
+        Ok(HeartbeatResponse { commands })
     }
 
     pub(crate) fn chunk_report(&self, report: &ChunkReport) -> Result<(), Error> {
-        let mut orphans = 0u64;
+        let mut orphans = Vec::new();
+        let mut recheck = Vec::new();
+        let mut received = Vec::new();
         {
             let _g = self.lock();
             let mut t = Txn::new(&self.meta, now_ms());
@@ -807,24 +875,84 @@ impl Namenode {
                     Some(rec) if rec.size == c.size => {
                         if !rec.replicas.contains(&report.node) {
                             rec.replicas.push(report.node);
+                            received.push(c.id);
+                        }
+                        if report.full {
+                            // The node may be back from the dead: its chunks
+                            // may now have too many replicas.
+                            recheck.push(c.id);
                         }
                     }
-                    _ => orphans += 1,
+                    _ => orphans.push(c.id),
                 }
             }
             for id in &report.deleted {
                 if let Some(rec) = t.chunk(id)? {
                     rec.replicas.retain(|n| n != &report.node);
+                    recheck.push(*id);
+                }
+            }
+            if report.full {
+                // Replicas the metadata places on this node that it no longer has.
+                let held: HashSet<ChunkId> = report.chunks.iter().map(|c| c.id).collect();
+                for id in self.chunks_on(&report.node)? {
+                    if !held.contains(&id) {
+                        if let Some(rec) = t.chunk(&id)? {
+                            rec.replicas.retain(|n| n != &report.node);
+                            recheck.push(id);
+                        }
+                    }
                 }
             }
             t.commit()?;
         }
+        for id in &report.corrupt {
+            tracing::warn!(chunk = %id.short(), node = %report.node, "datanode found a corrupt replica");
+            self.metrics.corrupt_replicas.inc();
+            self.drop_corrupt_replica(id, &report.node, "found corrupt by the datanode")?;
+        }
+        self.note_received(&report.node, &received);
+        for c in &orphans {
+            self.note_orphan(report.node, *c);
+        }
+        self.enqueue(recheck);
         if report.full {
             self.nodes_write().mark_reported(&report.node);
-            tracing::info!(node = %report.node, chunks = report.chunks.len(), orphans, "full chunk report");
+            tracing::info!(node = %report.node, chunks = report.chunks.len(), orphans = orphans.len(), "full chunk report");
         }
-        self.metrics.orphan_reports.inc_by(orphans);
+        self.metrics.orphan_reports.inc_by(orphans.len() as u64);
         Ok(())
+    }
+
+    fn node_status(
+        &self,
+        id: NodeId,
+        s: &crate::nodes::NodeState,
+        l: Liveness,
+        now: Instant,
+    ) -> NodeStatus {
+        let hb = s.heartbeat.as_ref();
+        let state = match (s.admin, l) {
+            (AdminState::Decommissioned, _) => "decommissioned",
+            (AdminState::Decommissioning, _) => "decommissioning",
+            (_, Liveness::Live) => "live",
+            (_, Liveness::Stale) => "stale",
+            (_, Liveness::Dead) => "dead",
+        };
+        NodeStatus {
+            node: id,
+            url: s.url.clone(),
+            state: state.into(),
+            heartbeat_age_ms: s
+                .last_seen
+                .map(|t| now.saturating_duration_since(t).as_millis() as u64),
+            capacity: hb.map_or(0, |h| h.capacity),
+            used: hb.map_or(0, |h| h.used),
+            available: hb.map_or(0, |h| h.available),
+            chunk_count: hb.map_or(0, |h| h.chunk_count),
+            load: hb.map_or(0, |h| h.load),
+            read_only: hb.is_some_and(|h| h.read_only),
+        }
     }
 
     pub(crate) fn list_nodes(&self) -> ListNodes {
@@ -833,30 +961,130 @@ impl Namenode {
         let nodes = nodes
             .all(now)
             .into_iter()
-            .map(|(id, s, l)| {
-                let hb = s.heartbeat.as_ref();
-                NodeStatus {
-                    node: id,
-                    url: s.url.clone(),
-                    state: match l {
-                        Liveness::Live => "live",
-                        Liveness::Stale => "stale",
-                        Liveness::Dead => "dead",
-                    }
-                    .into(),
-                    heartbeat_age_ms: s
-                        .last_seen
-                        .map(|t| now.saturating_duration_since(t).as_millis() as u64),
-                    capacity: hb.map_or(0, |h| h.capacity),
-                    used: hb.map_or(0, |h| h.used),
-                    available: hb.map_or(0, |h| h.available),
-                    chunk_count: hb.map_or(0, |h| h.chunk_count),
-                    load: hb.map_or(0, |h| h.load),
-                    read_only: hb.is_some_and(|h| h.read_only),
-                }
-            })
+            .map(|(id, s, l)| self.node_status(id, s, l, now))
             .collect();
         ListNodes { nodes }
+    }
+
+    /// `admin status`: nodes plus chunk health, from a scan of every chunk.
+    pub(crate) fn cluster_status(&self) -> Result<ClusterStatus, Error> {
+        let now = Instant::now();
+        let mut st = ClusterStatus {
+            nodes: self.list_nodes().nodes,
+            ..Default::default()
+        };
+        self.meta.scan(CF_CHUNKS, b"", b"", |_, v| {
+            let rec: ChunkRecord = serde_json::from_slice(v)
+                .map_err(|e| Error::Corrupt(format!("chunk record: {e}")))?;
+            st.chunks += 1;
+            if rec.refs == 0 {
+                st.garbage += 1;
+                return Ok(true);
+            }
+            let counted = self.counted(&rec.replicas, now).len();
+            if counted == 0 {
+                st.missing += 1;
+            } else if counted < self.target_of(&rec) {
+                st.under_replicated += 1;
+            }
+            Ok(true)
+        })?;
+        self.meta.scan(CF_CORRUPT, b"", b"", |_, _| {
+            st.corrupt += 1;
+            Ok(true)
+        })?;
+        st.copies_in_flight = self.repair_counts().0;
+        Ok(st)
+    }
+
+    /// `admin fsck`: every file under a bucket/prefix, with its chunks'
+    /// health.
+    pub(crate) fn fsck(&self, q: &FsckQuery) -> Result<FsckReport, Error> {
+        let now = Instant::now();
+        let buckets: Vec<String> = match &q.bucket {
+            Some(b) => {
+                self.head_bucket(b)?;
+                vec![b.clone()]
+            }
+            None => self
+                .list_buckets()?
+                .buckets
+                .into_iter()
+                .map(|b| b.name)
+                .collect(),
+        };
+        let mut report = FsckReport::default();
+        for bucket in buckets {
+            let prefix = file_key(&bucket, q.prefix.as_deref().unwrap_or(""));
+            let base = file_key(&bucket, "").len();
+            let mut files: Vec<(String, FileRecord)> = Vec::new();
+            self.meta.scan(CF_FILES, &prefix, &prefix, |k, v| {
+                let rec: FileRecord = serde_json::from_slice(v)
+                    .map_err(|e| Error::Corrupt(format!("file record: {e}")))?;
+                files.push((String::from_utf8_lossy(&k[base..]).into_owned(), rec));
+                Ok(true)
+            })?;
+            for (path, rec) in files {
+                report.files += 1;
+                let mut f = FsckFile {
+                    bucket: bucket.clone(),
+                    path,
+                    size: rec.size,
+                    replication: rec.replication,
+                    missing: vec![],
+                    under_replicated: vec![],
+                    corrupt: vec![],
+                };
+                for c in &rec.chunks {
+                    report.chunks += 1;
+                    let replicas = self
+                        .meta
+                        .get::<ChunkRecord>(CF_CHUNKS, c.id.as_bytes())?
+                        .map(|r| r.replicas)
+                        .unwrap_or_default();
+                    let counted = self.counted(&replicas, now).len();
+                    if counted == 0 {
+                        f.missing.push(c.id);
+                    } else if counted < usize::from(rec.replication) {
+                        f.under_replicated.push(c.id);
+                    }
+                    let mut corrupt = false;
+                    self.meta
+                        .scan(CF_CORRUPT, c.id.as_bytes(), c.id.as_bytes(), |_, _| {
+                            corrupt = true;
+                            Ok(false)
+                        })?;
+                    if corrupt {
+                        f.corrupt.push(c.id);
+                    }
+                }
+                if !f.missing.is_empty() {
+                    report.missing_files += 1;
+                } else if !f.under_replicated.is_empty() {
+                    report.under_replicated_files += 1;
+                }
+                if !f.corrupt.is_empty() {
+                    report.corrupt_files += 1;
+                }
+                if !(f.missing.is_empty() && f.under_replicated.is_empty() && f.corrupt.is_empty())
+                {
+                    report.problems.push(f);
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// Starts draining a node.
+    pub(crate) fn decommission(&self, node: &NodeId) -> Result<NodeStatus, Error> {
+        self.set_admin_state(node, AdminState::Decommissioning)?;
+        tracing::info!(node = %node, "decommission started");
+        let now = Instant::now();
+        let nodes = self.nodes_read();
+        let s = nodes
+            .get(node)
+            .ok_or_else(|| Error::BadRequest(format!("unknown datanode {node}")))?;
+        Ok(self.node_status(*node, s, nodes.liveness(s, now), now))
     }
 
     pub(crate) fn metrics_text(&self) -> String {

@@ -181,26 +181,38 @@ async fn dev_cluster_in_processes_survives_a_killed_datanode_and_a_restart() {
             Signal::SIGKILL,
         )
         .expect("kill datanode");
-        let mut restarted = Command::new(&victim.command[0])
-            .args(&victim.command[1..])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("restart datanode");
+        let spawn = || {
+            Command::new(&victim.command[0])
+                .args(&victim.command[1..])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("restart datanode")
+        };
+        let mut restarted = spawn();
         reaper.0.push(restarted.id());
         let health = format!("{}/v1/health", victim.url);
-        wait_until(
-            "restarted datanode answers",
-            Duration::from_secs(30),
-            || async {
-                Ok(reqwest::get(&health)
-                    .await
-                    .is_ok_and(|r| r.status().is_success()))
-            },
-        )
-        .await
-        .expect("datanode back on its port");
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if reqwest::get(&health)
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                break;
+            }
+            // Its port may be held for a moment as the local port of another
+            // connection: start it again until it binds.
+            if restarted.try_wait().ok().flatten().is_some() {
+                restarted = spawn();
+                reaper.0.push(restarted.id());
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "datanode back on its port within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         assert_eq!(
             sha256_hex(&blobctl(&config, &["cat", "dev/file.bin"], None)),
             sha256_hex(&data)

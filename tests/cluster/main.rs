@@ -8,6 +8,7 @@ mod concurrency;
 mod dedup;
 mod dev;
 mod faults;
+mod heal;
 mod namespace;
 mod presign;
 mod restart;

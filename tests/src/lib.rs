@@ -30,6 +30,12 @@ pub struct Builder {
     dead_after: Duration,
     fsync: bool,
     s3: bool,
+    repair_interval: Duration,
+    gc_grace: Duration,
+    orphan_grace: Duration,
+    namenode_args: Vec<String>,
+    datanode_args: Vec<(Option<usize>, Vec<String>)>,
+    datanode_dirs: Vec<(usize, PathBuf)>,
 }
 
 /// One service process.
@@ -57,39 +63,55 @@ impl Service {
         format!("http://{}", self.addr)
     }
 
-    fn start(&mut self) -> Result<()> {
-        let _ = std::fs::remove_file(&self.addr_file);
+    fn spawn(&self) -> Result<Child> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .with_context(|| format!("opening {}", self.log.display()))?;
-        let child = Command::new(&self.command[0])
+        Command::new(&self.command[0])
             .args(&self.command[1..])
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()
-            .with_context(|| format!("starting {}", self.name))?;
-        self.child = Some(child);
+            .with_context(|| format!("starting {}", self.name))
+    }
+
+    fn start(&mut self) -> Result<()> {
+        let _ = std::fs::remove_file(&self.addr_file);
+        self.child = Some(self.spawn()?);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok(text) = std::fs::read_to_string(&self.addr_file) {
                 if let Ok(addr) = text.trim().parse() {
                     self.addr = addr;
-                    // Pin the port so that a restart comes back on it.
-                    if let Some(i) = self.command.iter().position(|c| c == "--listen") {
-                        self.command[i + 1] = addr.to_string();
+                    // Pin the namenode's port so that a restart comes back on
+                    // it (datanodes find it by URL); datanodes re-register
+                    // with whatever port they get.
+                    if self.name == "namenode" {
+                        if let Some(i) = self.command.iter().position(|c| c == "--listen") {
+                            self.command[i + 1] = addr.to_string();
+                        }
                     }
                     return Ok(());
                 }
             }
-            if let Some(status) = self
+            let exited = self
                 .child
                 .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                // A pinned port may be held for a moment as the local port of
+                // some outgoing connection: try again until it is free.
+                if tail(&self.log, 5).contains("Address already in use")
+                    && Instant::now() < deadline
+                {
+                    std::thread::sleep(Duration::from_millis(200));
+                    self.child = Some(self.spawn()?);
+                    continue;
+                }
                 bail!(
                     "{} exited with {status} during start:\n{}",
                     self.name,
@@ -159,6 +181,12 @@ impl Default for Builder {
             dead_after: Duration::from_secs(6),
             fsync: true,
             s3: false,
+            repair_interval: Duration::from_millis(200),
+            gc_grace: Duration::from_secs(3600),
+            orphan_grace: Duration::from_secs(3600),
+            namenode_args: Vec::new(),
+            datanode_args: Vec::new(),
+            datanode_dirs: Vec::new(),
         }
     }
 }
@@ -193,6 +221,33 @@ impl Builder {
     /// least [`TEST_MIN_PART_SIZE`] so tests need not move 5 MiB per part.
     pub fn s3(mut self, on: bool) -> Self {
         self.s3 = on;
+        self
+    }
+
+    /// Garbage-collection and orphan grace periods (default 1 h each).
+    pub fn grace(mut self, gc: Duration, orphan: Duration) -> Self {
+        self.gc_grace = gc;
+        self.orphan_grace = orphan;
+        self
+    }
+
+    /// Extra `blobd namenode` flags.
+    pub fn namenode_args(mut self, args: &[&str]) -> Self {
+        self.namenode_args
+            .extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// Extra `blobd datanode` flags for datanode `i` (all when `None`).
+    pub fn datanode_args(mut self, i: Option<usize>, args: &[&str]) -> Self {
+        self.datanode_args
+            .push((i, args.iter().map(|a| a.to_string()).collect()));
+        self
+    }
+
+    /// Puts datanode `i`'s data in `dir` (e.g. a small filesystem).
+    pub fn datanode_dir(mut self, i: usize, dir: PathBuf) -> Self {
+        self.datanode_dirs.push((i, dir));
         self
     }
 
@@ -243,7 +298,16 @@ impl Builder {
                 ms(self.stale_after),
                 "--dead-after".into(),
                 ms(self.dead_after),
-            ],
+                "--repair-interval".into(),
+                ms(self.repair_interval),
+                "--gc-grace".into(),
+                ms(self.gc_grace),
+                "--orphan-grace".into(),
+                ms(self.orphan_grace),
+            ]
+            .into_iter()
+            .chain(self.namenode_args.iter().cloned())
+            .collect(),
             nn_data.clone(),
         );
         namenode.start()?;
@@ -268,7 +332,11 @@ impl Builder {
         };
         for i in 0..self.datanodes {
             let name = format!("datanode-{i}");
-            let data = root.join(&name);
+            let data = self
+                .datanode_dirs
+                .iter()
+                .find(|(w, _)| *w == i)
+                .map_or_else(|| root.join(&name), |(_, d)| d.clone());
             let mut args = vec![
                 "datanode".into(),
                 "--listen".into(),
@@ -286,6 +354,11 @@ impl Builder {
             ];
             if !self.fsync {
                 args.push("--no-fsync".into());
+            }
+            for (which, extra) in &self.datanode_args {
+                if which.is_none_or(|w| w == i) {
+                    args.extend(extra.iter().cloned());
+                }
             }
             let mut dn = service(&name, args, data);
             dn.start()?;
@@ -391,6 +464,58 @@ impl TestCluster {
             .await?
             .error_for_status()?;
         Ok(resp.json().await?)
+    }
+
+    /// A signed admin GET returning JSON.
+    pub async fn admin_get<T: serde::de::DeserializeOwned>(
+        &self,
+        path_and_query: &str,
+    ) -> Result<T> {
+        let parsed = reqwest::Url::parse(&format!("{}{path_and_query}", self.endpoint()))?;
+        let h = blob_common::auth::sign(
+            &self.access_key,
+            self.secret_key.as_bytes(),
+            "GET",
+            parsed.path(),
+            parsed.query().unwrap_or(""),
+            blob_common::now_secs(),
+            b"",
+        );
+        let resp = reqwest::Client::new()
+            .get(parsed)
+            .header("authorization", h.authorization)
+            .header(blob_common::auth::DATE_HEADER, h.date)
+            .header(blob_common::auth::CONTENT_SHA_HEADER, h.content_sha256)
+            .send()
+            .await?
+            .error_for_status()?;
+        Ok(resp.json().await?)
+    }
+
+    /// Cluster status (nodes and chunk health).
+    pub async fn status(&self) -> Result<blob_common::proto::namenode::ClusterStatus> {
+        self.admin_get("/v1/admin/status").await
+    }
+
+    /// fsck of everything.
+    pub async fn fsck(&self) -> Result<blob_common::proto::namenode::FsckReport> {
+        self.admin_get("/v1/admin/fsck").await
+    }
+
+    /// Chunk files on datanode `i`'s disk.
+    pub fn chunk_files(&self, i: usize) -> usize {
+        let dir = self.datanodes[i].data.join("chunks");
+        std::fs::read_dir(&dir)
+            .map(|d| {
+                d.flatten()
+                    .map(|sub| {
+                        std::fs::read_dir(sub.path())
+                            .map(|f| f.count())
+                            .unwrap_or(0)
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
     }
 
     /// Waits until `n` datanodes are live.

@@ -4,6 +4,7 @@
 //! replica failed the locations are fetched again (URLs expire) and the
 //! round retried with backoff.
 
+use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,12 +12,12 @@ use std::sync::Arc;
 use blob_common::names::{validate_bucket, validate_path};
 use blob_common::proto::namenode::{BadReplica, FileInfo, FileLocations, ReplicaUrl};
 use blob_common::ChunkId;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tracing::Instrument;
 
-use super::{backoff, AbortOnDrop, ProgressCounter};
+use super::{backoff, AbortOnDrop, ChunkBody, ProgressCounter};
 use crate::error::redact_str;
 use crate::{Client, DownloadOptions, Error};
 
@@ -37,19 +38,90 @@ where
     validate_path(path)?;
     let client = client.scoped();
     let span = tracing::info_span!("download", bucket, path, request_id = %client.request_id());
+    let mut out = Output::Writer(writer);
     async move {
         let locs = client.locations(bucket, path).await?;
-        write_file(&client, locs, writer, opts).await
+        write_file(&client, locs, &mut out, opts).await
     }
     .instrument(span)
     .await
+}
+
+/// [`download`] into an open local file, written from the blocking pool.
+async fn download_to_file(
+    client: &Client,
+    bucket: &str,
+    path: &str,
+    file: std::fs::File,
+    opts: &DownloadOptions,
+) -> Result<(FileInfo, std::fs::File), Error> {
+    let client = client.scoped();
+    let span = tracing::info_span!("download", bucket, path, request_id = %client.request_id());
+    let mut out: Output<tokio::io::Sink> = Output::File(Some(file));
+    let info = async {
+        let locs = client.locations(bucket, path).await?;
+        write_file(&client, locs, &mut out, opts).await
+    }
+    .instrument(span)
+    .await?;
+    match out {
+        Output::File(Some(f)) => Ok((info, f)),
+        _ => Err(Error::Task("output file lost".into())),
+    }
+}
+
+/// Where a download's bytes go.
+enum Output<W> {
+    /// Any async writer (stdout, a caller's buffer, …).
+    Writer(W),
+    /// A local file, written from the blocking pool straight out of the
+    /// received frames (no copy through an async file's buffer).
+    File(Option<std::fs::File>),
+}
+
+impl<W: AsyncWrite + Unpin + Send> Output<W> {
+    async fn write(&mut self, body: ChunkBody) -> Result<(), Error> {
+        match self {
+            Output::Writer(w) => {
+                for f in &body.frames {
+                    w.write_all(f)
+                        .await
+                        .map_err(|e| Error::io("writing the output", e))?;
+                }
+                Ok(())
+            }
+            Output::File(slot) => {
+                let Some(mut file) = slot.take() else {
+                    return Err(Error::Task("output file lost by an earlier write".into()));
+                };
+                let (file, res) = tokio::task::spawn_blocking(move || {
+                    let res = body.frames.iter().try_for_each(|f| file.write_all(f));
+                    (file, res)
+                })
+                .await
+                .map_err(|e| Error::Task(format!("writing the output: {e}")))?;
+                *slot = Some(file);
+                res.map_err(|e| Error::io("writing the output", e))
+            }
+        }
+    }
+
+    async fn flush(&mut self) -> Result<(), Error> {
+        match self {
+            Output::Writer(w) => w
+                .flush()
+                .await
+                .map_err(|e| Error::io("writing the output", e)),
+            Output::File(_) => Ok(()),
+        }
+    }
 }
 
 /// Fetches every chunk of `locs` and writes them in order.
 async fn write_file<W>(
     client: &Client,
     locs: FileLocations,
-    mut writer: W,
+    out: &mut Output<W>,
     opts: &DownloadOptions,
 ) -> Result<FileInfo, Error>
 where
@@ -71,19 +143,14 @@ where
         })
         .buffered(opts.parallel.max(1));
     let mut written = 0u64;
-    while let Some(bytes) = chunks.next().await {
-        let bytes = bytes??;
-        writer
-            .write_all(&bytes)
-            .await
-            .map_err(|e| Error::io("writing the output", e))?;
-        written += bytes.len() as u64;
-        progress.add(bytes.len() as u64);
+    while let Some(body) = chunks.next().await {
+        let body = body??;
+        let len = body.len as u64;
+        out.write(body).await?;
+        written += len;
+        progress.add(len);
     }
-    writer
-        .flush()
-        .await
-        .map_err(|e| Error::io("writing the output", e))?;
+    out.flush().await?;
     tracing::info!(
         size = written,
         chunks = n,
@@ -106,13 +173,15 @@ pub(crate) async fn download_to_path(
         // A device, FIFO or socket (`/dev/null`, a named pipe): written in
         // place. Renaming a temp file over it would replace the device node
         // with a regular file.
-        let mut f = tokio::fs::OpenOptions::new()
+        let f = tokio::fs::OpenOptions::new()
             .write(true)
             .open(local)
             .await
-            .map_err(|e| Error::io(format!("opening {}", local.display()), e))?;
+            .map_err(|e| Error::io(format!("opening {}", local.display()), e))?
+            .into_std()
+            .await;
         tracing::debug!(path = %local.display(), kind = special, "writing to a special file in place");
-        return download(client, bucket, path, &mut f, opts).await;
+        return Ok(download_to_file(client, bucket, path, f, opts).await?.0);
     }
     let name = local.file_name().ok_or_else(|| {
         Error::io(
@@ -129,14 +198,16 @@ pub(crate) async fn download_to_path(
     tmp_name.push(format!(".{}.part", hex::encode(rand::random::<[u8; 4]>())));
     let tmp = TempFile(Some(dir.join(tmp_name)));
     let tmp_path = tmp.path().to_path_buf();
-    let mut f = tokio::fs::File::create(&tmp_path)
+    let f = tokio::fs::File::create(&tmp_path)
         .await
-        .map_err(|e| Error::io(format!("creating {}", tmp_path.display()), e))?;
-    let info = download(client, bucket, path, &mut f, opts).await?;
-    f.sync_all()
+        .map_err(|e| Error::io(format!("creating {}", tmp_path.display()), e))?
+        .into_std()
+        .await;
+    let (info, f) = download_to_file(client, bucket, path, f, opts).await?;
+    tokio::task::spawn_blocking(move || f.sync_all())
         .await
+        .map_err(|e| Error::Task(format!("syncing the output: {e}")))?
         .map_err(|e| Error::io(format!("syncing {}", tmp_path.display()), e))?;
-    drop(f);
     tokio::fs::rename(&tmp_path, local).await.map_err(|e| {
         Error::io(
             format!("renaming {} to {}", tmp_path.display(), local.display()),
@@ -210,18 +281,13 @@ pub(crate) async fn read_range_at(
             ))
         })
         .buffered(crate::config::DEFAULT_PARALLEL);
-    let mut parts = Vec::new();
+    let mut body = ChunkBody::default();
     while let Some(part) = fetched.next().await {
-        parts.push(part??);
+        let part = part??;
+        body.len += part.len;
+        body.frames.extend(part.frames);
     }
-    if parts.len() == 1 {
-        return Ok(parts.swap_remove(0));
-    }
-    let mut out = BytesMut::with_capacity((end - start) as usize);
-    for p in parts {
-        out.extend_from_slice(&p);
-    }
-    Ok(out.freeze())
+    Ok(body.into_bytes())
 }
 
 /// The chunks a byte range `want` of a file touches: `(index, None)` for a
@@ -326,7 +392,7 @@ impl Locator {
     }
 
     /// Chunk `index`, whole (verified) or the part `range` of it.
-    async fn fetch(&self, index: usize, range: Option<Range<u64>>) -> Result<Bytes, Error> {
+    async fn fetch(&self, index: usize, range: Option<Range<u64>>) -> Result<ChunkBody, Error> {
         let Some(&(id, _, size)) = self.chunks.get(index) else {
             return Err(Error::Task(format!("no chunk {index}")));
         };
@@ -383,29 +449,24 @@ impl Locator {
         })
     }
 
-    /// One replica. A whole chunk is hashed off the runtime; a mismatch is
-    /// reported to the namenode as a bad replica.
+    /// One replica. A whole chunk is hashed as it arrives (in this per-chunk
+    /// task); a mismatch is reported to the namenode as a bad replica.
     async fn fetch_from(
         &self,
         id: ChunkId,
         size: u64,
         replica: &ReplicaUrl,
         range: Option<Range<u64>>,
-    ) -> Result<Bytes, Error> {
-        let whole = range.is_none();
-        let bytes = self
+    ) -> Result<ChunkBody, Error> {
+        let body = self
             .client
             .get_chunk(&replica.url, &id, size, range)
             .await?;
-        if !whole {
-            return Ok(bytes);
-        }
-        let (actual, bytes) = tokio::task::spawn_blocking(move || (ChunkId::of(&bytes), bytes))
-            .await
-            .map_err(|e| Error::Task(format!("hashing a chunk: {e}")))?;
-        if actual == id {
-            return Ok(bytes);
-        }
+        let actual = match body.digest {
+            None => return Ok(body),
+            Some(actual) if actual == id => return Ok(body),
+            Some(actual) => actual,
+        };
         let reason = format!("content hashes to {actual}");
         tracing::warn!(chunk = %id.short(), node = %replica.node, %reason, "bad replica");
         let report = BadReplica {

@@ -38,6 +38,29 @@ pub struct Heartbeat {
 pub enum Command {
     /// Send a full chunk report now (the namenode lost track of this node).
     Report,
+    /// Copy a local chunk to other datanodes: read it (verifying it), PUT
+    /// it to `url` (a pre-signed PUT whose pipeline is the targets), and let
+    /// the targets report what they received. Used for re-replication and
+    /// decommission.
+    Copy {
+        /// The chunk.
+        chunk: ChunkId,
+        /// Its size.
+        size: u64,
+        /// Pre-signed PUT URL on the first target.
+        url: String,
+        /// Every target node, pipeline order.
+        targets: Vec<NodeId>,
+    },
+    /// Delete local chunks (garbage, excess or orphan replicas). A chunk
+    /// written or re-written after `issued_ms` (a concurrent upload stored it
+    /// again) is kept.
+    Delete {
+        /// The chunks.
+        chunks: Vec<ChunkId>,
+        /// When the namenode decided, ms since the epoch.
+        issued_ms: u64,
+    },
 }
 
 /// Answer to a heartbeat.
@@ -61,4 +84,8 @@ pub struct ChunkReport {
     /// Chunks deleted since the last report.
     #[serde(default)]
     pub deleted: Vec<ChunkId>,
+    /// Chunks found corrupt (by a read or the scrubber) and quarantined
+    /// since the last report; also listed in `deleted`.
+    #[serde(default)]
+    pub corrupt: Vec<ChunkId>,
 }

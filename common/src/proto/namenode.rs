@@ -18,7 +18,9 @@
 //!   (409 `MissingReplicas` when a new chunk lacks receipts);
 //!   `DELETE /v1/uploads/{id}` → 204 (404 `NoSuchUpload`)
 //! - `POST /v1/chunks/bad` [`BadReplica`] → 204
-//! - `GET /v1/admin/nodes` → [`ListNodes`] (admin keys only)
+//! - `GET /v1/admin/nodes` → [`ListNodes`]; `GET /v1/admin/status` → [`ClusterStatus`];
+//!   `GET /v1/admin/fsck?bucket=&prefix=` → [`FsckReport`];
+//!   `POST /v1/admin/decommission` [`Decommission`] → [`NodeStatus`] (admin keys only)
 
 use std::collections::BTreeMap;
 
@@ -307,4 +309,84 @@ pub struct NodeStatus {
 pub struct ListNodes {
     /// Every datanode known.
     pub nodes: Vec<NodeStatus>,
+}
+
+/// Answer to `GET /v1/admin/status`: nodes and chunk health at a glance.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    /// Every datanode known.
+    pub nodes: Vec<NodeStatus>,
+    /// Chunks with a metadata record.
+    pub chunks: u64,
+    /// Chunks with fewer live replicas than their files ask for.
+    pub under_replicated: u64,
+    /// Chunks with no live replica at all.
+    pub missing: u64,
+    /// Replicas reported corrupt and not yet replaced.
+    pub corrupt: u64,
+    /// Replica copies in flight.
+    pub copies_in_flight: u64,
+    /// Chunks waiting for garbage collection (no references left).
+    pub garbage: u64,
+}
+
+/// Query of `GET /v1/admin/fsck`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FsckQuery {
+    /// Only this bucket (all buckets if absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// Only paths starting with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+}
+
+/// One file with trouble, in an fsck report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FsckFile {
+    /// Bucket.
+    pub bucket: String,
+    /// Path.
+    pub path: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Replication factor asked for.
+    pub replication: u8,
+    /// Chunks with no live replica.
+    pub missing: Vec<ChunkId>,
+    /// Chunks with fewer live replicas than asked for.
+    pub under_replicated: Vec<ChunkId>,
+    /// Chunks with a replica reported corrupt.
+    pub corrupt: Vec<ChunkId>,
+}
+
+/// Answer to `GET /v1/admin/fsck`, HDFS-fsck style.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct FsckReport {
+    /// Files looked at.
+    pub files: u64,
+    /// Chunk references looked at.
+    pub chunks: u64,
+    /// Files with at least one missing chunk.
+    pub missing_files: u64,
+    /// Files with an under-replicated (but not missing) chunk.
+    pub under_replicated_files: u64,
+    /// Files with a corrupt replica.
+    pub corrupt_files: u64,
+    /// Every file with trouble.
+    pub problems: Vec<FsckFile>,
+}
+
+impl FsckReport {
+    /// True when nothing is missing, under-replicated or corrupt.
+    pub fn healthy(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Body of `POST /v1/admin/decommission`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Decommission {
+    /// The node to drain.
+    pub node: NodeId,
 }

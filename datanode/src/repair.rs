@@ -1,0 +1,142 @@
+//! The datanode's part in keeping chunks healthy: copying replicas the
+//! namenode asks for, and the scrubber.
+//!
+//! A copy reads the local chunk (verifying its block checksums) and PUTs it
+//! to the pre-signed URL the namenode made, whose pipeline is the new
+//! holders; they verify, store durably and report the chunk as received.
+//! The scrubber re-reads every chunk on a schedule at a bounded rate and
+//! checks it against its id; a bad one is quarantined and reported as
+//! corrupt, so the namenode copies it again from a good replica.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use blob_common::{ChunkId, NodeId};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+use crate::control::error_chain;
+use crate::Node;
+
+/// Starts a replica copy in the background, at most `max_copies` at once.
+pub(crate) fn spawn_copy(
+    node: &Arc<Node>,
+    chunk: ChunkId,
+    size: u64,
+    url: String,
+    targets: Vec<NodeId>,
+) {
+    let node = Arc::clone(node);
+    let span = tracing::info_span!("copy", chunk = %chunk.short());
+    tokio::spawn(
+        async move {
+            let Ok(_permit) = node.copies.clone().acquire_owned().await else { return };
+            let store = Arc::clone(&node.store);
+            let read = tokio::task::spawn_blocking(move || store.read_range(&chunk, 0, size)).await;
+            let body = match read {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => {
+                    warn!(error = %e, "cannot read chunk to copy");
+                    return;
+                }
+                Err(e) => {
+                    warn!(error = %e, "copy read task failed");
+                    return;
+                }
+            };
+            let started = Instant::now();
+            let sent = node
+                .pipeline_http
+                .put(&url)
+                .header(reqwest::header::CONTENT_LENGTH, size)
+                .body(body)
+                .send()
+                .await;
+            match sent {
+                Ok(r) if r.status().is_success() => {
+                    info!(to = ?targets, size, elapsed_ms = started.elapsed().as_millis() as u64, "replica copied");
+                }
+                Ok(r) => warn!(status = r.status().as_u16(), to = ?targets, "replica copy refused"),
+                Err(e) => warn!(error = %error_chain(&e.without_url()), to = ?targets, "replica copy failed"),
+            }
+        }
+        .instrument(span),
+    );
+}
+
+/// The scrubber loop: every `scrub_interval_ms`, reads every chunk at no
+/// more than `scrub_rate` bytes per second and verifies it.
+pub(crate) async fn scrub(node: Arc<Node>, shutdown: CancellationToken) {
+    if node.cfg.scrub_interval_ms == 0 {
+        return;
+    }
+    let span = tracing::info_span!("scrubber", node = %node.id);
+    let every = Duration::from_millis(node.cfg.scrub_interval_ms);
+    async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            let started = Instant::now();
+            let (mut checked, mut bad, mut bytes) = (0u64, 0u64, 0u64);
+            for id in node.store.ids() {
+                if shutdown.is_cancelled() {
+                    return;
+                }
+                let store = Arc::clone(&node.store);
+                let res = tokio::task::spawn_blocking(move || verify(&store, &id)).await;
+                match res {
+                    Ok(Ok(n)) => {
+                        checked += 1;
+                        bytes += n;
+                        node.metrics.scrubbed_bytes.inc_by(n);
+                    }
+                    Ok(Err(reason)) => {
+                        bad += 1;
+                        node.metrics.scrub_corrupt.inc();
+                        warn!(chunk = %id.short(), reason = %reason, "scrubber found a corrupt chunk");
+                    }
+                    Err(e) => warn!(error = %e, "scrub task failed"),
+                }
+                // Keep to the rate: sleep off whatever the read was ahead of it.
+                let due = Duration::from_secs_f64(bytes as f64 / node.cfg.scrub_rate.max(1) as f64);
+                if let Some(ahead) = due.checked_sub(started.elapsed()) {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(ahead) => {}
+                    }
+                }
+            }
+            if bad > 0 {
+                info!(checked, bad, bytes, elapsed_ms = started.elapsed().as_millis() as u64, "scrub pass found corrupt chunks");
+            } else {
+                debug!(checked, bytes, elapsed_ms = started.elapsed().as_millis() as u64, "scrub pass clean");
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Reads a whole chunk, checking block CRCs and the SHA-256 against its id.
+/// A chunk that fails is quarantined (and so reported as corrupt). Returns
+/// the bytes read, or why it failed.
+fn verify(store: &crate::store::Store, id: &ChunkId) -> Result<u64, String> {
+    let Some(size) = store.size_of(id) else {
+        return Ok(0);
+    };
+    match store.read_range(id, 0, size) {
+        Ok(data) => {
+            let actual = ChunkId(Sha256::digest(&data).into());
+            if &actual != id {
+                store.quarantine(id, None, "content does not hash to the chunk id");
+                return Err(format!("hashes to {}", actual.short()));
+            }
+            Ok(size)
+        }
+        // A CRC failure already quarantined it.
+        Err(e) => Err(e.to_string()),
+    }
+}
