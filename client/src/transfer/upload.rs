@@ -218,15 +218,19 @@ pub(crate) async fn read_chunks<R>(
 where
     R: AsyncRead + Unpin + Send,
 {
+    // One buffer per permit at most, reused from chunk to chunk: no fresh
+    // pages to fault in and zero for every chunk.
+    let pool = BufferPool::new(permits.available_permits());
     let raw = futures::stream::unfold((reader, false), move |(mut reader, done)| {
         let permits = permits.clone();
+        let pool = pool.clone();
         async move {
             if done {
                 return None;
             }
             // Closed only when the upload is being torn down.
             let permit = permits.acquire_owned().await.ok()?;
-            match read_full(&mut reader, chunk_size).await {
+            match read_full(&mut reader, chunk_size, &pool).await {
                 Ok(buf) if buf.is_empty() => None,
                 Ok(buf) => {
                     let last = buf.len() < chunk_size;
@@ -247,7 +251,7 @@ where
                     id,
                     size: buf.len() as u64,
                 },
-                bytes: Bytes::from(buf),
+                bytes: buf.into_bytes(),
                 permit,
             })
         })
@@ -266,20 +270,118 @@ where
     Ok(chunks)
 }
 
-/// Reads until `size` bytes or the end of the input.
-async fn read_full<R: AsyncRead + Unpin>(reader: &mut R, size: usize) -> Result<Vec<u8>, Error> {
-    let mut buf = vec![0u8; size];
-    let mut filled = 0;
-    while filled < size {
-        match reader.read(&mut buf[filled..]).await {
+/// Reads until `size` bytes or the end of the input, into a buffer of
+/// `pool` (its spare capacity is read into as it is, never zeroed first).
+async fn read_full<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    size: usize,
+    pool: &Arc<BufferPool>,
+) -> Result<PooledBuf, Error> {
+    let mut buf = pool.take(size);
+    while buf.vec.len() < size {
+        let want = (size - buf.vec.len()) as u64;
+        match (&mut *reader).take(want).read_buf(&mut buf.vec).await {
             Ok(0) => break,
-            Ok(n) => filled += n,
+            Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(Error::io("reading the input", e)),
         }
     }
-    buf.truncate(filled);
     Ok(buf)
+}
+
+/// Chunk buffers of one upload: a buffer whose chunk is done (stored, or
+/// found already stored) comes back here for the next chunk read. Keeps at
+/// most `keep` idle buffers; dies with the upload (buffers still in use
+/// then are simply freed).
+pub(crate) struct BufferPool {
+    free: Mutex<Vec<Vec<u8>>>,
+    keep: usize,
+}
+
+impl BufferPool {
+    pub(crate) fn new(keep: usize) -> Arc<Self> {
+        Arc::new(Self {
+            free: Mutex::new(Vec::new()),
+            keep,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An empty buffer with room for `size` bytes.
+    pub(crate) fn take(self: &Arc<Self>, size: usize) -> PooledBuf {
+        let reused = {
+            let mut free = self.lock();
+            free.iter()
+                .position(|v| v.capacity() >= size)
+                .map(|i| free.swap_remove(i))
+        };
+        let mut vec = reused.unwrap_or_else(|| Vec::with_capacity(size));
+        vec.clear();
+        PooledBuf {
+            vec,
+            pool: Arc::downgrade(self),
+        }
+    }
+
+    fn put(&self, vec: Vec<u8>) {
+        let mut free = self.lock();
+        if free.len() < self.keep {
+            free.push(vec);
+        }
+    }
+
+    #[cfg(test)]
+    fn idle(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// A buffer that goes back to its pool when dropped.
+pub(crate) struct PooledBuf {
+    vec: Vec<u8>,
+    pool: std::sync::Weak<BufferPool>,
+}
+
+impl PooledBuf {
+    pub(crate) fn len(&self) -> usize {
+        self.vec.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.vec.is_empty()
+    }
+
+    /// Shared, immutable bytes; the buffer goes back to the pool when the
+    /// last clone is dropped.
+    pub(crate) fn into_bytes(self) -> Bytes {
+        Bytes::from_owner(self)
+    }
+}
+
+impl AsRef<[u8]> for PooledBuf {
+    fn as_ref(&self) -> &[u8] {
+        &self.vec
+    }
+}
+
+impl std::ops::Deref for PooledBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.vec
+    }
+}
+
+impl Drop for PooledBuf {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.upgrade() {
+            pool.put(std::mem::take(&mut self.vec));
+        }
+    }
 }
 
 /// Receipts not yet reported to the namenode.
@@ -816,6 +918,38 @@ mod tests {
         let (tx, _rx) = mpsc::channel(1);
         let r = read_chunks(Broken, 1024, Arc::new(Semaphore::new(1)), tx).await;
         assert!(matches!(r, Err(Error::Io { .. })));
+    }
+
+    #[tokio::test]
+    async fn chunk_buffers_are_reused_and_bounded() {
+        let pool = BufferPool::new(2);
+        let mut input = std::io::Cursor::new(vec![5u8; 10_000]);
+        let a = read_full(&mut input, 4096, &pool).await;
+        let b = read_full(&mut input, 4096, &pool).await;
+        let c = read_full(&mut input, 4096, &pool).await;
+        let (a, b, c) = match (a, b, c) {
+            (Ok(a), Ok(b), Ok(c)) => (a, b, c),
+            _ => panic!("read failed"),
+        };
+        assert_eq!((a.len(), b.len(), c.len()), (4096, 4096, 1808));
+        let bytes = a.into_bytes();
+        let clone = bytes.clone();
+        drop(bytes);
+        assert_eq!(pool.idle(), 0, "a clone still holds the buffer");
+        drop(clone);
+        assert_eq!(pool.idle(), 1);
+        drop((b, c));
+        assert_eq!(pool.idle(), 2, "at most `keep` idle buffers");
+        // The next read reuses a buffer (whatever it held is gone).
+        let mut more = std::io::Cursor::new(vec![9u8; 100]);
+        let d = read_full(&mut more, 4096, &pool)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&d[..], &[9u8; 100][..]);
+        assert_eq!(pool.idle(), 1);
+        // Buffers outliving their pool are just freed.
+        drop(pool);
+        drop(d);
     }
 
     #[test]
