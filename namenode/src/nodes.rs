@@ -199,10 +199,11 @@ impl Nodes {
         if candidates.len() < n {
             let full = self
                 .nodes
-                .iter()
-                .filter(|(id, s)| {
-                    !exclude.contains(id)
-                        && self.liveness(s, now) == Liveness::Live
+                .values()
+                .filter(|s| {
+                    // Full nodes the caller excluded (they refused a write)
+                    // count too: they are why there is no room.
+                    self.liveness(s, now) == Liveness::Live
                         && s.heartbeat.as_ref().is_some_and(|h| h.read_only)
                 })
                 .count();

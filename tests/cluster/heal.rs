@@ -320,3 +320,130 @@ async fn namenode_killed_during_twenty_uploads() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_decommissioned_node_is_drained_while_reads_go_on() {
+    bounded(async {
+        let cluster = start(fast().datanodes(4)).await;
+        let c = cluster.client();
+        let files = upload_files(&c, "drain", 6, 5 * MIB, 300).await;
+        let node = cluster.node_id(0).expect("id");
+        let t = Instant::now();
+        let st = c.decommission(node).await.expect("decommission");
+        assert_eq!(st.state, "decommissioning");
+        // Reads keep working throughout the drain.
+        let mut reads = 0;
+        loop {
+            verify_all(&c, "drain", &files).await;
+            reads += 1;
+            let nodes = cluster.nodes().await.expect("nodes");
+            if nodes.nodes.iter().any(|n| n.node == node && n.state == "decommissioned") {
+                break;
+            }
+            assert!(t.elapsed() < Duration::from_secs(60), "drain did not finish within 60 s");
+        }
+        eprintln!("FIGURES decommission: drained in {:.1} s with {reads} full read passes meanwhile, bytes lost 0", t.elapsed().as_secs_f64());
+        for (path, _) in &files {
+            for ch in c.locations("drain", path).await.expect("locations").chunks {
+                let elsewhere = ch.replicas.iter().filter(|r| r.node != node).count();
+                assert!(elsewhere >= 3, "{path}: chunk {} has {elsewhere} replicas off the drained node", ch.id);
+            }
+        }
+        // New data no longer goes to it.
+        let before = cluster.chunk_files(0);
+        upload_files(&c, "after", 2, 3 * MIB, 400).await;
+        assert_eq!(cluster.chunk_files(0), before, "no new replica lands on a decommissioned node");
+    })
+    .await;
+}
+
+/// A size-limited tmpfs, unmounted when dropped.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn new(dir: &std::path::Path, mib: u64) -> SmallDisk {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a {mib} MiB tmpfs at {} (needs root)",
+            dir.display()
+        );
+        SmallDisk(dir.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn full_disks_send_writes_elsewhere_and_a_full_cluster_says_so() {
+    bounded(async {
+        let tmp = tempfile::tempdir().expect("tempdir");
+                // One small disk among four small nodes: it fills up, turns
+        // read-only, and uploads go on to the others.
+        let small = SmallDisk::new(&tmp.path().join("small"), 24);
+        let others: Vec<SmallDisk> = (1..4).map(|i| SmallDisk::new(&tmp.path().join(format!("o{i}")), 150)).collect();
+        let mut b = fast().datanodes(4).datanode_dir(0, small.0.clone());
+        for (i, d) in others.iter().enumerate() {
+            b = b.datanode_dir(i + 1, d.0.clone());
+        }
+        let cluster = start(b.datanode_args(None, &["--min-free-bytes", "8388608"])).await;
+        let c = cluster.client();
+        let files = upload_files(&c, "fill", 12, 10 * MIB, 500).await; // 120 MiB x 3
+        verify_all(&c, "fill", &files).await;
+                let id0 = cluster.node_id(0).expect("id");
+        let _ = wait_until("small node read-only", Duration::from_secs(5), || async {
+            Ok(cluster.nodes().await?.nodes.iter().any(|n| n.node == id0 && n.read_only))
+        })
+        .await;
+        let full = cluster.nodes().await.expect("nodes");
+        let n0 = full.nodes.iter().find(|n| n.node == id0).expect("node 0");
+        eprintln!(
+            "FIGURES one full disk of four: 120 MiB uploaded, small node holds {} chunks, read-only {}, client errors 0",
+            n0.chunk_count, n0.read_only
+        );
+        assert!(n0.read_only, "the small node reports itself read-only");
+                drop(cluster);
+        drop(others);
+
+        // Every disk small: a clear "cluster full" error and no partial file.
+        let disks: Vec<SmallDisk> = (0..3).map(|i| SmallDisk::new(&tmp.path().join(format!("d{i}")), 24)).collect();
+        let mut b = fast().datanodes(3).datanode_args(None, &["--min-free-bytes", "4194304"]);
+        for (i, d) in disks.iter().enumerate() {
+            b = b.datanode_dir(i, d.0.clone());
+        }
+        let cluster = start(b).await;
+        let c = cluster.client();
+        c.create_bucket("full").await.expect("mb");
+        let data = random_bytes(64 * MIB, 77);
+        let err = c
+            .upload(std::io::Cursor::new(data), "full", "too-big", &chunked(MIB as u64))
+            .await
+            .expect_err("a full cluster refuses the upload");
+                let mut msg = err.to_string();
+        let mut cause = std::error::Error::source(&err);
+        while let Some(c) = cause {
+            msg.push_str(&format!(": {c}"));
+            cause = c.source();
+        }
+        let msg = msg.to_lowercase();
+        eprintln!("FIGURES whole cluster full: client told {msg:?}");
+        assert!(msg.contains("full"), "the error says the cluster is full: {msg}");
+        assert!(c.stat("full", "too-big").await.expect_err("no partial file").is_not_found());
+        drop(cluster);
+        drop(disks);
+        drop(small);
+    })
+    .await;
+}
