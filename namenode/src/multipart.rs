@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use blob_common::names::{validate_bucket, validate_path};
 use blob_common::proto::multipart::*;
 use blob_common::proto::namenode::{ChunkRef, CommitUpload, FileInfo};
-use blob_common::{now_ms, ChunkId, UploadId};
+use blob_common::{now_ms, UploadId};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::*;
@@ -254,50 +254,8 @@ impl Namenode {
                 ));
             }
             let mut t = Txn::new(&self.meta, now_ms());
-            let mut added = HashSet::new();
-            self.record_receipts(&mut t, id, &rec, &req.receipts, &mut added)?;
-            let mut short: Vec<(ChunkId, usize, usize)> = Vec::new();
-            let mut size = 0u64;
-            for c in &req.chunks {
-                self.check_chunk_ref(c)?;
-                size += c.size;
-                let in_session = added.contains(&c.id)
-                    || self
-                        .meta
-                        .get_raw(CF_UPLOAD_CHUNKS, &upload_chunk_key(id, &c.id))?
-                        .is_some();
-                let in_bucket = t.bucket_refs(&rec.bucket, &c.id)? > u64::from(in_session);
-                let replicas = match t.chunk(&c.id)? {
-                    Some(cr) if cr.size == c.size => cr.replicas.clone(),
-                    Some(cr) => {
-                        return Err(Error::BadRequest(format!(
-                            "chunk {} has {} bytes, commit says {}",
-                            c.id, cr.size, c.size
-                        )))
-                    }
-                    None => Vec::new(),
-                };
-                let have = self.counted(&replicas, now).len();
-                let want = if in_bucket {
-                    1
-                } else {
-                    rec.replication as usize
-                };
-                if !(in_session || in_bucket) || have < want {
-                    short.push((c.id, have, want));
-                }
-            }
-            if let Some(&(first, have, want)) = short.first() {
-                return Err(Error::MissingReplicas {
-                    count: short.len(),
-                    first,
-                    have,
-                    want,
-                });
-            }
-            for c in &req.chunks {
-                t.add_ref(&rec.bucket, &c.id, 1)?;
-            }
+            let (size, added) =
+                self.take_chunks(&mut t, id, &rec, &req.chunks, &req.receipts, now)?;
             let part = PartRecord {
                 etag: etag.trim_matches('"').to_ascii_lowercase(),
                 size,

@@ -646,6 +646,71 @@ impl Namenode {
         )
     }
 
+    /// The shared core of every commit (of a file or of a multipart part):
+    /// records the receipts handed in, checks that every chunk was sent in
+    /// this session (with the session's replication) or is already in the
+    /// bucket (with a live replica), and takes one reference per chunk
+    /// position. Returns the total size and the chunks whose session
+    /// references this txn took (see [`Namenode::drop_session`]).
+    pub(crate) fn take_chunks(
+        &self,
+        t: &mut Txn<'_>,
+        id: &UploadId,
+        rec: &UploadRecord,
+        chunks: &[ChunkRef],
+        receipts: &[Receipt],
+        now: Instant,
+    ) -> Result<(u64, HashSet<ChunkId>), Error> {
+        let mut added = HashSet::new();
+        self.record_receipts(t, id, rec, receipts, &mut added)?;
+        let mut short: Vec<(ChunkId, usize, usize)> = Vec::new();
+        let mut size = 0u64;
+        for c in chunks {
+            self.check_chunk_ref(c)?;
+            size += c.size;
+            let in_session = added.contains(&c.id)
+                || self
+                    .meta
+                    .get_raw(CF_UPLOAD_CHUNKS, &upload_chunk_key(id, &c.id))?
+                    .is_some();
+            let in_bucket = t.bucket_refs(&rec.bucket, &c.id)? > u64::from(in_session);
+            let replicas = match t.chunk(&c.id)? {
+                Some(cr) if cr.size == c.size => cr.replicas.clone(),
+                Some(cr) => {
+                    return Err(Error::BadRequest(format!(
+                        "chunk {} has {} bytes, commit says {}",
+                        c.id, cr.size, c.size
+                    )))
+                }
+                None => Vec::new(),
+            };
+            let have = self.counted(&replicas, now).len();
+            let want = if in_bucket {
+                1
+            } else {
+                rec.replication as usize
+            };
+            if !(in_session || in_bucket) || have < want {
+                short.push((c.id, have, want));
+            }
+        }
+        if let Some(&(first, have, want)) = short.first() {
+            return Err(Error::MissingReplicas {
+                count: short.len(),
+                first,
+                have,
+                want,
+            });
+        }
+        for c in chunks {
+            t.add_ref(&rec.bucket, &c.id, 1)?;
+            if let Some(cr) = t.chunk(&c.id)? {
+                cr.target = cr.target.max(rec.replication);
+            }
+        }
+        Ok((size, added))
+    }
+
     pub(crate) fn commit(
         &self,
         owner: &str,
@@ -658,53 +723,8 @@ impl Namenode {
             let rec = self.upload_record(id, owner)?;
             self.head_bucket(&rec.bucket)?;
             let mut t = Txn::new(&self.meta, now_ms());
-            let mut added = HashSet::new();
-            self.record_receipts(&mut t, id, &rec, &req.receipts, &mut added)?;
-            let mut short: Vec<(ChunkId, usize, usize)> = Vec::new();
-            let mut size = 0u64;
-            for c in &req.chunks {
-                self.check_chunk_ref(c)?;
-                size += c.size;
-                let in_session = added.contains(&c.id)
-                    || self
-                        .meta
-                        .get_raw(CF_UPLOAD_CHUNKS, &upload_chunk_key(id, &c.id))?
-                        .is_some();
-                let in_bucket = t.bucket_refs(&rec.bucket, &c.id)? > u64::from(in_session);
-                let replicas = match t.chunk(&c.id)? {
-                    Some(cr) if cr.size == c.size => cr.replicas.clone(),
-                    Some(cr) => {
-                        return Err(Error::BadRequest(format!(
-                            "chunk {} has {} bytes, commit says {}",
-                            c.id, cr.size, c.size
-                        )))
-                    }
-                    None => Vec::new(),
-                };
-                let have = self.counted(&replicas, now).len();
-                let want = if in_bucket {
-                    1
-                } else {
-                    rec.replication as usize
-                };
-                if !(in_session || in_bucket) || have < want {
-                    short.push((c.id, have, want));
-                }
-            }
-            if let Some(&(first, have, want)) = short.first() {
-                return Err(Error::MissingReplicas {
-                    count: short.len(),
-                    first,
-                    have,
-                    want,
-                });
-            }
-            for c in &req.chunks {
-                t.add_ref(&rec.bucket, &c.id, 1)?;
-                if let Some(cr) = t.chunk(&c.id)? {
-                    cr.target = cr.target.max(rec.replication);
-                }
-            }
+            let (size, added) =
+                self.take_chunks(&mut t, id, &rec, &req.chunks, &req.receipts, now)?;
             let fkey = file_key(&rec.bucket, &rec.path);
             if let Some(old) = self.meta.get::<FileRecord>(CF_FILES, &fkey)? {
                 for c in &old.chunks {
