@@ -30,6 +30,7 @@ pub struct Builder {
     dead_after: Duration,
     fsync: bool,
     s3: bool,
+    netns: Option<usize>,
     repair_interval: Duration,
     gc_grace: Duration,
     orphan_grace: Duration,
@@ -164,6 +165,8 @@ pub struct TestCluster {
     pub datanodes: Vec<Service>,
     /// The S3 gateway, when asked for.
     pub s3: Option<Service>,
+    /// The network namespace of the namespaced datanode, if any.
+    netns: Option<Netns>,
     /// Admin access key.
     pub access_key: String,
     /// Admin secret.
@@ -181,6 +184,7 @@ impl Default for Builder {
             dead_after: Duration::from_secs(6),
             fsync: true,
             s3: false,
+            netns: None,
             repair_interval: Duration::from_millis(200),
             gc_grace: Duration::from_secs(3600),
             orphan_grace: Duration::from_secs(3600),
@@ -251,6 +255,15 @@ impl Builder {
         self
     }
 
+    /// Runs datanode `i` in its own network namespace, joined to the host by
+    /// a veth pair whose link [`TestCluster::cut_link`] can cut (the other
+    /// services then listen on the host end's address instead of
+    /// 127.0.0.1, so that the namespaced node can reach them). Needs root.
+    pub fn netns(mut self, i: usize) -> Self {
+        self.netns = Some(i);
+        self
+    }
+
     /// fsync on datanodes (default on).
     pub fn fsync(mut self, on: bool) -> Self {
         self.fsync = on;
@@ -268,6 +281,14 @@ impl Builder {
         let bin = bin.display().to_string();
         let secret = root.join("cluster.secret");
         let ms = |d: Duration| format!("{}ms", d.as_millis());
+        let netns = match self.netns {
+            Some(i) => Some((i, Netns::create()?)),
+            None => None,
+        };
+        let host_ip = netns
+            .as_ref()
+            .map_or("127.0.0.1".to_string(), |(_, n)| n.host_ip.clone());
+        let listen_host = format!("{host_ip}:0");
         let service = |name: &str, args: Vec<String>, data: PathBuf| Service {
             name: name.to_string(),
             command: std::iter::once(bin.clone()).chain(args).collect(),
@@ -283,7 +304,7 @@ impl Builder {
             vec![
                 "namenode".into(),
                 "--listen".into(),
-                "127.0.0.1:0".into(),
+                listen_host.clone(),
                 "--data".into(),
                 nn_data.display().to_string(),
                 "--secret-file".into(),
@@ -329,6 +350,7 @@ impl Builder {
             s3: None,
             settings: self.clone(),
             namenode,
+            netns: None,
         };
         for i in 0..self.datanodes {
             let name = format!("datanode-{i}");
@@ -337,10 +359,12 @@ impl Builder {
                 .iter()
                 .find(|(w, _)| *w == i)
                 .map_or_else(|| root.join(&name), |(_, d)| d.clone());
+            let in_ns = netns.as_ref().filter(|(w, _)| *w == i).map(|(_, n)| n);
+            let listen = in_ns.map_or(listen_host.clone(), |n| format!("{}:0", n.ns_ip));
             let mut args = vec![
                 "datanode".into(),
                 "--listen".into(),
-                "127.0.0.1:0".into(),
+                listen,
                 "--data".into(),
                 data.display().to_string(),
                 "--namenode".into(),
@@ -361,9 +385,19 @@ impl Builder {
                 }
             }
             let mut dn = service(&name, args, data);
+            if let Some(n) = in_ns {
+                let prefix = [
+                    "ip".to_string(),
+                    "netns".into(),
+                    "exec".into(),
+                    n.name.clone(),
+                ];
+                dn.command = prefix.into_iter().chain(dn.command).collect();
+            }
             dn.start()?;
             cluster.datanodes.push(dn);
         }
+        cluster.netns = netns.map(|(_, n)| n);
         cluster
             .wait_live(self.datanodes, Duration::from_secs(30))
             .await?;
@@ -394,7 +428,111 @@ impl Builder {
     }
 }
 
+/// A network namespace joined to the host by a veth pair.
+#[derive(Debug)]
+struct Netns {
+    name: String,
+    host_if: String,
+    host_ip: String,
+    ns_ip: String,
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip")?;
+    if !out.status.success() {
+        bail!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+impl Netns {
+    fn create() -> Result<Netns> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // Unique per process and per cluster; a /30 subnet of 10.231/16 each.
+        let tag = (std::process::id() % 4000) * 16 + n % 16;
+        let name = format!("blobt{tag}");
+        let (a, b) = ((tag * 4) / 256 % 256, (tag * 4) % 256);
+        let net = Netns {
+            name: name.clone(),
+            host_if: format!("bth{tag}"),
+            host_ip: format!("10.231.{a}.{}", b + 1),
+            ns_ip: format!("10.231.{a}.{}", b + 2),
+        };
+        let ns_if = format!("btn{tag}");
+        let _ = ip(&["netns", "del", &name]);
+        ip(&["netns", "add", &name])?;
+        ip(&[
+            "link",
+            "add",
+            &net.host_if,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &ns_if,
+        ])?;
+        ip(&["link", "set", &ns_if, "netns", &name])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/30", net.host_ip),
+            "dev",
+            &net.host_if,
+        ])?;
+        ip(&["link", "set", &net.host_if, "up"])?;
+        ip(&[
+            "netns",
+            "exec",
+            &name,
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/30", net.ns_ip),
+            "dev",
+            &ns_if,
+        ])?;
+        ip(&["netns", "exec", &name, "ip", "link", "set", &ns_if, "up"])?;
+        ip(&["netns", "exec", &name, "ip", "link", "set", "lo", "up"])?;
+        Ok(net)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = ip(&["netns", "del", &self.name]);
+        let _ = ip(&["link", "del", &self.host_if]);
+    }
+}
+
 impl TestCluster {
+    /// Cuts the namespaced datanode's network link (a partition).
+    pub fn cut_link(&self) -> Result<()> {
+        tracing::info!("--- cut the link");
+        let n = self
+            .netns
+            .as_ref()
+            .context("the cluster has no namespaced datanode")?;
+        ip(&["link", "set", &n.host_if, "down"])
+    }
+
+    /// Restores the namespaced datanode's link.
+    pub fn restore_link(&self) -> Result<()> {
+        tracing::info!("--- restore the link");
+        let n = self
+            .netns
+            .as_ref()
+            .context("the cluster has no namespaced datanode")?;
+        ip(&["link", "set", &n.host_if, "up"])
+    }
+
     /// Settings to start a cluster with.
     pub fn builder() -> Builder {
         Builder::default()
