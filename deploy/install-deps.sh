@@ -8,7 +8,8 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 
 # RocksDB's Rust bindings are generated with bindgen, which needs libclang;
 # RocksDB itself is compiled from source with the C++ compiler.
-for pkg in libclang-dev g++ make pkg-config; do
+# iproute2: the partition test puts a datanode in a network namespace.
+for pkg in libclang-dev g++ make pkg-config iproute2; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 
