@@ -1,0 +1,652 @@
+//! The S3 gateway benchmark: one local cluster of 3 datanodes (RF 3, fsync
+//! on) with its S3 gateway, and in the same run:
+//!
+//! 1. one large object (1 GiB by default, `--size-mib`) up and down through
+//!    `blobctl` (the baseline), `aws s3 cp` at its defaults, and boto3's
+//!    concurrent transfer manager (`TransferConfig(max_concurrency=8 and 16,
+//!    multipart_chunksize=8 MiB)`, tests/s3/bench_sdk.py), each as MiB/s and
+//!    a ratio to blobctl's (goal: S3 ≥ 80% of blobctl);
+//! 2. 64 KiB objects (`--small N`, default 1,000) PUT then GET at 16 and 64
+//!    concurrent requests through boto3 (threads, one shared client) beside
+//!    the client library: ops/s, p50 and p99 latency;
+//! 3. the gateway's RSS, sampled every 200 ms, while it serves one object of
+//!    `--big-mib` (default 10 GiB) to curl (one pre-signed GET) and to
+//!    `aws s3 cp … -` (goal: flat).
+//!
+//! Every upload has its own content, so no upload is deduplicated against an
+//! earlier one; downloads go to a file in the cluster's directory for every
+//! tool. The big object is one 64 MiB random block repeated (whole chunks
+//! repeat, so it stores 64 MiB and uploads at hashing speed), read back in
+//! full on every GET.
+//!
+//! Needs `aws` on PATH and boto3 in `~/.cache/blobstore/venv` (`deploy/test.sh`
+//! sets both up). Run:
+//! `cargo run --release -p blob-tests --bin s3-bench [-- --size-mib 1024 --small 1000 --big-mib 10240]`
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use blob_client::{Client, DownloadOptions, UploadOptions};
+use blob_tests::{random_bytes, TestCluster};
+use tokio::io::AsyncWriteExt;
+
+const SMALL: usize = 64 << 10;
+const BLOCK_MIB: u64 = 64;
+
+struct Args {
+    size_mib: u64,
+    small: usize,
+    big_mib: u64,
+}
+
+fn args() -> Result<Args> {
+    let mut a = Args {
+        size_mib: 1024,
+        small: 1000,
+        big_mib: 10240,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().context("flag needs a value");
+        match flag.as_str() {
+            "--size-mib" => a.size_mib = val()?.parse()?,
+            "--small" => a.small = val()?.parse()?,
+            "--big-mib" => a.big_mib = val()?.parse()?,
+            other => bail!("unknown flag {other}; use --size-mib N, --small N, --big-mib N"),
+        }
+    }
+    if a.size_mib == 0 || a.small == 0 || a.big_mib == 0 {
+        bail!("sizes and counts must be positive");
+    }
+    Ok(a)
+}
+
+fn sibling(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.parent().context("exe dir")?.join(name);
+    if !path.exists() {
+        bail!(
+            "{} not found: build with `cargo build --release -p blob-tests --bins`",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn venv_python() -> PathBuf {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    PathBuf::from(home).join(".cache/blobstore/venv/bin/python")
+}
+
+fn sdk_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("s3/bench_sdk.py")
+}
+
+fn utf8(p: &Path) -> Result<&str> {
+    p.to_str().context("non-UTF-8 path")
+}
+
+/// Whether `/dev/null` is still a character device.
+fn dev_null_ok() -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata("/dev/null").is_ok_and(|m| m.file_type().is_char_device())
+}
+
+/// Writes `mib` MiB of incompressible data (distinct per `seed`) to `path`
+/// without holding it in memory.
+async fn make_file(path: &Path, mib: u64, seed: u64) -> Result<()> {
+    let mut f = tokio::fs::File::create(path).await?;
+    for i in 0..mib {
+        f.write_all(&random_bytes(1 << 20, seed * 1_000_000 + i))
+            .await?;
+    }
+    f.flush().await?;
+    Ok(())
+}
+
+/// A command with the cluster's S3 endpoint and admin keys in its env, as
+/// tests/cluster/s3.rs sets them.
+fn s3_cmd(c: &TestCluster, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.env("AWS_ENDPOINT_URL", c.s3_endpoint())
+        .env("AWS_ACCESS_KEY_ID", &c.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &c.secret_key)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_DEFAULT_REGION", "us-east-1")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent");
+    cmd
+}
+
+/// Runs a command to completion; returns (seconds, stdout).
+fn timed(mut cmd: Command) -> Result<(f64, String)> {
+    let t = Instant::now();
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    let secs = t.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok((secs, String::from_utf8_lossy(&out.stdout).into_owned()))
+}
+
+fn blobctl(bin: &Path, config: &Path, args: &[&str]) -> Result<f64> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("--config").arg(config).arg("-q").args(args);
+    Ok(timed(cmd)?.0)
+}
+
+fn aws(c: &TestCluster, args: &[&str]) -> Result<(f64, String)> {
+    let mut cmd = s3_cmd(c, "aws");
+    cmd.args(args);
+    timed(cmd)
+}
+
+/// Runs tests/s3/bench_sdk.py; returns its JSON answer.
+fn sdk(c: &TestCluster, args: &[&str]) -> Result<serde_json::Value> {
+    let mut cmd = s3_cmd(c, venv_python());
+    cmd.arg(sdk_script()).args(args);
+    let (_, out) = timed(cmd)?;
+    serde_json::from_str(out.trim()).with_context(|| format!("parsing bench_sdk output {out:?}"))
+}
+
+fn num(v: &serde_json::Value, key: &str) -> Result<f64> {
+    v[key]
+        .as_f64()
+        .with_context(|| format!("no number {key:?} in {v}"))
+}
+
+fn file_len(p: &Path) -> u64 {
+    std::fs::metadata(p).map_or(0, |m| m.len())
+}
+
+/// The gateway's pid: the process whose command line names this cluster's
+/// `s3.addr` file (the harness keeps the child handle private).
+fn gateway_pid(c: &TestCluster) -> Result<u32> {
+    let addr_file = c.root().join("s3.addr").display().to_string();
+    for entry in std::fs::read_dir("/proc")?.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        if args.first().is_some_and(|a| a.ends_with(b"test-blobd"))
+            && args.get(1) == Some(&&b"s3"[..])
+            && args.contains(&addr_file.as_bytes())
+        {
+            return Ok(pid);
+        }
+    }
+    bail!("no gateway process found for {addr_file}")
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Samples a process's VmRSS every 200 ms on its own thread.
+struct RssSampler {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<f64>>,
+}
+
+/// RSS at start, the largest sample, the largest of the second half of the
+/// samples (growth that keeps going shows there), at end; number of samples.
+struct Rss {
+    start: f64,
+    max: f64,
+    max_2nd_half: f64,
+    end: f64,
+    samples: usize,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut samples = vec![rss_mib(pid)];
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(200));
+                samples.push(rss_mib(pid));
+            }
+            samples
+        });
+        Self { stop, thread }
+    }
+
+    fn finish(self) -> Rss {
+        self.stop.store(true, Ordering::Relaxed);
+        let samples = self.thread.join().unwrap_or_default();
+        Rss {
+            start: samples.first().copied().unwrap_or(0.0),
+            max: samples.iter().copied().fold(0.0, f64::max),
+            max_2nd_half: samples[samples.len() / 2..]
+                .iter()
+                .copied()
+                .fold(0.0, f64::max),
+            end: samples.last().copied().unwrap_or(0.0),
+            samples: samples.len(),
+        }
+    }
+}
+
+/// One concurrency level's PUT or GET result.
+struct Ops {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+}
+
+fn ops_from(v: &serde_json::Value) -> Result<Ops> {
+    Ok(Ops {
+        rate: num(v, "ops_per_sec")?,
+        p50: num(v, "p50_ms")?,
+        p99: num(v, "p99_ms")?,
+    })
+}
+
+/// Nearest-rank percentile of an ascending list.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0 * sorted.len() as f64).ceil() as usize).max(1);
+    sorted[rank - 1]
+}
+
+fn ops(wall: f64, mut lat: Vec<f64>) -> Ops {
+    lat.sort_by(f64::total_cmp);
+    Ops {
+        rate: lat.len() as f64 / wall,
+        p50: percentile(&lat, 50.0),
+        p99: percentile(&lat, 99.0),
+    }
+}
+
+/// `n` PUTs then `n` GETs of 64 KiB through the client library with
+/// `conc` in flight; per-op latency from permit to completion.
+async fn lib_small(c: &Client, prefix: &str, n: usize, conc: usize) -> Result<(Ops, Ops)> {
+    let sem = Arc::new(tokio::sync::Semaphore::new(conc));
+    let bodies: Vec<Vec<u8>> = (0..n)
+        .map(|i| random_bytes(SMALL, 9_000_000 + (conc * 100_000 + i) as u64))
+        .collect();
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, data) in bodies.into_iter().enumerate() {
+        let (c, sem, key) = (c.clone(), sem.clone(), format!("{prefix}/{i:05}"));
+        tasks.push(tokio::spawn(async move {
+            let _p = sem.acquire_owned().await?;
+            let t = Instant::now();
+            c.upload(
+                std::io::Cursor::new(data),
+                "bench",
+                &key,
+                &UploadOptions::default(),
+            )
+            .await?;
+            anyhow::Ok(t.elapsed().as_secs_f64() * 1000.0)
+        }));
+    }
+    let mut lat = Vec::with_capacity(n);
+    for t in tasks {
+        lat.push(t.await??);
+    }
+    let put = ops(t.elapsed().as_secs_f64(), lat);
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for i in 0..n {
+        let (c, sem, key) = (c.clone(), sem.clone(), format!("{prefix}/{i:05}"));
+        tasks.push(tokio::spawn(async move {
+            let _p = sem.acquire_owned().await?;
+            let t = Instant::now();
+            let mut sink = tokio::io::sink();
+            c.download("bench", &key, &mut sink, &DownloadOptions::default())
+                .await?;
+            anyhow::Ok(t.elapsed().as_secs_f64() * 1000.0)
+        }));
+    }
+    let mut lat = Vec::with_capacity(n);
+    for t in tasks {
+        lat.push(t.await??);
+    }
+    Ok((put, ops(t.elapsed().as_secs_f64(), lat)))
+}
+
+/// Uploads a `mib` MiB object made of one 64 MiB random block repeated,
+/// fed to `blobctl upload -` from memory; seconds.
+fn upload_repeated(bin: &Path, config: &Path, mib: u64, target: &str) -> Result<f64> {
+    let block = random_bytes((BLOCK_MIB as usize) << 20, 777);
+    let t = Instant::now();
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .args(["-q", "upload", "-", target])
+        .stdin(Stdio::piped())
+        .spawn()
+        .context("starting blobctl upload -")?;
+    let mut stdin = child.stdin.take().context("blobctl stdin")?;
+    let mut left = mib << 20;
+    while left > 0 {
+        let n = left.min(block.len() as u64) as usize;
+        stdin.write_all(&block[..n])?;
+        left -= n as u64;
+    }
+    drop(stdin);
+    let status = child.wait()?;
+    if !status.success() {
+        bail!("blobctl upload - {target} failed with {status}");
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+struct Large {
+    name: String,
+    up: f64,
+    down: f64,
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() -> Result<()> {
+    let a = args()?;
+    if !dev_null_ok() {
+        bail!("/dev/null is not a character device before the run; fix it first");
+    }
+    let blobd = sibling("test-blobd")?;
+    let blobctl_bin = sibling("test-blobctl")?;
+    if !venv_python().exists() || !sdk_script().exists() {
+        bail!(
+            "need {} with boto3 and {}",
+            venv_python().display(),
+            sdk_script().display()
+        );
+    }
+    let cluster = TestCluster::builder()
+        .datanodes(3)
+        .replication(3)
+        .fsync(true)
+        .s3(true)
+        .start(&blobd)
+        .await?;
+    match run(&a, &cluster, &blobctl_bin).await {
+        Ok(null_after) => {
+            drop(cluster);
+            if !null_after {
+                bail!("/dev/null is no longer a character device");
+            }
+            Ok(())
+        }
+        // A panic keeps the cluster's directory and prints each service's
+        // last log lines (TestCluster's Drop).
+        Err(e) => panic!("s3-bench failed: {e:#}"),
+    }
+}
+
+/// Everything but starting the cluster; returns whether `/dev/null` is still
+/// a character device at the end.
+async fn run(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Result<bool> {
+    let gw = gateway_pid(cluster)?;
+    let work = cluster.root().join("bench");
+    std::fs::create_dir_all(&work)?;
+    let config = cluster.client_config()?;
+    let c = cluster.client();
+    c.create_bucket("bench").await?;
+    let gw_rss_idle = rss_mib(gw);
+
+    // 1. One large object per tool, each with its own content.
+    let mib = a.size_mib;
+    let size = mib << 20;
+    let input = work.join("input.bin");
+    let output = work.join("output.bin");
+    let input_s = utf8(&input)?.to_string();
+    let output_s = utf8(&output)?.to_string();
+    let mut large: Vec<Large> = Vec::new();
+    let check = |what: &str| -> Result<()> {
+        let got = file_len(&output);
+        if got != size {
+            bail!("{what}: downloaded {got} bytes, expected {size}");
+        }
+        let _ = std::fs::remove_file(&output);
+        Ok(())
+    };
+    let large_rss = RssSampler::start(gw);
+
+    eprintln!("{mib} MiB through blobctl…");
+    make_file(&input, mib, 1).await?;
+    let up = blobctl(
+        blobctl_bin,
+        &config,
+        &["upload", &input_s, "bench/large-blobctl.bin"],
+    )?;
+    let down = blobctl(
+        blobctl_bin,
+        &config,
+        &["download", "bench/large-blobctl.bin", &output_s],
+    )?;
+    check("blobctl")?;
+    large.push(Large {
+        name: "blobctl (baseline)".into(),
+        up: mib as f64 / up,
+        down: mib as f64 / down,
+    });
+
+    eprintln!("{mib} MiB through aws s3 cp…");
+    make_file(&input, mib, 2).await?;
+    let (up, _) = aws(
+        cluster,
+        &[
+            "s3",
+            "cp",
+            "--no-progress",
+            &input_s,
+            "s3://bench/large-aws.bin",
+        ],
+    )?;
+    let (down, _) = aws(
+        cluster,
+        &[
+            "s3",
+            "cp",
+            "--no-progress",
+            "s3://bench/large-aws.bin",
+            &output_s,
+        ],
+    )?;
+    check("aws s3 cp")?;
+    large.push(Large {
+        name: "aws s3 cp (defaults: 10 conc., 8 MiB)".into(),
+        up: mib as f64 / up,
+        down: mib as f64 / down,
+    });
+
+    for (seed, conc) in [(3u64, 8usize), (4, 16)] {
+        eprintln!("{mib} MiB through boto3, max_concurrency={conc}…");
+        make_file(&input, mib, seed).await?;
+        let key = format!("large-boto3-{conc}.bin");
+        let conc_s = conc.to_string();
+        let u = sdk(cluster, &["upload", &input_s, "bench", &key, &conc_s])?;
+        let d = sdk(cluster, &["download", "bench", &key, &output_s, &conc_s])?;
+        check("boto3")?;
+        large.push(Large {
+            name: format!("boto3 TransferConfig({conc}, 8 MiB)"),
+            up: mib as f64 / num(&u, "secs")?,
+            down: mib as f64 / num(&d, "secs")?,
+        });
+    }
+    let _ = std::fs::remove_file(&input);
+    let large_rss = large_rss.finish();
+
+    // 2. 64 KiB objects.
+    let mut small: Vec<(usize, Ops, Ops, Ops, Ops)> = Vec::new();
+    for conc in [16usize, 64] {
+        eprintln!("{} objects of 64 KiB, {conc} concurrent…", a.small);
+        let v = sdk(
+            cluster,
+            &[
+                "small",
+                "bench",
+                &format!("small-s3-{conc}"),
+                &a.small.to_string(),
+                &conc.to_string(),
+                &SMALL.to_string(),
+            ],
+        )?;
+        let (s3_put, s3_get) = (ops_from(&v["put"])?, ops_from(&v["get"])?);
+        let (lib_put, lib_get) = lib_small(&c, &format!("small-lib-{conc}"), a.small, conc).await?;
+        small.push((conc, s3_put, s3_get, lib_put, lib_get));
+    }
+
+    // 3. Gateway memory while serving one big object.
+    eprintln!(
+        "{} MiB object (a {BLOCK_MIB} MiB block repeated) through blobctl upload -…",
+        a.big_mib
+    );
+    let big_up = upload_repeated(blobctl_bin, &config, a.big_mib, "bench/big")?;
+    let (_, url) = aws(
+        cluster,
+        &["s3", "presign", "s3://bench/big", "--expires-in", "3600"],
+    )?;
+    let big_bytes = a.big_mib << 20;
+
+    eprintln!("GET of {} MiB with curl (one pre-signed GET)…", a.big_mib);
+    let sampler = RssSampler::start(gw);
+    let mut cmd = Command::new("curl");
+    cmd.args(["-sS", "-f", "-o", "/dev/null", "-w", "%{size_download}"])
+        .arg(url.trim());
+    let (curl_s, got) = timed(cmd)?;
+    let curl_rss = sampler.finish();
+    if got.trim().parse::<u64>().ok() != Some(big_bytes) {
+        bail!("curl got {} bytes, expected {big_bytes}", got.trim());
+    }
+
+    eprintln!("GET of {} MiB with aws s3 cp … - …", a.big_mib);
+    let sampler = RssSampler::start(gw);
+    let t = Instant::now();
+    let mut child = s3_cmd(cluster, "aws")
+        .args(["s3", "cp", "--no-progress", "s3://bench/big", "-"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting aws s3 cp -")?;
+    let mut pipe = child.stdout.take().context("aws stdout")?;
+    let aws_got = std::io::copy(&mut pipe, &mut std::io::sink())?;
+    let status = child.wait()?;
+    let aws_big_s = t.elapsed().as_secs_f64();
+    let aws_rss = sampler.finish();
+    if !status.success() || aws_got != big_bytes {
+        bail!("aws s3 cp - exited {status} after {aws_got} bytes, expected {big_bytes}");
+    }
+    let null_after = dev_null_ok();
+
+    // Report.
+    let base = &large[0];
+    println!(
+        "\nblobstore S3 gateway benchmark: 3 datanodes, RF 3, fsync on, one machine \
+         ({} cores), one cluster, one run\n",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "1. one {mib} MiB object (upload from / download to a file on the same disk; \
+         goal: S3 ≥ 80% of blobctl)"
+    );
+    println!(
+        "  {:<40} {:>9} {:>7}   {:>9} {:>7}",
+        "", "up MiB/s", "vs ctl", "down MiB/s", "vs ctl"
+    );
+    for l in &large {
+        println!(
+            "  {:<40} {:>9.1} {:>6.0}%   {:>9.1} {:>6.0}%",
+            l.name,
+            l.up,
+            100.0 * l.up / base.up,
+            l.down,
+            100.0 * l.down / base.down
+        );
+    }
+    println!(
+        "  gateway RSS over these transfers: idle {:.1} MiB, max {:.1} MiB, end {:.1} MiB",
+        gw_rss_idle, large_rss.max, large_rss.end
+    );
+    println!("  (blobctl and aws: whole process incl. start-up; boto3: transfer call only)\n");
+
+    println!(
+        "2. {} objects of 64 KiB, PUT then GET (S3: boto3 threads, one client; \
+         baseline: client library, tasks)",
+        a.small
+    );
+    println!(
+        "  {:<34} {:>9} {:>9} {:>9}   {:>12}",
+        "", "ops/s", "p50 ms", "p99 ms", "ops/s vs lib"
+    );
+    for (conc, s3_put, s3_get, lib_put, lib_get) in &small {
+        for (op, s3, lib) in [("PUT", s3_put, lib_put), ("GET", s3_get, lib_get)] {
+            println!(
+                "  {op} {conc:>2} concurrent, S3 (boto3)        {:>9.1} {:>9.1} {:>9.1}   {:>11.0}%",
+                s3.rate,
+                s3.p50,
+                s3.p99,
+                100.0 * s3.rate / lib.rate
+            );
+            println!(
+                "  {op} {conc:>2} concurrent, client library    {:>9.1} {:>9.1} {:>9.1}",
+                lib.rate, lib.p50, lib.p99
+            );
+        }
+    }
+    println!();
+
+    println!(
+        "3. gateway memory serving one {} MiB object (VmRSS every 200 ms; goal: flat)",
+        a.big_mib
+    );
+    println!(
+        "  made with blobctl upload - ({BLOCK_MIB} MiB block repeated): {:.1} s, {:.1} MiB/s",
+        big_up,
+        a.big_mib as f64 / big_up
+    );
+    println!(
+        "  {:<34} {:>7} {:>9} {:>9} {:>13} {:>9} {:>7}",
+        "", "MiB/s", "RSS start", "RSS max", "max 2nd half", "RSS end", "samples"
+    );
+    for (name, secs, r) in [
+        ("curl, one pre-signed GET", curl_s, &curl_rss),
+        ("aws s3 cp s3://bench/big -", aws_big_s, &aws_rss),
+    ] {
+        println!(
+            "  {name:<34} {:>7.1} {:>9.1} {:>9.1} {:>13.1} {:>9.1} {:>7}",
+            a.big_mib as f64 / secs,
+            r.start,
+            r.max,
+            r.max_2nd_half,
+            r.end,
+            r.samples
+        );
+    }
+    println!(
+        "\n  /dev/null a character device before and after the run: yes / {}",
+        if null_after { "yes" } else { "NO" }
+    );
+    Ok(null_after)
+}
