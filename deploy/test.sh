@@ -6,5 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/install-deps.sh
 source deploy/env.sh
+# Whole-cluster tests start real processes with short liveness intervals;
+# one at a time on a 2-core machine keeps a loaded CPU from making a live
+# node look dead. Override with RUST_TEST_THREADS.
+export RUST_TEST_THREADS="${RUST_TEST_THREADS:-1}"
 # One profile (release) for everything: RocksDB is compiled once.
 cargo test --release --workspace "$@"
