@@ -370,9 +370,22 @@ mod tests {
                 full: 1
             })
         ));
-        // Without the full node, too few live nodes.
+        // Excluded by the caller (it refused a write), it still explains why.
         assert!(matches!(
             nodes.place(4, &[NodeId([1; 8]), NodeId([5; 8])], t0, &mut rng),
+            Err(Error::ClusterFull {
+                want: 4,
+                writable: 3,
+                full: 1
+            })
+        ));
+        // With no full node, too few live nodes is said as such.
+        let mut few = Nodes::new(Duration::from_secs(10), Duration::from_secs(60));
+        for n in 1..=3 {
+            few.heartbeat(hb(n, 1000), t0);
+        }
+        assert!(matches!(
+            few.place(4, &[], t0, &mut rng),
             Err(Error::NotEnoughNodes { want: 4, live: 3 })
         ));
     }
