@@ -582,62 +582,17 @@ impl TestCluster {
 
     /// Datanode liveness as the namenode sees it.
     pub async fn nodes(&self) -> Result<ListNodes> {
-        let url = format!("{}/v1/admin/nodes", self.endpoint());
-        let parsed = reqwest::Url::parse(&url)?;
-        let h = blob_common::auth::sign(
-            &self.access_key,
-            self.secret_key.as_bytes(),
-            "GET",
-            parsed.path(),
-            "",
-            blob_common::now_secs(),
-            b"",
-        );
-        let resp = reqwest::Client::new()
-            .get(parsed)
-            .header("authorization", h.authorization)
-            .header(blob_common::auth::DATE_HEADER, h.date)
-            .header(blob_common::auth::CONTENT_SHA_HEADER, h.content_sha256)
-            .send()
-            .await?
-            .error_for_status()?;
-        Ok(resp.json().await?)
-    }
-
-    /// A signed admin GET returning JSON.
-    pub async fn admin_get<T: serde::de::DeserializeOwned>(
-        &self,
-        path_and_query: &str,
-    ) -> Result<T> {
-        let parsed = reqwest::Url::parse(&format!("{}{path_and_query}", self.endpoint()))?;
-        let h = blob_common::auth::sign(
-            &self.access_key,
-            self.secret_key.as_bytes(),
-            "GET",
-            parsed.path(),
-            parsed.query().unwrap_or(""),
-            blob_common::now_secs(),
-            b"",
-        );
-        let resp = reqwest::Client::new()
-            .get(parsed)
-            .header("authorization", h.authorization)
-            .header(blob_common::auth::DATE_HEADER, h.date)
-            .header(blob_common::auth::CONTENT_SHA_HEADER, h.content_sha256)
-            .send()
-            .await?
-            .error_for_status()?;
-        Ok(resp.json().await?)
+        Ok(self.client().list_nodes().await?)
     }
 
     /// Cluster status (nodes and chunk health).
     pub async fn status(&self) -> Result<blob_common::proto::namenode::ClusterStatus> {
-        self.admin_get("/v1/admin/status").await
+        Ok(self.client().cluster_status().await?)
     }
 
     /// fsck of everything.
     pub async fn fsck(&self) -> Result<blob_common::proto::namenode::FsckReport> {
-        self.admin_get("/v1/admin/fsck").await
+        Ok(self.client().fsck(&Default::default()).await?)
     }
 
     /// Chunk files on datanode `i`'s disk.
