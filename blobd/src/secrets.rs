@@ -1,8 +1,6 @@
 //! The cluster secret file: made by the namenode on first start, read by
 //! datanodes. Written with mode 0600.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
@@ -27,18 +25,8 @@ pub fn load_or_create(path: &Path) -> Result<Keyring> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
     let ring = Keyring::generate();
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(ring.to_file_text().as_bytes())
-        .and_then(|_| f.sync_all())
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    blob_common::write_private(path, ring.to_file_text().as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     tracing::info!(file = %path.display(), "created cluster secret");
     Ok(ring)
 }

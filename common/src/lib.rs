@@ -28,6 +28,24 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Writes a file only its owner can read (mode 0600), durably: a temp file
+/// beside it, fsynced, then renamed into place. For secrets and
+/// credentials.
+pub fn write_private(path: &std::path::Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
 /// Seconds since the Unix epoch (pre-signed URL expiry, request dates).
 pub fn now_secs() -> u64 {
     now_ms() / 1000

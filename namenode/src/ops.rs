@@ -107,7 +107,7 @@ impl Namenode {
         self.meta.sync()?;
         let path = Namenode::credentials_path(&self.cfg.data_dir);
         let text = format!("access_key = \"{access}\"\nsecret_key = \"{secret}\"\n");
-        write_private(&path, &text)
+        blob_common::write_private(&path, text.as_bytes())
             .map_err(|e| Error::Internal(format!("writing {}: {e}", path.display())))?;
         tracing::info!(access_key = %access, file = %path.display(), "created admin access key");
         Ok(())
@@ -1110,22 +1110,6 @@ impl Namenode {
     pub(crate) fn metrics_text(&self) -> String {
         self.metrics.render()
     }
-}
-
-/// Writes a file only its owner can read, durably.
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]
