@@ -23,6 +23,27 @@ use crate::error::{bad_key, from_client, s3};
 use crate::keys::Keys;
 use crate::{Config, RequestId};
 
+/// Sets the stored-object headers that GetObject and HeadObject answer
+/// alike (their output types are distinct but share these field names).
+macro_rules! fill_headers {
+    ($out:ident, $file:ident) => {
+        $out.e_tag = Some(strong(&etag_of(&$file)));
+        $out.last_modified = Some(timestamp($file.created_ms));
+        $out.content_type = Some(
+            $file
+                .meta
+                .get(CONTENT_TYPE)
+                .cloned()
+                .unwrap_or_else(|| "binary/octet-stream".into()),
+        );
+        $out.metadata = user_meta(&$file);
+        $out.content_disposition = $file.meta.get(CONTENT_DISPOSITION).cloned();
+        $out.content_encoding = $file.meta.get(CONTENT_ENCODING).cloned();
+        $out.content_language = $file.meta.get(CONTENT_LANGUAGE).cloned();
+        $out.cache_control = $file.meta.get(CACHE_CONTROL).cloned();
+    };
+}
+
 /// Largest single PUT and largest part (S3: 5 GiB).
 const MAX_PUT: u64 = 5 << 30;
 /// Metadata keys that hold S3 attributes (besides `x-amz-meta-*`).
@@ -622,17 +643,7 @@ impl S3 for Gateway {
             accept_ranges: Some("bytes".into()),
             ..Default::default()
         };
-        fill_headers(
-            &file,
-            &mut out.e_tag,
-            &mut out.last_modified,
-            &mut out.content_type,
-            &mut out.metadata,
-        );
-        out.content_disposition = file.meta.get(CONTENT_DISPOSITION).cloned();
-        out.content_encoding = file.meta.get(CONTENT_ENCODING).cloned();
-        out.content_language = file.meta.get(CONTENT_LANGUAGE).cloned();
-        out.cache_control = file.meta.get(CACHE_CONTROL).cloned();
+        fill_headers!(out, file);
         if let Some(v) = &i.response_content_type {
             out.content_type = Some(v.clone());
         }
@@ -686,17 +697,7 @@ impl S3 for Gateway {
             accept_ranges: Some("bytes".into()),
             ..Default::default()
         };
-        fill_headers(
-            &file,
-            &mut out.e_tag,
-            &mut out.last_modified,
-            &mut out.content_type,
-            &mut out.metadata,
-        );
-        out.content_disposition = file.meta.get(CONTENT_DISPOSITION).cloned();
-        out.content_encoding = file.meta.get(CONTENT_ENCODING).cloned();
-        out.content_language = file.meta.get(CONTENT_LANGUAGE).cloned();
-        out.cache_control = file.meta.get(CACHE_CONTROL).cloned();
+        fill_headers!(out, file);
         if let Some(n) = etag_of(&file)
             .split_once('-')
             .and_then(|(_, n)| n.parse().ok())
@@ -1256,24 +1257,6 @@ impl S3 for Gateway {
             ..Default::default()
         }))
     }
-}
-
-fn fill_headers(
-    file: &FileInfo,
-    e_tag: &mut Option<ETag>,
-    last_modified: &mut Option<Timestamp>,
-    content_type: &mut Option<ContentType>,
-    metadata: &mut Option<Metadata>,
-) {
-    *e_tag = Some(strong(&etag_of(file)));
-    *last_modified = Some(timestamp(file.created_ms));
-    *content_type = Some(
-        file.meta
-            .get(CONTENT_TYPE)
-            .cloned()
-            .unwrap_or_else(|| "binary/octet-stream".into()),
-    );
-    *metadata = user_meta(file);
 }
 
 fn check_copy_conditions(
