@@ -7,16 +7,16 @@
 //!
 //! Run: `cargo run --release -p blob-tests --bin blob-bench [-- --size-mib 1024 --small 1000]`
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use blob_client::{DownloadOptions, UploadOptions};
+use blob_tests::bench::{make_file, rss_mib, sibling};
 use blob_tests::{random_bytes, TestCluster};
 use sha2::Digest;
-use tokio::io::AsyncWriteExt;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -43,18 +43,6 @@ fn args() -> Result<Args> {
         }
     }
     Ok(a)
-}
-
-fn sibling(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe.parent().context("exe dir")?.join(name);
-    if !path.exists() {
-        bail!(
-            "{} not found: build with `cargo build --release -p blob-tests --bins`",
-            path.display()
-        );
-    }
-    Ok(path)
 }
 
 /// `dd` of `mib` MiB with fsync into `dir`; MiB/s.
@@ -116,16 +104,6 @@ async fn loopback_http(mib: u64) -> Result<f64> {
     Ok(n as f64 / MIB / secs)
 }
 
-/// Writes `mib` MiB of incompressible data to `path` without holding it in memory.
-async fn make_file(path: &Path, mib: u64) -> Result<()> {
-    let mut f = tokio::fs::File::create(path).await?;
-    for i in 0..mib {
-        f.write_all(&random_bytes(1 << 20, 1000 + i)).await?;
-    }
-    f.flush().await?;
-    Ok(())
-}
-
 /// Runs blobctl; returns (seconds, peak RSS of the blobctl process in MiB).
 fn blobctl(bin: &Path, config: &Path, args: &[&str]) -> Result<(f64, f64)> {
     let t = Instant::now();
@@ -142,17 +120,6 @@ fn blobctl(bin: &Path, config: &Path, args: &[&str]) -> Result<(f64, f64)> {
     // ru_maxrss of waited-for children: the largest blobctl run so far.
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
     Ok((secs, usage.max_rss() as f64 / 1024.0))
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 #[tokio::main(flavor = "multi_thread")]
@@ -175,7 +142,7 @@ async fn main() -> Result<()> {
 
     eprintln!("preparing a {} MiB input file…", a.size_mib);
     let input = work.join("input.bin");
-    make_file(&input, a.size_mib).await?;
+    make_file(&input, a.size_mib, 0).await?;
     let config = cluster.client_config()?;
     let c = cluster.client();
     c.create_bucket("bench").await?;

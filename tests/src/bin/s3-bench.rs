@@ -32,8 +32,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use blob_client::{Client, DownloadOptions, UploadOptions};
+use blob_tests::bench::{make_file, rss_mib, sibling};
 use blob_tests::{random_bytes, TestCluster};
-use tokio::io::AsyncWriteExt;
 
 const SMALL: usize = 64 << 10;
 const BLOCK_MIB: u64 = 64;
@@ -66,18 +66,6 @@ fn args() -> Result<Args> {
     Ok(a)
 }
 
-fn sibling(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe.parent().context("exe dir")?.join(name);
-    if !path.exists() {
-        bail!(
-            "{} not found: build with `cargo build --release -p blob-tests --bins`",
-            path.display()
-        );
-    }
-    Ok(path)
-}
-
 fn venv_python() -> PathBuf {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     PathBuf::from(home).join(".cache/blobstore/venv/bin/python")
@@ -95,18 +83,6 @@ fn utf8(p: &Path) -> Result<&str> {
 fn dev_null_ok() -> bool {
     use std::os::unix::fs::FileTypeExt;
     std::fs::metadata("/dev/null").is_ok_and(|m| m.file_type().is_char_device())
-}
-
-/// Writes `mib` MiB of incompressible data (distinct per `seed`) to `path`
-/// without holding it in memory.
-async fn make_file(path: &Path, mib: u64, seed: u64) -> Result<()> {
-    let mut f = tokio::fs::File::create(path).await?;
-    for i in 0..mib {
-        f.write_all(&random_bytes(1 << 20, seed * 1_000_000 + i))
-            .await?;
-    }
-    f.flush().await?;
-    Ok(())
 }
 
 /// A command with the cluster's S3 endpoint and admin keys in its env, as
@@ -196,17 +172,6 @@ fn gateway_pid(c: &TestCluster) -> Result<u32> {
         }
     }
     bail!("no gateway process found for {addr_file}")
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 /// Samples a process's VmRSS every 200 ms on its own thread.
