@@ -113,13 +113,22 @@ struct Credentials {
     secret_key: String,
 }
 
-fn write_client_config(dir: &Path, endpoint: &str, creds_file: &Path) -> Result<PathBuf> {
+fn read_credentials(creds_file: &Path) -> Result<Credentials> {
     let text = std::fs::read_to_string(creds_file)
         .with_context(|| format!("reading admin credentials {}", creds_file.display()))?;
-    let c: Credentials =
-        toml::from_str(&text).with_context(|| format!("parsing {}", creds_file.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", creds_file.display()))
+}
+
+/// Writes a file holding the admin secret: owner-only, atomically.
+fn write_secret_file(path: &Path, text: &str) -> Result<()> {
+    blob_common::write_private(path, text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+fn write_client_config(dir: &Path, endpoint: &str, creds_file: &Path) -> Result<PathBuf> {
+    let c = read_credentials(creds_file)?;
     let path = dir.join("client.toml");
-    write_atomic(
+    write_secret_file(
         &path,
         &format!(
             "# blobctl config for the dev cluster in {}\nendpoint = \"{endpoint}\"\naccess_key = \"{}\"\nsecret_key = \"{}\"\n",
@@ -137,12 +146,9 @@ const DEV_REGION: &str = "us-east-1";
 /// Writes `DIR/s3.env`: what S3 tools need to reach the dev gateway as the
 /// admin key (`set -a; . DIR/s3.env`).
 fn write_s3_env(dir: &Path, endpoint: &str, creds_file: &Path) -> Result<PathBuf> {
-    let text = std::fs::read_to_string(creds_file)
-        .with_context(|| format!("reading admin credentials {}", creds_file.display()))?;
-    let c: Credentials =
-        toml::from_str(&text).with_context(|| format!("parsing {}", creds_file.display()))?;
+    let c = read_credentials(creds_file)?;
     let path = dir.join("s3.env");
-    write_atomic(
+    write_secret_file(
         &path,
         &format!(
             "AWS_ENDPOINT_URL={endpoint}\nAWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\nAWS_REGION={DEV_REGION}\n",
