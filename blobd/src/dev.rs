@@ -1,6 +1,7 @@
 //! `blobd dev`: a whole local cluster under one directory, in this process
 //! or (with `--processes`) as child processes that a script can kill and
-//! restart one by one, with an S3 gateway. Writes `DIR/client.toml` for
+//! restart one by one, with an S3 gateway and an edge cache (zone `local`,
+//! which `client.toml` and the gateway name, so their reads go through it). Writes `DIR/client.toml` for
 //! blobctl, `DIR/s3.env` for S3 tools (`AWS_ENDPOINT_URL`, keys, region) and
 //! `DIR/cluster.json` describing every service.
 
@@ -46,7 +47,13 @@ pub struct DevArgs {
     /// Skip fsync on datanodes (never for data you want to keep).
     #[arg(long)]
     pub no_fsync: bool,
+    /// Start no edge cache (reads go to the datanodes directly).
+    #[arg(long)]
+    pub no_edge: bool,
 }
+
+/// The zone of the dev cluster's edge.
+const DEV_ZONE: &str = "local";
 
 /// One service of a dev cluster.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +83,9 @@ pub struct ClusterFile {
     /// The S3 gateway.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub s3: Option<ServiceEntry>,
+    /// The edge cache.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<ServiceEntry>,
     /// blobctl config file for this cluster.
     pub client_config: PathBuf,
     /// PID of the `blobd dev` process.
@@ -125,19 +135,40 @@ fn write_secret_file(path: &Path, text: &str) -> Result<()> {
         .with_context(|| format!("writing {}", path.display()))
 }
 
-fn write_client_config(dir: &Path, endpoint: &str, creds_file: &Path) -> Result<PathBuf> {
+fn write_client_config(
+    dir: &Path,
+    endpoint: &str,
+    creds_file: &Path,
+    zone: Option<&str>,
+) -> Result<PathBuf> {
     let c = read_credentials(creds_file)?;
     let path = dir.join("client.toml");
+    let zone = zone.map_or(String::new(), |z| format!("zone = \"{z}\"\n"));
     write_secret_file(
         &path,
         &format!(
-            "# blobctl config for the dev cluster in {}\nendpoint = \"{endpoint}\"\naccess_key = \"{}\"\nsecret_key = \"{}\"\n",
+            "# blobctl config for the dev cluster in {}\nendpoint = \"{endpoint}\"\naccess_key = \"{}\"\nsecret_key = \"{}\"\n{zone}",
             dir.display(),
             c.access_key,
             c.secret_key
         ),
     )?;
     Ok(path)
+}
+
+/// A free port on 127.0.0.1 (bound and released; the service binds it
+/// again right after), for a service whose URL others need first.
+fn free_port() -> Result<std::net::SocketAddr> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    l.local_addr().context("reading a free port")
+}
+
+fn edge_addr(a: &DevArgs) -> Result<std::net::SocketAddr> {
+    if a.port == 0 {
+        free_port()
+    } else {
+        port_at(a.port, a.datanodes + 2)
+    }
 }
 
 /// Region the dev cluster's S3 gateway answers for.
@@ -168,12 +199,14 @@ fn print_usage(dir: &Path, cluster: &ClusterFile) {
          blobctl ls my-bucket\n  \
          blobctl download my-bucket/some-file ./copy\n\n\
          S3: {} (set -a; . {}/s3.env; aws s3 ls)\n\
+         Edge cache: {} (zone {DEV_ZONE}; blobctl admin edge stats)\n\
          Services: {}/cluster.json. Stop with Ctrl-C; a restart on the same --data keeps everything.\n",
         cluster.namenode.url,
         cluster.datanodes.len(),
         dir.display(),
         cluster.s3.as_ref().map_or("-", |s| s.url.as_str()),
         dir.display(),
+        cluster.edge.as_ref().map_or("-", |s| s.url.as_str()),
         dir.display(),
     );
 }
@@ -208,6 +241,18 @@ fn replication(a: &DevArgs) -> u8 {
 
 async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -> Result<()> {
     let keyring = secrets::load_or_create(&dir.join("cluster.secret"))?;
+    // The edge is bound first: the namenode hands out its URL.
+    let edge_listener = match a.no_edge {
+        true => None,
+        false => Some(bind(edge_addr(&a)?, "edge").await?),
+    };
+    let edge_url = match &edge_listener {
+        Some(l) => Some(format!(
+            "http://{}",
+            l.local_addr().context("reading edge address")?
+        )),
+        None => None,
+    };
     let mut nn_args = crate::NamenodeArgs {
         common: crate::CommonArgs {
             config: None,
@@ -224,6 +269,13 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
         repair_interval: None,
         gc_grace: None,
         orphan_grace: None,
+        edges: edge_url
+            .iter()
+            .map(|url| blob_namenode::EdgeConfig {
+                zone: DEV_ZONE.into(),
+                url: url.clone(),
+            })
+            .collect(),
     };
     let nn_cfg = crate::namenode_config(&nn_args)?;
     let nn_listener = bind(nn_cfg.listen, "namenode").await?;
@@ -234,10 +286,12 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
     let nn_url = format!("http://{nn_addr}");
     let nn = blob_namenode::Namenode::open(nn_cfg.clone(), keyring.clone())
         .context("opening the namenode")?;
+    let zone = (!a.no_edge).then_some(DEV_ZONE);
     let client_config = write_client_config(
         &dir,
         &nn_url,
         &blob_namenode::Namenode::credentials_path(&nn_cfg.data_dir),
+        zone,
     )?;
 
     let mut tasks = JoinSet::new();
@@ -294,6 +348,7 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
         region: Some(DEV_REGION.into()),
         min_part_size: None,
         domains: vec![],
+        zone: zone.map(String::from),
     };
     let s3_cfg = crate::s3_config(&s3_args)?;
     let s3_listener = bind(s3_cfg.listen, "S3 gateway").await?;
@@ -312,6 +367,29 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
             .await
             .context("S3 gateway")
     });
+    let mut edge = None;
+    if let (Some(listener), Some(url)) = (edge_listener, edge_url) {
+        let edge_cfg = blob_edge::Config {
+            listen: listener.local_addr().context("reading edge address")?,
+            data_dir: dir.join("edge"),
+            zone: DEV_ZONE.into(),
+            namenode: Some(nn_url.clone()),
+            ..Default::default()
+        };
+        edge = Some(ServiceEntry {
+            url,
+            data: edge_cfg.data_dir.clone(),
+            pid: None,
+            command: vec![],
+            log: None,
+        });
+        let (ring, token) = (keyring.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            blob_edge::serve(edge_cfg, ring, listener, token)
+                .await
+                .context("edge")
+        });
+    }
     let cluster = ClusterFile {
         namenode: ServiceEntry {
             url: nn_url,
@@ -328,6 +406,7 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
             command: vec![],
             log: None,
         }),
+        edge,
         client_config,
         pid: std::process::id(),
     };
@@ -417,6 +496,11 @@ async fn run_processes(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) ->
     }
     let secret = dir.join("cluster.secret");
     secrets::load_or_create(&secret)?;
+    let edge_at = match a.no_edge {
+        true => None,
+        false => Some(edge_addr(&a)?),
+    };
+    let zone = edge_at.map(|_| DEV_ZONE);
     let nn_data = dir.join("namenode");
     let mut args: Vec<String> = vec![
         "namenode".into(),
@@ -434,6 +518,9 @@ async fn run_processes(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) ->
     args.extend(duration_flags("--heartbeat", a.heartbeat));
     args.extend(duration_flags("--stale-after", a.stale_after));
     args.extend(duration_flags("--dead-after", a.dead_after));
+    if let Some(addr) = edge_at {
+        args.extend(["--edge".into(), format!("{DEV_ZONE}=http://{addr}")]);
+    }
     let mut command = service_command(&exe, &args);
     let nn_log = logs.join("namenode.log");
     let (nn_child, nn_addr) = spawn_service(&command, &run.join("namenode.addr"), &nn_log).await?;
@@ -446,6 +533,7 @@ async fn run_processes(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) ->
         &dir,
         &nn_url,
         &blob_namenode::Namenode::credentials_path(&nn_data),
+        zone,
     )?;
     let mut children = vec![nn_child];
     let namenode = ServiceEntry {
@@ -506,6 +594,10 @@ async fn run_processes(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) ->
         "--region".into(),
         DEV_REGION.into(),
     ];
+    let mut args = args;
+    if let Some(z) = zone {
+        args.extend(["--zone".into(), z.into()]);
+    }
     let mut command = service_command(&exe, &args);
     let log = logs.join("s3.log");
     let (child, addr) = spawn_service(&command, &addr_file, &log).await?;
@@ -526,10 +618,42 @@ async fn run_processes(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) ->
         log: Some(log),
     };
     children.push(child);
+    let mut edge = None;
+    if let Some(addr) = edge_at {
+        let addr_file = run.join("edge.addr");
+        let data = dir.join("edge");
+        let args: Vec<String> = vec![
+            "edge".into(),
+            "--listen".into(),
+            addr.to_string(),
+            "--data".into(),
+            data.display().to_string(),
+            "--zone".into(),
+            DEV_ZONE.into(),
+            "--namenode".into(),
+            nn_url.clone(),
+            "--secret-file".into(),
+            secret.display().to_string(),
+            "--addr-file".into(),
+            addr_file.display().to_string(),
+        ];
+        let command = service_command(&exe, &args);
+        let log = logs.join("edge.log");
+        let (child, addr) = spawn_service(&command, &addr_file, &log).await?;
+        edge = Some(ServiceEntry {
+            url: format!("http://{addr}"),
+            data,
+            pid: child.id(),
+            command,
+            log: Some(log),
+        });
+        children.push(child);
+    }
     let cluster = ClusterFile {
         namenode,
         datanodes,
         s3: Some(s3),
+        edge,
         client_config,
         pid: std::process::id(),
     };

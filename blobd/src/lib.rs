@@ -1,5 +1,5 @@
-//! `blobd`, the one server binary: `namenode`, `datanode`, `s3` and `dev` (a whole
-//! local cluster, in one process or as child processes).
+//! `blobd`, the one server binary: `namenode`, `datanode`, `edge`, `s3` and
+//! `dev` (a whole local cluster, in one process or as child processes).
 //!
 //! Configuration is layered: defaults, then a TOML file (`--config` or
 //! `BLOB_CONFIG`), then environment (`BLOB_<SERVICE>_<KEY>`), then flags.
@@ -37,6 +37,8 @@ enum Command {
     Namenode(NamenodeArgs),
     /// Run a datanode (chunk storage).
     Datanode(DatanodeArgs),
+    /// Run an edge cache (chunk reads; needs the cluster secret).
+    Edge(EdgeArgs),
     /// Run an S3 gateway (stateless; needs the cluster secret).
     S3(S3Args),
     /// Run a whole local cluster: a namenode and N datanodes.
@@ -93,6 +95,10 @@ pub struct NamenodeArgs {
     /// How long chunks no metadata knows are kept on datanodes, e.g. `1h`.
     #[arg(long, env = "BLOB_NAMENODE_ORPHAN_GRACE", value_parser = parse_duration)]
     pub orphan_grace: Option<Duration>,
+    /// An edge cache readers of ZONE go through, as ZONE=URL (repeatable;
+    /// the order is the preference order for zones without their own).
+    #[arg(long = "edge", env = "BLOB_NAMENODE_EDGES", value_delimiter = ',', value_parser = blob_namenode::edges::parse_edge)]
+    pub edges: Vec<blob_namenode::EdgeConfig>,
 }
 
 /// `blobd datanode` flags.
@@ -149,6 +155,65 @@ pub struct S3Args {
     /// Base domain for virtual-host-style requests (repeatable).
     #[arg(long = "domain", env = "BLOB_S3_DOMAINS", value_delimiter = ',')]
     pub domains: Vec<String>,
+    /// The gateway's zone: reads go through that zone's edge cache.
+    #[arg(long, env = "BLOB_S3_ZONE")]
+    pub zone: Option<String>,
+}
+
+/// `blobd edge` flags.
+#[derive(Debug, Args, Clone)]
+pub struct EdgeArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Address to listen on.
+    #[arg(long, env = "BLOB_EDGE_LISTEN")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Disk tier directory.
+    #[arg(long, env = "BLOB_EDGE_DATA")]
+    pub data: Option<PathBuf>,
+    /// The zone this edge serves (as in the namenode's --edge ZONE=URL).
+    #[arg(long, env = "BLOB_EDGE_ZONE")]
+    pub zone: Option<String>,
+    /// Namenode base URL (bad-replica reports, warm-up list).
+    #[arg(long, env = "BLOB_EDGE_NAMENODE")]
+    pub namenode: Option<String>,
+    /// Eviction policy: lru, lfu, fifo or tinylfu.
+    #[arg(long, env = "BLOB_EDGE_POLICY")]
+    pub policy: Option<blob_edge::PolicyKind>,
+    /// Memory tier capacity, e.g. 256MiB (0: none).
+    #[arg(long, env = "BLOB_EDGE_MEMORY", value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// Disk tier capacity, e.g. 100GiB (0: none).
+    #[arg(long, env = "BLOB_EDGE_DISK", value_parser = parse_size)]
+    pub disk: Option<u64>,
+    /// File listing chunks to fill at start: one chunk id (64 hex) or
+    /// BUCKET/PATH per line, `#` comments.
+    #[arg(long, env = "BLOB_EDGE_WARM_FILE")]
+    pub warm_file: Option<PathBuf>,
+    /// Skip fsync of disk-tier files.
+    #[arg(long, env = "BLOB_EDGE_NO_FSYNC")]
+    pub no_fsync: bool,
+}
+
+/// Parses a size: bytes, or a number with K/M/G/T (powers of 1024; `KiB`,
+/// `MB`… accepted the same way).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected e.g. 512MiB, 10GiB or bytes"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "ki" | "kib" => 10,
+        "m" | "mb" | "mi" | "mib" => 20,
+        "g" | "gb" | "gi" | "gib" => 30,
+        "t" | "tb" | "ti" | "tib" => 40,
+        _ => return Err(format!("invalid size unit in {s:?}: use K, M, G or T")),
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 /// Parses `500ms`, `6s`, `2m`, `1h`, or plain seconds.
@@ -218,6 +283,9 @@ pub fn namenode_config(a: &NamenodeArgs) -> Result<blob_namenode::Config> {
     if let Some(v) = a.orphan_grace {
         cfg.orphan_grace_ms = v.as_millis() as u64;
     }
+    if !a.edges.is_empty() {
+        cfg.edges = a.edges.clone();
+    }
     // Short dead intervals (tests) imply a short stale interval.
     if cfg.stale_after_ms > cfg.dead_after_ms {
         cfg.stale_after_ms = cfg.dead_after_ms;
@@ -282,9 +350,55 @@ pub fn s3_config(a: &S3Args) -> Result<blob_s3::Config> {
     if !a.domains.is_empty() {
         cfg.domains = a.domains.clone();
     }
+    if let Some(v) = &a.zone {
+        cfg.zone = Some(v.clone());
+    }
     cfg.validate()
         .map_err(anyhow::Error::msg)
         .context("invalid S3 gateway config")?;
+    Ok(cfg)
+}
+
+/// The effective edge config: defaults, file, env, flags.
+pub fn edge_config(a: &EdgeArgs) -> Result<blob_edge::Config> {
+    let mut cfg: blob_edge::Config = load_toml(a.common.config.as_deref())?;
+    if let Some(v) = a.listen {
+        cfg.listen = v;
+    }
+    if let Some(v) = &a.data {
+        cfg.data_dir = v.clone();
+    }
+    if let Some(v) = &a.zone {
+        cfg.zone = v.clone();
+    }
+    if let Some(v) = &a.namenode {
+        cfg.namenode = Some(v.clone());
+    }
+    if let Some(v) = a.policy {
+        cfg.policy = v;
+    }
+    if let Some(v) = a.memory {
+        cfg.memory_capacity = v;
+    }
+    if let Some(v) = a.disk {
+        cfg.disk_capacity = v;
+    }
+    if a.no_fsync {
+        cfg.fsync = false;
+    }
+    if let Some(p) = &a.warm_file {
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("reading the warm-up list {}", p.display()))?;
+        cfg.warm.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    cfg.validate()
+        .map_err(anyhow::Error::msg)
+        .context("invalid edge config")?;
     Ok(cfg)
 }
 
@@ -359,6 +473,21 @@ async fn run_datanode(a: DatanodeArgs) -> Result<()> {
         .context("running the datanode")
 }
 
+async fn run_edge(a: EdgeArgs) -> Result<()> {
+    let cfg = edge_config(&a)?;
+    let Some(secret_file) = a.common.secret_file.clone() else {
+        bail!("an edge needs the cluster secret to verify URLs: pass --secret-file (the namenode writes one to <its data dir>/cluster.secret)");
+    };
+    let keyring = secrets::load(&secret_file)?;
+    let listener = bind(cfg.listen, "edge").await?;
+    write_addr_file(a.common.addr_file.as_deref(), &listener)?;
+    let shutdown = CancellationToken::new();
+    cancel_on_signals(shutdown.clone());
+    blob_edge::serve(cfg, keyring, listener, shutdown)
+        .await
+        .context("running the edge")
+}
+
 async fn run_s3(a: S3Args) -> Result<()> {
     let cfg = s3_config(&a)?;
     let Some(secret_file) = a.common.secret_file.clone() else {
@@ -392,6 +521,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Namenode(a) => run_namenode(a).await,
             Command::Datanode(a) => run_datanode(a).await,
+            Command::Edge(a) => run_edge(a).await,
             Command::S3(a) => run_s3(a).await,
             Command::Dev(a) => dev::run(a).await,
         }
@@ -417,5 +547,15 @@ mod tests {
         assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
         assert!(parse_duration("3 weeks").is_err());
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("256MiB"), Ok(256 << 20));
+        assert_eq!(parse_size("10G"), Ok(10 << 30));
+        assert_eq!(parse_size("0"), Ok(0));
+        assert!(parse_size("3 apples").is_err());
+        assert!(parse_size("99999999999T").is_err());
     }
 }

@@ -27,15 +27,17 @@ const ENV_ENDPOINT: &str = "BLOBCTL_ENDPOINT";
 const ENV_ACCESS_KEY: &str = "BLOBCTL_ACCESS_KEY";
 const ENV_SECRET_KEY: &str = "BLOBCTL_SECRET_KEY";
 const ENV_CONFIG: &str = "BLOBCTL_CONFIG";
+const ENV_ZONE: &str = "BLOBCTL_ZONE";
 
 const AFTER_HELP: &str = "\
 Configuration (first found wins, per setting):
-  1. --endpoint, --access-key, --secret-key
-  2. BLOBCTL_ENDPOINT, BLOBCTL_ACCESS_KEY, BLOBCTL_SECRET_KEY
+  1. --endpoint, --access-key, --secret-key, --zone
+  2. BLOBCTL_ENDPOINT, BLOBCTL_ACCESS_KEY, BLOBCTL_SECRET_KEY, BLOBCTL_ZONE
   3. the TOML file named by --config or BLOBCTL_CONFIG
   4. ~/.config/blobctl/config.toml
   The file holds: endpoint = \"http://127.0.0.1:9870\", access_key = \"...\",
-  secret_key = \"...\" (the client.toml that `blobd dev` writes).
+  secret_key = \"...\", optionally zone = \"...\" (the client.toml that
+  `blobd dev` writes). The zone picks the edge cache reads go through.
 
 Remote paths are written BUCKET/PATH; `-` as a local file is stdin/stdout.
 Logs go to stderr at level warn; RUST_LOG overrides.
@@ -77,6 +79,10 @@ struct Cli {
     /// Config file (TOML) [env: BLOBCTL_CONFIG]
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// This reader's zone: reads go through its edge cache, if the cluster
+    /// has edges [env: BLOBCTL_ZONE]
+    #[arg(long, global = true, value_name = "ZONE")]
+    zone: Option<String>,
     /// No progress bar or summary
     #[arg(short, long, global = true)]
     quiet: bool,
@@ -184,6 +190,11 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Edge caches: fill one on demand, or show their hit ratios
+    Edge {
+        #[command(subcommand)]
+        command: EdgeCommand,
+    },
     /// Drain a datanode: it takes no new replicas and its chunks are copied
     /// elsewhere; follow with `admin status`
     Decommission {
@@ -191,6 +202,25 @@ enum AdminCommand {
         #[arg(value_parser = parse_node_id)]
         node: NodeId,
         /// Print the node's new status as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum EdgeCommand {
+    /// Fill this client's edge (the one the namenode picks for --zone) with
+    /// every chunk of every file under BUCKET[/PREFIX]
+    Warm {
+        /// BUCKET[/PREFIX]
+        target: String,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every edge's tiers, hits, misses and origin traffic
+    Stats {
+        /// Print the edges' answers as JSON
         #[arg(long)]
         json: bool,
     },
@@ -266,6 +296,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         endpoint: cli.endpoint.clone(),
         access_key: cli.access_key.clone(),
         secret_key: cli.secret_key.clone(),
+        zone: cli.zone.clone(),
     };
     let cfg = load_config(
         flags,
@@ -364,6 +395,7 @@ fn load_config(
         endpoint: env(ENV_ENDPOINT),
         access_key: env(ENV_ACCESS_KEY),
         secret_key: env(ENV_SECRET_KEY),
+        zone: env(ENV_ZONE),
     };
     from_env.drop_empty();
     let explicit =
@@ -393,7 +425,7 @@ fn load_config(
     let secret_key = merged
         .secret_key
         .ok_or_else(|| missing("secret key", "--secret-key", ENV_SECRET_KEY, "secret_key"))?;
-    Ok(ClientConfig::new(endpoint, access_key, secret_key))
+    Ok(ClientConfig::new(endpoint, access_key, secret_key).with_zone(merged.zone))
 }
 
 /// Parses a size: plain bytes or a number with a unit. `K`, `Ki`, `KiB`
@@ -725,6 +757,7 @@ async fn admin(client: &Client, command: AdminCommand, quiet: bool) -> anyhow::R
                 .context("writing to stdout")?;
             return Ok(fsck_exit_code(&report));
         }
+        AdminCommand::Edge { command } => return edge(client, command, quiet).await,
         AdminCommand::Decommission { node, json } => {
             let st = client
                 .decommission(node)
@@ -746,6 +779,132 @@ async fn admin(client: &Client, command: AdminCommand, quiet: bool) -> anyhow::R
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn edge(client: &Client, command: EdgeCommand, quiet: bool) -> anyhow::Result<ExitCode> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        EdgeCommand::Warm { target, json } => {
+            let (bucket, prefix) = parse_remote(&target)?;
+            let started = Instant::now();
+            let r = client
+                .warm_edge(&bucket, &prefix)
+                .await
+                .with_context(|| format!("warming the edge with {target}"))?;
+            if json {
+                writeln!(out, "{}", serde_json::to_string_pretty(&r)?)
+                    .context("writing to stdout")?;
+            } else {
+                note(
+                    quiet,
+                    format_args!(
+                        "edge {} ({}): {} files, {} chunks, {}: {} filled, {} already cached, {} failed in {:.1}s",
+                        r.zone,
+                        r.edge,
+                        r.files,
+                        r.chunks,
+                        human(r.bytes),
+                        r.result.filled,
+                        r.result.cached,
+                        r.result.failed,
+                        started.elapsed().as_secs_f64()
+                    ),
+                );
+                for e in &r.result.errors {
+                    eprintln!("  {e}");
+                }
+            }
+            if r.result.failed > 0 {
+                return Ok(ExitCode::from(2));
+            }
+        }
+        EdgeCommand::Stats { json } => {
+            let edges = client.list_edges().await.context("listing the edges")?;
+            let mut all = Vec::new();
+            for e in &edges.edges {
+                let st = client
+                    .edge_stats(&e.url, &edges.stats_query)
+                    .await
+                    .map_err(|err| err.to_string());
+                all.push((e.clone(), st));
+            }
+            let text = if json {
+                let v: Vec<serde_json::Value> = all
+                    .iter()
+                    .map(|(e, st)| match st {
+                        Ok(s) => serde_json::json!({"zone": e.zone, "url": e.url, "stats": s}),
+                        Err(err) => serde_json::json!({"zone": e.zone, "url": e.url, "error": err}),
+                    })
+                    .collect();
+                format!("{}\n", serde_json::to_string_pretty(&v)?)
+            } else {
+                render_edges(&all)
+            };
+            out.write_all(text.as_bytes())
+                .context("writing to stdout")?;
+            if all.iter().any(|(_, st)| st.is_err()) {
+                return Ok(ExitCode::from(2));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `admin edge stats` as text: one row per edge.
+fn render_edges(all: &[(crate::EdgeInfo, Result<crate::EdgeStats, String>)]) -> String {
+    if all.is_empty() {
+        return "no edges configured (blobd namenode --edge ZONE=URL)\n".into();
+    }
+    let header = [
+        "ZONE", "URL", "POLICY", "HIT%", "MEM HITS", "DISK HITS", "MISSES", "COALESCED",
+        "MEMORY", "DISK", "ORIGIN", "EVICTED",
+    ];
+    let right = [
+        false, false, false, true, true, true, true, true, true, true, true, true,
+    ];
+    let mut rows = Vec::new();
+    let mut errors = String::new();
+    for (e, st) in all {
+        match st {
+            Ok(s) => {
+                let hits = s.memory.hits + s.disk.hits;
+                rows.push(vec![
+                    e.zone.clone(),
+                    e.url.clone(),
+                    s.policy.clone(),
+                    percent(hits, hits + s.misses),
+                    s.memory.hits.to_string(),
+                    s.disk.hits.to_string(),
+                    s.misses.to_string(),
+                    s.coalesced.to_string(),
+                    format!("{}/{}", human(s.memory.used), human(s.memory.capacity)),
+                    format!("{}/{}", human(s.disk.used), human(s.disk.capacity)),
+                    human(s.origin_bytes),
+                    (s.memory.evictions + s.disk.evictions).to_string(),
+                ]);
+            }
+            Err(err) => {
+                rows.push(vec![
+                    e.zone.clone(),
+                    e.url.clone(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                ]);
+                errors.push_str(&format!("{} ({}): {err}\n", e.zone, e.url));
+            }
+        }
+    }
+    let mut out = render_table(&header, &right, &rows);
+    out.push_str(&errors);
+    out
 }
 
 /// Parses a node id as `admin status` shows it (16 hex characters;
@@ -1052,6 +1211,7 @@ mod tests {
             endpoint: e.map(String::from),
             access_key: a.map(String::from),
             secret_key: s.map(String::from),
+            zone: None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Client configuration: where the namenode is, the credentials to sign
 //! with, and timeouts; plus the TOML file format `blobctl` and `blobd dev`
-//! share (`endpoint`, `access_key`, `secret_key`).
+//! share (`endpoint`, `access_key`, `secret_key`, and optionally `zone`).
 
 use std::path::Path;
 use std::time::Duration;
@@ -34,6 +34,15 @@ pub struct ClientConfig {
     /// Time allowed between two reads of a chunk transfer (a silent
     /// datanode is given up on after this long, however big the chunk).
     pub data_idle_timeout: Duration,
+    /// The reader's zone: the namenode points reads at this zone's edge
+    /// cache (or the nearest one) when edges are configured.
+    pub zone: Option<String>,
+    /// Time allowed to connect to an edge cache before reading from the
+    /// datanodes instead.
+    pub edge_connect_timeout: Duration,
+    /// After an edge could not be reached, reads go straight to the
+    /// datanodes for this long.
+    pub edge_retry_after: Duration,
 }
 
 impl ClientConfig {
@@ -50,7 +59,16 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(60),
             data_idle_timeout: Duration::from_secs(120),
+            zone: None,
+            edge_connect_timeout: Duration::from_secs(1),
+            edge_retry_after: Duration::from_secs(10),
         }
+    }
+
+    /// The same configuration for a reader in `zone`.
+    pub fn with_zone(mut self, zone: Option<String>) -> Self {
+        self.zone = zone.filter(|z| !z.trim().is_empty());
+        self
     }
 
     /// Checks the fields: an `http`/`https` endpoint with a host, and
@@ -89,6 +107,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("request_timeout", &self.request_timeout)
             .field("data_idle_timeout", &self.data_idle_timeout)
+            .field("zone", &self.zone)
             .finish()
     }
 }
@@ -106,6 +125,9 @@ pub struct ConfigLayer {
     /// Secret key.
     #[serde(default)]
     pub secret_key: Option<String>,
+    /// The reader's zone (picks the edge cache).
+    #[serde(default)]
+    pub zone: Option<String>,
 }
 
 impl std::fmt::Debug for ConfigLayer {
@@ -117,6 +139,7 @@ impl std::fmt::Debug for ConfigLayer {
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
             )
+            .field("zone", &self.zone)
             .finish()
     }
 }
@@ -153,6 +176,7 @@ impl ConfigLayer {
             &mut self.endpoint,
             &mut self.access_key,
             &mut self.secret_key,
+            &mut self.zone,
         ] {
             if f.as_deref().is_some_and(str::is_empty) {
                 *f = None;
@@ -170,6 +194,9 @@ impl ConfigLayer {
         }
         if self.secret_key.is_none() {
             self.secret_key.clone_from(&lower.secret_key);
+        }
+        if self.zone.is_none() {
+            self.zone.clone_from(&lower.zone);
         }
         self
     }

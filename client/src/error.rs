@@ -174,6 +174,12 @@ impl Error {
         }
     }
 
+    /// True when the server could not be reached at all (connection
+    /// refused or timed out), as opposed to an answer or a broken transfer.
+    pub(crate) fn is_unreachable(&self) -> bool {
+        matches!(self, Error::Transport { source, .. } if source.is_connect() || (source.is_timeout() && !source.is_body()))
+    }
+
     /// An I/O error with what was being done.
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {

@@ -8,6 +8,13 @@
 //! the CLI ([`cli`]). Everything goes through [`Client`], so tests and other
 //! crates (the S3 gateway, the FUSE mount) drive it the same way.
 //!
+//! With edge caches configured at the namenode, each chunk's first URL
+//! points at the edge of the client's zone ([`ClientConfig::zone`]) and
+//! the datanodes' follow: an edge that fails is skipped for a while and
+//! the datanodes are read directly, so every read path (download, range
+//! reads, the S3 gateway and the mount above them) goes through the edge
+//! and survives its loss.
+//!
 //! Flow of an upload: the input is cut into chunks and each is hashed
 //! (SHA-256 = chunk id) → batches of ids go to the namenode, which answers
 //! "already stored" or a pre-signed PUT per chunk → chunks are PUT in
@@ -32,6 +39,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 pub mod cli;
 pub mod config;
+mod edge;
 pub mod error;
 mod meta;
 mod objects;
@@ -45,7 +53,10 @@ pub use blob_common::proto::namenode::{
     BucketInfo, ChunkRef, ClusterStatus, FileEntry, FileInfo, FileLocations, FsckFile, FsckQuery,
     FsckReport, ListBuckets, ListFiles, ListFilesQuery, ListNodes, NodeStatus,
 };
+pub use blob_common::proto::edge::{EdgeStats, TierStats, WarmResponse};
+pub use blob_common::proto::namenode::{EdgeInfo, ListEdges};
 pub use blob_common::NodeId;
+pub use edge::EdgeWarmReport;
 pub use config::{ClientConfig, ConfigLayer};
 pub use error::Error;
 
@@ -72,6 +83,11 @@ struct Inner {
     cfg: ClientConfig,
     base: reqwest::Url,
     http: reqwest::Client,
+    /// For edge caches: a short connect timeout, so that a dead edge costs
+    /// little before the datanodes are read instead.
+    edge_http: reqwest::Client,
+    /// Until when edge URLs are skipped after an edge could not be reached.
+    edge_down_until: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -97,8 +113,22 @@ impl Client {
             .user_agent(concat!("blobctl/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Config(format!("building the HTTP client: {e}")))?;
+        let edge_http = reqwest::Client::builder()
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .connect_timeout(cfg.edge_connect_timeout.min(cfg.connect_timeout))
+            .read_timeout(cfg.data_idle_timeout)
+            .user_agent(concat!("blobctl/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| Error::Config(format!("building the HTTP client: {e}")))?;
         Ok(Client {
-            inner: Arc::new(Inner { cfg, base, http }),
+            inner: Arc::new(Inner {
+                cfg,
+                base,
+                http,
+                edge_http,
+                edge_down_until: std::sync::Mutex::new(None),
+            }),
             request_id: None,
         })
     }

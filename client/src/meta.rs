@@ -190,14 +190,17 @@ impl Client {
         self.call_json(Method::GET, url, None::<&()>).await
     }
 
-    /// A file with a pre-signed GET URL per replica of each chunk.
+    /// A file with a pre-signed GET URL per replica of each chunk (the
+    /// first one an edge cache's, when the cluster has edges; see
+    /// [`crate::ClientConfig::zone`]).
     pub async fn locations(&self, bucket: &str, path: &str) -> Result<FileLocations, Error> {
         validate_bucket(bucket)?;
         validate_path(path)?;
-        let url = self.meta_url(
-            &["file", "locations"],
-            &[("bucket", bucket), ("path", path)],
-        );
+        let mut query = vec![("bucket", bucket), ("path", path)];
+        if let Some(zone) = &self.inner.cfg.zone {
+            query.push(("zone", zone));
+        }
+        let url = self.meta_url(&["file", "locations"], &query);
         self.call_json(Method::GET, url, None::<&()>).await
     }
 

@@ -110,6 +110,26 @@ fn parse_url(url: &str) -> Result<Url, Error> {
 }
 
 impl Client {
+    /// Whether edge URLs are being skipped (an edge was unreachable lately).
+    pub(crate) fn edge_down(&self) -> bool {
+        let until = self
+            .inner
+            .edge_down_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        until.is_some_and(|t| std::time::Instant::now() < t)
+    }
+
+    /// Skips edge URLs for a while: an edge could not be reached.
+    pub(crate) fn mark_edge_down(&self) {
+        let mut until = self
+            .inner
+            .edge_down_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        *until = Some(std::time::Instant::now() + self.inner.cfg.edge_retry_after);
+    }
+
     /// PUTs one chunk to the primary of its pipeline; the answer holds a
     /// receipt per replica stored and the pipeline nodes that failed.
     pub(crate) async fn put_chunk(
@@ -156,12 +176,16 @@ impl Client {
         chunk: &ChunkId,
         chunk_size: u64,
         range: Option<Range<u64>>,
+        edge: bool,
     ) -> Result<ChunkBody, Error> {
         let url = parse_url(url)?;
         let request_id = self.request_id();
-        let mut req = self
-            .inner
-            .http
+        let http = if edge {
+            &self.inner.edge_http
+        } else {
+            &self.inner.http
+        };
+        let mut req = http
             .get(url.clone())
             .header(REQUEST_ID, &request_id);
         if let Some(r) = &range {

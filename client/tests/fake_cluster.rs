@@ -359,6 +359,7 @@ fn locations(st: &State, q: &HashMap<String, String>) -> Result<Response, Respon
                 .map(|node| ReplicaUrl {
                     node,
                     url: format!("{}/dn/{node}/{}?s=secret-signature", st.base, c.id),
+                    edge: None,
                 })
                 .collect();
             let loc = ChunkLocation {

@@ -11,6 +11,16 @@
 //! datanode checks that the pipeline entry at `hop` names itself, so a
 //! forged hop can only make a node refuse, never write elsewhere.
 //!
+//! A GET URL may also carry `origins`, the chunk's replicas, so that an
+//! edge cache handed the URL can fill a miss from a datanode with no
+//! namenode round trip: it forwards the same token, which the datanode
+//! verifies as any other GET (and whose origins it ignores). The list is
+//! signed like every other claim, so nobody can point an edge elsewhere.
+//!
+//! Edge admin grants ([`sign_edge_admin`]) are a separate, smaller form for
+//! an edge's admin routes (stats): the namenode makes them for admin users,
+//! the edge checks them with the same keyring.
+//!
 //! A receipt is a datanode's signed statement that it holds a chunk of a
 //! given size durably. Clients pass receipts to the namenode at commit, which
 //! verifies them with the same keyring before recording replicas.
@@ -28,6 +38,7 @@ type HmacSha256 = Hmac<Sha256>;
 
 const PRESIGN_DOMAIN: &[u8] = b"blob-presign-v1\n";
 const RECEIPT_DOMAIN: &[u8] = b"blob-receipt-v1\n";
+const EDGE_ADMIN_DOMAIN: &[u8] = b"blob-edge-admin-v1\n";
 
 /// What a URL allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +79,9 @@ pub struct Claims {
     pub exp: u64,
     /// The signing key's id (for rotation).
     pub kid: String,
-    /// For PUT: the exact size of the chunk.
+    /// For PUT: the exact size of the chunk. For GET: the chunk's size,
+    /// when the signer knows it (an edge answers with it before any byte
+    /// arrived from the origin).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     /// For PUT: every node to hold a replica, in pipeline order (primary first).
@@ -77,6 +90,10 @@ pub struct Claims {
     /// For PUT: the upload session the chunk belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<UploadId>,
+    /// For GET through an edge: the replicas the edge may fill a miss
+    /// from, best first. Datanodes ignore it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub origins: Vec<PipelineNode>,
 }
 
 /// Why a signed URL or receipt was refused. Each maps to a 403 with this text.
@@ -333,6 +350,78 @@ pub fn verify(
     Ok(claims)
 }
 
+/// Query of an edge admin route: a grant the namenode signed for an admin
+/// user, `?scope=&exp=&kid=&s=`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct EdgeAdminQuery {
+    /// What the grant allows (e.g. `stats`).
+    #[serde(default)]
+    pub scope: String,
+    /// Expiry, Unix seconds.
+    #[serde(default)]
+    pub exp: u64,
+    /// The signing key's id.
+    #[serde(default)]
+    pub kid: String,
+    /// Hex HMAC-SHA256 over scope and expiry, under key `kid`.
+    #[serde(default)]
+    pub s: String,
+}
+
+impl EdgeAdminQuery {
+    fn message(scope: &str, exp: u64) -> String {
+        format!("{scope}\n{exp}")
+    }
+
+    /// The query string form (`scope=..&exp=..&kid=..&s=..`); every value
+    /// is URL-safe (a scope is a plain word, the rest digits and hex).
+    pub fn to_query(&self) -> String {
+        format!(
+            "scope={}&exp={}&kid={}&s={}",
+            self.scope, self.exp, self.kid, self.s
+        )
+    }
+}
+
+/// Signs a grant for an edge admin route (`scope`, a plain word) valid
+/// until `exp` (Unix seconds).
+pub fn sign_edge_admin(keyring: &Keyring, scope: &str, exp: u64) -> EdgeAdminQuery {
+    EdgeAdminQuery {
+        scope: scope.to_string(),
+        exp,
+        kid: keyring.current_kid().to_string(),
+        s: keyring.sign_hex(
+            EDGE_ADMIN_DOMAIN,
+            EdgeAdminQuery::message(scope, exp).as_bytes(),
+        ),
+    }
+}
+
+/// Verifies an edge admin grant for `scope` at time `now`.
+pub fn verify_edge_admin(
+    keyring: &Keyring,
+    q: &EdgeAdminQuery,
+    scope: &str,
+    now: u64,
+) -> Result<(), PresignError> {
+    if q.s.is_empty() || q.kid.is_empty() {
+        return Err(PresignError::Malformed("missing kid or s parameter"));
+    }
+    keyring.verify_hex(
+        &q.kid,
+        EDGE_ADMIN_DOMAIN,
+        EdgeAdminQuery::message(&q.scope, q.exp).as_bytes(),
+        &q.s,
+    )?;
+    if q.exp < now {
+        return Err(PresignError::Expired { exp: q.exp, now });
+    }
+    if q.scope != scope {
+        return Err(PresignError::Malformed("grant is for another scope"));
+    }
+    Ok(())
+}
+
 /// A datanode's signed statement that it durably holds a chunk.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
@@ -395,6 +484,10 @@ mod tests {
                 url: "http://127.0.0.1:1".into(),
             }],
             upload: Some(UploadId([2; 16])),
+            origins: vec![PipelineNode {
+                node: NodeId([5; 8]),
+                url: "http://127.0.0.1:2".into(),
+            }],
         }
     }
 
@@ -432,6 +525,9 @@ mod tests {
         forged.push(c);
         let mut c = claims();
         c.upload = None;
+        forged.push(c);
+        let mut c = claims();
+        c.origins[0].url = "http://evil:2".into();
         forged.push(c);
         for c in forged {
             // A forger re-encodes the claims but cannot re-sign them.
@@ -483,6 +579,35 @@ mod tests {
         ));
         assert!(matches!(
             verify(&ring, &PresignQuery::default(), Op::Put, &c.chunk, 10),
+            Err(PresignError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn edge_admin_grants_verify_and_detect_tampering() {
+        let ring = Keyring::generate();
+        let q = sign_edge_admin(&ring, "stats", 100);
+        assert_eq!(verify_edge_admin(&ring, &q, "stats", 100), Ok(()));
+        assert!(matches!(
+            verify_edge_admin(&ring, &q, "stats", 101),
+            Err(PresignError::Expired { .. })
+        ));
+        assert!(verify_edge_admin(&ring, &q, "warm", 10).is_err());
+        let mut longer = q.clone();
+        longer.exp = 1_000;
+        assert_eq!(
+            verify_edge_admin(&ring, &longer, "stats", 10),
+            Err(PresignError::BadSignature)
+        );
+        let mut other = q.clone();
+        other.scope = "warm".into();
+        assert_eq!(
+            verify_edge_admin(&ring, &other, "warm", 10),
+            Err(PresignError::BadSignature)
+        );
+        assert!(verify_edge_admin(&Keyring::generate(), &q, "stats", 10).is_err());
+        assert!(matches!(
+            verify_edge_admin(&ring, &EdgeAdminQuery::default(), "stats", 10),
             Err(PresignError::Malformed(_))
         ));
     }

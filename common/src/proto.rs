@@ -2,6 +2,7 @@
 //! structs, so no JSON shape is written twice. Every route lives under `/v1/`.
 
 pub mod datanode;
+pub mod edge;
 pub mod heartbeat;
 pub mod multipart;
 pub mod namenode;

@@ -378,60 +378,7 @@ async fn head_chunk(
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-/// A `Range` header, resolved against the chunk's length.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RangeSpec {
-    /// No (usable) range: the whole chunk.
-    Whole,
-    /// Bytes `[start, end)`.
-    Part(u64, u64),
-    /// A well-formed range that lies outside the chunk.
-    Unsatisfiable,
-}
-
-/// Parses a single `bytes=a-b`, `bytes=a-` or `bytes=-n` range. A malformed
-/// or multi-range header is ignored (the whole chunk is served), as RFC 9110
-/// allows.
-pub fn parse_range(header: Option<&HeaderValue>, len: u64) -> RangeSpec {
-    let Some(spec) = header
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().strip_prefix("bytes="))
-    else {
-        return RangeSpec::Whole;
-    };
-    if spec.contains(',') {
-        return RangeSpec::Whole;
-    }
-    let Some((a, b)) = spec.split_once('-') else {
-        return RangeSpec::Whole;
-    };
-    let (a, b) = (a.trim(), b.trim());
-    if a.is_empty() {
-        let Ok(n) = b.parse::<u64>() else {
-            return RangeSpec::Whole;
-        };
-        if n == 0 || len == 0 {
-            return RangeSpec::Unsatisfiable;
-        }
-        return RangeSpec::Part(len - n.min(len), len);
-    }
-    let Ok(start) = a.parse::<u64>() else {
-        return RangeSpec::Whole;
-    };
-    let last = if b.is_empty() {
-        None
-    } else {
-        match b.parse::<u64>() {
-            Ok(l) if l >= start => Some(l),
-            _ => return RangeSpec::Whole,
-        }
-    };
-    if start >= len {
-        return RangeSpec::Unsatisfiable;
-    }
-    let end = last.map_or(len, |l| l.saturating_add(1).min(len));
-    RangeSpec::Part(start, end)
-}
+pub use blob_common::http::{parse_range, RangeSpec};
 
 fn header(v: String) -> HeaderValue {
     // Every value built here is ASCII (numbers, hex).
@@ -541,34 +488,4 @@ async fn stream_body(
             }
         });
     Ok(Response::new(Body::from_stream(stream)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges_follow_rfc_9110() {
-        let h = |s: &'static str| HeaderValue::from_static(s);
-        let p = |s: &'static str, len| parse_range(Some(&h(s)), len);
-        assert_eq!(parse_range(None, 10), RangeSpec::Whole);
-        assert_eq!(p("bytes=0-0", 10), RangeSpec::Part(0, 1));
-        assert_eq!(p("bytes=2-5", 10), RangeSpec::Part(2, 6));
-        assert_eq!(p("bytes=2-500", 10), RangeSpec::Part(2, 10));
-        assert_eq!(p("bytes=7-", 10), RangeSpec::Part(7, 10));
-        assert_eq!(p("bytes=-3", 10), RangeSpec::Part(7, 10));
-        assert_eq!(p("bytes=-30", 10), RangeSpec::Part(0, 10));
-        assert_eq!(p("bytes=10-", 10), RangeSpec::Unsatisfiable);
-        assert_eq!(p("bytes=10-20", 10), RangeSpec::Unsatisfiable);
-        assert_eq!(p("bytes=-0", 10), RangeSpec::Unsatisfiable);
-        assert_eq!(p("bytes=0-", 0), RangeSpec::Unsatisfiable);
-        assert_eq!(p("bytes=5-2", 10), RangeSpec::Whole);
-        assert_eq!(p("bytes=0-1,3-4", 10), RangeSpec::Whole);
-        assert_eq!(p("items=0-1", 10), RangeSpec::Whole);
-        assert_eq!(p("bytes=x-1", 10), RangeSpec::Whole);
-        assert_eq!(
-            p("bytes=0-18446744073709551615", 10),
-            RangeSpec::Part(0, 10)
-        );
-    }
 }

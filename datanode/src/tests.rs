@@ -132,6 +132,7 @@ fn put_claims(chunk: ChunkId, size: u64, pipeline: Vec<PipelineNode>) -> Claims 
         size: Some(size),
         pipeline,
         upload: None,
+        origins: vec![],
     }
 }
 
@@ -144,6 +145,7 @@ fn get_claims(chunk: ChunkId) -> Claims {
         size: None,
         pipeline: Vec::new(),
         upload: None,
+        origins: vec![],
     }
 }
 

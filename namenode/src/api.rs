@@ -50,6 +50,14 @@ impl Principal {
         }
     }
 
+    /// An admin user, or a service holding the cluster secret (an edge).
+    fn admin_or_cluster(&self) -> Result<(), Error> {
+        match self {
+            Principal::Cluster => Ok(()),
+            _ => self.admin(),
+        }
+    }
+
     fn cluster(&self) -> Result<(), Error> {
         match self {
             Principal::Cluster => Ok(()),
@@ -79,6 +87,8 @@ pub(crate) fn router(nn: Arc<Namenode>) -> Router {
         .route("/v1/uploads/{id}/retarget", post(retarget))
         .route("/v1/uploads/{id}/commit", post(commit))
         .route("/v1/chunks/bad", post(bad_replica))
+        .route("/v1/chunks/locations", post(locate_chunks))
+        .route("/v1/admin/edges", get(list_edges))
         .route("/v1/admin/nodes", get(list_nodes))
         .route("/v1/admin/keys/{access_key}", get(access_key_info))
         .route("/v1/copy", post(copy_file))
@@ -263,9 +273,10 @@ async fn locations(
     Extension(p): Extension<Principal>,
     q: Result<Query<FileQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<FileLocations>, Error> {
-    p.user()?;
+    // Any signer: users, and edges (cluster secret) warming by file path.
+    let _ = p;
     let q = query(q)?;
-    blocking(move || nn.locations(&q.bucket, &q.path))
+    blocking(move || nn.locations(&q.bucket, &q.path, q.zone.as_deref()))
         .await
         .map(Json)
 }
@@ -363,10 +374,28 @@ async fn bad_replica(
     Extension(p): Extension<Principal>,
     JsonBody(req): JsonBody<BadReplica>,
 ) -> Result<StatusCode, Error> {
-    p.user()?;
+    // Any signer: readers with their key, edges with the cluster secret.
+    let _ = p;
     blocking(move || nn.bad_replica(&req))
         .await
         .map(|_| StatusCode::NO_CONTENT)
+}
+
+async fn locate_chunks(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    JsonBody(req): JsonBody<LocateChunks>,
+) -> Result<Json<LocatedChunks>, Error> {
+    p.admin_or_cluster()?;
+    blocking(move || nn.locate_chunks(&req)).await.map(Json)
+}
+
+async fn list_edges(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+) -> Result<Json<ListEdges>, Error> {
+    p.admin()?;
+    Ok(Json(nn.list_edges()))
 }
 
 async fn list_nodes(

@@ -14,6 +14,7 @@
 
 mod api;
 pub mod db;
+pub mod edges;
 mod error;
 mod metrics;
 mod multipart;
@@ -77,6 +78,18 @@ pub struct Config {
     pub orphan_grace_ms: u64,
     /// Upload sessions not committed within this time are dropped, ms.
     pub upload_ttl_ms: u64,
+    /// Edge caches that read URLs point at, in preference order (see
+    /// [`edges`]); empty: readers go to the datanodes directly.
+    pub edges: Vec<EdgeConfig>,
+}
+
+/// An edge cache readers of one zone go through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeConfig {
+    /// The zone it serves, e.g. `eu-west-1a`.
+    pub zone: String,
+    /// Its base URL, e.g. `http://10.0.0.5:9880`.
+    pub url: String,
 }
 
 impl Default for Config {
@@ -100,6 +113,7 @@ impl Default for Config {
             gc_grace_ms: 3_600_000,
             orphan_grace_ms: 3_600_000,
             upload_ttl_ms: 24 * 3_600_000,
+            edges: Vec::new(),
         }
     }
 }
@@ -121,6 +135,9 @@ impl Config {
         }
         if self.presign_ttl_secs == 0 {
             return Err("presign_ttl_secs must be positive".into());
+        }
+        for e in &self.edges {
+            e.validate()?;
         }
         Ok(())
     }

@@ -292,47 +292,127 @@ impl Namenode {
         Ok(out)
     }
 
-    pub(crate) fn locations(&self, bucket: &str, path: &str) -> Result<FileLocations, Error> {
+    pub(crate) fn locations(
+        &self,
+        bucket: &str,
+        path: &str,
+        zone: Option<&str>,
+    ) -> Result<FileLocations, Error> {
         let rec = self.file_record(bucket, path)?;
-        let now = Instant::now();
-        let exp = now_secs() + self.cfg.presign_ttl_secs;
-        let nodes = self.nodes_read();
+        let edge = crate::edges::pick(&self.cfg.edges, zone);
         let mut chunks = Vec::with_capacity(rec.chunks.len());
         let mut offset = 0;
         for c in &rec.chunks {
-            let replicas = match self.meta.get::<ChunkRecord>(CF_CHUNKS, c.id.as_bytes())? {
-                Some(cr) => nodes.read_order(&cr.replicas, now),
-                None => Vec::new(),
-            };
-            let claims = Claims {
-                op: Op::Get,
-                chunk: c.id,
-                exp,
-                kid: String::new(),
-                size: None,
-                pipeline: vec![],
-                upload: None,
-            };
-            let replicas = replicas
-                .into_iter()
-                .map(|(node, url)| ReplicaUrl {
-                    node,
-                    url: presign::url(&url, &self.keyring, &claims),
-                })
-                .collect();
-            chunks.push(ChunkLocation {
-                id: c.id,
-                size: c.size,
-                offset,
-                replicas,
-            });
+            chunks.push(self.chunk_location(&c.id, c.size, offset, edge)?);
             offset += c.size;
         }
-        drop(nodes);
         Ok(FileLocations {
             file: file_info(bucket, path, rec),
             chunks,
         })
+    }
+
+    /// Where chunk `id` can be read: a pre-signed GET URL per live
+    /// replica, best first, preceded by `edge`'s URL when there is one.
+    /// Every URL carries the same token, whose origins name the replicas
+    /// so the edge can fill a miss by itself.
+    fn chunk_location(
+        &self,
+        id: &ChunkId,
+        size: u64,
+        offset: u64,
+        edge: Option<&crate::EdgeConfig>,
+    ) -> Result<ChunkLocation, Error> {
+        let replicas = match self.meta.get::<ChunkRecord>(CF_CHUNKS, id.as_bytes())? {
+            Some(cr) => self.nodes_read().read_order(&cr.replicas, Instant::now()),
+            None => Vec::new(),
+        };
+        let claims = Claims {
+            op: Op::Get,
+            chunk: *id,
+            exp: now_secs() + self.cfg.presign_ttl_secs,
+            kid: String::new(),
+            size: Some(size),
+            pipeline: vec![],
+            upload: None,
+            origins: match edge {
+                Some(_) => replicas
+                    .iter()
+                    .map(|(node, url)| PipelineNode {
+                        node: *node,
+                        url: url.clone(),
+                    })
+                    .collect(),
+                None => vec![],
+            },
+        };
+        let (t, s) = presign::sign(&self.keyring, &claims);
+        let signed = |base: &str| {
+            format!(
+                "{}/v1/chunks/{id}?t={t}&s={s}",
+                base.trim_end_matches('/')
+            )
+        };
+        let mut urls = Vec::with_capacity(replicas.len() + 1);
+        if let (Some(e), false) = (edge, replicas.is_empty()) {
+            urls.push(ReplicaUrl {
+                node: edge_node_id(&e.url),
+                url: signed(&e.url),
+                edge: Some(e.zone.clone()),
+            });
+        }
+        urls.extend(replicas.into_iter().map(|(node, url)| ReplicaUrl {
+            node,
+            url: signed(&url),
+            edge: None,
+        }));
+        Ok(ChunkLocation {
+            id: *id,
+            size,
+            offset,
+            replicas: urls,
+        })
+    }
+
+    /// Locations of chunks named by id (edge warm-up); unknown ids are
+    /// left out.
+    pub(crate) fn locate_chunks(&self, req: &LocateChunks) -> Result<LocatedChunks, Error> {
+        if req.chunks.len() > 10_000 {
+            return Err(Error::BadRequest(format!(
+                "{} chunks asked for; at most 10000 per call",
+                req.chunks.len()
+            )));
+        }
+        let edge = crate::edges::pick(&self.cfg.edges, req.zone.as_deref());
+        let mut out = LocatedChunks::default();
+        for id in &req.chunks {
+            if let Some(cr) = self.meta.get::<ChunkRecord>(CF_CHUNKS, id.as_bytes())? {
+                out.chunks
+                    .push(self.chunk_location(id, cr.size, 0, edge)?);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The configured edges, with a grant for their stats routes.
+    pub(crate) fn list_edges(&self) -> ListEdges {
+        let grant = presign::sign_edge_admin(
+            &self.keyring,
+            "stats",
+            now_secs() + self.cfg.presign_ttl_secs,
+        );
+        ListEdges {
+            edges: self
+                .cfg
+                .edges
+                .iter()
+                .map(|e| EdgeInfo {
+                    zone: e.zone.clone(),
+                    url: e.url.clone(),
+                })
+                .collect(),
+            stats_query: grant.to_query(),
+        }
     }
 
     pub(crate) fn delete_file(&self, bucket: &str, path: &str) -> Result<(), Error> {
@@ -599,6 +679,7 @@ impl Namenode {
             size: Some(c.size),
             pipeline,
             upload: Some(*id),
+            origins: vec![],
         };
         // Until the URL expires, garbage collection must not take this chunk
         // away from under the upload that is about to store it.

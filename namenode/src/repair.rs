@@ -303,6 +303,7 @@ impl Namenode {
                     })
                     .collect(),
                 upload: None,
+                origins: vec![],
             };
             let url = presign::url(&chosen[0].1, &self.keyring, &claims);
             let targets: Vec<NodeId> = chosen.iter().map(|(n, _)| *n).collect();

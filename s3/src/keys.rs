@@ -87,7 +87,8 @@ impl Keys {
             self.inner.cfg.namenode.clone(),
             &info.access_key,
             &info.secret_key,
-        );
+        )
+        .with_zone(self.inner.cfg.zone.clone());
         let client = Client::new(cfg).map_err(|e| {
             tracing::warn!(error = %e, "building a client");
             S3Error::new(S3ErrorCode::InternalError)

@@ -61,6 +61,9 @@ pub struct Config {
     pub replication: Option<u8>,
     /// Largest request header block, bytes (larger: 431).
     pub max_header_bytes: usize,
+    /// The gateway's zone: object reads go through this zone's edge cache
+    /// (or the nearest one) when the cluster has edges.
+    pub zone: Option<String>,
 }
 
 impl Default for Config {
@@ -76,6 +79,7 @@ impl Default for Config {
             key_cache_secs: 30,
             replication: None,
             max_header_bytes: 64 << 10,
+            zone: None,
         }
     }
 }

@@ -211,6 +211,7 @@ async fn chunk_bodies_shorter_or_longer_than_declared_store_nothing() {
                 url: cluster.datanodes[0].url(),
             }],
             upload: None,
+            origins: vec![],
         };
         let url = presign::url(&cluster.datanodes[0].url(), &ring, &claims);
         let path_and_query = url

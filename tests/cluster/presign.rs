@@ -24,6 +24,7 @@ fn claims(cluster: &TestCluster, op: Op, chunk: ChunkId, size: u64, exp: u64) ->
             url: cluster.datanodes[0].url(),
         }],
         upload: None,
+        origins: vec![],
     }
 }
 

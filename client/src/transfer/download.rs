@@ -412,11 +412,19 @@ impl Locator {
             if replicas.is_empty() {
                 last = Error::NoReplica { chunk: id };
             }
+            let skip_edges = self.client.edge_down() && replicas.iter().any(|r| r.edge.is_none());
             for replica in &replicas {
+                if replica.edge.is_some() && skip_edges {
+                    continue;
+                }
                 attempts += 1;
                 match self.fetch_from(id, size, replica, range.clone()).await {
                     Ok(b) => return Ok(b),
                     Err(e) => {
+                        if replica.edge.is_some() && e.is_unreachable() {
+                            // Read from the datanodes until the edge is back.
+                            self.client.mark_edge_down();
+                        }
                         tracing::debug!(
                             chunk = %id.short(),
                             node = %replica.node,
@@ -460,7 +468,7 @@ impl Locator {
     ) -> Result<ChunkBody, Error> {
         let body = self
             .client
-            .get_chunk(&replica.url, &id, size, range)
+            .get_chunk(&replica.url, &id, size, range, replica.edge.is_some())
             .await?;
         let actual = match body.digest {
             None => return Ok(body),
@@ -468,6 +476,14 @@ impl Locator {
             Some(actual) => actual,
         };
         let reason = format!("content hashes to {actual}");
+        if let Some(zone) = &replica.edge {
+            // An edge verifies what it serves; it is no replica to report.
+            tracing::warn!(chunk = %id.short(), edge = %zone, %reason, "edge served bad bytes");
+            return Err(Error::Integrity {
+                chunk: id,
+                detail: format!("edge of zone {zone}: {reason}"),
+            });
+        }
         tracing::warn!(chunk = %id.short(), node = %replica.node, %reason, "bad replica");
         let report = BadReplica {
             chunk: id,

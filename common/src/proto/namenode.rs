@@ -8,7 +8,8 @@
 //!   `DELETE /v1/buckets/{bucket}` → 204 (409 `BucketNotEmpty`, 404 `NoSuchBucket`)
 //! - `GET /v1/buckets/{bucket}/files?prefix=&delimiter=&start_after=&limit=` → [`ListFiles`]
 //! - `GET /v1/file?bucket=&path=` → [`FileInfo`] (404 `NoSuchFile`);
-//!   `GET /v1/file/locations?bucket=&path=` → [`FileLocations`];
+//!   `GET /v1/file/locations?bucket=&path=[&zone=]` → [`FileLocations`]
+//!   (with edges configured, each chunk's first URL is an edge's);
 //!   `DELETE /v1/file?bucket=&path=` → 204
 //! - `POST /v1/rename` [`RenameRequest`] → [`FileInfo`]
 //! - `POST /v1/uploads` [`CreateUpload`] → [`UploadPlan`];
@@ -17,7 +18,10 @@
 //!   `POST /v1/uploads/{id}/commit` [`CommitUpload`] → [`FileInfo`]
 //!   (409 `MissingReplicas` when a new chunk lacks receipts);
 //!   `DELETE /v1/uploads/{id}` → 204 (404 `NoSuchUpload`)
-//! - `POST /v1/chunks/bad` [`BadReplica`] → 204
+//! - `POST /v1/chunks/bad` [`BadReplica`] → 204 (users and edges)
+//! - `POST /v1/chunks/locations` [`LocateChunks`] → [`LocatedChunks`]
+//!   (edges with cluster credentials, and admin keys: warm-up by chunk id)
+//! - `GET /v1/admin/edges` → [`ListEdges`] (admin keys only)
 //! - `GET /v1/admin/nodes` → [`ListNodes`]; `GET /v1/admin/status` → [`ClusterStatus`];
 //!   `GET /v1/admin/fsck?bucket=&prefix=` → [`FsckReport`];
 //!   `POST /v1/admin/decommission` [`Decommission`] → [`NodeStatus`] (admin keys only)
@@ -126,10 +130,26 @@ pub struct ListFiles {
 /// A replica to read a chunk from, with its pre-signed GET URL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaUrl {
-    /// The datanode.
+    /// The datanode (for an edge: an id derived from its URL, see
+    /// [`edge_node_id`]).
     pub node: NodeId,
     /// Pre-signed GET URL.
     pub url: String,
+    /// Set when the URL points at an edge cache (its zone), not at a
+    /// datanode: a reader falls back to the next URL if the edge fails,
+    /// and never reports an edge as a bad replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edge: Option<String>,
+}
+
+/// The id an edge's URLs carry in [`ReplicaUrl::node`]: the first 8 bytes
+/// of the SHA-256 of its base URL (stable, and distinct from datanodes').
+pub fn edge_node_id(url: &str) -> NodeId {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(url.trim_end_matches('/').as_bytes());
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&digest[..8]);
+    NodeId(id)
 }
 
 /// Where one chunk of a file can be read.
@@ -154,13 +174,56 @@ pub struct FileLocations {
     pub chunks: Vec<ChunkLocation>,
 }
 
-/// Query naming one file: `?bucket=&path=`.
+/// Query naming one file: `?bucket=&path=`, and for locations the
+/// reader's zone (`&zone=`), which picks the edge its URLs point at.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FileQuery {
     /// Bucket.
     pub bucket: String,
     /// Path inside the bucket.
     pub path: String,
+    /// The reader's zone (locations only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+}
+
+/// Body of `POST /v1/chunks/locations`: chunks to locate by id (an edge
+/// warming its cache from a list of chunk ids).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LocateChunks {
+    /// The chunks.
+    pub chunks: Vec<ChunkId>,
+    /// The reader's zone, as for file locations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone: Option<String>,
+}
+
+/// Answer to `POST /v1/chunks/locations`: the chunks the namenode knows,
+/// in the order asked (unknown ids are left out), each with offset 0.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LocatedChunks {
+    /// The chunks found.
+    pub chunks: Vec<ChunkLocation>,
+}
+
+/// An edge cache the namenode hands out URLs for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EdgeInfo {
+    /// Its zone.
+    pub zone: String,
+    /// Its base URL.
+    pub url: String,
+}
+
+/// Answer to `GET /v1/admin/edges`: the configured edges, in preference
+/// order, each with a short-lived signed query for its admin routes.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListEdges {
+    /// The edges.
+    pub edges: Vec<EdgeInfo>,
+    /// Query string granting `GET {edge}/v1/admin/stats` (see
+    /// [`crate::presign::EdgeAdminQuery`]).
+    pub stats_query: String,
 }
 
 /// Body of `POST /v1/rename`.

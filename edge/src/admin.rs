@@ -1,0 +1,327 @@
+//! Warm-up and stats: `POST /v1/warm` (chunks named by pre-signed GET
+//! URLs, each verified, so only holders of namenode-issued URLs can fill
+//! the cache), `GET /v1/admin/stats` (a namenode-signed grant), and the
+//! warm-up list filled at start through the namenode with the cluster
+//! secret.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use blob_common::auth;
+use blob_common::presign::{self, EdgeAdminQuery, Op, PresignQuery};
+use blob_common::proto::edge::{EdgeStats, WarmRequest, WarmResponse};
+use blob_common::proto::namenode::{ChunkLocation, FileLocations, LocateChunks, LocatedChunks};
+use blob_common::ChunkId;
+use futures::StreamExt;
+use reqwest::{Method, Url};
+use tracing::{info, warn};
+
+use crate::error::Error;
+use crate::fill::{self, error_chain, Fill, Origin};
+use crate::get::origins;
+use crate::store::{Lookup, Purpose};
+use crate::Edge;
+
+/// Most chunks one warm request may name.
+const MAX_WARM: usize = 10_000;
+/// Failure reasons kept in a [`WarmResponse`].
+const MAX_ERRORS: usize = 10;
+
+/// What warming one chunk did.
+enum Warmed {
+    Cached,
+    Filled,
+    Failed(String),
+}
+
+/// One chunk to warm: its id, signed size, and where to fill it from.
+struct Job {
+    id: ChunkId,
+    size: Option<u64>,
+    origins: Vec<Origin>,
+}
+
+/// Brings one chunk into the cache (past TinyLFU's admission: an operator
+/// asked for it), without counting as a read.
+async fn warm_one(edge: &Arc<Edge>, job: Job) -> Warmed {
+    let Job { id, size, origins } = job;
+    let lookup = edge
+        .cache
+        .lookup(&id, Purpose::Warm, !origins.is_empty(), || Fill::new(id, size));
+    let fill = match lookup {
+        Lookup::Memory(_) | Lookup::Disk(_) => return Warmed::Cached,
+        Lookup::NoOrigin => return Warmed::Failed(format!("chunk {id}: no origin to fill from")),
+        Lookup::Joined(f) => f,
+        Lookup::Started(f) => {
+            tokio::spawn(fill::run(edge.clone(), f.clone(), origins, true));
+            f
+        }
+    };
+    match fill.wait_done().await {
+        Ok(_) => Warmed::Filled,
+        Err(e) => Warmed::Failed(format!("chunk {id}: {e}")),
+    }
+}
+
+async fn warm_all(edge: &Arc<Edge>, jobs: Vec<Job>) -> WarmResponse {
+    let mut out = WarmResponse {
+        requested: jobs.len() as u64,
+        ..Default::default()
+    };
+    let mut results = futures::stream::iter(jobs)
+        .map(|job| warm_one(edge, job))
+        .buffer_unordered(edge.cfg.warm_parallel.max(1));
+    while let Some(r) = results.next().await {
+        match r {
+            Warmed::Cached => out.cached += 1,
+            Warmed::Filled => out.filled += 1,
+            Warmed::Failed(e) => {
+                out.failed += 1;
+                if out.errors.len() < MAX_ERRORS {
+                    out.errors.push(e);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// `POST /v1/warm`: every URL is verified before any is filled.
+pub(crate) async fn warm(State(edge): State<Arc<Edge>>, body: Bytes) -> Response {
+    let req: WarmRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            edge.metrics.refused.inc();
+            return Error::BadRequest(format!("malformed warm request: {e}")).into_response();
+        }
+    };
+    if req.chunks.len() > MAX_WARM {
+        edge.metrics.refused.inc();
+        return Error::BadRequest(format!(
+            "{} chunks in one warm request; at most {MAX_WARM}",
+            req.chunks.len()
+        ))
+        .into_response();
+    }
+    let now = blob_common::now_secs();
+    let mut jobs = Vec::with_capacity(req.chunks.len());
+    for c in req.chunks {
+        let q = PresignQuery {
+            t: c.t,
+            s: c.s,
+            hop: None,
+        };
+        let claims = match presign::verify(&edge.keyring, &q, Op::Get, &c.chunk, now) {
+            Ok(claims) => claims,
+            Err(e) => {
+                edge.metrics.refused.inc();
+                return Error::Presign(e).into_response();
+            }
+        };
+        jobs.push(Job {
+            id: c.chunk,
+            size: claims.size,
+            origins: origins(&c.chunk, &q, &claims),
+        });
+    }
+    let out = warm_all(&edge, jobs).await;
+    info!(
+        requested = out.requested,
+        cached = out.cached,
+        filled = out.filled,
+        failed = out.failed,
+        "warm request done"
+    );
+    Json(out).into_response()
+}
+
+/// `GET /v1/admin/stats?scope=stats&exp=&kid=&s=`.
+pub(crate) async fn stats(
+    State(edge): State<Arc<Edge>>,
+    query: Result<Query<EdgeAdminQuery>, QueryRejection>,
+) -> Result<Json<EdgeStats>, Error> {
+    let check = query
+        .map_err(|e| Error::BadRequest(e.body_text()))
+        .and_then(|Query(q)| {
+            presign::verify_edge_admin(&edge.keyring, &q, "stats", blob_common::now_secs())
+                .map_err(Error::from)
+        });
+    if let Err(e) = check {
+        edge.metrics.refused.inc();
+        return Err(e);
+    }
+    Ok(Json(
+        edge.metrics
+            .stats(&edge.cfg.zone, edge.cfg.policy.name()),
+    ))
+}
+
+/// A namenode call signed with the cluster credentials.
+pub(crate) async fn namenode_call(
+    edge: &Edge,
+    method: Method,
+    url: Url,
+    body: Option<Vec<u8>>,
+) -> Result<Bytes, String> {
+    let (access, secret) = edge.keyring.cluster_credentials();
+    let body = body.unwrap_or_default();
+    let signed = auth::sign(
+        &access,
+        secret,
+        method.as_str(),
+        url.path(),
+        url.query().unwrap_or(""),
+        blob_common::now_secs(),
+        &body,
+    );
+    let mut req = edge
+        .http
+        .request(method, url)
+        .timeout(std::time::Duration::from_secs(60))
+        .header(reqwest::header::AUTHORIZATION, signed.authorization)
+        .header(auth::DATE_HEADER, signed.date)
+        .header(auth::CONTENT_SHA_HEADER, signed.content_sha256);
+    if !body.is_empty() {
+        req = req
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+    }
+    let resp = req.send().await.map_err(|e| error_chain(&e.without_url()))?;
+    let status = resp.status();
+    let bytes = resp.bytes().await.map_err(|e| error_chain(&e.without_url()))?;
+    if !status.is_success() {
+        return Err(format!(
+            "namenode answered {status}: {}",
+            String::from_utf8_lossy(&bytes).chars().take(300).collect::<String>()
+        ));
+    }
+    Ok(bytes)
+}
+
+fn namenode_url(edge: &Edge, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, String> {
+    let base = edge
+        .cfg
+        .namenode
+        .as_deref()
+        .ok_or("no namenode configured")?;
+    let mut url = Url::parse(base).map_err(|e| format!("namenode URL {base:?}: {e}"))?;
+    if let Ok(mut p) = url.path_segments_mut() {
+        p.pop_if_empty().push("v1").extend(segments);
+    }
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    Ok(url)
+}
+
+/// `{namenode}/v1/<segments…>`.
+pub(crate) fn namenode_url_for(edge: &Edge, segments: &[&str]) -> Result<Url, String> {
+    namenode_url(edge, segments, &[])
+}
+
+/// A job from a namenode location: the datanode URLs (not the edges').
+fn job_of(c: ChunkLocation) -> Job {
+    Job {
+        id: c.id,
+        size: Some(c.size),
+        origins: c
+            .replicas
+            .into_iter()
+            .filter(|r| r.edge.is_none())
+            .map(|r| Origin {
+                node: r.node,
+                url: r.url,
+            })
+            .collect(),
+    }
+}
+
+/// Locates the warm-up list (chunk ids and `bucket/path` files) at the
+/// namenode and fills it.
+async fn locate(edge: &Edge, entries: &[String]) -> (Vec<Job>, Vec<String>) {
+    let mut jobs = Vec::new();
+    let mut errors = Vec::new();
+    let zone = edge.cfg.zone.as_str();
+    let mut ids = Vec::new();
+    for entry in entries.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+        if let Ok(id) = entry.parse::<ChunkId>() {
+            ids.push(id);
+            continue;
+        }
+        let Some((bucket, path)) = entry.split_once('/') else {
+            errors.push(format!("{entry:?}: expected a chunk id or bucket/path"));
+            continue;
+        };
+        let res = match namenode_url(
+            edge,
+            &["file", "locations"],
+            &[("bucket", bucket), ("path", path), ("zone", zone)],
+        ) {
+            Ok(url) => namenode_call(edge, Method::GET, url, None).await,
+            Err(e) => Err(e),
+        };
+        match res.and_then(|b| {
+            serde_json::from_slice::<FileLocations>(&b).map_err(|e| format!("bad answer: {e}"))
+        }) {
+            Ok(locs) => jobs.extend(locs.chunks.into_iter().map(job_of)),
+            Err(e) => errors.push(format!("{entry}: {e}")),
+        }
+    }
+    for batch in ids.chunks(1000) {
+        let body = LocateChunks {
+            chunks: batch.to_vec(),
+            zone: Some(zone.to_string()),
+        };
+        let res = match (
+            namenode_url(edge, &["chunks", "locations"], &[]),
+            serde_json::to_vec(&body),
+        ) {
+            (Ok(url), Ok(body)) => namenode_call(edge, Method::POST, url, Some(body)).await,
+            (Err(e), _) => Err(e),
+            (_, Err(e)) => Err(e.to_string()),
+        };
+        match res.and_then(|b| {
+            serde_json::from_slice::<LocatedChunks>(&b).map_err(|e| format!("bad answer: {e}"))
+        }) {
+            Ok(found) => {
+                if found.chunks.len() < batch.len() {
+                    errors.push(format!(
+                        "{} of {} chunk ids are unknown to the namenode",
+                        batch.len() - found.chunks.len(),
+                        batch.len()
+                    ));
+                }
+                jobs.extend(found.chunks.into_iter().map(job_of));
+            }
+            Err(e) => errors.push(format!("locating {} chunk ids: {e}", batch.len())),
+        }
+    }
+    (jobs, errors)
+}
+
+/// Fills the configured warm-up list, in the background of a starting
+/// edge; logs what it did.
+pub(crate) async fn warm_at_start(edge: Arc<Edge>) {
+    let started = std::time::Instant::now();
+    let (jobs, errors) = locate(&edge, &edge.cfg.warm).await;
+    for e in &errors {
+        warn!(error = %e, "warm-up entry skipped");
+    }
+    let out = warm_all(&edge, jobs).await;
+    for e in &out.errors {
+        warn!(error = %e, "warm-up fill failed");
+    }
+    info!(
+        chunks = out.requested,
+        cached = out.cached,
+        filled = out.filled,
+        failed = out.failed,
+        skipped_entries = errors.len(),
+        ms = started.elapsed().as_millis() as u64,
+        "warm-up done"
+    );
+}

@@ -1,0 +1,383 @@
+//! The edge's HTTP routes, and the chunk read path (`GET|HEAD
+//! /v1/chunks/{id}`): verify, 304, memory, disk, fill.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::header::{
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
+    IF_NONE_MATCH, RANGE,
+};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use blob_common::error::ApiError;
+use blob_common::http::{parse_range, RangeSpec};
+use blob_common::presign::{self, Op, PresignQuery};
+use blob_common::ChunkId;
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::error::Error;
+use crate::fill::{self, Fill, Origin};
+use crate::metrics::{TierLabel, DISK, FILL, MEMORY};
+use crate::store::{Lookup, Purpose};
+use crate::{admin, Edge};
+
+/// Response header naming where the body came from: `memory`, `disk`,
+/// `miss` (this request started the fill) or `coalesced` (it joined one).
+pub const CACHE_HEADER: &str = "x-blob-cache";
+
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+pub(crate) fn router(edge: Arc<Edge>) -> Router {
+    Router::new()
+        .route("/v1/chunks/{id}", get(get_chunk).head(head_chunk))
+        .route("/v1/warm", post(admin::warm))
+        .route("/v1/admin/stats", get(admin::stats))
+        .route("/v1/health", get(health))
+        .route("/metrics", get(metrics))
+        .fallback(|| async { ApiError::new(404, "NoSuchRoute", "no such route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(405, "MethodNotAllowed", "method not allowed on this route")
+        })
+        .layer(DefaultBodyLimit::max(16 << 20))
+        .layer(axum::middleware::from_fn(blob_common::http::trace_requests))
+        .with_state(edge)
+}
+
+async fn health(State(edge): State<Arc<Edge>>) -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "zone": edge.cfg.zone, "status": "ok" }))
+}
+
+async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
+    (
+        [(
+            CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        edge.metrics.encode(),
+    )
+        .into_response()
+}
+
+fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<ChunkId, Error> {
+    let Path(raw) = path.map_err(|e| Error::InvalidChunkId(e.body_text()))?;
+    raw.parse()
+        .map_err(|_| Error::InvalidChunkId(raw.chars().take(80).collect()))
+}
+
+/// Verifies a pre-signed GET URL for `id`: every refusal is a 403 (or 400
+/// for a malformed request) before anything else happens.
+pub(crate) fn verify(
+    edge: &Edge,
+    query: Result<Query<PresignQuery>, QueryRejection>,
+    id: &ChunkId,
+) -> Result<(PresignQuery, presign::Claims), Error> {
+    let q = query
+        .map(|Query(q)| q)
+        .map_err(|e| Error::BadRequest(e.body_text()))?;
+    let claims = presign::verify(&edge.keyring, &q, Op::Get, id, blob_common::now_secs())?;
+    Ok((q, claims))
+}
+
+/// The origins signed into a URL, as full pre-signed datanode URLs that
+/// carry the same token.
+pub(crate) fn origins(id: &ChunkId, q: &PresignQuery, claims: &presign::Claims) -> Vec<Origin> {
+    claims
+        .origins
+        .iter()
+        .map(|o| Origin {
+            node: o.node,
+            // The token is base64url and the signature hex (both verified).
+            url: format!(
+                "{}/v1/chunks/{id}?t={}&s={}",
+                o.url.trim_end_matches('/'),
+                q.t,
+                q.s
+            ),
+        })
+        .collect()
+}
+
+async fn get_chunk(
+    State(edge): State<Arc<Edge>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<PresignQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    match read_chunk(&edge, path, query, &headers, false).await {
+        Ok(r) => r,
+        Err(e) => refuse(&edge, e),
+    }
+}
+
+async fn head_chunk(
+    State(edge): State<Arc<Edge>>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<PresignQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    match read_chunk(&edge, path, query, &headers, true).await {
+        Ok(r) => r,
+        Err(e) => refuse(&edge, e),
+    }
+}
+
+fn refuse(edge: &Edge, e: Error) -> Response {
+    if matches!(
+        e,
+        Error::Presign(_) | Error::BadRequest(_) | Error::InvalidChunkId(_)
+    ) {
+        edge.metrics.refused.inc();
+    }
+    e.into_response()
+}
+
+/// Whether an `If-None-Match` header names this chunk's ETag (or `*`).
+fn not_modified(headers: &HeaderMap, id: &ChunkId) -> bool {
+    let etag = format!("\"{id}\"");
+    headers
+        .get_all(IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim())
+        .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+}
+
+fn header(v: String) -> HeaderValue {
+    // Every value built here is ASCII (numbers, hex).
+    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// Status and headers of a chunk answer; `range` is `[start, end)` of a
+/// chunk of `len` bytes.
+fn answer(id: &ChunkId, body: Body, range: (u64, u64), len: u64, whole: bool, source: &'static str) -> Response {
+    let (start, end) = range;
+    let mut resp = Response::new(body);
+    *resp.status_mut() = if whole {
+        StatusCode::OK
+    } else {
+        StatusCode::PARTIAL_CONTENT
+    };
+    let h = resp.headers_mut();
+    h.insert(CONTENT_LENGTH, header((end - start).to_string()));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(ETAG, header(format!("\"{id}\"")));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    h.insert(HeaderName::from_static(CACHE_HEADER), HeaderValue::from_static(source));
+    if !whole {
+        h.insert(
+            CONTENT_RANGE,
+            header(format!("bytes {start}-{}/{len}", end.saturating_sub(1))),
+        );
+    }
+    resp
+}
+
+fn unsatisfiable(len: u64) -> Response {
+    let mut resp = ApiError::new(
+        416,
+        "InvalidRange",
+        format!("range not satisfiable for a chunk of {len} bytes"),
+    )
+    .into_response();
+    resp.headers_mut()
+        .insert(CONTENT_RANGE, header(format!("bytes */{len}")));
+    resp
+}
+
+/// `[start, end)` and whether it is the whole chunk; `None`: unsatisfiable.
+fn resolve(headers: &HeaderMap, len: u64) -> Option<((u64, u64), bool)> {
+    match parse_range(headers.get(RANGE), len) {
+        RangeSpec::Whole => Some(((0, len), true)),
+        RangeSpec::Part(a, b) => Some(((a, b), false)),
+        RangeSpec::Unsatisfiable => None,
+    }
+}
+
+/// Answers from bytes in hand (`bytes` is the whole chunk).
+fn from_bytes(
+    edge: &Edge,
+    id: &ChunkId,
+    bytes: Bytes,
+    headers: &HeaderMap,
+    head_only: bool,
+    tier: &TierLabel,
+    source: &'static str,
+) -> Response {
+    let len = bytes.len() as u64;
+    let Some(((start, end), whole)) = resolve(headers, len) else {
+        return unsatisfiable(len);
+    };
+    let body = if head_only {
+        Body::empty()
+    } else {
+        edge.metrics
+            .served_bytes
+            .get_or_create(tier)
+            .inc_by(end - start);
+        Body::from(bytes.slice(start as usize..end as usize))
+    };
+    answer(id, body, (start, end), len, whole, source)
+}
+
+async fn read_chunk(
+    edge: &Arc<Edge>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<PresignQuery>, QueryRejection>,
+    headers: &HeaderMap,
+    head_only: bool,
+) -> Result<Response, Error> {
+    let id = parse_id(path)?;
+    let (q, claims) = verify(edge, query, &id)?;
+    if not_modified(headers, &id) {
+        edge.metrics.not_modified.inc();
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        let h = resp.headers_mut();
+        h.insert(ETAG, header(format!("\"{id}\"")));
+        h.insert(CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+        return Ok(resp);
+    }
+    if head_only {
+        return head(edge, &id, claims.size, headers).await;
+    }
+    let origins = origins(&id, &q, &claims);
+    // A disk file evicted between the lookup and the read is looked up
+    // again, and then is a miss.
+    for _ in 0..2 {
+        let lookup = edge
+            .cache
+            .lookup(&id, Purpose::Read, !origins.is_empty(), || {
+                Fill::new(id, claims.size)
+            });
+        match lookup {
+            Lookup::Memory(bytes) => {
+                edge.metrics.hits.get_or_create(&MEMORY).inc();
+                return Ok(from_bytes(edge, &id, bytes, headers, false, &MEMORY, "memory"));
+            }
+            Lookup::Disk(len) => {
+                let Some(((start, end), whole)) = resolve(headers, len) else {
+                    edge.metrics.hits.get_or_create(&DISK).inc();
+                    return Ok(unsatisfiable(len));
+                };
+                let want = (!whole).then_some((start, end));
+                let Some(bytes) = edge.cache.read_disk(id, want).await? else {
+                    continue;
+                };
+                edge.metrics.hits.get_or_create(&DISK).inc();
+                edge.metrics
+                    .served_bytes
+                    .get_or_create(&DISK)
+                    .inc_by(bytes.len() as u64);
+                if whole {
+                    edge.cache.promote(id, bytes.clone());
+                }
+                return Ok(answer(&id, Body::from(bytes), (start, end), len, whole, "disk"));
+            }
+            Lookup::Joined(fill) => {
+                edge.metrics.misses.inc();
+                edge.metrics.coalesced.inc();
+                return from_fill(edge, fill, headers, "coalesced").await;
+            }
+            Lookup::Started(f) => {
+                edge.metrics.misses.inc();
+                tokio::spawn(fill::run(edge.clone(), f.clone(), origins.clone(), false));
+                return from_fill(edge, f, headers, "miss").await;
+            }
+            Lookup::NoOrigin => {
+                edge.metrics.misses.inc();
+                return Err(Error::NoOrigin(id));
+            }
+        }
+    }
+    Err(Error::NoOrigin(id))
+}
+
+/// A HEAD: headers from the cache's index or the signed size; nothing is
+/// fetched and no counter moves.
+async fn head(
+    edge: &Arc<Edge>,
+    id: &ChunkId,
+    signed_size: Option<u64>,
+    headers: &HeaderMap,
+) -> Result<Response, Error> {
+    let (len, source) = match edge.cache.lookup(id, Purpose::Warm, false, || Fill::new(*id, None)) {
+        Lookup::Memory(b) => (b.len() as u64, "memory"),
+        Lookup::Disk(len) => (len, "disk"),
+        Lookup::Joined(f) => (
+            f.wait_started().await.map_err(|reason| Error::FillFailed { chunk: *id, reason })?,
+            "coalesced",
+        ),
+        _ => (signed_size.ok_or(Error::NoOrigin(*id))?, "miss"),
+    };
+    let Some((range, whole)) = resolve(headers, len) else {
+        return Ok(unsatisfiable(len));
+    };
+    Ok(answer(id, Body::empty(), range, len, whole, source))
+}
+
+/// Answers from a fill in flight: a whole chunk streams as it arrives, a
+/// range waits for the verified chunk.
+async fn from_fill(
+    edge: &Arc<Edge>,
+    fill: Arc<Fill>,
+    headers: &HeaderMap,
+    source: &'static str,
+) -> Result<Response, Error> {
+    let id = fill.id;
+    let failed = |reason| Error::FillFailed { chunk: id, reason };
+    let len = fill.wait_started().await.map_err(failed)?;
+    let Some(((start, end), whole)) = resolve(headers, len) else {
+        return Ok(unsatisfiable(len));
+    };
+    let served = edge.metrics.served_bytes.get_or_create(&FILL).clone();
+    if !whole {
+        let bytes = fill.wait_done().await.map_err(failed)?;
+        served.inc_by(end - start);
+        let body = Body::from(bytes.slice(start as usize..end as usize));
+        return Ok(answer(&id, body, (start, end), len, false, source));
+    }
+    let reader = fill.reader();
+    let stream = futures::stream::unfold(reader, |mut r| async move {
+        r.next_frame().await.map(|item| (item, r))
+    })
+    .map(move |item| {
+        if let Ok(b) = &item {
+            served.inc_by(b.len() as u64);
+        }
+        item
+    });
+    Ok(answer(&id, Body::from_stream(stream), (0, len), len, true, source))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_matches_the_chunk_etag() {
+        let id = ChunkId::of(b"x");
+        let other = ChunkId::of(b"y");
+        let h = |v: String| {
+            let mut m = HeaderMap::new();
+            m.insert(IF_NONE_MATCH, header(v));
+            m
+        };
+        assert!(not_modified(&h(format!("\"{id}\"")), &id));
+        assert!(not_modified(&h(format!("W/\"{id}\"")), &id));
+        assert!(not_modified(&h(format!("\"{other}\", \"{id}\"")), &id));
+        assert!(not_modified(&h("*".into()), &id));
+        assert!(!not_modified(&h(format!("\"{other}\"")), &id));
+        assert!(!not_modified(&h(id.to_string()), &id));
+        assert!(!not_modified(&HeaderMap::new(), &id));
+    }
+}
