@@ -856,8 +856,18 @@ fn render_edges(all: &[(crate::EdgeInfo, Result<crate::EdgeStats, String>)]) -> 
         return "no edges configured (blobd namenode --edge ZONE=URL)\n".into();
     }
     let header = [
-        "ZONE", "URL", "POLICY", "HIT%", "MEM HITS", "DISK HITS", "MISSES", "COALESCED",
-        "MEMORY", "DISK", "ORIGIN", "EVICTED",
+        "ZONE",
+        "URL",
+        "POLICY",
+        "HIT%",
+        "MEM HITS",
+        "DISK HITS",
+        "MISSES",
+        "COALESCED",
+        "MEMORY",
+        "DISK",
+        "ORIGIN",
+        "EVICTED",
     ];
     let right = [
         false, false, false, true, true, true, true, true, true, true, true, true,

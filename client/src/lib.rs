@@ -45,6 +45,7 @@ mod meta;
 mod objects;
 mod transfer;
 
+pub use blob_common::proto::edge::{EdgeStats, TierStats, WarmResponse};
 pub use blob_common::proto::multipart::{
     CompleteMultipart, CompletePart, CopyFile, CopyPart, CreateMultipart, ListMultipart,
     ListMultipartQuery, ListParts, ListPartsQuery, MultipartInfo, PartInfo, PartTarget,
@@ -53,11 +54,10 @@ pub use blob_common::proto::namenode::{
     BucketInfo, ChunkRef, ClusterStatus, FileEntry, FileInfo, FileLocations, FsckFile, FsckQuery,
     FsckReport, ListBuckets, ListFiles, ListFilesQuery, ListNodes, NodeStatus,
 };
-pub use blob_common::proto::edge::{EdgeStats, TierStats, WarmResponse};
 pub use blob_common::proto::namenode::{EdgeInfo, ListEdges};
 pub use blob_common::NodeId;
-pub use edge::EdgeWarmReport;
 pub use config::{ClientConfig, ConfigLayer};
+pub use edge::EdgeWarmReport;
 pub use error::Error;
 
 /// A progress callback: called with the total number of bytes done so far

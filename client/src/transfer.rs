@@ -185,9 +185,7 @@ impl Client {
         } else {
             &self.inner.http
         };
-        let mut req = http
-            .get(url.clone())
-            .header(REQUEST_ID, &request_id);
+        let mut req = http.get(url.clone()).header(REQUEST_ID, &request_id);
         if let Some(r) = &range {
             req = req.header(
                 reqwest::header::RANGE,

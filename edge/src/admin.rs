@@ -51,7 +51,9 @@ async fn warm_one(edge: &Arc<Edge>, job: Job) -> Warmed {
     let Job { id, size, origins } = job;
     let lookup = edge
         .cache
-        .lookup(&id, Purpose::Warm, !origins.is_empty(), || Fill::new(id, size));
+        .lookup(&id, Purpose::Warm, !origins.is_empty(), || {
+            Fill::new(id, size)
+        });
     let fill = match lookup {
         Lookup::Memory(_) | Lookup::Disk(_) => return Warmed::Cached,
         Lookup::NoOrigin => return Warmed::Failed(format!("chunk {id}: no origin to fill from")),
@@ -155,8 +157,7 @@ pub(crate) async fn stats(
         return Err(e);
     }
     Ok(Json(
-        edge.metrics
-            .stats(&edge.cfg.zone, edge.cfg.policy.name()),
+        edge.metrics.stats(&edge.cfg.zone, edge.cfg.policy.name()),
     ))
 }
 
@@ -190,13 +191,22 @@ pub(crate) async fn namenode_call(
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);
     }
-    let resp = req.send().await.map_err(|e| error_chain(&e.without_url()))?;
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| error_chain(&e.without_url()))?;
     let status = resp.status();
-    let bytes = resp.bytes().await.map_err(|e| error_chain(&e.without_url()))?;
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| error_chain(&e.without_url()))?;
     if !status.is_success() {
         return Err(format!(
             "namenode answered {status}: {}",
-            String::from_utf8_lossy(&bytes).chars().take(300).collect::<String>()
+            String::from_utf8_lossy(&bytes)
+                .chars()
+                .take(300)
+                .collect::<String>()
         ));
     }
     Ok(bytes)

@@ -420,7 +420,10 @@ mod tests {
         assert_eq!(rest.as_deref(), Some(&b"456789"[..]));
         assert!(r.next_frame().await.is_none());
         // A late reader gets everything at once.
-        assert_eq!(collect(fill.clone().reader()).await.ok(), Some(data.to_vec()));
+        assert_eq!(
+            collect(fill.clone().reader()).await.ok(),
+            Some(data.to_vec())
+        );
         assert_eq!(fill.wait_done().await.ok(), Some(data));
     }
 

@@ -7,8 +7,8 @@ use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
-    IF_NONE_MATCH, RANGE,
+    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_NONE_MATCH,
+    RANGE,
 };
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -156,7 +156,14 @@ fn header(v: String) -> HeaderValue {
 
 /// Status and headers of a chunk answer; `range` is `[start, end)` of a
 /// chunk of `len` bytes.
-fn answer(id: &ChunkId, body: Body, range: (u64, u64), len: u64, whole: bool, source: &'static str) -> Response {
+fn answer(
+    id: &ChunkId,
+    body: Body,
+    range: (u64, u64),
+    len: u64,
+    whole: bool,
+    source: &'static str,
+) -> Response {
     let (start, end) = range;
     let mut resp = Response::new(body);
     *resp.status_mut() = if whole {
@@ -173,7 +180,10 @@ fn answer(id: &ChunkId, body: Body, range: (u64, u64), len: u64, whole: bool, so
     h.insert(ETAG, header(format!("\"{id}\"")));
     h.insert(CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
     h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(HeaderName::from_static(CACHE_HEADER), HeaderValue::from_static(source));
+    h.insert(
+        HeaderName::from_static(CACHE_HEADER),
+        HeaderValue::from_static(source),
+    );
     if !whole {
         h.insert(
             CONTENT_RANGE,
@@ -262,7 +272,9 @@ async fn read_chunk(
         match lookup {
             Lookup::Memory(bytes) => {
                 edge.metrics.hits.get_or_create(&MEMORY).inc();
-                return Ok(from_bytes(edge, &id, bytes, headers, false, &MEMORY, "memory"));
+                return Ok(from_bytes(
+                    edge, &id, bytes, headers, false, &MEMORY, "memory",
+                ));
             }
             Lookup::Disk(len) => {
                 let Some(((start, end), whole)) = resolve(headers, len) else {
@@ -281,7 +293,14 @@ async fn read_chunk(
                 if whole {
                     edge.cache.promote(id, bytes.clone());
                 }
-                return Ok(answer(&id, Body::from(bytes), (start, end), len, whole, "disk"));
+                return Ok(answer(
+                    &id,
+                    Body::from(bytes),
+                    (start, end),
+                    len,
+                    whole,
+                    "disk",
+                ));
             }
             Lookup::Joined(fill) => {
                 edge.metrics.misses.inc();
@@ -310,11 +329,16 @@ async fn head(
     signed_size: Option<u64>,
     headers: &HeaderMap,
 ) -> Result<Response, Error> {
-    let (len, source) = match edge.cache.lookup(id, Purpose::Warm, false, || Fill::new(*id, None)) {
+    let (len, source) = match edge
+        .cache
+        .lookup(id, Purpose::Warm, false, || Fill::new(*id, None))
+    {
         Lookup::Memory(b) => (b.len() as u64, "memory"),
         Lookup::Disk(len) => (len, "disk"),
         Lookup::Joined(f) => (
-            f.wait_started().await.map_err(|reason| Error::FillFailed { chunk: *id, reason })?,
+            f.wait_started()
+                .await
+                .map_err(|reason| Error::FillFailed { chunk: *id, reason })?,
             "coalesced",
         ),
         _ => (signed_size.ok_or(Error::NoOrigin(*id))?, "miss"),
@@ -356,7 +380,14 @@ async fn from_fill(
         }
         item
     });
-    Ok(answer(&id, Body::from_stream(stream), (0, len), len, true, source))
+    Ok(answer(
+        &id,
+        Body::from_stream(stream),
+        (0, len),
+        len,
+        true,
+        source,
+    ))
 }
 
 #[cfg(test)]

@@ -110,7 +110,10 @@ impl Config {
         if !self.warm.is_empty() && self.namenode.is_none() {
             return Err("a warm-up list needs the namenode's URL (namenode / --namenode)".into());
         }
-        if self.warm_parallel == 0 || self.connect_timeout_ms == 0 || self.origin_idle_timeout_ms == 0 {
+        if self.warm_parallel == 0
+            || self.connect_timeout_ms == 0
+            || self.origin_idle_timeout_ms == 0
+        {
             return Err("warm_parallel and the timeouts must be positive".into());
         }
         Ok(())
@@ -140,7 +143,12 @@ pub async fn serve(
     let metrics = metrics::Metrics::new();
     let cache = {
         let (dir, m) = (cfg.data_dir.clone(), metrics.clone());
-        let (policy, mem, disk, fsync) = (cfg.policy, cfg.memory_capacity, cfg.disk_capacity, cfg.fsync);
+        let (policy, mem, disk, fsync) = (
+            cfg.policy,
+            cfg.memory_capacity,
+            cfg.disk_capacity,
+            cfg.fsync,
+        );
         tokio::task::spawn_blocking(move || store::Cache::open(&dir, policy, mem, disk, fsync, m))
             .await
             .map_err(|e| Error::TaskFailed(e.to_string()))??

@@ -157,7 +157,11 @@ impl Metrics {
             cached_bytes.clone(),
         );
         let cached_chunks = Family::<TierLabel, Gauge>::default();
-        r.register("cached_chunks", "Chunks held, by tier", cached_chunks.clone());
+        r.register(
+            "cached_chunks",
+            "Chunks held, by tier",
+            cached_chunks.clone(),
+        );
         let capacity_bytes = Family::<TierLabel, Gauge>::default();
         r.register_with_unit(
             "capacity",
@@ -242,9 +246,15 @@ mod tests {
         m.served_bytes.get_or_create(&DISK).inc_by(7);
         m.fill_seconds.observe(0.01);
         let text = m.encode();
-        assert!(text.contains("blob_edge_hits_total{tier=\"memory\"} 1"), "{text}");
+        assert!(
+            text.contains("blob_edge_hits_total{tier=\"memory\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("blob_edge_misses_total 2"), "{text}");
-        assert!(text.contains("blob_edge_served_bytes_total{tier=\"disk\"} 7"), "{text}");
+        assert!(
+            text.contains("blob_edge_served_bytes_total{tier=\"disk\"} 7"),
+            "{text}"
+        );
         assert!(text.contains("blob_edge_fill_seconds_bucket"), "{text}");
         let s = m.stats("z", "lru");
         assert_eq!((s.memory.hits, s.misses, s.disk.served_bytes), (1, 2, 7));

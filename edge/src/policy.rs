@@ -348,7 +348,12 @@ mod tests {
                 let n = x % 200;
                 let size = 100 + (n * 37) % 1_900;
                 request(&mut p, n, size);
-                assert!(p.used() <= p.capacity(), "{kind}: {} > {}", p.used(), p.capacity());
+                assert!(
+                    p.used() <= p.capacity(),
+                    "{kind}: {} > {}",
+                    p.used(),
+                    p.capacity()
+                );
                 let sum: u64 = p.ids().iter().filter_map(|i| p.size_of(i)).sum();
                 assert_eq!(sum, p.used(), "{kind}");
                 assert_eq!(p.ids().len(), p.len(), "{kind}");

@@ -131,7 +131,12 @@ impl Cache {
                 }
             }
         }
-        info!(chunks = disk.len(), bytes = disk.used(), dropped, "disk tier loaded");
+        info!(
+            chunks = disk.len(),
+            bytes = disk.used(),
+            dropped,
+            "disk tier loaded"
+        );
         let cache = Self {
             state: Mutex::new(State {
                 memory: Policy::new(policy, memory_capacity),
@@ -162,8 +167,12 @@ impl Cache {
         m.cached_chunks
             .get_or_create(&MEMORY)
             .set(st.memory.len() as i64);
-        m.cached_bytes.get_or_create(&DISK).set(st.disk.used() as i64);
-        m.cached_chunks.get_or_create(&DISK).set(st.disk.len() as i64);
+        m.cached_bytes
+            .get_or_create(&DISK)
+            .set(st.disk.used() as i64);
+        m.cached_chunks
+            .get_or_create(&DISK)
+            .set(st.disk.len() as i64);
     }
 
     /// Looks `id` up in memory, then on disk, then among the fills in
@@ -244,13 +253,9 @@ impl Cache {
             .join("tmp")
             .join(format!("{id}.{}", hex::encode(rand::random::<[u8; 4]>())));
         let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
-        let res = f.write_all(bytes).and_then(|()| {
-            if self.fsync {
-                f.sync_all()
-            } else {
-                Ok(())
-            }
-        });
+        let res = f
+            .write_all(bytes)
+            .and_then(|()| if self.fsync { f.sync_all() } else { Ok(()) });
         if let Err(e) = res {
             let _ = std::fs::remove_file(&tmp);
             return Err(Error::io(&tmp, e));
@@ -366,8 +371,7 @@ impl Cache {
             })();
             match res {
                 Ok(buf) => {
-                    if range.is_none() && ChunkId::of(&buf) != id
-                    {
+                    if range.is_none() && ChunkId::of(&buf) != id {
                         warn!(chunk = %id.short(), "disk tier file does not match its id; dropped");
                         cache.drop_disk(&id);
                         return Ok(None);
@@ -464,7 +468,12 @@ mod tests {
         let cache = open(dir.path(), 60);
         let held: Vec<bool> = ids
             .iter()
-            .map(|id| matches!(cache.lookup(id, Purpose::Warm, false, || Fill::new(*id, None)), Lookup::Disk(_)))
+            .map(|id| {
+                matches!(
+                    cache.lookup(id, Purpose::Warm, false, || Fill::new(*id, None)),
+                    Lookup::Disk(_)
+                )
+            })
             .collect();
         assert_eq!(held, [false, true, true]);
         assert!(!chunk_path(dir.path(), &ids[0]).exists());

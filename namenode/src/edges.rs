@@ -41,9 +41,9 @@ fn common_prefix(a: &str, b: &str) -> usize {
 
 /// Parses `ZONE=URL` (the `--edge` flag).
 pub fn parse_edge(s: &str) -> Result<EdgeConfig, String> {
-    let (zone, url) = s
-        .split_once('=')
-        .ok_or_else(|| format!("invalid edge {s:?}: expected ZONE=URL, e.g. eu-1=http://10.0.0.5:9880"))?;
+    let (zone, url) = s.split_once('=').ok_or_else(|| {
+        format!("invalid edge {s:?}: expected ZONE=URL, e.g. eu-1=http://10.0.0.5:9880")
+    })?;
     let e = EdgeConfig {
         zone: zone.trim().to_string(),
         url: url.trim().trim_end_matches('/').to_string(),
@@ -104,7 +104,10 @@ mod tests {
         let e = edges(&["us-east-1a", "eu-west-1a", "eu-central-1a"]);
         assert_eq!(zone_of(pick(&e, Some("eu-west-1a"))), Some("eu-west-1a"));
         assert_eq!(zone_of(pick(&e, Some("eu-west-1b"))), Some("eu-west-1a"));
-        assert_eq!(zone_of(pick(&e, Some("eu-central-2"))), Some("eu-central-1a"));
+        assert_eq!(
+            zone_of(pick(&e, Some("eu-central-2"))),
+            Some("eu-central-1a")
+        );
         assert_eq!(zone_of(pick(&e, Some("eu-north-1"))), Some("eu-west-1a"));
         // Nothing shared: the first configured.
         assert_eq!(zone_of(pick(&e, Some("ap-south-1"))), Some("us-east-1a"));
@@ -119,7 +122,13 @@ mod tests {
         let e = parse_edge("eu-1=http://127.0.0.1:9880/").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(e.zone, "eu-1");
         assert_eq!(e.url, "http://127.0.0.1:9880");
-        for bad in ["eu-1", "=http://x:1", "eu 1=http://x:1", "eu=ftp://x", "eu=http://"] {
+        for bad in [
+            "eu-1",
+            "=http://x:1",
+            "eu 1=http://x:1",
+            "eu=ftp://x",
+            "eu=http://",
+        ] {
             assert!(parse_edge(bad).is_err(), "{bad}");
         }
     }

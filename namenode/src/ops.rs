@@ -347,12 +347,8 @@ impl Namenode {
             },
         };
         let (t, s) = presign::sign(&self.keyring, &claims);
-        let signed = |base: &str| {
-            format!(
-                "{}/v1/chunks/{id}?t={t}&s={s}",
-                base.trim_end_matches('/')
-            )
-        };
+        let signed =
+            |base: &str| format!("{}/v1/chunks/{id}?t={t}&s={s}", base.trim_end_matches('/'));
         let mut urls = Vec::with_capacity(replicas.len() + 1);
         if let (Some(e), false) = (edge, replicas.is_empty()) {
             urls.push(ReplicaUrl {
@@ -387,8 +383,7 @@ impl Namenode {
         let mut out = LocatedChunks::default();
         for id in &req.chunks {
             if let Some(cr) = self.meta.get::<ChunkRecord>(CF_CHUNKS, id.as_bytes())? {
-                out.chunks
-                    .push(self.chunk_location(id, cr.size, 0, edge)?);
+                out.chunks.push(self.chunk_location(id, cr.size, 0, edge)?);
             }
         }
         Ok(out)

@@ -7,6 +7,7 @@ mod cli;
 mod concurrency;
 mod dedup;
 mod dev;
+mod edge;
 mod faults;
 mod heal;
 mod namespace;

@@ -3,7 +3,9 @@
 //! data directory under one temp dir.
 //!
 //! `TestCluster::builder().datanodes(4).start(bin)` returns once every
-//! datanode heartbeats. Faults are methods: [`TestCluster::kill_datanode`]
+//! datanode heartbeats. `.edge(EdgeSpec::new("z1"))` adds edge caches,
+//! which the namenode is configured with (`--edge ZONE=URL`); an S3
+//! gateway then reads in the first edge's zone. Faults are methods: [`TestCluster::kill_datanode`]
 //! (SIGKILL), [`TestCluster::restart_datanode`], the same for the namenode,
 //! and [`TestCluster::corrupt_chunk`]. Dropping the cluster kills every
 //! process and removes the directory, unless the thread is panicking: then
@@ -37,6 +39,54 @@ pub struct Builder {
     namenode_args: Vec<String>,
     datanode_args: Vec<(Option<usize>, Vec<String>)>,
     datanode_dirs: Vec<(usize, PathBuf)>,
+    edges: Vec<EdgeSpec>,
+}
+
+/// An edge cache to start with the cluster.
+#[derive(Debug, Clone)]
+pub struct EdgeSpec {
+    /// Its zone.
+    pub zone: String,
+    /// Eviction policy (`lru`, `lfu`, `fifo`, `tinylfu`).
+    pub policy: String,
+    /// Memory tier capacity, bytes.
+    pub memory: u64,
+    /// Disk tier capacity, bytes.
+    pub disk: u64,
+    /// Extra `blobd edge` flags.
+    pub args: Vec<String>,
+}
+
+impl EdgeSpec {
+    /// An edge for `zone`: TinyLFU, 64 MiB of memory, 256 MiB of disk.
+    pub fn new(zone: &str) -> Self {
+        Self {
+            zone: zone.to_string(),
+            policy: "tinylfu".into(),
+            memory: 64 << 20,
+            disk: 256 << 20,
+            args: Vec::new(),
+        }
+    }
+
+    /// With this eviction policy.
+    pub fn policy(mut self, p: &str) -> Self {
+        self.policy = p.to_string();
+        self
+    }
+
+    /// With these tier capacities.
+    pub fn capacity(mut self, memory: u64, disk: u64) -> Self {
+        self.memory = memory;
+        self.disk = disk;
+        self
+    }
+
+    /// With extra flags.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
 }
 
 /// One service process.
@@ -165,6 +215,10 @@ pub struct TestCluster {
     pub datanodes: Vec<Service>,
     /// The S3 gateway, when asked for.
     pub s3: Option<Service>,
+    /// The edge caches, in the order they were asked for.
+    pub edges: Vec<Service>,
+    /// Their zones.
+    pub edge_zones: Vec<String>,
     /// The network namespace of the namespaced datanode, if any.
     netns: Option<Netns>,
     /// Admin access key.
@@ -191,6 +245,7 @@ impl Default for Builder {
             namenode_args: Vec::new(),
             datanode_args: Vec::new(),
             datanode_dirs: Vec::new(),
+            edges: Vec::new(),
         }
     }
 }
@@ -264,6 +319,12 @@ impl Builder {
         self
     }
 
+    /// Also start this edge cache (repeatable).
+    pub fn edge(mut self, e: EdgeSpec) -> Self {
+        self.edges.push(e);
+        self
+    }
+
     /// fsync on datanodes (default on).
     pub fn fsync(mut self, on: bool) -> Self {
         self.fsync = on;
@@ -299,6 +360,16 @@ impl Builder {
             child: None,
         };
         let nn_data = root.join("namenode");
+        // Edges get their ports first: the namenode hands out their URLs.
+        let mut edge_addrs = Vec::new();
+        let mut edge_flags = Vec::new();
+        for e in &self.edges {
+            let l = std::net::TcpListener::bind(format!("{host_ip}:0"))
+                .context("finding a port for an edge")?;
+            let addr = l.local_addr()?;
+            edge_flags.extend(["--edge".to_string(), format!("{}=http://{addr}", e.zone)]);
+            edge_addrs.push(addr);
+        }
         let mut namenode = service(
             "namenode",
             vec![
@@ -327,6 +398,7 @@ impl Builder {
                 ms(self.orphan_grace),
             ]
             .into_iter()
+            .chain(edge_flags)
             .chain(self.namenode_args.iter().cloned())
             .collect(),
             nn_data.clone(),
@@ -348,6 +420,8 @@ impl Builder {
             secret_key: get("secret_key"),
             datanodes: Vec::new(),
             s3: None,
+            edges: Vec::new(),
+            edge_zones: self.edges.iter().map(|e| e.zone.clone()).collect(),
             settings: self.clone(),
             namenode,
             netns: None,
@@ -401,7 +475,40 @@ impl Builder {
         cluster
             .wait_live(self.datanodes, Duration::from_secs(30))
             .await?;
+        for (i, (e, addr)) in self.edges.iter().zip(&edge_addrs).enumerate() {
+            let name = format!("edge-{i}");
+            let data = root.join(&name);
+            let mut args = vec![
+                "edge".to_string(),
+                "--listen".into(),
+                addr.to_string(),
+                "--data".into(),
+                data.display().to_string(),
+                "--zone".into(),
+                e.zone.clone(),
+                "--namenode".into(),
+                cluster.namenode.url(),
+                "--secret-file".into(),
+                secret.display().to_string(),
+                "--addr-file".into(),
+                root.join(format!("{name}.addr")).display().to_string(),
+                "--policy".into(),
+                e.policy.clone(),
+                "--memory".into(),
+                e.memory.to_string(),
+                "--disk".into(),
+                e.disk.to_string(),
+            ];
+            args.extend(e.args.iter().cloned());
+            let mut svc = service(&name, args, data);
+            svc.start()?;
+            cluster.edges.push(svc);
+        }
         if self.s3 {
+            let mut zone = Vec::new();
+            if let Some(e) = self.edges.first() {
+                zone = vec!["--zone".to_string(), e.zone.clone()];
+            }
             let mut gw = service(
                 "s3",
                 vec![
@@ -418,7 +525,10 @@ impl Builder {
                     "us-east-1".into(),
                     "--min-part-size".into(),
                     TEST_MIN_PART_SIZE.to_string(),
-                ],
+                ]
+                .into_iter()
+                .chain(zone)
+                .collect(),
                 root.join("s3"),
             );
             gw.start()?;
@@ -565,6 +675,39 @@ impl TestCluster {
         Client::new(cfg).expect("a valid client config")
     }
 
+    /// A client with the admin key, reading in `zone` (through its edge).
+    pub fn client_in(&self, zone: &str) -> Client {
+        let cfg = ClientConfig::new(self.endpoint(), &self.access_key, &self.secret_key)
+            .with_zone(Some(zone.to_string()));
+        Client::new(cfg).expect("a valid client config")
+    }
+
+    /// Base URL of edge `i`.
+    pub fn edge_url(&self, i: usize) -> String {
+        self.edges[i].url()
+    }
+
+    /// SIGKILLs edge `i`.
+    pub fn kill_edge(&mut self, i: usize) {
+        tracing::info!("--- kill edge {i}");
+        self.edges[i].kill();
+    }
+
+    /// Restarts edge `i` on its port and data (with any flags added to its
+    /// `command` meanwhile).
+    pub fn restart_edge(&mut self, i: usize) -> Result<()> {
+        tracing::info!("--- restart edge {i}");
+        self.edges[i].kill();
+        self.edges[i].start()
+    }
+
+    /// The cluster keyring (to sign URLs in tests).
+    pub fn keyring(&self) -> Result<blob_common::presign::Keyring> {
+        let text = std::fs::read_to_string(self.root().join("cluster.secret"))
+            .context("reading the cluster secret")?;
+        blob_common::presign::Keyring::parse(&text).map_err(anyhow::Error::msg)
+    }
+
     /// Writes a blobctl config file for this cluster and returns its path.
     pub fn client_config(&self) -> Result<PathBuf> {
         let path = self.root().join("client.toml");
@@ -572,6 +715,21 @@ impl TestCluster {
             &path,
             format!(
                 "endpoint = \"{}\"\naccess_key = \"{}\"\nsecret_key = \"{}\"\n",
+                self.endpoint(),
+                self.access_key,
+                self.secret_key
+            ),
+        )?;
+        Ok(path)
+    }
+
+    /// Writes a blobctl config file reading in `zone` and returns its path.
+    pub fn client_config_in(&self, zone: &str) -> Result<PathBuf> {
+        let path = self.root().join(format!("client-{zone}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "endpoint = \"{}\"\naccess_key = \"{}\"\nsecret_key = \"{}\"\nzone = \"{zone}\"\n",
                 self.endpoint(),
                 self.access_key,
                 self.secret_key
@@ -746,6 +904,9 @@ impl Drop for TestCluster {
         if let Some(s) = &mut self.s3 {
             s.kill();
         }
+        for e in &mut self.edges {
+            e.kill();
+        }
         if std::thread::panicking() {
             if let Some(dir) = self.dir.take() {
                 let path = dir.keep();
@@ -753,6 +914,7 @@ impl Drop for TestCluster {
                 for s in std::iter::once(&self.namenode)
                     .chain(&self.datanodes)
                     .chain(self.s3.as_ref())
+                    .chain(&self.edges)
                 {
                     eprintln!(
                         "--- {} ({}) last log lines:\n{}",
