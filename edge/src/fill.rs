@@ -249,6 +249,8 @@ pub(crate) async fn run(edge: Arc<Edge>, fill: Arc<Fill>, origins: Vec<Origin>, 
     async move {
         let _guard = FinishGuard(fill.clone());
         let started = Instant::now();
+        // Never closed: the semaphore lives as long as the edge.
+        let _permit = edge.fill_permits.acquire().await.ok();
         edge.metrics.fills.inc();
         edge.metrics.fills_in_flight.inc();
         let mut last = String::from("the signed URL names no origin");

@@ -80,6 +80,9 @@ pub struct Config {
     pub origin_idle_timeout_ms: u64,
     /// Chunks filled at once by a warm-up.
     pub warm_parallel: usize,
+    /// Fills from origins running at once; more wait their turn. Bounds
+    /// the memory of fills in flight to about twice this many chunks.
+    pub max_fills: usize,
 }
 
 impl Default for Config {
@@ -97,6 +100,7 @@ impl Default for Config {
             connect_timeout_ms: 2_000,
             origin_idle_timeout_ms: 30_000,
             warm_parallel: 4,
+            max_fills: 32,
         }
     }
 }
@@ -128,6 +132,8 @@ pub(crate) struct Edge {
     pub(crate) metrics: metrics::Metrics,
     /// Client for origins and the namenode.
     pub(crate) http: reqwest::Client,
+    /// Bounds the fills in flight ([`Config::max_fills`]).
+    pub(crate) fill_permits: tokio::sync::Semaphore,
 }
 
 /// Runs an edge on `listener` until `shutdown` is cancelled: loads the disk
@@ -162,6 +168,7 @@ pub async fn serve(
         .build()
         .map_err(|e| Error::Serve(std::io::Error::other(e)))?;
     let edge = Arc::new(Edge {
+        fill_permits: tokio::sync::Semaphore::new(cfg.max_fills),
         cfg,
         keyring,
         cache: Arc::new(cache),

@@ -12,7 +12,7 @@
 //! | `fifo` | the oldest inserted | always |
 //! | `lru` | the least recently used | always |
 //! | `lfu` | the least frequently used (ties: least recent) | always |
-//! | `tinylfu` | the least recently used | only if the newcomer was asked for more often than every victim (TinyLFU: a count-min sketch of recent requests, halved every `10 × entries` requests) |
+//! | `tinylfu` | the least recently used | only if the newcomer was asked for more often than every victim (TinyLFU: a count-min sketch of recent requests, halved every `10 × chunks held` requests) |
 //!
 //! TinyLFU is scan resistant: a burst of one-off reads cannot push out
 //! chunks that are read again and again, because a one-off chunk is never
@@ -164,8 +164,9 @@ impl Policy {
     /// the eviction order (not for FIFO), and TinyLFU counts every request.
     pub fn access(&mut self, id: &ChunkId) -> bool {
         self.clock += 1;
+        let held = self.entries.len();
         if let Some(s) = &mut self.sketch {
-            s.increment(id);
+            s.increment(id, held);
         }
         let Some(e) = self.entries.get_mut(id) else {
             return false;
@@ -252,30 +253,30 @@ impl Policy {
     }
 }
 
-/// A count-min sketch of request frequencies (4 rows of 4-bit-style
-/// counters saturating at 15), halved every `sample` requests so that old
-/// popularity fades. Chunk ids are SHA-256 digests, so four disjoint
-/// 8-byte slices of the id serve as four independent hashes.
+/// A count-min sketch of request frequencies (4 rows of counters
+/// saturating at 15), halved every `10 × entries held` requests so that
+/// old popularity fades (TinyLFU's reset). Chunk ids are SHA-256 digests,
+/// so four disjoint 8-byte slices of the id serve as four independent
+/// hashes.
 #[derive(Debug)]
 struct Sketch {
     rows: [Vec<u8>; 4],
     mask: u64,
     seen: u64,
-    sample: u64,
 }
 
 impl Sketch {
-    /// Sized for the chunks a tier of `capacity` bytes may hold (counted
-    /// at 256 KiB each, so small chunks are covered too).
+    /// Sized for the most chunks a tier of `capacity` bytes may hold
+    /// (counted at 64 KiB, the smallest chunk size), four counters per
+    /// chunk and row.
     fn for_capacity(capacity: u64) -> Self {
-        let entries = (capacity / (256 << 10)).clamp(16, 1 << 20);
+        let entries = (capacity / (64 << 10)).clamp(16, 1 << 20);
         let width = (entries * 4).next_power_of_two();
         let row = || vec![0u8; width as usize];
         Self {
             rows: [row(), row(), row(), row()],
             mask: width - 1,
             seen: 0,
-            sample: entries * 10,
         }
     }
 
@@ -286,14 +287,16 @@ impl Sketch {
         (u64::from_le_bytes(word) & self.mask) as usize
     }
 
-    fn increment(&mut self, id: &ChunkId) {
+    /// Counts a request; `held` is the number of chunks the tier holds
+    /// (the reset period is ten times that, at least 160).
+    fn increment(&mut self, id: &ChunkId, held: usize) {
         for r in 0..4 {
             let i = self.index(id, r);
             let c = &mut self.rows[r][i];
             *c = (*c + 1).min(15);
         }
         self.seen += 1;
-        if self.seen >= self.sample {
+        if self.seen >= 10 * (held.max(16) as u64) {
             for row in &mut self.rows {
                 for c in row.iter_mut() {
                     *c /= 2;
