@@ -34,6 +34,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 mod meta;
+pub mod mount;
 mod objects;
 mod transfer;
 

@@ -9,6 +9,7 @@ mod dedup;
 mod dev;
 mod faults;
 mod heal;
+mod mount;
 mod namespace;
 mod presign;
 mod restart;
