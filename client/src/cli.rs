@@ -186,8 +186,8 @@ struct MountArgs {
     /// Longest a read or metadata call may take before it fails with EIO
     #[arg(long, default_value = "30s", value_parser = blob_common::parse_duration)]
     timeout: std::time::Duration,
-    /// Memory for cached chunks shared by readers (e.g. 256MiB)
-    #[arg(long, default_value = "256MiB", value_parser = parse_size)]
+    /// Memory for whole chunks cached for readers (read-ahead windows come on top)
+    #[arg(long, default_value = "128MiB", value_parser = parse_size)]
     cache_size: u64,
     /// Most chunks fetched ahead of a sequential reader
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]

@@ -472,7 +472,7 @@ async fn a_seek_moves_only_the_blocks_it_reads() {
         let cluster = start(TestCluster::builder()).await;
         let client = cluster.client();
         client.create_bucket("seek").await.expect("bucket");
-        let data = random_bytes(32 * MIB, 3);
+        let data = random_bytes(64 * MIB, 3);
         put(&client, "seek", "movie.ts", &data, &Default::default()).await;
         let m = mount(&cluster, "seek", &[]);
         let before = cluster
@@ -480,7 +480,7 @@ async fn a_seek_moves_only_the_blocks_it_reads() {
             .await
             .expect("metric");
         let path = m.path("movie.ts");
-        let at = 20 * MIB + 12_345;
+        let at = 40 * MIB + 12_345;
         let got = blocking(move || {
             let mut f = std::fs::File::open(path).expect("open");
             f.seek(SeekFrom::Start(at as u64)).expect("seek");

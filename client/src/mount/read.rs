@@ -9,18 +9,21 @@
 //! player seeking) gets exactly the bytes it asked for, checked by the
 //! datanode's block CRCs, so a seek moves only the blocks it touches.
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
 use blob_common::ChunkId;
 use bytes::{Bytes, BytesMut};
+use futures::future::{BoxFuture, Shared};
+use futures::FutureExt;
 
 use crate::{Client, Error, FileLocations};
 
 /// A read this close to where the last one ended still counts as
-/// sequential (the kernel sends read-ahead requests concurrently, so they
-/// can arrive slightly out of order).
-const SEQ_SLACK: u64 = 2 << 20;
+/// sequential: the kernel sends a read-ahead window of requests at once
+/// (see `READAHEAD_KB` in the mount), and they arrive in any order.
+const SEQ_SLACK: u64 = 17 << 20;
 /// Sequential reads in a row before whole chunks are fetched.
 const SEQ_STREAK: u32 = 3;
 
@@ -48,6 +51,9 @@ impl ChunkCache {
         let options = quick_cache::OptionsBuilder::new()
             .estimated_items_capacity(items)
             .weight_capacity(capacity.max(1))
+            // Half for chunks seen once: a chunk is usually read once, front
+            // to back, and must not be evicted by the next one's arrival.
+            .hot_allocation(0.5)
             .shards(1)
             .build();
         let cache = match options {
@@ -62,8 +68,13 @@ impl ChunkCache {
         Self { cache }
     }
 
-    fn contains(&self, id: &ChunkId) -> bool {
-        self.cache.contains_key(id)
+    /// Cached, or being fetched (by a read-ahead) right now.
+    fn has_or_fetching(&self, id: &ChunkId) -> bool {
+        matches!(
+            self.cache
+                .get_value_or_guard(id, Some(std::time::Duration::ZERO)),
+            quick_cache::sync::GuardResult::Value(_) | quick_cache::sync::GuardResult::Timeout
+        )
     }
 
     /// Chunk `index` of `locs`, whole and verified: from the cache, or
@@ -98,10 +109,17 @@ struct ReadState {
     prefetched: Option<usize>,
 }
 
+/// A whole chunk being fetched (or fetched), shared by whoever waits for it.
+type Fetch = Shared<BoxFuture<'static, Result<Bytes, Arc<Error>>>>;
+
 /// One open file: the version it was opened on, and how it is being read.
 pub(super) struct Reader {
     locs: Arc<FileLocations>,
     state: Mutex<ReadState>,
+    /// Chunks fetched ahead of a sequential reader, held until it passes
+    /// them (a read-ahead window, not a cache: the shared cache may evict
+    /// a chunk before its reader gets there).
+    ahead: Mutex<BTreeMap<usize, Fetch>>,
 }
 
 impl Reader {
@@ -112,6 +130,7 @@ impl Reader {
                 window: 1,
                 ..ReadState::default()
             }),
+            ahead: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -145,6 +164,44 @@ impl Reader {
         self.locs.file.path.clone()
     }
 
+    /// The fetch of whole chunk `index`: the one under way, or a new one
+    /// (from the shared cache or the datanodes), held in the window.
+    fn whole(&self, client: &Client, cache: &Arc<ChunkCache>, index: usize) -> Fetch {
+        let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = ahead.get(&index) {
+            return f.clone();
+        }
+        let (client, cache, locs) = (client.clone(), cache.clone(), self.locs.clone());
+        let f = async move { cache.chunk(&client, &locs, index).await.map_err(Arc::new) }
+            .boxed()
+            .shared();
+        ahead.insert(index, f.clone());
+        f
+    }
+
+    fn fetching(&self, index: usize) -> bool {
+        self.ahead
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&index)
+    }
+
+    /// The reader got to byte `next`: forget the chunks that end well
+    /// behind it (requests still in flight may lag by the slack), and keep
+    /// the window at most `max` chunks ahead.
+    fn advance(&self, next: u64, max: usize) {
+        let behind = next.saturating_sub(SEQ_SLACK);
+        let keep_from = self
+            .locs
+            .chunks
+            .partition_point(|c| c.offset + c.size <= behind);
+        let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
+        *ahead = ahead.split_off(&keep_from);
+        while ahead.len() > max + 2 {
+            ahead.pop_last();
+        }
+    }
+
     /// Up to `len` bytes from `offset` (fewer at the end of the file).
     pub(super) async fn read(
         &self,
@@ -160,24 +217,22 @@ impl Reader {
         }
         let end = offset.saturating_add(len).min(size);
         let touched = touched_chunks(&self.locs, offset..end);
-        let (whole, prefetch) = {
+        let (whole, prefetch, next) = {
             let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
             let sequential = offset.abs_diff(st.next) <= SEQ_SLACK;
             if sequential {
                 st.streak = st.streak.saturating_add(1);
+                st.next = st.next.max(end);
             } else {
                 st.streak = 0;
                 st.window = 1;
                 st.prefetched = None;
-            }
-            st.next = st.next.max(end);
-            if !sequential {
                 st.next = end;
             }
-            let cached = touched
+            let ready = touched
                 .clone()
-                .all(|i| cache.contains(&self.locs.chunks[i].id));
-            let whole = st.streak >= SEQ_STREAK || cached;
+                .all(|i| self.fetching(i) || cache.has_or_fetching(&self.locs.chunks[i].id));
+            let whole = st.streak >= SEQ_STREAK || ready;
             let mut prefetch = Vec::new();
             if st.streak >= SEQ_STREAK {
                 let last = touched.end.saturating_sub(1);
@@ -189,25 +244,30 @@ impl Reader {
                 }
                 st.window = (st.window * 2).min(max_window.max(1));
             }
-            (whole, prefetch)
+            (whole, prefetch, st.next)
         };
-        for index in prefetch {
-            let (client, cache, locs) = (client.clone(), cache.clone(), self.locs.clone());
-            tokio::spawn(async move {
-                if let Err(e) = cache.chunk(&client, &locs, index).await {
-                    tracing::debug!(index, error = %e, "read-ahead failed");
-                }
-            });
-        }
         if !whole {
             return client
                 .read_range_at(self.locs.clone(), offset, end - offset)
                 .await;
         }
+        self.advance(next, max_window);
+        for index in prefetch {
+            let f = self.whole(client, cache, index);
+            // Shared futures run only when polled: drive it now.
+            tokio::spawn(async move {
+                if let Err(e) = f.await {
+                    tracing::debug!(index, error = %e, "read-ahead failed");
+                }
+            });
+        }
         let mut parts = Vec::new();
         for index in touched {
             let c = &self.locs.chunks[index];
-            let chunk = cache.chunk(client, &self.locs, index).await?;
+            let chunk = self
+                .whole(client, cache, index)
+                .await
+                .map_err(|e| Error::Task(format!("{e:#}")))?;
             let from = offset.max(c.offset) - c.offset;
             let to = end.min(c.offset + c.size) - c.offset;
             parts.push(chunk.slice(from as usize..to as usize));
