@@ -9,7 +9,9 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 # RocksDB's Rust bindings are generated with bindgen, which needs libclang;
 # RocksDB itself is compiled from source with the C++ compiler.
 # iproute2: the partition test puts a datanode in a network namespace.
-for pkg in libclang-dev g++ make pkg-config iproute2; do
+# fuse3 (fusermount3) mounts `blobctl mount`; ffmpeg drives the mount's
+# video-pipeline tests.
+for pkg in libclang-dev g++ make pkg-config iproute2 fuse3 ffmpeg; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 

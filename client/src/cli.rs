@@ -164,12 +164,65 @@ enum Command {
         /// BUCKET/PATH
         target: String,
     },
+    /// Mount a bucket as a directory tree (FUSE) until unmounted
+    #[command(after_help = MOUNT_AFTER_HELP)]
+    Mount(MountArgs),
     /// Cluster administration (needs an admin key)
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
     },
 }
+
+#[derive(Debug, clap::Args)]
+struct MountArgs {
+    /// Bucket to mount
+    bucket: String,
+    /// An existing empty directory
+    mountpoint: PathBuf,
+    /// Detach and run in the background once mounted (logs to --log-file)
+    #[arg(short, long)]
+    daemon: bool,
+    /// Where a daemon writes its log (default: ~/.cache/blobctl/mount-BUCKET.log)
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+    /// How long file and directory answers are cached (e.g. 1s, 500ms, 0)
+    #[arg(long, default_value = "1s", value_parser = blob_common::parse_duration)]
+    ttl: std::time::Duration,
+    /// Longest a read or metadata call may take before it fails with EIO
+    #[arg(long, default_value = "30s", value_parser = blob_common::parse_duration)]
+    timeout: std::time::Duration,
+    /// Memory for whole chunks cached for readers (read-ahead windows come on top)
+    #[arg(long, default_value = "128MiB", value_parser = parse_size)]
+    cache_size: u64,
+    /// Most chunks fetched ahead of a sequential reader
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    readahead: u16,
+    /// Chunk size of files written, 64KiB to 256MiB
+    #[arg(long, default_value = "8MiB", value_parser = parse_chunk_size)]
+    chunk_size: u64,
+    /// Chunks in flight per file written
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    parallel: u16,
+    /// Replication factor of files written (default: the cluster's)
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
+    replication: Option<u8>,
+    /// Let other users use the mount
+    #[arg(long)]
+    allow_other: bool,
+    /// Refuse every change (EROFS)
+    #[arg(long)]
+    read_only: bool,
+}
+
+const MOUNT_AFTER_HELP: &str = "\
+Files are read with read-ahead for sequential readers and written as a
+stream that is committed on close or fsync: other readers see the old
+version or the new one, never a part. Writes go front to back; writing
+into bytes already written fails with EOPNOTSUPP. A stopped cluster gives
+EIO after --timeout.
+
+Unmount with `fusermount3 -u MOUNTPOINT`, or SIGTERM/Ctrl-C to blobctl.";
 
 #[derive(Debug, Subcommand)]
 enum AdminCommand {
@@ -233,7 +286,8 @@ pub fn main() -> ExitCode {
 
 /// Runs `blobctl` with `args` (the first is the program name).
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let cli = match Cli::try_parse_from(args) {
+    let raw: Vec<OsString> = args.into_iter().collect();
+    let cli = match Cli::try_parse_from(&raw) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
@@ -244,6 +298,14 @@ pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             };
         }
     };
+    if let Command::Mount(m) = &cli.command {
+        if m.daemon {
+            return match daemonize(m, &raw) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => exit_for(&e),
+            };
+        }
+    }
     blob_common::telemetry::init("warn");
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -367,9 +429,94 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             parallel,
         } => download(&client, &target, &local, usize::from(parallel), quiet).await?,
         Command::Cat { target } => download(&client, &target, "-", 8, true).await?,
+        Command::Mount(m) => {
+            let opts = crate::mount::MountOptions {
+                meta_ttl: m.ttl,
+                timeout: m.timeout,
+                cache_bytes: m.cache_size,
+                readahead_chunks: usize::from(m.readahead),
+                upload: UploadOptions {
+                    chunk_size: m.chunk_size,
+                    parallel: usize::from(m.parallel),
+                    replication: m.replication,
+                    abort_on_error: true,
+                    ..UploadOptions::default()
+                },
+                allow_other: m.allow_other,
+                read_only: m.read_only,
+            };
+            crate::mount::run(client, &m.bucket, &m.mountpoint, opts).await?;
+        }
         Command::Admin { command } => return admin(&client, command, quiet).await,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `mount --daemon`: runs the same command without `--daemon` in its own
+/// process group with its output in the log file, and returns once the
+/// mount is up (or fails with the log's last lines if it never comes up).
+fn daemonize(m: &MountArgs, raw: &[OsString]) -> anyhow::Result<()> {
+    let log = match &m.log_file {
+        Some(p) => p.clone(),
+        None => dirs::cache_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("blobctl")
+            .join(format!("mount-{}.log", m.bucket)),
+    };
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log)
+        .with_context(|| format!("opening log file {}", log.display()))?;
+    let err = out.try_clone().context("opening the log file")?;
+    let exe = std::env::current_exe().context("finding this program")?;
+    let args: Vec<&OsString> = raw
+        .iter()
+        .skip(1)
+        .filter(|a| *a != "--daemon" && *a != "-d")
+        .collect();
+    use std::os::unix::process::CommandExt;
+    let mut child = std::process::Command::new(exe)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .context("starting the mount process")?;
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if crate::mount::is_mounted(&m.mountpoint) {
+            eprintln!(
+                "blobctl: mounted {} at {} (pid {}, log {})",
+                m.bucket,
+                m.mountpoint.display(),
+                child.id(),
+                log.display()
+            );
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            bail!(
+                "the mount process exited ({status}):\n{}",
+                tail_lines(&log, 10)
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("not mounted after 30 s:\n{}", tail_lines(&log, 10));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn tail_lines(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// A line for the user on stderr, unless `-q`.

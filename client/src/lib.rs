@@ -42,6 +42,7 @@ pub mod config;
 mod edge;
 pub mod error;
 mod meta;
+pub mod mount;
 mod objects;
 mod transfer;
 

@@ -1,7 +1,7 @@
 //! The edge cache in front of a real cluster: exact hit and miss counts,
 //! request coalescing, each eviction policy's choice, capacities, corrupt
-//! origins, refused URLs, reads through blobctl and S3 with the edge up and
-//! down, the disk tier across a restart, and warm-up.
+//! origins, refused URLs, reads through blobctl, S3 and the mount with the
+//! edge up and down, the disk tier across a restart, and warm-up.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -703,7 +703,7 @@ fn aws_get(c: &TestCluster, key: &str) -> Vec<u8> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn edge_serves_blobctl_and_s3_reads_and_they_fall_back_to_datanodes_when_it_is_down() {
+async fn edge_serves_blobctl_s3_and_mount_reads_and_they_fall_back_to_datanodes_when_it_is_down() {
     bounded(async {
         let mut c = start(
             TestCluster::builder()
@@ -717,6 +717,8 @@ async fn edge_serves_blobctl_and_s3_reads_and_they_fall_back_to_datanodes_when_i
         let data = random_bytes(5 * MIB as usize + 4321, 6);
         put(&client, "edge", "clip.mp4", &data, &chunked(MIB)).await;
         let want = sha256_hex(&data);
+        let second = random_bytes(2 * MIB as usize + 99, 8);
+        put(&client, "edge", "second.bin", &second, &chunked(MIB)).await;
         let cfg = c.client_config_in("z1").expect("config");
 
         tracing::info!("--- blobctl reads through the edge");
@@ -746,6 +748,25 @@ async fn edge_serves_blobctl_and_s3_reads_and_they_fall_back_to_datanodes_when_i
             "no datanode read for hits"
         );
 
+        tracing::info!("--- the mount reads through the edge");
+        let m = blob_tests::Mount::start(&blobctl_bin(), &cfg, "edge", &[])
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        let p = m.path("clip.mp4");
+        let via_mount = tokio::task::spawn_blocking(move || std::fs::read(p))
+            .await
+            .expect("join")
+            .expect("read through the mount");
+        assert_eq!(sha256_hex(&via_mount), want);
+        assert!(
+            counts(&c, 0).await.memory_hits >= 14.0,
+            "the mount's reads were edge hits"
+        );
+        assert_eq!(
+            datanode_reads(&c).await.0,
+            sent,
+            "no datanode read for hits"
+        );
+
         tracing::info!("--- the edge goes down: reads go to the datanodes");
         c.kill_edge(0);
         let (ok, out, err) = blobctl(&cfg, &["cat", "edge/clip.mp4"]);
@@ -758,9 +779,16 @@ async fn edge_serves_blobctl_and_s3_reads_and_they_fall_back_to_datanodes_when_i
             .await
             .expect("range");
         assert_eq!(&part[..], &data[3..8]);
+        let p = m.path("second.bin");
+        let via_mount = tokio::task::spawn_blocking(move || std::fs::read(p))
+            .await
+            .expect("join")
+            .expect("read through the mount without the edge");
+        assert_eq!(sha256_hex(&via_mount), sha256_hex(&second));
+        drop(m);
         let (after, _) = datanode_reads(&c).await;
         assert!(
-            after >= sent + 2.0 * data.len() as f64,
+            after >= sent + (2 * data.len() + second.len()) as f64,
             "the datanodes served the reads"
         );
 

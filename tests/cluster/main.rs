@@ -10,6 +10,7 @@ mod dev;
 mod edge;
 mod faults;
 mod heal;
+mod mount;
 mod namespace;
 mod presign;
 mod restart;

@@ -76,7 +76,12 @@ async fn boto3_at_its_defaults_passes_the_suite() {
             cmd.arg(script);
             cmd
         });
+        eprintln!("{out}");
         assert!(out.contains(" 0 failed"), "{out}");
+        assert!(
+            out.contains("ok   aws-chunked bodies with checksum trailers"),
+            "{out}"
+        );
     })
     .await;
 }

@@ -279,6 +279,58 @@ def auth_errors():
                                         ContentMD5="AAAAAAAAAAAAAAAAAAAAAA=="))[0], "BadDigest")
 
 
+def trailer_put(key, body, algo, value, chunk=64 << 10):
+    """A PUT as current SDKs send it over HTTPS: STREAMING-UNSIGNED-PAYLOAD-TRAILER,
+    an aws-chunked body and the checksum in a trailer (boto3 over plain HTTP
+    sends a header instead, so the request is built and signed here)."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    framed = bytearray()
+    for i in range(0, len(body), chunk):
+        piece = body[i:i + chunk]
+        framed += b"%x\r\n" % len(piece) + piece + b"\r\n"
+    framed += b"0\r\n" + f"{algo}:{value}\r\n\r\n".encode()
+    url = f"{ENDPOINT}/{B}/{key}"
+    req = AWSRequest(method="PUT", url=url, data=bytes(framed), headers={
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "content-encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(len(body)),
+        "x-amz-trailer": algo,
+        "content-length": str(len(framed)),
+    })
+    creds = boto3.Session().get_credentials()
+    SigV4Auth(creds, "s3", os.environ.get("AWS_REGION", "us-east-1")).add_auth(req)
+    prepared = urllib.request.Request(url, data=bytes(framed), method="PUT",
+                                      headers=dict(req.headers.items()))
+    try:
+        with urllib.request.urlopen(prepared) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def trailers():
+    import base64
+    import zlib
+    body = data(300_000, 9)
+    crc32 = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    sha = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    status, text = trailer_put("trailer/crc32", body, "x-amz-checksum-crc32", crc32)
+    assert status == 200, (status, text)
+    eq(s3.get_object(Bucket=B, Key="trailer/crc32")["Body"].read(), body)
+    status, text = trailer_put("trailer/sha256", body, "x-amz-checksum-sha256", sha)
+    assert status == 200, (status, text)
+    eq(hashlib.sha256(s3.get_object(Bucket=B, Key="trailer/sha256")["Body"].read()).digest(),
+       hashlib.sha256(body).digest())
+    # A wrong checksum in the trailer: refused, and nothing stored.
+    wrong = base64.b64encode((zlib.crc32(body) ^ 1).to_bytes(4, "big")).decode()
+    status, text = trailer_put("trailer/bad", body, "x-amz-checksum-crc32", wrong)
+    eq(status, 400)
+    assert b"BadDigest" in text or b"InvalidRequest" in text, text
+    eq(error_code(lambda: s3.head_object(Bucket=B, Key="trailer/bad"))[1], 404)
+
+
 def cleanup():
     eq(error_code(lambda: s3.delete_bucket(Bucket=B))[0], "BucketNotEmpty")
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=B):
@@ -295,7 +347,8 @@ for name, fn in [("buckets", buckets), ("put/get with metadata", put_get_metadat
                  ("multipart with retry and part copies", multipart),
                  ("multipart errors leave nothing", multipart_errors),
                  ("1000-part upload", thousand_parts), ("pre-signed URLs", presigned),
-                 ("error codes", auth_errors), ("cleanup", cleanup)]:
+                 ("error codes", auth_errors),
+                 ("aws-chunked bodies with checksum trailers", trailers), ("cleanup", cleanup)]:
     check(name, fn)
 
 print(f"boto3 {boto3.__version__}: {passed} passed, {failed} failed")

@@ -1,0 +1,1522 @@
+//! `blobctl mount`: a bucket as a directory tree, through FUSE.
+//!
+//! Every FUSE request is answered from a task on the tokio runtime, so a
+//! slow chunk fetch never holds up a `stat` or another file's read, and
+//! every task is bounded by a timeout: a dead cluster gives `EIO`, never a
+//! hung process. Reads are in [`read`], writes in [`write`], the inode table
+//! and metadata cache in [`inodes`].
+//!
+//! What it maps: files are files, directories are path prefixes (and
+//! `mkdir` writes the empty marker `DIR/` that S3 tools use), `rename` of a
+//! file is the namenode's atomic rename (replacing the target), `unlink`
+//! deletes, `statfs` sums the datanodes. What it refuses: writes into bytes
+//! already written (`EOPNOTSUPP`), truncation to anything but 0 or the
+//! current size, links, special files.
+
+mod inodes;
+mod read;
+mod write;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::future::Future;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use fuser::{
+    Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, KernelConfig,
+    LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow,
+    WriteFlags,
+};
+
+use self::inodes::{join, parent_of, Inodes, Kind, MetaCache, ROOT};
+use self::read::{ChunkCache, Reader};
+use self::write::{WriteError, Writer};
+use crate::{Client, Error, ListFilesQuery, UploadOptions};
+
+/// How a mount behaves.
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    /// How long answers about paths (exists, size, directory) are cached,
+    /// here and in the kernel. Changes made through this mount are seen at
+    /// once; other writers' after at most this long.
+    pub meta_ttl: Duration,
+    /// Longest a read or a metadata operation may take before it fails
+    /// with `EIO` (also the client's network timeouts).
+    pub timeout: Duration,
+    /// Bytes of whole chunks kept in memory for readers.
+    pub cache_bytes: u64,
+    /// Most chunks fetched ahead of a sequential reader.
+    pub readahead_chunks: usize,
+    /// How files written through the mount are uploaded.
+    pub upload: UploadOptions,
+    /// Let other users use the mount (needs `user_allow_other` in
+    /// `/etc/fuse.conf` unless root).
+    pub allow_other: bool,
+    /// Refuse every change with `EROFS`.
+    pub read_only: bool,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        Self {
+            meta_ttl: Duration::from_secs(1),
+            timeout: Duration::from_secs(30),
+            cache_bytes: 128 << 20,
+            readahead_chunks: 8,
+            upload: UploadOptions {
+                abort_on_error: true,
+                ..UploadOptions::default()
+            },
+            allow_other: false,
+            read_only: false,
+        }
+    }
+}
+
+/// Mounts `bucket` at `mountpoint` and serves it until it is unmounted
+/// (`fusermount3 -u`, `umount`) or the process gets SIGTERM or SIGINT,
+/// which unmount it.
+pub async fn run(
+    client: Client,
+    bucket: &str,
+    mountpoint: &Path,
+    opts: MountOptions,
+) -> anyhow::Result<()> {
+    blob_common::names::validate_bucket(bucket)?;
+    opts.upload.validate()?;
+    let meta = std::fs::metadata(mountpoint)
+        .with_context(|| format!("mount point {}", mountpoint.display()))?;
+    if !meta.is_dir() {
+        bail!("mount point {} is not a directory", mountpoint.display());
+    }
+    // Network waits bounded by the mount's timeout.
+    let mut cfg = client.config().clone();
+    cfg.connect_timeout = cfg.connect_timeout.min(opts.timeout);
+    cfg.request_timeout = opts.timeout;
+    cfg.data_idle_timeout = opts.timeout;
+    let client = Client::new(cfg)?;
+    if !client
+        .head_bucket(bucket)
+        .await
+        .with_context(|| format!("checking bucket {bucket}"))?
+    {
+        bail!("no such bucket: {bucket}");
+    }
+
+    let fs = BlobFs::new(client, bucket.to_string(), opts.clone())?;
+    let mut config = fuser::Config::default();
+    config.mount_options = vec![
+        fuser::MountOption::FSName(format!("blob:{bucket}")),
+        fuser::MountOption::Subtype("blob".into()),
+        fuser::MountOption::NoAtime,
+        fuser::MountOption::NoDev,
+        fuser::MountOption::NoSuid,
+        // The kernel checks permissions against the attributes given.
+        fuser::MountOption::DefaultPermissions,
+        if opts.read_only {
+            fuser::MountOption::RO
+        } else {
+            fuser::MountOption::RW
+        },
+    ];
+    if opts.allow_other {
+        config.acl = fuser::SessionACL::All;
+    }
+    let mut session = fuser::Session::new(fs, mountpoint, &config)
+        .with_context(|| format!("mounting {bucket} at {}", mountpoint.display()))?;
+    let mut unmounter = session.unmount_callable();
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("fuse-session".into())
+        .spawn(move || {
+            let _ = done_tx.send(session.run());
+        })
+        .context("starting the FUSE session")?;
+    raise_readahead(mountpoint, READAHEAD_KB);
+    tracing::info!(bucket, mountpoint = %mountpoint.display(), "mounted");
+    eprintln!("blobctl: mounted {bucket} at {}", mountpoint.display());
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("listening for SIGTERM")?;
+    let mut done_rx = done_rx;
+    tokio::select! {
+        res = &mut done_rx => {
+            // Unmounted from outside (fusermount3 -u, umount).
+            return match res {
+                Ok(Ok(())) => {
+                    eprintln!("blobctl: unmounted {}", mountpoint.display());
+                    Ok(())
+                }
+                Ok(Err(e)) => Err(e).context("FUSE session"),
+                Err(_) => bail!("the FUSE session thread stopped"),
+            };
+        }
+        _ = term.recv() => tracing::info!("SIGTERM: unmounting"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: unmounting"),
+    }
+    if let Err(e) = unmounter.unmount() {
+        // Busy (a process still has a file open): detach it now; the
+        // kernel finishes when the last file closes.
+        tracing::warn!(error = %e, "unmount failed; detaching lazily");
+        let status = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(mountpoint)
+            .status();
+        if !matches!(status, Ok(s) if s.success()) {
+            bail!("could not unmount {}: {e}", mountpoint.display());
+        }
+    }
+    match tokio::time::timeout(Duration::from_secs(10), done_rx).await {
+        Ok(_) => eprintln!("blobctl: unmounted {}", mountpoint.display()),
+        Err(_) => tracing::warn!("the FUSE session did not end within 10 s; exiting"),
+    }
+    Ok(())
+}
+
+/// Kernel read-ahead for the mount. The kernel's default for a FUSE mount
+/// is 128 KiB, which keeps one small read in flight at a time: a sequential
+/// reader then waits on a round trip per 128 KiB.
+const READAHEAD_KB: u32 = 16 * 1024;
+
+/// Sets the mount's kernel read-ahead (`/sys/class/bdi/DEV/read_ahead_kb`).
+/// Needs root; others keep the kernel's default, with a note in the log.
+fn raise_readahead(mountpoint: &Path, kb: u32) {
+    let Some(dev) = mount_device(mountpoint) else {
+        return;
+    };
+    let knob = format!("/sys/class/bdi/{dev}/read_ahead_kb");
+    if let Err(e) = std::fs::write(&knob, kb.to_string()) {
+        tracing::info!(%knob, error = %e, "kernel read-ahead left at its default; sequential reads are slower");
+    }
+}
+
+/// The `major:minor` of the mount at `path`, per `/proc/self/mountinfo`.
+fn mount_device(path: &Path) -> Option<String> {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().rev().find_map(|line| {
+        let mut fields = line.split(' ');
+        let dev = fields.nth(2)?;
+        let mnt = fields.nth(1)?;
+        (Path::new(&unescape_mountinfo(mnt)) == path).then(|| dev.to_string())
+    })
+}
+
+/// True when `path` is a mount point (per `/proc/self/mountinfo`).
+pub fn is_mounted(path: &Path) -> bool {
+    mount_device(path).is_some()
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space).
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() {
+            if let Some(v) = std::str::from_utf8(&b[i + 1..i + 4])
+                .ok()
+                .and_then(|d| u8::from_str_radix(d, 8).ok())
+            {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// What an open handle is.
+enum Handle {
+    Read(Arc<Reader>),
+    Write(Arc<Writer>),
+    Dir(Arc<tokio::sync::Mutex<DirList>>),
+}
+
+/// A directory being listed: one page of entries at a time, so a huge
+/// directory streams instead of being listed whole first.
+struct DirList {
+    path: String,
+    /// Cookie of the first entry of `page`.
+    page_start: u64,
+    page: Vec<(String, Kind)>,
+    /// Where the next page starts, or `None` at the end.
+    next: Option<String>,
+    started: bool,
+}
+
+/// The first listing cookies are taken by `.` and `..`.
+const FIRST_ENTRY_COOKIE: u64 = 3;
+
+struct Shared {
+    client: Client,
+    bucket: String,
+    opts: MountOptions,
+    uid: u32,
+    gid: u32,
+    inodes: Mutex<Inodes>,
+    meta: Mutex<MetaCache>,
+    handles: Mutex<HashMap<u64, Handle>>,
+    next_fh: AtomicU64,
+    /// Files open for writing, by path (their size while written).
+    writers: Mutex<HashMap<String, Arc<Writer>>>,
+    chunks: Arc<ChunkCache>,
+    statfs: Mutex<Option<(std::time::Instant, StatFs)>>,
+    /// Directories (which have no times of their own) show this.
+    mounted_ms: u64,
+}
+
+#[derive(Clone, Copy)]
+struct StatFs {
+    capacity: u64,
+    available: u64,
+}
+
+/// The FUSE filesystem: hands each request to a task.
+struct BlobFs {
+    rt: tokio::runtime::Handle,
+    shared: Arc<Shared>,
+}
+
+/// Block size reported to `stat` (programs size their buffers by it).
+const BLKSIZE: u32 = 1 << 20;
+
+impl BlobFs {
+    fn new(client: Client, bucket: String, opts: MountOptions) -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Handle::try_current().context("no async runtime")?;
+        let chunks = Arc::new(ChunkCache::new(opts.cache_bytes, opts.upload.chunk_size));
+        let (uid, gid) = current_ids();
+        Ok(Self {
+            rt,
+            shared: Arc::new(Shared {
+                client,
+                bucket,
+                meta: Mutex::new(MetaCache::new(opts.meta_ttl)),
+                opts,
+                uid,
+                gid,
+                inodes: Mutex::new(Inodes::new()),
+                handles: Mutex::new(HashMap::new()),
+                next_fh: AtomicU64::new(1),
+                writers: Mutex::new(HashMap::new()),
+                chunks,
+                statfs: Mutex::new(None),
+                mounted_ms: blob_common::now_ms(),
+            }),
+        })
+    }
+
+    /// Runs `op` as a task, bounded by `timeout`, and answers with `done`.
+    fn spawn<T: Send + 'static>(
+        &self,
+        name: &'static str,
+        timeout: Duration,
+        op: impl Future<Output = Result<T, Errno>> + Send + 'static,
+        done: impl FnOnce(Result<T, Errno>) + Send + 'static,
+    ) {
+        self.rt.spawn(async move {
+            let res = match tokio::time::timeout(timeout, op).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(op = name, ?timeout, "timed out: EIO");
+                    Err(Errno::EIO)
+                }
+            };
+            done(res);
+        });
+    }
+
+    fn timeout(&self) -> Duration {
+        self.shared.opts.timeout
+    }
+
+    /// Commits wait for the chunks still in flight: allowed longer.
+    fn commit_timeout(&self) -> Duration {
+        self.shared.opts.timeout.saturating_mul(4)
+    }
+}
+
+fn current_ids() -> (u32, u32) {
+    // `std` has no getuid; the owner of /proc/self is this process's uid.
+    use std::os::unix::fs::MetadataExt;
+    match std::fs::metadata("/proc/self") {
+        Ok(m) => (m.uid(), m.gid()),
+        Err(_) => (0, 0),
+    }
+}
+
+/// The errno for a client error, logging what is not self-explanatory.
+fn errno(op: &str, path: &str, e: &Error) -> Errno {
+    if e.is_not_found() {
+        return Errno::ENOENT;
+    }
+    match e {
+        Error::InvalidName(_) => Errno::EINVAL,
+        _ => {
+            tracing::warn!(op, path, error = %format!("{e:#}"), "EIO");
+            Errno::EIO
+        }
+    }
+}
+
+fn write_errno(op: &str, path: &str, e: WriteError) -> Errno {
+    match e {
+        WriteError::Unsupported(why) => {
+            tracing::warn!(op, path, %why, "EOPNOTSUPP");
+            Errno::EOPNOTSUPP
+        }
+        WriteError::Failed(why) => {
+            tracing::warn!(op, path, error = %why, "EIO");
+            Errno::EIO
+        }
+    }
+}
+
+fn name_str(name: &OsStr) -> Result<&str, Errno> {
+    let s = name.to_str().ok_or(Errno::EINVAL)?;
+    if s.is_empty() || s.contains('/') {
+        return Err(Errno::EINVAL);
+    }
+    Ok(s)
+}
+
+fn ms_to_time(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+impl Shared {
+    fn path_of(&self, ino: u64) -> Result<String, Errno> {
+        self.inodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .path(ino)
+            .ok_or(Errno::ENOENT)
+    }
+
+    fn child_path(&self, parent: u64, name: &OsStr) -> Result<String, Errno> {
+        let parent = self.path_of(parent)?;
+        let path = join(&parent, name_str(name)?);
+        if path.len() > blob_common::names::MAX_PATH_LEN {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        Ok(path)
+    }
+
+    fn remember(&self, path: &str) -> u64 {
+        self.inodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remember(path)
+    }
+
+    fn writer(&self, path: &str) -> Option<Arc<Writer>> {
+        self.writers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+            .cloned()
+    }
+
+    fn handle_reader(&self, fh: u64) -> Option<Arc<Reader>> {
+        match self
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh)
+        {
+            Some(Handle::Read(r)) => Some(r.clone()),
+            _ => None,
+        }
+    }
+
+    fn handle_writer(&self, fh: u64) -> Option<Arc<Writer>> {
+        match self
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh)
+        {
+            Some(Handle::Write(w)) => Some(w.clone()),
+            _ => None,
+        }
+    }
+
+    fn add_handle(&self, h: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        self.handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(fh, h);
+        fh
+    }
+
+    fn invalidate(&self, path: &str) {
+        self.meta
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .invalidate(path);
+    }
+
+    fn cache(&self, path: &str, kind: Option<Kind>) {
+        self.meta
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .put(path, kind);
+    }
+
+    fn attr(&self, ino: u64, kind: Kind) -> FileAttr {
+        let (size, mtime, ftype, perm, nlink) = match kind {
+            Kind::File { size, mtime_ms } => {
+                (size, ms_to_time(mtime_ms), FileType::RegularFile, 0o644, 1)
+            }
+            Kind::Dir => (
+                0,
+                ms_to_time(self.mounted_ms),
+                FileType::Directory,
+                0o755,
+                2,
+            ),
+        };
+        let perm = if self.opts.read_only {
+            perm & 0o555
+        } else {
+            perm
+        };
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: mtime,
+            mtime,
+            ctime: mtime,
+            crtime: mtime,
+            kind: ftype,
+            perm,
+            nlink,
+            uid: self.uid,
+            gid: self.gid,
+            rdev: 0,
+            blksize: BLKSIZE,
+            flags: 0,
+        }
+    }
+
+    /// What `path` is: a file open for writing here, a cached answer, or
+    /// the namenode's (file first, else a directory if anything is below).
+    async fn resolve(&self, path: &str) -> Result<Option<Kind>, Errno> {
+        if path.is_empty() {
+            return Ok(Some(Kind::Dir));
+        }
+        if let Some(w) = self.writer(path) {
+            return Ok(Some(Kind::File {
+                size: w.size(),
+                mtime_ms: blob_common::now_ms(),
+            }));
+        }
+        if let Some(k) = self
+            .meta
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(path)
+        {
+            return Ok(k);
+        }
+        let below = ListFilesQuery {
+            prefix: Some(format!("{path}/")),
+            delimiter: Some("/".into()),
+            start_after: None,
+            limit: Some(1),
+        };
+        let (stat, list) = tokio::join!(
+            self.client.stat(&self.bucket, path),
+            self.client.list_files(&self.bucket, &below)
+        );
+        let kind = match stat {
+            Ok(f) => Some(Kind::File {
+                size: f.size,
+                mtime_ms: f.created_ms,
+            }),
+            Err(e) if e.is_not_found() => match list {
+                Ok(l) if !l.files.is_empty() || !l.common_prefixes.is_empty() => Some(Kind::Dir),
+                Ok(_) => None,
+                Err(e) => return Err(errno("lookup", path, &e)),
+            },
+            Err(e) => return Err(errno("lookup", path, &e)),
+        };
+        self.cache(path, kind);
+        Ok(kind)
+    }
+
+    /// Files (and the directory marker) below `path`, any depth.
+    async fn list_below(&self, path: &str) -> Result<Vec<String>, Errno> {
+        let q = ListFilesQuery {
+            prefix: Some(format!("{path}/")),
+            ..ListFilesQuery::default()
+        };
+        let list = self
+            .client
+            .list_all(&self.bucket, &q)
+            .await
+            .map_err(|e| errno("list", path, &e))?;
+        Ok(list.files.into_iter().map(|f| f.path).collect())
+    }
+
+    /// Has `path` (a directory) anything in it besides its marker?
+    async fn dir_has_entries(&self, path: &str) -> Result<bool, Errno> {
+        let below = format!("{path}/");
+        let busy = self
+            .writers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .keys()
+            .any(|p| p.starts_with(&below));
+        if busy {
+            return Ok(true);
+        }
+        let q = ListFilesQuery {
+            prefix: Some(below.clone()),
+            delimiter: Some("/".into()),
+            start_after: Some(below.clone()),
+            limit: Some(1),
+        };
+        let l = self
+            .client
+            .list_files(&self.bucket, &q)
+            .await
+            .map_err(|e| errno("rmdir", path, &e))?;
+        Ok(!l.files.is_empty() || !l.common_prefixes.is_empty())
+    }
+
+    /// Stores an empty file at `path` (a new empty file, a truncation, or a
+    /// directory marker).
+    async fn put_empty(&self, path: &str) -> Result<crate::FileInfo, Errno> {
+        let opts = UploadOptions {
+            progress: None,
+            ..self.opts.upload.clone()
+        };
+        self.client
+            .upload(tokio::io::empty(), &self.bucket, path, &opts)
+            .await
+            .map(|o| o.file)
+            .map_err(|e| errno("create", path, &e))
+    }
+
+    async fn statfs(&self) -> StatFs {
+        if let Some((at, s)) = *self.statfs.lock().unwrap_or_else(|p| p.into_inner()) {
+            if at.elapsed() < Duration::from_secs(5) {
+                return s;
+            }
+        }
+        // Node usage needs an admin key; others see a nominal 1 PiB.
+        let s = match self.client.list_nodes().await {
+            Ok(l) => {
+                let live = l.nodes.iter().filter(|n| n.state == "live");
+                let (cap, avail) =
+                    live.fold((0u64, 0u64), |(c, a), n| (c + n.capacity, a + n.available));
+                StatFs {
+                    capacity: cap,
+                    available: avail,
+                }
+            }
+            Err(_) => StatFs {
+                capacity: 1 << 50,
+                available: 1 << 50,
+            },
+        };
+        *self.statfs.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((std::time::Instant::now(), s));
+        s
+    }
+
+    /// The next page of a directory listing after `start_after`.
+    async fn list_page(
+        &self,
+        dir: &str,
+        start_after: Option<String>,
+    ) -> Result<(Vec<(String, Kind)>, Option<String>), Errno> {
+        let prefix = if dir.is_empty() {
+            String::new()
+        } else {
+            format!("{dir}/")
+        };
+        let q = ListFilesQuery {
+            prefix: (!prefix.is_empty()).then(|| prefix.clone()),
+            delimiter: Some("/".into()),
+            start_after,
+            limit: Some(1000),
+        };
+        let l = self
+            .client
+            .list_files(&self.bucket, &q)
+            .await
+            .map_err(|e| errno("readdir", dir, &e))?;
+        let mut out: Vec<(String, Kind)> = Vec::with_capacity(l.files.len());
+        for f in &l.files {
+            let name = &f.path[prefix.len().min(f.path.len())..];
+            if name.is_empty() || !f.path.starts_with(&prefix) {
+                continue; // the directory's own marker
+            }
+            let kind = Kind::File {
+                size: f.size,
+                mtime_ms: f.created_ms,
+            };
+            self.cache(&f.path, Some(kind));
+            out.push((name.to_string(), kind));
+        }
+        for p in &l.common_prefixes {
+            let name = p
+                .strip_prefix(&prefix)
+                .unwrap_or(p)
+                .trim_end_matches('/')
+                .to_string();
+            if !name.is_empty() {
+                out.push((name, Kind::Dir));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok((out, l.next_start_after))
+    }
+
+    /// New files open for writing directly in `dir` (not yet in listings).
+    fn new_files_in(&self, dir: &str) -> Vec<(String, Kind)> {
+        self.writers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(p, w)| w.is_new() && parent_of(p) == dir)
+            .map(|(p, w)| {
+                let name = p.rsplit('/').next().unwrap_or(p).to_string();
+                (
+                    name,
+                    Kind::File {
+                        size: w.size(),
+                        mtime_ms: blob_common::now_ms(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Commits a writer and updates the caches; `EIO`/`EOPNOTSUPP` on
+    /// failure.
+    async fn commit(&self, w: &Arc<Writer>) -> Result<(), Errno> {
+        let path = w.path();
+        match w.commit().await {
+            Ok(Some(file)) => {
+                self.invalidate(&path);
+                self.cache(
+                    &path,
+                    Some(Kind::File {
+                        size: file.size,
+                        mtime_ms: file.created_ms,
+                    }),
+                );
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(write_errno("commit", &path, e)),
+        }
+    }
+}
+
+impl fuser::Filesystem for BlobFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
+        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_readahead(1 << 20);
+        let _ = config.set_max_background(64);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let s = self.shared.clone();
+        let path = match s.child_path(parent.0, name) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
+        let ttl = s.opts.meta_ttl;
+        self.spawn(
+            "lookup",
+            self.timeout(),
+            async move {
+                let kind = s.resolve(&path).await?.ok_or(Errno::ENOENT)?;
+                let ino = s.remember(&path);
+                let writing = s.writer(&path).is_some();
+                Ok((s.attr(ino, kind), writing))
+            },
+            move |r| match r {
+                Ok((attr, writing)) => {
+                    let ttl = if writing { Duration::ZERO } else { ttl };
+                    reply.entry(&ttl, &attr, Generation(0))
+                }
+                Err(e) => reply.error(e),
+            },
+        );
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.shared
+            .inodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let s = self.shared.clone();
+        let ttl = s.opts.meta_ttl;
+        self.spawn(
+            "getattr",
+            self.timeout(),
+            async move {
+                let path = s.path_of(ino.0)?;
+                let kind = s.resolve(&path).await?.ok_or(Errno::ENOENT)?;
+                Ok((s.attr(ino.0, kind), s.writer(&path).is_some()))
+            },
+            move |r| match r {
+                Ok((attr, writing)) => {
+                    reply.attr(&if writing { Duration::ZERO } else { ttl }, &attr)
+                }
+                Err(e) => reply.error(e),
+            },
+        );
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _mode: Option<u32>,
+        _uid: Option<u32>,
+        _gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        // Modes, owners and times are not stored: accepted and ignored, as
+        // most object-store mounts do. Only sizes matter.
+        let s = self.shared.clone();
+        let read_only = s.opts.read_only;
+        self.spawn(
+            "setattr",
+            self.commit_timeout(),
+            async move {
+                let path = s.path_of(ino.0)?;
+                let writer = fh
+                    .and_then(|fh| s.handle_writer(fh.0))
+                    .or_else(|| s.writer(&path));
+                if let Some(size) = size {
+                    if read_only {
+                        return Err(Errno::EROFS);
+                    }
+                    let current = match &writer {
+                        Some(w) => w.size(),
+                        None => match s.resolve(&path).await? {
+                            Some(Kind::File { size, .. }) => size,
+                            Some(Kind::Dir) => return Err(Errno::EISDIR),
+                            None => return Err(Errno::ENOENT),
+                        },
+                    };
+                    if size != current {
+                        if size != 0 {
+                            tracing::warn!(%path, size, current, "truncation to a size other than 0: EOPNOTSUPP");
+                            return Err(Errno::EOPNOTSUPP);
+                        }
+                        match &writer {
+                            Some(w) => w.truncate().await,
+                            None => {
+                                s.put_empty(&path).await?;
+                                s.invalidate(&path);
+                            }
+                        }
+                    }
+                }
+                let kind = s.resolve(&path).await?.ok_or(Errno::ENOENT)?;
+                Ok(s.attr(ino.0, kind))
+            },
+            move |r| match r {
+                Ok(attr) => reply.attr(&Duration::ZERO, &attr),
+                Err(e) => reply.error(e),
+            },
+        );
+    }
+
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let s = self.shared.clone();
+        if s.opts.read_only {
+            return reply.error(Errno::EROFS);
+        }
+        let path = match s.child_path(parent.0, name) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
+        let ttl = s.opts.meta_ttl;
+        self.spawn(
+            "mkdir",
+            self.timeout(),
+            async move {
+                if s.resolve(&path).await?.is_some() {
+                    return Err(Errno::EEXIST);
+                }
+                s.put_empty(&format!("{path}/")).await?;
+                s.invalidate(&path);
+                s.cache(&path, Some(Kind::Dir));
+                let ino = s.remember(&path);
+                Ok(s.attr(ino, Kind::Dir))
+            },
+            move |r| match r {
+                Ok(attr) => reply.entry(&ttl, &attr, Generation(0)),
+                Err(e) => reply.error(e),
+            },
+        );
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let s = self.shared.clone();
+        if s.opts.read_only {
+            return reply.error(Errno::EROFS);
+        }
+        let path = match s.child_path(parent.0, name) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
+        self.spawn(
+            "unlink",
+            self.timeout(),
+            async move {
+                let writer = s
+                    .writers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&path);
+                let was_new = match &writer {
+                    Some(w) => {
+                        let new = w.is_new();
+                        w.discard().await;
+                        new
+                    }
+                    None => false,
+                };
+                let res = s.client.delete_file(&s.bucket, &path).await;
+                s.invalidate(&path);
+                match res {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.is_not_found() && was_new => Ok(()),
+                    Err(e) => Err(errno("unlink", &path, &e)),
+                }
+            },
+            move |r| match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            },
+        );
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let s = self.shared.clone();
+        if s.opts.read_only {
+            return reply.error(Errno::EROFS);
+        }
+        let path = match s.child_path(parent.0, name) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
+        self.spawn(
+            "rmdir",
+            self.timeout(),
+            async move {
+                match s.resolve(&path).await? {
+                    Some(Kind::Dir) => {}
+                    Some(Kind::File { .. }) => return Err(Errno::ENOTDIR),
+                    None => return Err(Errno::ENOENT),
+                }
+                if s.dir_has_entries(&path).await? {
+                    return Err(Errno::ENOTEMPTY);
+                }
+                let res = s.client.delete_file(&s.bucket, &format!("{path}/")).await;
+                s.invalidate(&path);
+                match res {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.is_not_found() => Ok(()),
+                    Err(e) => Err(errno("rmdir", &path, &e)),
+                }
+            },
+            move |r| match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            },
+        );
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let s = self.shared.clone();
+        if s.opts.read_only {
+            return reply.error(Errno::EROFS);
+        }
+        let (from, to) = match (
+            s.child_path(parent.0, name),
+            s.child_path(newparent.0, newname),
+        ) {
+            (Ok(f), Ok(t)) => (f, t),
+            (Err(e), _) | (_, Err(e)) => return reply.error(e),
+        };
+        if flags.contains(RenameFlags::RENAME_EXCHANGE)
+            || flags.contains(RenameFlags::RENAME_WHITEOUT)
+        {
+            return reply.error(Errno::EINVAL);
+        }
+        let noreplace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        self.spawn(
+            "rename",
+            self.commit_timeout(),
+            async move {
+                if from == to {
+                    return Ok(());
+                }
+                if to.starts_with(&format!("{from}/")) {
+                    return Err(Errno::EINVAL);
+                }
+                let src = s.resolve(&from).await?.ok_or(Errno::ENOENT)?;
+                let dst = s.resolve(&to).await?;
+                if noreplace && dst.is_some() {
+                    return Err(Errno::EEXIST);
+                }
+                match (src, dst) {
+                    (Kind::File { .. }, Some(Kind::Dir)) => return Err(Errno::EISDIR),
+                    (Kind::Dir, Some(Kind::File { .. })) => return Err(Errno::ENOTDIR),
+                    (Kind::Dir, Some(Kind::Dir)) if s.dir_has_entries(&to).await? => {
+                        return Err(Errno::ENOTEMPTY)
+                    }
+                    _ => {}
+                }
+                match src {
+                    Kind::File { .. } => {
+                        // A file still being written is committed first, and
+                        // goes on being written under its new name.
+                        let writer = s.writer(&from);
+                        if let Some(w) = &writer {
+                            s.commit(w).await?;
+                        }
+                        s.client
+                            .rename(&s.bucket, &from, &to)
+                            .await
+                            .map_err(|e| errno("rename", &from, &e))?;
+                        if let Some(w) = writer {
+                            let mut ws = s.writers.lock().unwrap_or_else(|p| p.into_inner());
+                            ws.remove(&from);
+                            w.set_path(to.clone());
+                            ws.insert(to.clone(), w);
+                        }
+                    }
+                    Kind::Dir => {
+                        // Not atomic: each file below moves on its own.
+                        for p in s.list_below(&from).await? {
+                            let new = format!("{to}{}", &p[from.len()..]);
+                            s.client
+                                .rename(&s.bucket, &p, &new)
+                                .await
+                                .map_err(|e| errno("rename", &p, &e))?;
+                        }
+                    }
+                }
+                s.invalidate(&from);
+                s.invalidate(&to);
+                s.inodes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .rename(&from, &to);
+                Ok(())
+            },
+            move |r| match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            },
+        );
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let s = self.shared.clone();
+        let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
+        let truncate = flags.0 & libc::O_TRUNC != 0;
+        if write && s.opts.read_only {
+            return reply.error(Errno::EROFS);
+        }
+        self.spawn(
+            "open",
+            self.timeout(),
+            async move {
+                let path = s.path_of(ino.0)?;
+                if write {
+                    let existing = match s.resolve(&path).await? {
+                        Some(Kind::File { size, .. }) => Some(size),
+                        Some(Kind::Dir) => return Err(Errno::EISDIR),
+                        None => None,
+                    };
+                    let w = Arc::new(Writer::new(
+                        s.client.clone(),
+                        s.bucket.clone(),
+                        path.clone(),
+                        s.opts.upload.clone(),
+                        existing,
+                        truncate,
+                    ));
+                    s.writers
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(path, w.clone());
+                    return Ok(s.add_handle(Handle::Write(w)));
+                }
+                let reader = match s.client.locations(&s.bucket, &path).await {
+                    Ok(l) => Reader::new(Arc::new(l)),
+                    // A new file not committed yet reads as empty.
+                    Err(e) if e.is_not_found() && s.writer(&path).is_some() => {
+                        return Ok(
+                            s.add_handle(Handle::Read(Arc::new(Reader::empty(&s.bucket, &path))))
+                        )
+                    }
+                    Err(e) => return Err(errno("open", &path, &e)),
+                };
+                s.cache(
+                    &path,
+                    Some(Kind::File {
+                        size: reader.size(),
+                        mtime_ms: reader.mtime_ms(),
+                    }),
+                );
+                Ok(s.add_handle(Handle::Read(Arc::new(reader))))
+            },
+            move |r| match r {
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Err(e) => reply.error(e),
+            },
+        );
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        _mode: u32,
+        _umask: u32,
+        _flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let s = self.shared.clone();
+        if s.opts.read_only {
+            return reply.error(Errno::EROFS);
+        }
+        let path = match s.child_path(parent.0, name) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
+        if blob_common::names::validate_path(&path).is_err() {
+            return reply.error(Errno::EINVAL);
+        }
+        let w = Arc::new(Writer::new(
+            s.client.clone(),
+            s.bucket.clone(),
+            path.clone(),
+            s.opts.upload.clone(),
+            None,
+            true,
+        ));
+        s.writers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(path.clone(), w.clone());
+        s.invalidate(&path);
+        let fh = s.add_handle(Handle::Write(w));
+        let ino = s.remember(&path);
+        let attr = s.attr(
+            ino,
+            Kind::File {
+                size: 0,
+                mtime_ms: blob_common::now_ms(),
+            },
+        );
+        reply.created(
+            &Duration::ZERO,
+            &attr,
+            Generation(0),
+            FileHandle(fh),
+            FopenFlags::empty(),
+        );
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        let s = self.shared.clone();
+        let Some(reader) = s.handle_reader(fh.0) else {
+            // Reading a file open for writing is not supported.
+            return reply.error(if s.handle_writer(fh.0).is_some() {
+                Errno::EOPNOTSUPP
+            } else {
+                Errno::EBADF
+            });
+        };
+        self.spawn(
+            "read",
+            self.timeout(),
+            async move {
+                let t = std::time::Instant::now();
+                let r = reader
+                    .read(
+                        &s.client,
+                        &s.chunks,
+                        s.opts.readahead_chunks,
+                        offset,
+                        u64::from(size),
+                    )
+                    .await
+                    .map_err(|e| errno("read", &reader.path(), &e));
+                tracing::trace!(offset, size, us = t.elapsed().as_micros() as u64, "read");
+                r
+            },
+            move |r: Result<Bytes, Errno>| match r {
+                Ok(b) => reply.data(&b),
+                Err(e) => reply.error(e),
+            },
+        );
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let s = self.shared.clone();
+        let Some(w) = s.handle_writer(fh.0) else {
+            return reply.error(Errno::EBADF);
+        };
+        let data = Bytes::copy_from_slice(data);
+        let len = data.len() as u32;
+        self.spawn(
+            "write",
+            self.commit_timeout(),
+            async move {
+                w.write(offset, data)
+                    .await
+                    .map_err(|e| write_errno("write", &w.path(), e))
+            },
+            move |r| match r {
+                Ok(()) => reply.written(len),
+                Err(e) => reply.error(e),
+            },
+        );
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        let s = self.shared.clone();
+        let Some(w) = s.handle_writer(fh.0) else {
+            return reply.ok();
+        };
+        self.spawn(
+            "flush",
+            self.commit_timeout(),
+            async move { s.commit(&w).await },
+            move |r| match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            },
+        );
+    }
+
+    fn fsync(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.flush(req, ino, fh, LockOwner(0), reply);
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        let s = self.shared.clone();
+        let handle = s
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh.0);
+        let Some(Handle::Write(w)) = handle else {
+            return reply.ok();
+        };
+        self.spawn(
+            "release",
+            self.commit_timeout(),
+            async move {
+                let res = s.commit(&w).await;
+                let path = w.path();
+                let mut ws = s.writers.lock().unwrap_or_else(|p| p.into_inner());
+                if ws.get(&path).is_some_and(|cur| Arc::ptr_eq(cur, &w)) {
+                    ws.remove(&path);
+                }
+                res
+            },
+            move |r| match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            },
+        );
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let s = self.shared.clone();
+        let path = match s.path_of(ino.0) {
+            Ok(p) => p,
+            Err(e) => return reply.error(e),
+        };
+        let fh = s.add_handle(Handle::Dir(Arc::new(tokio::sync::Mutex::new(DirList {
+            path,
+            page_start: FIRST_ENTRY_COOKIE,
+            page: Vec::new(),
+            next: None,
+            started: false,
+        }))));
+        reply.opened(FileHandle(fh), FopenFlags::empty());
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        let s = self.shared.clone();
+        let list = match s
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh.0)
+        {
+            Some(Handle::Dir(d)) => d.clone(),
+            _ => return reply.error(Errno::EBADF),
+        };
+        self.spawn(
+            "readdir",
+            self.timeout(),
+            async move {
+                let mut d = list.lock().await;
+                let mut out: Vec<(u64, u64, FileType, String)> = Vec::new();
+                let parent_ino = {
+                    let inodes = s.inodes.lock().unwrap_or_else(|p| p.into_inner());
+                    inodes.peek(parent_of(&d.path)).unwrap_or(ROOT)
+                };
+                if offset < 1 {
+                    out.push((ino.0, 1, FileType::Directory, ".".into()));
+                }
+                if offset < 2 {
+                    out.push((parent_ino, 2, FileType::Directory, "..".into()));
+                }
+                let mut want = offset.max(FIRST_ENTRY_COOKIE - 1) + 1;
+                if want < d.page_start || !d.started {
+                    // From the start (first call, or a rewind).
+                    let (mut page, next) = s.list_page(&d.path, None).await?;
+                    let mut extra = s.new_files_in(&d.path);
+                    extra.retain(|(n, _)| page.binary_search_by(|(p, _)| p.cmp(n)).is_err());
+                    page.extend(extra);
+                    d.page = page;
+                    d.next = next;
+                    d.page_start = FIRST_ENTRY_COOKIE;
+                    d.started = true;
+                }
+                loop {
+                    let page_end = d.page_start + d.page.len() as u64;
+                    if want >= page_end {
+                        let Some(after) = d.next.take() else {
+                            break;
+                        };
+                        let (page, next) = s.list_page(&d.path, Some(after)).await?;
+                        d.page_start = page_end;
+                        d.page = page;
+                        d.next = next;
+                        want = want.max(d.page_start);
+                        if d.page.is_empty() && d.next.is_none() {
+                            break;
+                        }
+                        continue;
+                    }
+                    let inodes = s.inodes.lock().unwrap_or_else(|p| p.into_inner());
+                    for (i, (name, kind)) in d.page.iter().enumerate() {
+                        let cookie = d.page_start + i as u64;
+                        if cookie < want {
+                            continue;
+                        }
+                        let full = join(&d.path, name);
+                        let ino = inodes.peek(&full).unwrap_or_else(|| listing_ino(&full));
+                        let ftype = match kind {
+                            Kind::Dir => FileType::Directory,
+                            Kind::File { .. } => FileType::RegularFile,
+                        };
+                        out.push((ino, cookie + 1, ftype, name.clone()));
+                    }
+                    break;
+                }
+                Ok(out)
+            },
+            move |r| match r {
+                Ok(entries) => {
+                    for (ino, next, kind, name) in entries {
+                        if reply.add(INodeNo(ino), next, kind, &name) {
+                            break;
+                        }
+                    }
+                    reply.ok()
+                }
+                Err(e) => reply.error(e),
+            },
+        );
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.shared
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&fh.0);
+        reply.ok();
+    }
+
+    fn getxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _size: u32,
+        reply: fuser::ReplyXattr,
+    ) {
+        reply.error(Errno::NO_XATTR);
+    }
+
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, size: u32, reply: fuser::ReplyXattr) {
+        if size == 0 {
+            reply.size(0)
+        } else {
+            reply.data(&[])
+        }
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _name: &OsStr,
+        _value: &[u8],
+        _flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        reply.error(Errno::ENOTSUP);
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        let s = self.shared.clone();
+        self.spawn(
+            "statfs",
+            self.timeout(),
+            async move { Ok(s.statfs().await) },
+            move |r| match r {
+                Ok(st) => {
+                    let bsize = u64::from(BLKSIZE);
+                    reply.statfs(
+                        st.capacity / bsize,
+                        st.available / bsize,
+                        st.available / bsize,
+                        u64::MAX >> 1,
+                        u64::MAX >> 1,
+                        BLKSIZE,
+                        255,
+                        BLKSIZE,
+                    )
+                }
+                Err(e) => reply.error(e),
+            },
+        );
+    }
+}
+
+/// An inode number for a listing entry the kernel has not looked up: from
+/// a hash of the path, in a range sequential numbers never reach.
+fn listing_ino(path: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    path.hash(&mut h);
+    h.finish() | (1 << 63)
+}
