@@ -1379,6 +1379,47 @@ mod tests {
     }
 
     #[test]
+    fn the_zone_comes_from_flag_env_or_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = write(
+            dir.path(),
+            "file.toml",
+            "endpoint = \"http://file:1\"\naccess_key = \"ak\"\nsecret_key = \"sk\"\nzone = \"file-zone\"\n",
+        );
+        let none = |_: &str| None;
+        let c = load_config(layer(None, None, None), Some(file.clone()), &none, None)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(c.zone.as_deref(), Some("file-zone"));
+        let env = |k: &str| (k == ENV_ZONE).then(|| "env-zone".to_string());
+        let c = load_config(layer(None, None, None), Some(file.clone()), &env, None)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(c.zone.as_deref(), Some("env-zone"));
+        let mut flags = layer(None, None, None);
+        flags.zone = Some("flag-zone".into());
+        let c =
+            load_config(flags, Some(file.clone()), &env, None).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(c.zone.as_deref(), Some("flag-zone"));
+        // An empty value means unset.
+        let empty = |k: &str| (k == ENV_ZONE).then(String::new);
+        let bare = write(
+            dir.path(),
+            "bare.toml",
+            "endpoint = \"http://file:1\"\naccess_key = \"ak\"\nsecret_key = \"sk\"\n",
+        );
+        let c = load_config(layer(None, None, None), Some(bare), &empty, None)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(c.zone, None);
+    }
+
+    #[test]
+    fn edge_commands_parse() {
+        assert!(Cli::try_parse_from(["blobctl", "admin", "edge", "stats", "--json"]).is_ok());
+        assert!(Cli::try_parse_from(["blobctl", "admin", "edge", "warm", "b/pre"]).is_ok());
+        assert!(Cli::try_parse_from(["blobctl", "admin", "edge", "warm"]).is_err());
+        assert!(Cli::try_parse_from(["blobctl", "--zone", "z1", "cat", "b/f"]).is_ok());
+    }
+
+    #[test]
     fn config_precedence_is_flags_env_file_home() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let file = write(

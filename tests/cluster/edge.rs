@@ -954,3 +954,55 @@ async fn edge_warms_on_demand_and_from_a_list_at_start() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn edge_zone_picks_the_readers_edge_else_the_nearest_else_the_first() {
+    bounded(async {
+        let c = start(
+            TestCluster::builder()
+                .datanodes(1)
+                .replication(1)
+                .fsync(false)
+                .edge(EdgeSpec::new("eu-west-1a"))
+                .edge(EdgeSpec::new("us-east-1a")),
+        )
+        .await;
+        let client = c.client();
+        client.create_bucket("edge").await.expect("bucket");
+        let data = random_bytes(1000, 9);
+        put(&client, "edge", "f", &data, &chunked(MIB)).await;
+        let edge_of = |locs: &FileLocations| {
+            let first = &locs.chunks[0].replicas[0];
+            (first.edge.clone(), first.url.clone())
+        };
+        for (zone, want) in [
+            ("us-east-1a", 1),
+            ("eu-west-1a", 0),
+            ("eu-west-1b", 0),
+            ("us-east-2", 1),
+            ("ap-south-1", 0),
+        ] {
+            let locs = c
+                .client_in(zone)
+                .locations("edge", "f")
+                .await
+                .expect("locations");
+            let (got_zone, url) = edge_of(&locs);
+            assert_eq!(
+                got_zone.as_deref(),
+                Some(c.edge_zones[want].as_str()),
+                "reader in {zone}"
+            );
+            assert!(
+                url.starts_with(&c.edge_url(want)),
+                "reader in {zone}: {url}"
+            );
+            let got = fetch(&reqwest::Client::new(), &url, &[]).await;
+            assert_eq!(body(&got), &data[..], "reader in {zone}");
+        }
+        // No zone named: the first configured edge.
+        let locs = client.locations("edge", "f").await.expect("locations");
+        assert_eq!(edge_of(&locs).0.as_deref(), Some("eu-west-1a"));
+    })
+    .await;
+}
