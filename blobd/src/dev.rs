@@ -156,16 +156,31 @@ fn write_client_config(
     Ok(path)
 }
 
-/// A free port on 127.0.0.1 (bound and released; the service binds it
-/// again right after), for a service whose URL others need first.
-fn free_port() -> Result<std::net::SocketAddr> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+/// A free port on `host` for a service whose URL others need before it
+/// starts: bound and released here, bound again by the service. It is
+/// taken below the kernel's ephemeral range, so that no outgoing
+/// connection can take it as its local port in between.
+pub fn free_port(host: std::net::IpAddr) -> Result<std::net::SocketAddr> {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.saturating_sub(1));
+    if high > low {
+        for _ in 0..200 {
+            let port = rand::Rng::gen_range(&mut rand::thread_rng(), low..high);
+            if let Ok(l) = std::net::TcpListener::bind((host, port)) {
+                return l.local_addr().context("reading a free port");
+            }
+        }
+    }
+    let l = std::net::TcpListener::bind((host, 0)).context("finding a free port")?;
     l.local_addr().context("reading a free port")
 }
 
 fn edge_addr(a: &DevArgs) -> Result<std::net::SocketAddr> {
     if a.port == 0 {
-        free_port()
+        free_port(std::net::IpAddr::from([127, 0, 0, 1]))
     } else {
         port_at(a.port, a.datanodes + 2)
     }

@@ -17,7 +17,7 @@ use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use dev::{ClusterFile, ServiceEntry};
+pub use dev::{free_port, ClusterFile, ServiceEntry};
 
 /// The blob store server.
 #[derive(Debug, Parser)]

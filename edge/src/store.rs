@@ -8,7 +8,7 @@
 //! flight" are each atomic: a chunk is never fetched twice because a
 //! request slipped between the two. The lock is never held across an
 //! await; the only I/O under it is renaming a new file into place and
-//! unlinking evicted ones (metadata operations, no data).
+//! unlinking evicted ones (metadata operations: no data, no fsync).
 //!
 //! Each tier's policy sees every request (a hit moves the chunk in its
 //! order, TinyLFU counts every request). A verified fill is offered to
@@ -268,6 +268,7 @@ impl Cache {
     /// is retired.
     fn install(&self, id: ChunkId, bytes: Bytes, tmp: Option<PathBuf>, force: bool) {
         let size = bytes.len() as u64;
+        let mut sync_dir = None;
         let mut st = self.lock();
         if let Some(tmp) = tmp {
             match st.disk.insert(id, size, force) {
@@ -289,9 +290,7 @@ impl Cache {
                         st.disk.remove(&id);
                         let _ = std::fs::remove_file(&tmp);
                     } else if self.fsync {
-                        if let Some(parent) = path.parent() {
-                            let _ = std::fs::File::open(parent).and_then(|d| d.sync_all());
-                        }
+                        sync_dir = path.parent().map(Path::to_path_buf);
                     }
                 }
                 None => {
@@ -302,6 +301,12 @@ impl Cache {
         self.admit_memory(&mut st, id, bytes, force);
         st.fills.remove(&id);
         self.publish(&st);
+        drop(st);
+        // The rename is made durable outside the lock: readers never wait
+        // for a directory fsync.
+        if let Some(dir) = sync_dir {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
     }
 
     fn admit_memory(&self, st: &mut State, id: ChunkId, bytes: Bytes, force: bool) {

@@ -364,9 +364,8 @@ impl Builder {
         let mut edge_addrs = Vec::new();
         let mut edge_flags = Vec::new();
         for e in &self.edges {
-            let l = std::net::TcpListener::bind(format!("{host_ip}:0"))
-                .context("finding a port for an edge")?;
-            let addr = l.local_addr()?;
+            let ip: std::net::IpAddr = host_ip.parse().context("the host address")?;
+            let addr = blobd::free_port(ip).context("finding a port for an edge")?;
             edge_flags.extend(["--edge".to_string(), format!("{}=http://{addr}", e.zone)]);
             edge_addrs.push(addr);
         }
