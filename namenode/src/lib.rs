@@ -7,7 +7,9 @@
 //! sign receipts for what they stored durably; the client hands them back,
 //! and its commit atomically makes the file visible (one synced write
 //! batch), replacing any previous version. Reads get the chunk list with a
-//! pre-signed GET URL per replica, best replica first.
+//! pre-signed GET URL per replica, best replica first, preceded by the URL
+//! of the reader's edge cache when edges are configured ([`edges`]); the
+//! token then also names the replicas, so the edge can fill a miss alone.
 //!
 //! The namenode never touches chunk bytes: no handler here takes a
 //! streaming body, and the data path runs client ↔ datanode only.
