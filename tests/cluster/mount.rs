@@ -156,7 +156,46 @@ async fn files_round_trip_through_the_mount_both_ways() {
             .expect("open for writing");
         let err = f.write_all(b"over").expect_err("write into the middle");
         assert_eq!(err.raw_os_error(), Some(libc::EOPNOTSUPP), "{err}");
+        let err = f
+            .sync_all()
+            .expect_err("nothing is committed after a refused write");
+        assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
         drop(f);
+        assert_eq!(
+            sha256_hex(&get(&client, "fsb", "moved/3145745.bin").await),
+            sha256_hex(&random_bytes(3 * MIB + 17, 5)),
+            "the file is unchanged"
+        );
+        // ffmpeg's MP4 muxer patches its header at the end: refused, and the
+        // half-made file never appears.
+        let mp4 = m.path("moved/clip.mp4");
+        let out = Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-nostdin",
+                "-f",
+                "lavfi",
+            ])
+            .args([
+                "-i",
+                "testsrc=duration=2:size=160x120:rate=25",
+                "-c:v",
+                "libx264",
+            ])
+            .arg(&mp4)
+            .output()
+            .expect("ffmpeg");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("Operation not supported"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            client.stat("fsb", "moved/clip.mp4").await.is_err(),
+            "no half-made MP4"
+        );
         let mut f = std::fs::OpenOptions::new()
             .append(true)
             .open(m.path("moved/3145745.bin"))

@@ -6,7 +6,8 @@
 //! Files are written front to back. Writes that arrive slightly out of
 //! order (several threads, or the kernel's own concurrency) are held until
 //! the gap fills; a write past the end leaves a hole of zeros, as POSIX
-//! says; a write into bytes already sent is refused with `EOPNOTSUPP`.
+//! says; a write into bytes already sent is refused with `EOPNOTSUPP`, and
+//! then nothing of that open is committed (close fails with `EIO`).
 //! Writing on after a commit (a second `fsync`, or an existing file opened
 //! without `O_TRUNC`) starts a new version that begins with the committed
 //! bytes: its full chunks are already stored, so only the tail moves again.
@@ -144,11 +145,20 @@ impl Writer {
             return Ok(());
         }
         if offset < st.end {
-            return Err(WriteError::Unsupported(format!(
+            // Refused, and the file is not committed either: without this
+            // write its content is not what the writer meant (an MP4 whose
+            // header was never patched, say). Close then fails with EIO and
+            // the previous version, if any, stays.
+            let why = format!(
                 "write of {} bytes at offset {offset}, before the end ({} bytes): files are written front to back",
                 data.len(),
                 st.end
-            )));
+            );
+            st.failed = Some(format!("an earlier write was refused: {why}"));
+            if let Some(r) = st.upload.take() {
+                r.task.abort();
+            }
+            return Err(WriteError::Unsupported(why));
         }
         if offset > st.end {
             st.pending_bytes += data.len();
