@@ -170,6 +170,8 @@ impl Service {
                 );
             }
             if Instant::now() > deadline {
+                // Not left running behind a cluster that failed to start.
+                self.kill();
                 bail!(
                     "{} did not start within 30 s:\n{}",
                     self.name,
