@@ -172,9 +172,14 @@ impl Reader {
             return f.clone();
         }
         let (client, cache, locs) = (client.clone(), cache.clone(), self.locs.clone());
-        let f = async move { cache.chunk(&client, &locs, index).await.map_err(Arc::new) }
-            .boxed()
-            .shared();
+        let f = async move {
+            let t = std::time::Instant::now();
+            let r = cache.chunk(&client, &locs, index).await.map_err(Arc::new);
+            tracing::trace!(index, ms = t.elapsed().as_millis() as u64, "chunk fetched");
+            r
+        }
+        .boxed()
+        .shared();
         ahead.insert(index, f.clone());
         f
     }
@@ -197,7 +202,8 @@ impl Reader {
             .partition_point(|c| c.offset + c.size <= behind);
         let mut ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
         *ahead = ahead.split_off(&keep_from);
-        while ahead.len() > max + 2 {
+        // The window ahead plus the chunks within the slack behind.
+        while ahead.len() > 2 * max + 4 {
             ahead.pop_last();
         }
     }
