@@ -732,6 +732,9 @@ impl Shared {
 impl fuser::Filesystem for BlobFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.add_capabilities(fuser::InitFlags::FUSE_ATOMIC_O_TRUNC);
+        // Files are opened for direct I/O (see `open`); this keeps mmap
+        // working on them where the kernel allows it (Linux 6.6 and later).
+        let _ = config.add_capabilities(fuser::InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
         let _ = config.set_max_write(1 << 20);
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_background(64);
@@ -1120,7 +1123,7 @@ impl fuser::Filesystem for BlobFs {
                 Ok(s.add_handle(Handle::Read(Arc::new(reader))))
             },
             move |r| match r {
-                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+                Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
                 Err(e) => reply.error(e),
             },
         );
@@ -1174,7 +1177,7 @@ impl fuser::Filesystem for BlobFs {
             &attr,
             Generation(0),
             FileHandle(fh),
-            FopenFlags::empty(),
+            FopenFlags::FOPEN_DIRECT_IO,
         );
     }
 
