@@ -1201,6 +1201,18 @@ impl fuser::Filesystem for BlobFs {
                 Errno::EBADF
             });
         };
+        // A sequential reader's next bytes are usually fetched already:
+        // answered right here, without a task.
+        if let Some(b) = reader.read_ready(
+            &self.rt,
+            &s.client,
+            &s.chunks,
+            s.opts.readahead_chunks,
+            offset,
+            u64::from(size),
+        ) {
+            return reply.data(&b);
+        }
         self.spawn(
             "read",
             self.timeout(),

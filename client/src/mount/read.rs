@@ -208,6 +208,113 @@ impl Reader {
         }
     }
 
+    /// Notes a read of `offset..end` (touching chunks `touched`) in the
+    /// reader's state: is it sequential, should it get whole chunks, and
+    /// which chunks to fetch ahead now.
+    fn plan(
+        &self,
+        cache: &ChunkCache,
+        max_window: usize,
+        offset: u64,
+        end: u64,
+        touched: &Range<usize>,
+    ) -> Plan {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let sequential = offset.abs_diff(st.next) <= SEQ_SLACK;
+        if sequential {
+            st.streak = st.streak.saturating_add(1);
+            st.next = st.next.max(end);
+        } else {
+            st.streak = 0;
+            st.window = 1;
+            st.prefetched = None;
+            st.next = end;
+        }
+        let ready = touched
+            .clone()
+            .all(|i| self.fetching(i) || cache.has_or_fetching(&self.locs.chunks[i].id));
+        let whole = st.streak >= SEQ_STREAK || ready;
+        let mut prefetch = Vec::new();
+        if st.streak >= SEQ_STREAK {
+            let last = touched.end.saturating_sub(1);
+            let target = (last + st.window).min(self.locs.chunks.len().saturating_sub(1));
+            let from = st.prefetched.map_or(last + 1, |p| p.max(last) + 1);
+            prefetch.extend(from..=target);
+            if target >= from {
+                st.prefetched = Some(target);
+            }
+            st.window = (st.window * 2).min(max_window.max(1));
+        }
+        Plan {
+            whole,
+            prefetch,
+            next: st.next,
+        }
+    }
+
+    /// Moves the window to `plan.next` and starts the fetches ahead on `rt`
+    /// (shared futures run only when polled: each gets a task).
+    fn start_ahead(
+        &self,
+        rt: &tokio::runtime::Handle,
+        client: &Client,
+        cache: &Arc<ChunkCache>,
+        max_window: usize,
+        plan: &Plan,
+    ) {
+        self.advance(plan.next, max_window);
+        for &index in &plan.prefetch {
+            let f = self.whole(client, cache, index);
+            rt.spawn(async move {
+                if let Err(e) = f.await {
+                    tracing::debug!(index, error = %e, "read-ahead failed");
+                }
+            });
+        }
+    }
+
+    /// A sequential read whose chunks are already fetched, served at once
+    /// by the caller (no task, no thread hop); `None` when it is not that.
+    pub(super) fn read_ready(
+        &self,
+        rt: &tokio::runtime::Handle,
+        client: &Client,
+        cache: &Arc<ChunkCache>,
+        max_window: usize,
+        offset: u64,
+        len: u64,
+    ) -> Option<Bytes> {
+        let size = self.locs.file.size;
+        if offset >= size || len == 0 {
+            return Some(Bytes::new());
+        }
+        let end = offset.saturating_add(len).min(size);
+        {
+            let st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            if st.streak < SEQ_STREAK || offset.abs_diff(st.next) > SEQ_SLACK {
+                return None;
+            }
+        }
+        let touched = touched_chunks(&self.locs, offset..end);
+        let mut parts = Vec::new();
+        {
+            let ahead = self.ahead.lock().unwrap_or_else(|p| p.into_inner());
+            for index in touched.clone() {
+                let chunk = match ahead.get(&index)?.peek()? {
+                    Ok(b) => b.clone(),
+                    Err(_) => return None,
+                };
+                let c = &self.locs.chunks[index];
+                let from = offset.max(c.offset) - c.offset;
+                let to = end.min(c.offset + c.size) - c.offset;
+                parts.push(chunk.slice(from as usize..to as usize));
+            }
+        }
+        let plan = self.plan(cache, max_window, offset, end, &touched);
+        self.start_ahead(rt, client, cache, max_window, &plan);
+        Some(concat(parts))
+    }
+
     /// Up to `len` bytes from `offset` (fewer at the end of the file).
     pub(super) async fn read(
         &self,
@@ -223,50 +330,19 @@ impl Reader {
         }
         let end = offset.saturating_add(len).min(size);
         let touched = touched_chunks(&self.locs, offset..end);
-        let (whole, prefetch, next) = {
-            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let sequential = offset.abs_diff(st.next) <= SEQ_SLACK;
-            if sequential {
-                st.streak = st.streak.saturating_add(1);
-                st.next = st.next.max(end);
-            } else {
-                st.streak = 0;
-                st.window = 1;
-                st.prefetched = None;
-                st.next = end;
-            }
-            let ready = touched
-                .clone()
-                .all(|i| self.fetching(i) || cache.has_or_fetching(&self.locs.chunks[i].id));
-            let whole = st.streak >= SEQ_STREAK || ready;
-            let mut prefetch = Vec::new();
-            if st.streak >= SEQ_STREAK {
-                let last = touched.end.saturating_sub(1);
-                let target = (last + st.window).min(self.locs.chunks.len().saturating_sub(1));
-                let from = st.prefetched.map_or(last + 1, |p| p.max(last) + 1);
-                prefetch.extend(from..=target);
-                if target >= from {
-                    st.prefetched = Some(target);
-                }
-                st.window = (st.window * 2).min(max_window.max(1));
-            }
-            (whole, prefetch, st.next)
-        };
-        if !whole {
+        let plan = self.plan(cache, max_window, offset, end, &touched);
+        if !plan.whole {
             return client
                 .read_range_at(self.locs.clone(), offset, end - offset)
                 .await;
         }
-        self.advance(next, max_window);
-        for index in prefetch {
-            let f = self.whole(client, cache, index);
-            // Shared futures run only when polled: drive it now.
-            tokio::spawn(async move {
-                if let Err(e) = f.await {
-                    tracing::debug!(index, error = %e, "read-ahead failed");
-                }
-            });
-        }
+        self.start_ahead(
+            &tokio::runtime::Handle::current(),
+            client,
+            cache,
+            max_window,
+            &plan,
+        );
         let mut parts = Vec::new();
         for index in touched {
             let c = &self.locs.chunks[index];
@@ -280,6 +356,16 @@ impl Reader {
         }
         Ok(concat(parts))
     }
+}
+
+/// What one read does (see [`Reader::plan`]).
+struct Plan {
+    /// Whole chunks (else exactly the bytes asked for).
+    whole: bool,
+    /// Chunk indexes to start fetching ahead.
+    prefetch: Vec<usize>,
+    /// Where the reader has got to.
+    next: u64,
 }
 
 /// Indexes of the chunks a byte range touches.

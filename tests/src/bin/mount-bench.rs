@@ -94,6 +94,9 @@ async fn main() -> Result<()> {
 
     let (mut up, mut mw, mut down, mut mr, mut local_r, mut local_w, mut to_file) =
         (0f64, 0f64, 0f64, 0f64, 0f64, 0f64, 0f64);
+    // Per-run ratios: each pair ran back to back, so its ratio is the
+    // least disturbed figure; their median is reported beside the bests.
+    let (mut read_ratios, mut write_ratios) = (Vec::new(), Vec::new());
     for run in 0..a.runs {
         // Fresh content each time: the store would skip chunks it holds.
         let u = tmp.path().join(format!("u{run}.bin"));
@@ -122,7 +125,12 @@ async fn main() -> Result<()> {
         local_r = local_r.max(mib / dd(&u, Path::new("/dev/null"), &[])?);
         let r_down = mib / timed(&mut blobctl_cmd(&["download", &remote, "/dev/null"]))?;
         let copy = tmp.path().join("copy.bin");
-        let r_file = mib / timed(&mut blobctl_cmd(&["download", &remote, &copy.display().to_string()]))?;
+        let r_file = mib
+            / timed(&mut blobctl_cmd(&[
+                "download",
+                &remote,
+                &copy.display().to_string(),
+            ]))?;
         let _ = std::fs::remove_file(&copy);
         let r_mr = mib
             / dd(
@@ -139,6 +147,8 @@ async fn main() -> Result<()> {
         );
         (up, mw, down, mr) = (up.max(r_up), mw.max(r_mw), down.max(r_down), mr.max(r_mr));
         to_file = to_file.max(r_file);
+        read_ratios.push(r_mr / r_down);
+        write_ratios.push(r_mw / r_up);
     }
     let rss = mount.pid().map_or(0.0, rss_mib);
 
@@ -160,6 +170,16 @@ async fn main() -> Result<()> {
         "  mount write (dd bs=1M)           {mw:>7.0} MiB/s  {:>4.0}% of blobctl upload (goal >= 70%)",
         100.0 * mw / up
     );
+    println!(
+        "  per-run ratios, median           read {:.0}% of download, write {:.0}% of upload",
+        100.0 * median(&mut read_ratios),
+        100.0 * median(&mut write_ratios)
+    );
     println!("  mount process RSS after          {rss:>7.0} MiB");
     Ok(())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
