@@ -533,16 +533,21 @@ impl Store {
         let mut deleted = 0;
         for id in ids {
             {
-                let inner = self.lock();
-                if !inner.index.contains_key(id) {
+                let mut inner = self.lock();
+                let Some(&size) = inner.index.get(id) else {
                     continue;
-                }
+                };
                 if inner
                     .written
                     .get(id)
                     .is_some_and(|t| *t + 1000 >= issued_ms)
                 {
+                    // Reported again as received: the namenode, which may
+                    // have dropped this replica when it decided, learns it
+                    // is still here and decides anew (a later delete then
+                    // goes through, or the replica is kept if needed).
                     debug!(chunk = %id.short(), "kept a chunk written after its delete was decided");
+                    inner.added.insert(*id, size);
                     continue;
                 }
             }

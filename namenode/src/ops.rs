@@ -972,6 +972,11 @@ impl Namenode {
                         if !rec.replicas.contains(&report.node) {
                             rec.replicas.push(report.node);
                             received.push(c.id);
+                            // A replica the namenode did not count (a copy,
+                            // or one a datanode kept because it was written
+                            // just before its trim): the chunk may now have
+                            // one too many.
+                            recheck.push(c.id);
                         }
                         if report.full {
                             // The node may be back from the dead: its chunks

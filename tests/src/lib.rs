@@ -1080,6 +1080,28 @@ impl Mount {
         }
     }
 
+    /// Waits (up to `within`) for the process to exit on its own, as it
+    /// does when unmounted from outside; returns its exit status.
+    pub fn wait_exit(&mut self, within: Duration) -> Result<std::process::ExitStatus> {
+        let Some(child) = self.child.as_mut() else {
+            bail!("not running");
+        };
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                self.child = None;
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "blobctl mount still running after {within:?}:\n{}",
+                    tail(&self.log, 20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether the kernel still shows the mount.
     pub fn is_mounted(&self) -> bool {
         blob_client::mount::is_mounted(self.dir.path())

@@ -161,6 +161,12 @@ pub async fn run(
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: unmounting"),
     }
     if let Err(e) = unmounter.unmount() {
+        if !is_mounted(mountpoint) {
+            // Unmounted from outside just before the signal.
+            let _ = tokio::time::timeout(Duration::from_secs(10), done_rx).await;
+            eprintln!("blobctl: unmounted {}", mountpoint.display());
+            return Ok(());
+        }
         // Busy (a process still has a file open): detach it now; the
         // kernel finishes when the last file closes.
         tracing::warn!(error = %e, "unmount failed; detaching lazily");
@@ -410,6 +416,15 @@ impl Shared {
             return Err(Errno::ENAMETOOLONG);
         }
         Ok(path)
+    }
+
+    /// The path of `parent/name` for an operation that changes it:
+    /// `EROFS` on a read-only mount.
+    fn path_to_change(&self, parent: u64, name: &OsStr) -> Result<String, Errno> {
+        if self.opts.read_only {
+            return Err(Errno::EROFS);
+        }
+        self.child_path(parent, name)
     }
 
     fn remember(&self, path: &str) -> u64 {
@@ -871,10 +886,7 @@ impl fuser::Filesystem for BlobFs {
         reply: ReplyEntry,
     ) {
         let s = self.shared.clone();
-        if s.opts.read_only {
-            return reply.error(Errno::EROFS);
-        }
-        let path = match s.child_path(parent.0, name) {
+        let path = match s.path_to_change(parent.0, name) {
             Ok(p) => p,
             Err(e) => return reply.error(e),
         };
@@ -901,10 +913,7 @@ impl fuser::Filesystem for BlobFs {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let s = self.shared.clone();
-        if s.opts.read_only {
-            return reply.error(Errno::EROFS);
-        }
-        let path = match s.child_path(parent.0, name) {
+        let path = match s.path_to_change(parent.0, name) {
             Ok(p) => p,
             Err(e) => return reply.error(e),
         };
@@ -933,19 +942,13 @@ impl fuser::Filesystem for BlobFs {
                     Err(e) => Err(errno("unlink", &path, &e)),
                 }
             },
-            move |r| match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(e),
-            },
+            empty_reply(reply),
         );
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let s = self.shared.clone();
-        if s.opts.read_only {
-            return reply.error(Errno::EROFS);
-        }
-        let path = match s.child_path(parent.0, name) {
+        let path = match s.path_to_change(parent.0, name) {
             Ok(p) => p,
             Err(e) => return reply.error(e),
         };
@@ -969,10 +972,7 @@ impl fuser::Filesystem for BlobFs {
                     Err(e) => Err(errno("rmdir", &path, &e)),
                 }
             },
-            move |r| match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(e),
-            },
+            empty_reply(reply),
         );
     }
 
@@ -1064,10 +1064,7 @@ impl fuser::Filesystem for BlobFs {
                     .rename(&from, &to);
                 Ok(())
             },
-            move |r| match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(e),
-            },
+            empty_reply(reply),
         );
     }
 
@@ -1140,10 +1137,7 @@ impl fuser::Filesystem for BlobFs {
         reply: ReplyCreate,
     ) {
         let s = self.shared.clone();
-        if s.opts.read_only {
-            return reply.error(Errno::EROFS);
-        }
-        let path = match s.child_path(parent.0, name) {
+        let path = match s.path_to_change(parent.0, name) {
             Ok(p) => p,
             Err(e) => return reply.error(e),
         };
@@ -1287,10 +1281,7 @@ impl fuser::Filesystem for BlobFs {
             "flush",
             self.commit_timeout(),
             async move { s.commit(&w).await },
-            move |r| match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(e),
-            },
+            empty_reply(reply),
         );
     }
 
@@ -1336,10 +1327,7 @@ impl fuser::Filesystem for BlobFs {
                 }
                 res
             },
-            move |r| match r {
-                Ok(()) => reply.ok(),
-                Err(e) => reply.error(e),
-            },
+            empty_reply(reply),
         );
     }
 
@@ -1524,6 +1512,14 @@ impl fuser::Filesystem for BlobFs {
                 Err(e) => reply.error(e),
             },
         );
+    }
+}
+
+/// Answers a `ReplyEmpty` with an operation's outcome.
+fn empty_reply(reply: ReplyEmpty) -> impl FnOnce(Result<(), Errno>) + Send + 'static {
+    move |r| match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
     }
 }
 
