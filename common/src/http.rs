@@ -113,6 +113,29 @@ pub fn parse_range(header: Option<&HeaderValue>, len: u64) -> RangeSpec {
     RangeSpec::Part(start, end)
 }
 
+/// A `/metrics` answer: Prometheus text in the OpenMetrics format that
+/// `prometheus-client` encodes.
+pub fn metrics_response(text: String) -> Response {
+    use axum::response::IntoResponse;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+/// The chunk id of a `/v1/chunks/{id}` route, or why it is not one (at
+/// most 80 characters of it).
+pub fn chunk_id_from_path(
+    path: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+) -> Result<crate::ChunkId, String> {
+    let axum::extract::Path(raw) = path.map_err(|e| e.body_text())?;
+    raw.parse().map_err(|_| raw.chars().take(80).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

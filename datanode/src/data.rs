@@ -79,20 +79,11 @@ async fn health(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {
-    (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        node.metrics.encode(),
-    )
-        .into_response()
+    blob_common::http::metrics_response(node.metrics.encode())
 }
 
 fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<ChunkId, Error> {
-    let Path(raw) = path.map_err(|e| Error::InvalidChunkId(e.body_text()))?;
-    raw.parse()
-        .map_err(|_| Error::InvalidChunkId(raw.chars().take(80).collect()))
+    blob_common::http::chunk_id_from_path(path).map_err(Error::InvalidChunkId)
 }
 
 fn parse_query(q: Result<Query<PresignQuery>, QueryRejection>) -> Result<PresignQuery, Error> {

@@ -54,20 +54,11 @@ async fn health(State(edge): State<Arc<Edge>>) -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
-    (
-        [(
-            CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        edge.metrics.encode(),
-    )
-        .into_response()
+    blob_common::http::metrics_response(edge.metrics.encode())
 }
 
 fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<ChunkId, Error> {
-    let Path(raw) = path.map_err(|e| Error::InvalidChunkId(e.body_text()))?;
-    raw.parse()
-        .map_err(|_| Error::InvalidChunkId(raw.chars().take(80).collect()))
+    blob_common::http::chunk_id_from_path(path).map_err(Error::InvalidChunkId)
 }
 
 /// Verifies a pre-signed GET URL for `id`: every refusal is a 403 (or 400

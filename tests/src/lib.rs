@@ -1056,28 +1056,19 @@ impl Mount {
     /// Sends SIGTERM and waits (up to `within`) for the process to unmount
     /// and exit; returns its exit status.
     pub fn terminate(&mut self, within: Duration) -> Result<std::process::ExitStatus> {
-        let Some(mut child) = self.child.take() else {
+        let Some(pid) = self.pid() else {
             bail!("not running");
         };
         nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::unistd::Pid::from_raw(pid as i32),
             nix::sys::signal::Signal::SIGTERM,
         )?;
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok(status);
+        self.wait_exit(within).inspect_err(|_| {
+            if let Some(mut c) = self.child.take() {
+                let _ = c.kill();
+                let _ = c.wait();
             }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!(
-                    "blobctl mount still running {within:?} after SIGTERM:\n{}",
-                    tail(&self.log, 20)
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        })
     }
 
     /// Waits (up to `within`) for the process to exit on its own, as it

@@ -186,9 +186,9 @@ pub async fn run(
     Ok(())
 }
 
-/// Kernel read-ahead for the mount. The kernel's default for a FUSE mount
-/// is 128 KiB, which keeps one small read in flight at a time: a sequential
-/// reader then waits on a round trip per 128 KiB.
+/// Kernel read-ahead for the mount. Files are opened for direct I/O, so it
+/// only serves mmap readers (the page cache); for those the kernel's
+/// default for a FUSE mount, 128 KiB, keeps one small read in flight.
 const READAHEAD_KB: u32 = 16 * 1024;
 
 /// Sets the mount's kernel read-ahead (`/sys/class/bdi/DEV/read_ahead_kb`).

@@ -208,6 +208,15 @@ impl Reader {
         }
     }
 
+    /// The part of whole chunk `index` that the file range `offset..end`
+    /// covers.
+    fn part(&self, index: usize, chunk: &Bytes, offset: u64, end: u64) -> Bytes {
+        let c = &self.locs.chunks[index];
+        let from = offset.max(c.offset) - c.offset;
+        let to = end.min(c.offset + c.size) - c.offset;
+        chunk.slice(from as usize..to as usize)
+    }
+
     /// Notes a read of `offset..end` (touching chunks `touched`) in the
     /// reader's state: is it sequential, should it get whole chunks, and
     /// which chunks to fetch ahead now.
@@ -304,10 +313,7 @@ impl Reader {
                     Ok(b) => b.clone(),
                     Err(_) => return None,
                 };
-                let c = &self.locs.chunks[index];
-                let from = offset.max(c.offset) - c.offset;
-                let to = end.min(c.offset + c.size) - c.offset;
-                parts.push(chunk.slice(from as usize..to as usize));
+                parts.push(self.part(index, &chunk, offset, end));
             }
         }
         let plan = self.plan(cache, max_window, offset, end, &touched);
@@ -345,14 +351,11 @@ impl Reader {
         );
         let mut parts = Vec::new();
         for index in touched {
-            let c = &self.locs.chunks[index];
             let chunk = self
                 .whole(client, cache, index)
                 .await
                 .map_err(|e| Error::Task(format!("{e:#}")))?;
-            let from = offset.max(c.offset) - c.offset;
-            let to = end.min(c.offset + c.size) - c.offset;
-            parts.push(chunk.slice(from as usize..to as usize));
+            parts.push(self.part(index, &chunk, offset, end));
         }
         Ok(concat(parts))
     }

@@ -166,7 +166,8 @@ impl Writer {
                 st.pending_bytes -= old.len();
             }
             if st.pending_bytes > MAX_PENDING {
-                self.fill_gaps(&mut st).await?;
+                // Too much is held out of order: the gaps are holes.
+                self.drain_pending(&mut st, true).await?;
             }
             return Ok(());
         }
@@ -349,11 +350,6 @@ impl Writer {
             }
             self.push(st, data).await?;
         }
-    }
-
-    /// Too much is held out of order: the gaps are holes.
-    async fn fill_gaps(&self, st: &mut State) -> Result<(), WriteError> {
-        self.drain_pending(st, true).await
     }
 
     async fn zeros(&self, st: &mut State, mut n: u64) -> Result<(), WriteError> {
