@@ -268,6 +268,11 @@ pub struct UploadOptions {
     /// Abort the session on failure instead of leaving it to be resumed
     /// (for callers, like the S3 gateway, that never resume).
     pub abort_on_error: bool,
+    /// The SHA-256 of the whole input, when the reader checks it before it
+    /// ends (as the S3 gateway's does for a signed payload). An input of
+    /// one chunk then takes it as the chunk's id rather than hashing the
+    /// bytes again.
+    pub input_sha256: Option<[u8; 32]>,
 }
 
 impl Default for UploadOptions {
@@ -281,6 +286,7 @@ impl Default for UploadOptions {
             before_commit: None,
             part: None,
             abort_on_error: false,
+            input_sha256: None,
         }
     }
 }
@@ -296,6 +302,7 @@ impl std::fmt::Debug for UploadOptions {
             .field("before_commit", &self.before_commit.is_some())
             .field("part", &self.part)
             .field("abort_on_error", &self.abort_on_error)
+            .field("input_sha256", &self.input_sha256.is_some())
             .finish()
     }
 }

@@ -12,8 +12,9 @@ use base64::Engine as _;
 use blob_client::{Client, FileLocations};
 use bytes::Bytes;
 use futures::StreamExt;
-use md5::Digest as _;
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::io::AsyncRead;
+
+use crate::md5::Md5Body;
 
 /// A checksum S3 clients send with a body.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +46,8 @@ impl Algo {
 
 /// Running digests of a body.
 pub(crate) struct Digests {
-    md5: md5::Md5,
+    /// Set once the whole body has been hashed (on the MD5 thread).
+    md5: Option<[u8; 16]>,
     crc32: Option<crc32fast::Hasher>,
     crc32c: Option<u32>,
     sha256: Option<sha2::Sha256>,
@@ -56,16 +58,17 @@ pub(crate) struct Digests {
 impl Digests {
     pub(crate) fn new(algos: &[Algo]) -> Self {
         Self {
-            md5: md5::Md5::new(),
+            md5: None,
             crc32: algos.contains(&Algo::Crc32).then(crc32fast::Hasher::new),
             crc32c: algos.contains(&Algo::Crc32c).then_some(0),
-            sha256: algos.contains(&Algo::Sha256).then(sha2::Sha256::new),
+            sha256: algos
+                .contains(&Algo::Sha256)
+                .then(<sha2::Sha256 as sha2::Digest>::new),
             len: 0,
         }
     }
 
     fn update(&mut self, data: &[u8]) {
-        self.md5.update(data);
         if let Some(h) = &mut self.crc32 {
             h.update(data);
         }
@@ -73,14 +76,14 @@ impl Digests {
             *c = crc32c::crc32c_append(*c, data);
         }
         if let Some(h) = &mut self.sha256 {
-            h.update(data);
+            sha2::Digest::update(h, data);
         }
         self.len += data.len() as u64;
     }
 
-    /// Raw MD5 of everything so far.
-    pub(crate) fn md5(&self) -> [u8; 16] {
-        self.md5.clone().finalize().into()
+    /// Raw MD5 of the body, once it has been read to its end.
+    pub(crate) fn md5(&self) -> Option<[u8; 16]> {
+        self.md5
     }
 
     /// The base64 value of `algo` as S3 sends it, if it was computed.
@@ -92,54 +95,113 @@ impl Digests {
                 .as_ref()
                 .map(|h| b64(&h.clone().finalize().to_be_bytes())),
             Algo::Crc32c => self.crc32c.map(|c| b64(&c.to_be_bytes())),
-            Algo::Sha256 => self.sha256.as_ref().map(|h| b64(&h.clone().finalize())),
+            Algo::Sha256 => self
+                .sha256
+                .as_ref()
+                .map(|h| b64(&sha2::Digest::finalize(h.clone()))),
         }
     }
 }
 
-/// An `AsyncRead` that feeds [`Digests`] with every byte it yields and
-/// refuses to yield more than `limit` bytes.
-pub(crate) struct Hashing<R> {
-    inner: R,
+/// A body's frames as they pass: each feeds [`Digests`] (MD5 on the
+/// shared MD5 thread, the rest here), no more than `limit` bytes pass, and
+/// the end is given only once the MD5 is known.
+pub(crate) struct Hashing<S> {
+    inner: S,
     digests: Arc<Mutex<Digests>>,
+    md5: Md5Body,
     limit: u64,
+    /// A frame waiting for the MD5 thread to have room.
+    held: Option<Bytes>,
+    ended: bool,
+    done: bool,
 }
 
-impl<R> Hashing<R> {
-    pub(crate) fn new(inner: R, digests: Arc<Mutex<Digests>>, limit: u64) -> Self {
+impl<S> Hashing<S> {
+    pub(crate) fn new(inner: S, digests: Arc<Mutex<Digests>>, limit: u64) -> Self {
         Self {
             inner,
             digests,
+            md5: Md5Body::new(),
             limit,
+            held: None,
+            ended: false,
+            done: false,
         }
     }
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for Hashing<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = &r {
-            let new = &buf.filled()[before..];
-            if !new.is_empty() {
-                let mut d = self.digests.lock().unwrap_or_else(|p| p.into_inner());
-                d.update(new);
-                if d.len > self.limit {
-                    return Poll::Ready(Err(std::io::Error::other("EntityTooLarge")));
+impl<S> futures::Stream for Hashing<S>
+where
+    S: futures::Stream<Item = Result<Bytes, std::io::Error>> + Unpin,
+{
+    type Item = Result<Bytes, std::io::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if this.done {
+                return Poll::Ready(None);
+            }
+            if let Some(frame) = this.held.take() {
+                if this.md5.poll_room(cx, frame.len()).is_pending() {
+                    this.held = Some(frame);
+                    return Poll::Pending;
                 }
+                this.md5.feed(&frame);
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            if this.ended {
+                let md5 = std::task::ready!(this.md5.poll_digest(cx));
+                this.done = true;
+                return match md5 {
+                    Ok(md5) => {
+                        this.digests.lock().unwrap_or_else(|p| p.into_inner()).md5 = Some(md5);
+                        Poll::Ready(None)
+                    }
+                    Err(e) => Poll::Ready(Some(Err(std::io::Error::other(e)))),
+                };
+            }
+            match std::task::ready!(Pin::new(&mut this.inner).poll_next(cx)) {
+                Some(Ok(frame)) if frame.is_empty() => {}
+                Some(Ok(frame)) => {
+                    let mut d = this.digests.lock().unwrap_or_else(|p| p.into_inner());
+                    d.update(&frame);
+                    if d.len > this.limit {
+                        this.done = true;
+                        return Poll::Ready(Some(Err(std::io::Error::other("EntityTooLarge"))));
+                    }
+                    drop(d);
+                    this.held = Some(frame);
+                }
+                Some(Err(e)) => {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => this.ended = true,
             }
         }
-        r
     }
 }
 
-/// A request body as an `AsyncRead`.
-pub(crate) fn reader(blob: s3s::dto::StreamingBlob) -> impl AsyncRead + Unpin + Send {
-    tokio_util::io::StreamReader::new(blob.map(|r| r.map_err(std::io::Error::other)))
+/// A body's frames hashed into `digests` (see [`Hashing`]), as an
+/// `AsyncRead` for the client library's upload.
+pub(crate) fn hashed<S>(
+    frames: S,
+    digests: Arc<Mutex<Digests>>,
+    limit: u64,
+) -> impl AsyncRead + Unpin + Send
+where
+    S: futures::Stream<Item = Result<Bytes, std::io::Error>> + Unpin + Send,
+{
+    tokio_util::io::StreamReader::new(Hashing::new(frames, digests, limit))
+}
+
+/// A request body's frames.
+pub(crate) fn frames(
+    blob: s3s::dto::StreamingBlob,
+) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Unpin + Send {
+    blob.map(|r| r.map_err(std::io::Error::other))
 }
 
 /// Byte ranges of `[start, end)` cut at chunk boundaries, so that every
@@ -201,18 +263,41 @@ mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
 
+    async fn hash(
+        data: &'static [u8],
+        algos: &[Algo],
+        limit: u64,
+    ) -> (std::io::Result<Vec<u8>>, Digests) {
+        let d = Arc::new(Mutex::new(Digests::new(algos)));
+        let frames = futures::stream::iter(
+            data.chunks(4)
+                .map(|c| Ok(Bytes::from_static(c)))
+                .collect::<Vec<_>>(),
+        );
+        let mut r = hashed(frames, d.clone(), limit);
+        let mut out = Vec::new();
+        let res = r.read_to_end(&mut out).await.map(|_| out);
+        drop(r);
+        let d = Arc::into_inner(d)
+            .expect("one owner")
+            .into_inner()
+            .expect("lock");
+        (res, d)
+    }
+
     #[tokio::test]
     async fn digests_match_known_values() {
-        let d = Arc::new(Mutex::new(Digests::new(&[
-            Algo::Crc32,
-            Algo::Crc32c,
-            Algo::Sha256,
-        ])));
-        let mut r = Hashing::new(&b"hello world"[..], d.clone(), 100);
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).await.expect("read");
-        let d = d.lock().expect("lock");
-        assert_eq!(hex::encode(d.md5()), "5eb63bbbe01eeed093cb22bb8f5acdc3");
+        let (out, d) = hash(
+            b"hello world",
+            &[Algo::Crc32, Algo::Crc32c, Algo::Sha256],
+            100,
+        )
+        .await;
+        assert_eq!(out.expect("read"), b"hello world");
+        assert_eq!(
+            hex::encode(d.md5().expect("md5")),
+            "5eb63bbbe01eeed093cb22bb8f5acdc3"
+        );
         // Values as the AWS SDKs compute them for "hello world".
         assert_eq!(d.checksum(Algo::Crc32).as_deref(), Some("DUoRhQ=="));
         assert_eq!(d.checksum(Algo::Crc32c).as_deref(), Some("yZRlqg=="));
@@ -224,9 +309,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_over_the_limit_fails() {
-        let d = Arc::new(Mutex::new(Digests::new(&[])));
-        let mut r = Hashing::new(&[0u8; 10][..], d, 5);
-        let mut out = Vec::new();
-        assert!(r.read_to_end(&mut out).await.is_err());
+        let (out, d) = hash(&[0u8; 10], &[], 5).await;
+        assert!(out.is_err());
+        assert_eq!(d.md5(), None);
     }
 }

@@ -85,7 +85,14 @@ fn body_error(e: &ClientError) -> S3Error {
         .map(|s| s.to_string())
         .unwrap_or_default();
     let all = format!("{text} {source}").to_ascii_lowercase();
-    if all.contains("signature") {
+    if all.contains("sha256mismatch") {
+        let mut err = s3(
+            S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+        );
+        err.set_status_code(http::StatusCode::BAD_REQUEST);
+        err
+    } else if all.contains("signature") {
         s3(
             S3ErrorCode::SignatureDoesNotMatch,
             "a chunk signature does not match",
@@ -133,24 +140,70 @@ pub(crate) fn xml_response(
     resp
 }
 
-/// An XML error body with `<RequestId>` added when it lacks one.
+/// S3's own wording for errors that `s3s` raises without a message (its
+/// request parsing and signature checks), so every error body says what
+/// went wrong as S3 would.
+fn default_message(code: &str) -> &'static str {
+    match code {
+        "InvalidBucketName" => "The specified bucket is not valid.",
+        "NoSuchBucket" => "The specified bucket does not exist.",
+        "NoSuchKey" => "The specified key does not exist.",
+        "NoSuchUpload" => "The specified multipart upload does not exist.",
+        "AccessDenied" => "Access Denied",
+        "InvalidAccessKeyId" => {
+            "The AWS Access Key Id you provided does not exist in our records."
+        }
+        "SignatureDoesNotMatch" => {
+            "The request signature we calculated does not match the signature you provided."
+        }
+        "RequestTimeTooSkewed" => {
+            "The difference between the request time and the current time is too large."
+        }
+        "MissingContentLength" => "You must provide the Content-Length HTTP header.",
+        "MalformedXML" => "The XML you provided was not well-formed or did not validate against our published schema.",
+        "MethodNotAllowed" => "The specified method is not allowed against this resource.",
+        "NotImplemented" => "A header you provided implies functionality that is not implemented.",
+        "KeyTooLongError" => "Your key is too long.",
+        "InvalidRange" => "The requested range is not satisfiable",
+        "XAmzContentSHA256Mismatch" => {
+            "The provided 'x-amz-content-sha256' header does not match what was computed."
+        }
+        "EntityTooLarge" => "Your proposed upload exceeds the maximum allowed object size.",
+        "InternalError" => "We encountered an internal error. Please try again.",
+        _ => "The request is not valid.",
+    }
+}
+
+/// An XML error body with `<RequestId>` added when it lacks one, and S3's
+/// message for its code when it has none.
 pub(crate) fn with_request_id(body: &[u8], request_id: &str) -> bytes::Bytes {
     let text = String::from_utf8_lossy(body);
-    if text.contains("<RequestId>") {
+    let Some(end) = text.rfind("</Error>") else {
+        return bytes::Bytes::copy_from_slice(body);
+    };
+    let has_message = text.contains("<Message>") || text.contains("<Message/>");
+    let has_id = text.contains("<RequestId>");
+    if has_message && has_id {
         return bytes::Bytes::copy_from_slice(body);
     }
-    match text.rfind("</Error>") {
-        Some(at) => {
-            let mut out = String::with_capacity(text.len() + 64);
-            out.push_str(&text[..at]);
-            out.push_str("<RequestId>");
-            out.push_str(&xml_escape(request_id));
-            out.push_str("</RequestId>");
-            out.push_str(&text[at..]);
-            bytes::Bytes::from(out)
-        }
-        None => bytes::Bytes::copy_from_slice(body),
+    let mut out = String::with_capacity(text.len() + 160);
+    out.push_str(&text[..end]);
+    if !has_message {
+        let code = text
+            .split_once("<Code>")
+            .and_then(|(_, rest)| rest.split_once("</Code>"))
+            .map_or("", |(code, _)| code);
+        out.push_str("<Message>");
+        out.push_str(&xml_escape(default_message(code)));
+        out.push_str("</Message>");
     }
+    if !has_id {
+        out.push_str("<RequestId>");
+        out.push_str(&xml_escape(request_id));
+        out.push_str("</RequestId>");
+    }
+    out.push_str(&text[end..]);
+    bytes::Bytes::from(out)
 }
 
 #[cfg(test)]
@@ -161,7 +214,9 @@ mod tests {
     fn request_id_goes_into_error_bodies_once() {
         let body = b"<?xml version=\"1.0\"?><Error><Code>NoSuchKey</Code></Error>";
         let out = with_request_id(body, "ABC");
-        assert!(String::from_utf8_lossy(&out).contains("<RequestId>ABC</RequestId></Error>"));
+        assert!(String::from_utf8_lossy(&out).contains(
+            "<Message>The specified key does not exist.</Message><RequestId>ABC</RequestId></Error>"
+        ));
         let again = with_request_id(&out, "XYZ");
         assert_eq!(again, out);
         assert_eq!(with_request_id(b"", "A"), bytes::Bytes::new());

@@ -20,6 +20,7 @@ mod body;
 mod error;
 mod host;
 mod keys;
+mod md5;
 mod service;
 
 use std::convert::Infallible;

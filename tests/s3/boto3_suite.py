@@ -59,6 +59,7 @@ def data(n, seed=1):
 
 
 B = "boto-suite"
+CHUNK = 8 << 20  # the gateway's chunk size (its default)
 
 
 def buckets():
@@ -279,35 +280,60 @@ def auth_errors():
                                         ContentMD5="AAAAAAAAAAAAAAAAAAAAAA=="))[0], "BadDigest")
 
 
-def trailer_put(key, body, algo, value, chunk=64 << 10):
-    """A PUT as current SDKs send it over HTTPS: STREAMING-UNSIGNED-PAYLOAD-TRAILER,
-    an aws-chunked body and the checksum in a trailer (boto3 over plain HTTP
-    sends a header instead, so the request is built and signed here)."""
+def signed_put(key, payload, headers):
+    """A PUT of `payload` with `headers` (x-amz-content-sha256 among them),
+    signed with botocore's SigV4 as given and sent as is."""
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
 
-    framed = bytearray()
-    for i in range(0, len(body), chunk):
-        piece = body[i:i + chunk]
-        framed += b"%x\r\n" % len(piece) + piece + b"\r\n"
-    framed += b"0\r\n" + f"{algo}:{value}\r\n\r\n".encode()
     url = f"{ENDPOINT}/{B}/{key}"
-    req = AWSRequest(method="PUT", url=url, data=bytes(framed), headers={
-        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
-        "content-encoding": "aws-chunked",
-        "x-amz-decoded-content-length": str(len(body)),
-        "x-amz-trailer": algo,
-        "content-length": str(len(framed)),
-    })
+    headers = dict(headers, **{"content-length": str(len(payload))})
+    req = AWSRequest(method="PUT", url=url, data=payload, headers=headers)
     creds = boto3.Session().get_credentials()
     SigV4Auth(creds, "s3", os.environ.get("AWS_REGION", "us-east-1")).add_auth(req)
-    prepared = urllib.request.Request(url, data=bytes(framed), method="PUT",
+    prepared = urllib.request.Request(url, data=payload, method="PUT",
                                       headers=dict(req.headers.items()))
     try:
         with urllib.request.urlopen(prepared) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as e:
         return e.code, e.read()
+
+
+def trailer_put(key, body, algo, value, chunk=64 << 10):
+    """A PUT as current SDKs send it over HTTPS: STREAMING-UNSIGNED-PAYLOAD-TRAILER,
+    an aws-chunked body and the checksum in a trailer (boto3 over plain HTTP
+    sends a header instead, so the request is built and signed here)."""
+    framed = bytearray()
+    for i in range(0, len(body), chunk):
+        piece = body[i:i + chunk]
+        framed += b"%x\r\n" % len(piece) + piece + b"\r\n"
+    framed += b"0\r\n" + f"{algo}:{value}\r\n\r\n".encode()
+    return signed_put(key, bytes(framed), {
+        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER",
+        "content-encoding": "aws-chunked",
+        "x-amz-decoded-content-length": str(len(body)),
+        "x-amz-trailer": algo,
+    })
+
+
+def payload_hashes():
+    """The signed payload hash (x-amz-content-sha256) is checked: a body
+    that does not match it is refused and nothing is stored, whether it
+    fits in one chunk (whose id the gateway takes from that hash) or not."""
+    for size in (100_000, CHUNK, CHUNK + 1):
+        body = data(size, 17)
+        other = hashlib.sha256(body + b"!").hexdigest()
+        status, text = signed_put(f"payload/bad-{size}", body, {"x-amz-content-sha256": other})
+        eq(status, 400)
+        assert b"XAmzContentSHA256Mismatch" in text, text
+        eq(error_code(lambda: s3.head_object(Bucket=B, Key=f"payload/bad-{size}"))[1], 404)
+        right = hashlib.sha256(body).hexdigest()
+        status, text = signed_put(f"payload/ok-{size}", body, {"x-amz-content-sha256": right})
+        eq(status, 200)
+        got = s3.get_object(Bucket=B, Key=f"payload/ok-{size}")
+        eq(hashlib.sha256(got["Body"].read()).hexdigest(), right)
+        eq(got["ETag"].strip('"'), hashlib.md5(body).hexdigest())
 
 
 def trailers():
@@ -348,7 +374,8 @@ for name, fn in [("buckets", buckets), ("put/get with metadata", put_get_metadat
                  ("multipart errors leave nothing", multipart_errors),
                  ("1000-part upload", thousand_parts), ("pre-signed URLs", presigned),
                  ("error codes", auth_errors),
-                 ("aws-chunked bodies with checksum trailers", trailers), ("cleanup", cleanup)]:
+                 ("aws-chunked bodies with checksum trailers", trailers),
+                 ("signed payload hashes", payload_hashes), ("cleanup", cleanup)]:
     check(name, fn)
 
 print(f"boto3 {boto3.__version__}: {passed} passed, {failed} failed")

@@ -109,7 +109,8 @@ where
         skipped: 0,
         bytes_sent: 0,
     };
-    let reading = read_chunks(reader, chunk_size, permits, tx);
+    let whole = opts.input_sha256.map(ChunkId);
+    let reading = read_chunks(reader, chunk_size, whole, permits, tx);
     let result = tokio::try_join!(reading, coord.run(rx));
     let chunks = match result {
         Ok((chunks, ())) => chunks,
@@ -208,10 +209,14 @@ async fn commit_upload(
 /// Reads `reader` into chunks of `chunk_size` (the last one shorter),
 /// hashes them on the blocking pool, and sends them in order to `tx`, each
 /// holding a permit of `permits` taken before its buffer was allocated.
-/// Returns every chunk of the input, in order.
+/// `whole` is the SHA-256 of the entire input when the reader has checked
+/// it before its end: an input of a single chunk takes it as the chunk's id
+/// instead of hashing again (a datanode checks every chunk against its id
+/// whatever the source). Returns every chunk of the input, in order.
 pub(crate) async fn read_chunks<R>(
     reader: R,
     chunk_size: usize,
+    whole: Option<ChunkId>,
     permits: Arc<Semaphore>,
     tx: mpsc::Sender<Msg>,
 ) -> Result<Vec<ChunkRef>, Error>
@@ -221,31 +226,61 @@ where
     // One buffer per permit at most, reused from chunk to chunk: no fresh
     // pages to fault in and zero for every chunk.
     let pool = BufferPool::new(permits.available_permits());
-    let raw = futures::stream::unfold((reader, false), move |(mut reader, done)| {
+    let start = Reading {
+        reader,
+        done: false,
+        first: true,
+        carry: None,
+    };
+    let raw = futures::stream::unfold(start, move |mut st| {
         let permits = permits.clone();
         let pool = pool.clone();
         async move {
-            if done {
+            if st.done {
                 return None;
             }
             // Closed only when the upload is being torn down.
             let permit = permits.acquire_owned().await.ok()?;
-            match read_full(&mut reader, chunk_size, &pool).await {
-                Ok(buf) if buf.is_empty() => None,
-                Ok(buf) => {
-                    let last = buf.len() < chunk_size;
-                    Some((Ok((buf, permit)), (reader, last)))
+            let first = std::mem::replace(&mut st.first, false);
+            let buf = match read_full(&mut st.reader, chunk_size, st.carry.take(), &pool).await {
+                Ok(buf) if buf.is_empty() => return None,
+                Ok(buf) => buf,
+                Err(e) => {
+                    st.done = true;
+                    return Some((Err(e), st));
                 }
-                Err(e) => Some((Err(e), (reader, true))),
+            };
+            let mut known = None;
+            st.done = buf.len() < chunk_size;
+            if first && whole.is_some() {
+                // A full first chunk is the whole input only if the input
+                // ends right there: look one byte ahead.
+                if !st.done {
+                    match probe(&mut st.reader).await {
+                        Ok(None) => st.done = true,
+                        Ok(Some(b)) => st.carry = Some(b),
+                        Err(e) => {
+                            st.done = true;
+                            return Some((Err(e), st));
+                        }
+                    }
+                }
+                if st.done {
+                    known = whole;
+                }
             }
+            Some((Ok((buf, permit, known)), st))
         }
     });
     let hashed = raw
         .map(|item| async move {
-            let (buf, permit) = item?;
-            let (id, buf) = tokio::task::spawn_blocking(move || (ChunkId::of(&buf), buf))
-                .await
-                .map_err(|e| Error::Task(format!("hashing a chunk: {e}")))?;
+            let (buf, permit, known) = item?;
+            let (id, buf) = match known {
+                Some(id) => (id, buf),
+                None => tokio::task::spawn_blocking(move || (ChunkId::of(&buf), buf))
+                    .await
+                    .map_err(|e| Error::Task(format!("hashing a chunk: {e}")))?,
+            };
             Ok::<_, Error>(ReadyChunk {
                 chunk: ChunkRef {
                     id,
@@ -270,14 +305,26 @@ where
     Ok(chunks)
 }
 
+/// Where [`read_chunks`] is in its input.
+struct Reading<R> {
+    reader: R,
+    done: bool,
+    first: bool,
+    /// A byte read ahead of the next chunk.
+    carry: Option<u8>,
+}
+
 /// Reads until `size` bytes or the end of the input, into a buffer of
-/// `pool` (its spare capacity is read into as it is, never zeroed first).
+/// `pool` (its spare capacity is read into as it is, never zeroed first),
+/// starting with `carry` when a byte was read ahead.
 async fn read_full<R: AsyncRead + Unpin>(
     reader: &mut R,
     size: usize,
+    carry: Option<u8>,
     pool: &Arc<BufferPool>,
 ) -> Result<PooledBuf, Error> {
     let mut buf = pool.take(size);
+    buf.vec.extend(carry);
     while buf.vec.len() < size {
         let want = (size - buf.vec.len()) as u64;
         match (&mut *reader).take(want).read_buf(&mut buf.vec).await {
@@ -288,6 +335,19 @@ async fn read_full<R: AsyncRead + Unpin>(
         }
     }
     Ok(buf)
+}
+
+/// Reads one byte ahead: `None` at the end of the input.
+async fn probe<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<u8>, Error> {
+    let mut b = [0u8; 1];
+    loop {
+        match reader.read(&mut b).await {
+            Ok(0) => return Ok(None),
+            Ok(_) => return Ok(Some(b[0])),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::io("reading the input", e)),
+        }
+    }
 }
 
 /// Chunk buffers of one upload: a buffer whose chunk is done (stored, or
@@ -826,10 +886,20 @@ mod tests {
         chunk_size: usize,
         parallel: usize,
     ) -> (Vec<ChunkRef>, Vec<(ChunkRef, Bytes)>, bool) {
+        collect_known(data, chunk_size, parallel, None).await
+    }
+
+    /// [`collect`] with the input's SHA-256 given as known.
+    async fn collect_known(
+        data: Vec<u8>,
+        chunk_size: usize,
+        parallel: usize,
+        whole: Option<ChunkId>,
+    ) -> (Vec<ChunkRef>, Vec<(ChunkRef, Bytes)>, bool) {
         let permits = Arc::new(Semaphore::new(parallel));
         let (tx, mut rx) = mpsc::channel(parallel);
         let reading = tokio::spawn(async move {
-            read_chunks(std::io::Cursor::new(data), chunk_size, permits, tx).await
+            read_chunks(std::io::Cursor::new(data), chunk_size, whole, permits, tx).await
         });
         let mut got = Vec::new();
         let mut eof = false;
@@ -861,6 +931,32 @@ mod tests {
         }
     }
 
+    /// A known SHA-256 of the input names a single-chunk input (full or
+    /// short) without hashing; an input one byte longer than a chunk is
+    /// hashed chunk by chunk and loses no byte to the look-ahead.
+    #[tokio::test]
+    async fn a_known_input_hash_names_a_single_chunk_only() {
+        // Not the bytes' real hash: proof that it was taken as given.
+        let given = ChunkId([9; 32]);
+        for len in [4096, 1000] {
+            let (refs, got, eof) = collect_known(vec![3u8; len], 4096, 2, Some(given)).await;
+            assert!(eof);
+            assert_eq!(refs.len(), 1);
+            assert_eq!(refs[0].id, given);
+            assert_eq!(got[0].1.len(), len);
+        }
+        let data: Vec<u8> = (0..4097u32).map(|i| (i % 253) as u8).collect();
+        let (refs, got, eof) = collect_known(data.clone(), 4096, 2, Some(given)).await;
+        assert!(eof);
+        let sizes: Vec<u64> = refs.iter().map(|r| r.size).collect();
+        assert_eq!(sizes, vec![4096, 1]);
+        let joined: Vec<u8> = got.iter().flat_map(|(_, b)| b.to_vec()).collect();
+        assert_eq!(joined, data);
+        for (r, (_, b)) in refs.iter().zip(&got) {
+            assert_eq!(r.id, ChunkId::of(b));
+        }
+    }
+
     #[tokio::test]
     async fn exact_multiple_and_empty_input() {
         let (refs, _, eof) = collect(vec![7u8; 8192], 4096, 3).await;
@@ -877,7 +973,14 @@ mod tests {
         let (tx, mut rx) = mpsc::channel(16);
         let p = permits.clone();
         let reading = tokio::spawn(async move {
-            read_chunks(std::io::Cursor::new(vec![1u8; 100 * 1024]), 1024, p, tx).await
+            read_chunks(
+                std::io::Cursor::new(vec![1u8; 100 * 1024]),
+                1024,
+                None,
+                p,
+                tx,
+            )
+            .await
         });
         let mut held = Vec::new();
         for _ in 0..3 {
@@ -916,7 +1019,7 @@ mod tests {
             }
         }
         let (tx, _rx) = mpsc::channel(1);
-        let r = read_chunks(Broken, 1024, Arc::new(Semaphore::new(1)), tx).await;
+        let r = read_chunks(Broken, 1024, None, Arc::new(Semaphore::new(1)), tx).await;
         assert!(matches!(r, Err(Error::Io { .. })));
     }
 
@@ -924,9 +1027,9 @@ mod tests {
     async fn chunk_buffers_are_reused_and_bounded() {
         let pool = BufferPool::new(2);
         let mut input = std::io::Cursor::new(vec![5u8; 10_000]);
-        let a = read_full(&mut input, 4096, &pool).await;
-        let b = read_full(&mut input, 4096, &pool).await;
-        let c = read_full(&mut input, 4096, &pool).await;
+        let a = read_full(&mut input, 4096, None, &pool).await;
+        let b = read_full(&mut input, 4096, None, &pool).await;
+        let c = read_full(&mut input, 4096, None, &pool).await;
         let (a, b, c) = match (a, b, c) {
             (Ok(a), Ok(b), Ok(c)) => (a, b, c),
             _ => panic!("read failed"),
@@ -942,7 +1045,7 @@ mod tests {
         assert_eq!(pool.idle(), 2, "at most `keep` idle buffers");
         // The next read reuses a buffer (whatever it held is gone).
         let mut more = std::io::Cursor::new(vec![9u8; 100]);
-        let d = read_full(&mut more, 4096, &pool)
+        let d = read_full(&mut more, 4096, None, &pool)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(&d[..], &[9u8; 100][..]);
