@@ -26,7 +26,7 @@ use tokio::sync::{oneshot, Semaphore};
 use tokio_util::sync::PollSemaphore;
 
 /// Bytes a body may hand over before their MD5 is done.
-pub(crate) const CREDIT: usize = 8 << 20;
+pub(crate) const CREDIT: usize = 2 << 20;
 
 enum Job {
     Data {

@@ -1231,42 +1231,96 @@ impl S3 for Gateway {
         let client = self.client(&req).await?;
         let i = &req.input;
         check_bucket(&i.bucket)?;
-        let max = i.max_uploads.unwrap_or(1000).clamp(1, 1000);
-        let l = client
-            .list_multipart(&ListMultipartQuery {
-                bucket: i.bucket.clone(),
-                prefix: i.prefix.clone(),
-                after: i.key_marker.clone(),
-                after_upload: i.upload_id_marker.clone(),
-                limit: Some(max as usize),
-            })
-            .await
-            .map_err(from_client)?;
-        let last = l
-            .uploads
-            .last()
-            .map(|u| (u.path.clone(), u.upload.to_string()));
-        let uploads = l
-            .uploads
-            .into_iter()
-            .map(|u| MultipartUpload {
-                initiated: Some(timestamp(u.created_ms)),
-                key: Some(u.path),
-                upload_id: Some(u.upload.to_string()),
-                storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
-                ..Default::default()
-            })
-            .collect();
+        let max = i.max_uploads.unwrap_or(1000).clamp(1, 1000) as usize;
+        let prefix = i.prefix.clone().unwrap_or_default();
+        let delimiter = i.delimiter.clone().filter(|d| !d.is_empty());
+        // A marker that is a common prefix resumes after everything under it.
+        let skip = i
+            .key_marker
+            .clone()
+            .filter(|m| delimiter.as_ref().is_some_and(|d| m.ends_with(d.as_str())));
+        let mut uploads = Vec::new();
+        let mut prefixes: Vec<String> = Vec::new();
+        let mut next: Option<(String, Option<String>)> = None;
+        let mut truncated = false;
+        let (mut after, mut after_upload) = (i.key_marker.clone(), i.upload_id_marker.clone());
+        'pages: loop {
+            let page = client
+                .list_multipart(&ListMultipartQuery {
+                    bucket: i.bucket.clone(),
+                    prefix: i.prefix.clone(),
+                    after: after.clone(),
+                    after_upload: after_upload.clone(),
+                    limit: Some(1000),
+                })
+                .await
+                .map_err(from_client)?;
+            if let Some(u) = page.uploads.last() {
+                after = Some(u.path.clone());
+                after_upload = Some(u.upload.to_string());
+            }
+            for u in page.uploads {
+                if skip
+                    .as_ref()
+                    .is_some_and(|p| u.path.starts_with(p.as_str()))
+                {
+                    continue;
+                }
+                // Keys sort in order, so one common prefix's keys are adjacent.
+                let rolled = delimiter.as_ref().and_then(|d| {
+                    let rest = u.path.get(prefix.len()..)?;
+                    let at = rest.find(d.as_str())?;
+                    Some(format!("{prefix}{}", &rest[..at + d.len()]))
+                });
+                if rolled.is_some() && prefixes.last() == rolled.as_ref() {
+                    continue;
+                }
+                if uploads.len() + prefixes.len() == max {
+                    truncated = true;
+                    break 'pages;
+                }
+                match rolled {
+                    Some(p) => {
+                        next = Some((p.clone(), None));
+                        prefixes.push(p);
+                    }
+                    None => {
+                        next = Some((u.path.clone(), Some(u.upload.to_string())));
+                        uploads.push(MultipartUpload {
+                            initiated: Some(timestamp(u.created_ms)),
+                            key: Some(u.path),
+                            upload_id: Some(u.upload.to_string()),
+                            storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                            ..Default::default()
+                        });
+                    }
+                }
+            }
+            if !page.truncated {
+                break;
+            }
+        }
+        let (next_key, next_upload) = match next.filter(|_| truncated) {
+            Some((k, u)) => (Some(k), u),
+            None => (None, None),
+        };
         Ok(S3Response::new(ListMultipartUploadsOutput {
             bucket: Some(i.bucket.clone()),
             prefix: i.prefix.clone(),
+            delimiter: delimiter.clone(),
             key_marker: i.key_marker.clone(),
             upload_id_marker: i.upload_id_marker.clone(),
-            max_uploads: Some(max),
-            is_truncated: Some(l.truncated),
-            next_key_marker: last.as_ref().filter(|_| l.truncated).map(|l| l.0.clone()),
-            next_upload_id_marker: last.filter(|_| l.truncated).map(|l| l.1),
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            next_key_marker: next_key,
+            next_upload_id_marker: next_upload,
             uploads: Some(uploads),
+            common_prefixes: (!prefixes.is_empty()).then(|| {
+                prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix { prefix: Some(p) })
+                    .collect()
+            }),
             ..Default::default()
         }))
     }

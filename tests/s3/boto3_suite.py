@@ -165,6 +165,34 @@ def delete_objects():
     s3.delete_object(Bucket=B, Key="del/none")  # missing key: still 204
 
 
+def multipart_listing():
+    """ListMultipartUploads rolls keys up by delimiter and pages by max-uploads,
+    a common prefix counting as one entry."""
+    keys = ["mpu/a/1", "mpu/a/2", "mpu/b/1", "mpu/c", "other/x"]
+    ids = {k: s3.create_multipart_upload(Bucket=B, Key=k)["UploadId"] for k in keys}
+    r = s3.list_multipart_uploads(Bucket=B, Prefix="mpu/", Delimiter="/")
+    eq([p["Prefix"] for p in r.get("CommonPrefixes", [])], ["mpu/a/", "mpu/b/"])
+    eq([u["Key"] for u in r.get("Uploads", [])], ["mpu/c"])
+    eq(r["IsTruncated"], False)
+    seen, marker = [], None
+    while True:
+        kw = {"KeyMarker": marker} if marker else {}
+        r = s3.list_multipart_uploads(Bucket=B, Prefix="mpu/", Delimiter="/", MaxUploads=1, **kw)
+        page = [p["Prefix"] for p in r.get("CommonPrefixes", [])] + \
+               [u["Key"] for u in r.get("Uploads", [])]
+        eq(len(page), 1)
+        seen += page
+        if not r["IsTruncated"]:
+            break
+        marker = r["NextKeyMarker"]
+    eq(seen, ["mpu/a/", "mpu/b/", "mpu/c"])
+    r = s3.list_multipart_uploads(Bucket=B, Prefix="mpu/")
+    eq([u["Key"] for u in r["Uploads"]], ["mpu/a/1", "mpu/a/2", "mpu/b/1", "mpu/c"])
+    for k, uid in ids.items():
+        s3.abort_multipart_upload(Bucket=B, Key=k, UploadId=uid)
+    eq(s3.list_multipart_uploads(Bucket=B, Prefix="mpu/").get("Uploads", []), [])
+
+
 def multipart():
     part = max(MIN_PART, 6 * 1024)
     parts = [data(part, 10), data(part, 11), data(1234, 12)]
@@ -371,6 +399,7 @@ for name, fn in [("buckets", buckets), ("put/get with metadata", put_get_metadat
                  ("ranges", ranges), ("conditional gets", conditionals), ("copies", copies),
                  ("listings", listings), ("delete objects", delete_objects),
                  ("multipart with retry and part copies", multipart),
+                 ("multipart upload listings", multipart_listing),
                  ("multipart errors leave nothing", multipart_errors),
                  ("1000-part upload", thousand_parts), ("pre-signed URLs", presigned),
                  ("error codes", auth_errors),

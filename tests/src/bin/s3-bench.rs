@@ -1,11 +1,13 @@
 //! The S3 gateway benchmark: one local cluster of 3 datanodes (RF 3, fsync
 //! on) with its S3 gateway, and in the same run:
 //!
-//! 1. one large object (1 GiB by default, `--size-mib`) up and down through
+//! 1. one large object (1 GiB by default, `--size-mib`) per tool and run
+//!    (`--runs`, default 3; tools back to back in each run) up and down through
 //!    `blobctl` (the baseline), `aws s3 cp` at its defaults, and boto3's
 //!    concurrent transfer manager (`TransferConfig(max_concurrency=8 and 16,
 //!    multipart_chunksize=8 MiB)`, tests/s3/bench_sdk.py), each as MiB/s and
-//!    a ratio to blobctl's (goal: S3 ≥ 80% of blobctl);
+//!    a ratio to blobctl's (goal: S3 ≥ 80% of blobctl): the best run of
+//!    each, and the median over runs of the ratio within a run;
 //! 2. 64 KiB objects (`--small N`, default 1,000) PUT then GET at 16 and 64
 //!    concurrent requests through boto3 (threads, one shared client) beside
 //!    the client library: ops/s, p50 and p99 latency;
@@ -21,7 +23,7 @@
 //!
 //! Needs `aws` on PATH and boto3 in `~/.cache/blobstore/venv` (`deploy/test.sh`
 //! sets both up). Run:
-//! `cargo run --release -p blob-tests --bin s3-bench [-- --size-mib 1024 --small 1000 --big-mib 10240]`
+//! `cargo run --release -p blob-tests --bin s3-bench [-- --size-mib 1024 --runs 3 --small 1000 --big-mib 10240]`
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,6 +42,7 @@ const BLOCK_MIB: u64 = 64;
 
 struct Args {
     size_mib: u64,
+    runs: usize,
     small: usize,
     big_mib: u64,
 }
@@ -47,6 +50,7 @@ struct Args {
 fn args() -> Result<Args> {
     let mut a = Args {
         size_mib: 1024,
+        runs: 3,
         small: 1000,
         big_mib: 10240,
     };
@@ -55,12 +59,15 @@ fn args() -> Result<Args> {
         let mut val = || it.next().context("flag needs a value");
         match flag.as_str() {
             "--size-mib" => a.size_mib = val()?.parse()?,
+            "--runs" => a.runs = val()?.parse()?,
             "--small" => a.small = val()?.parse()?,
             "--big-mib" => a.big_mib = val()?.parse()?,
-            other => bail!("unknown flag {other}; use --size-mib N, --small N, --big-mib N"),
+            other => {
+                bail!("unknown flag {other}; use --size-mib N, --runs N, --small N, --big-mib N")
+            }
         }
     }
-    if a.size_mib == 0 || a.small == 0 || a.big_mib == 0 {
+    if a.size_mib == 0 || a.runs == 0 || a.small == 0 || a.big_mib == 0 {
         bail!("sizes and counts must be positive");
     }
     Ok(a)
@@ -333,6 +340,9 @@ struct Large {
     down: f64,
 }
 
+/// One figure of a [`Large`] transfer.
+type Metric = fn(&Large) -> f64;
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let a = args()?;
@@ -387,7 +397,6 @@ async fn run(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Result<bool
     let output = work.join("output.bin");
     let input_s = utf8(&input)?.to_string();
     let output_s = utf8(&output)?.to_string();
-    let mut large: Vec<Large> = Vec::new();
     let check = |what: &str| -> Result<()> {
         let got = file_len(&output);
         if got != size {
@@ -398,67 +407,75 @@ async fn run(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Result<bool
     };
     let large_rss = RssSampler::start(gw);
 
-    eprintln!("{mib} MiB through blobctl…");
-    make_file(&input, mib, 1).await?;
-    let up = blobctl(
-        blobctl_bin,
-        &config,
-        &["upload", &input_s, "bench/large-blobctl.bin"],
-    )?;
-    let down = blobctl(
-        blobctl_bin,
-        &config,
-        &["download", "bench/large-blobctl.bin", &output_s],
-    )?;
-    check("blobctl")?;
-    large.push(Large {
-        name: "blobctl (baseline)".into(),
-        up: mib as f64 / up,
-        down: mib as f64 / down,
-    });
-
-    eprintln!("{mib} MiB through aws s3 cp…");
-    make_file(&input, mib, 2).await?;
-    let (up, _) = aws(
-        cluster,
-        &[
-            "s3",
-            "cp",
-            "--no-progress",
-            &input_s,
-            "s3://bench/large-aws.bin",
-        ],
-    )?;
-    let (down, _) = aws(
-        cluster,
-        &[
-            "s3",
-            "cp",
-            "--no-progress",
-            "s3://bench/large-aws.bin",
-            &output_s,
-        ],
-    )?;
-    check("aws s3 cp")?;
-    large.push(Large {
-        name: "aws s3 cp (defaults: 10 conc., 8 MiB)".into(),
-        up: mib as f64 / up,
-        down: mib as f64 / down,
-    });
-
-    for (seed, conc) in [(3u64, 8usize), (4, 16)] {
-        eprintln!("{mib} MiB through boto3, max_concurrency={conc}…");
-        make_file(&input, mib, seed).await?;
-        let key = format!("large-boto3-{conc}.bin");
-        let conc_s = conc.to_string();
-        let u = sdk(cluster, &["upload", &input_s, "bench", &key, &conc_s])?;
-        let d = sdk(cluster, &["download", "bench", &key, &output_s, &conc_s])?;
-        check("boto3")?;
-        large.push(Large {
-            name: format!("boto3 TransferConfig({conc}, 8 MiB)"),
-            up: mib as f64 / num(&u, "secs")?,
-            down: mib as f64 / num(&d, "secs")?,
+    // Each run moves a fresh file through every tool, back to back, so
+    // that a ratio compares transfers made under the same load.
+    let names = [
+        "blobctl (baseline)".to_string(),
+        "aws s3 cp (defaults: 10 conc., 8 MiB)".to_string(),
+        "boto3 TransferConfig(8, 8 MiB)".to_string(),
+        "boto3 TransferConfig(16, 8 MiB)".to_string(),
+    ];
+    let mut runs: Vec<Vec<Large>> = Vec::new();
+    for run in 0..a.runs {
+        let seed = |tool: u64| 1 + run as u64 * 10 + tool;
+        let mut this: Vec<Large> = Vec::new();
+        eprintln!("run {}: {mib} MiB through blobctl…", run + 1);
+        make_file(&input, mib, seed(0)).await?;
+        let key = format!("bench/large-blobctl-{run}.bin");
+        let up = blobctl(blobctl_bin, &config, &["upload", &input_s, &key])?;
+        let down = blobctl(blobctl_bin, &config, &["download", &key, &output_s])?;
+        check("blobctl")?;
+        this.push(Large {
+            name: names[0].clone(),
+            up: mib as f64 / up,
+            down: mib as f64 / down,
         });
+
+        eprintln!("run {}: {mib} MiB through aws s3 cp…", run + 1);
+        make_file(&input, mib, seed(1)).await?;
+        let url = format!("s3://bench/large-aws-{run}.bin");
+        let (up, _) = aws(cluster, &["s3", "cp", "--no-progress", &input_s, &url])?;
+        let (down, _) = aws(cluster, &["s3", "cp", "--no-progress", &url, &output_s])?;
+        check("aws s3 cp")?;
+        this.push(Large {
+            name: names[1].clone(),
+            up: mib as f64 / up,
+            down: mib as f64 / down,
+        });
+
+        for (tool, conc) in [(2u64, 8usize), (3, 16)] {
+            eprintln!(
+                "run {}: {mib} MiB through boto3, max_concurrency={conc}…",
+                run + 1
+            );
+            make_file(&input, mib, seed(tool)).await?;
+            let key = format!("large-boto3-{conc}-{run}.bin");
+            let conc_s = conc.to_string();
+            let u = sdk(cluster, &["upload", &input_s, "bench", &key, &conc_s])?;
+            let d = sdk(cluster, &["download", "bench", &key, &output_s, &conc_s])?;
+            check("boto3")?;
+            this.push(Large {
+                name: names[tool as usize].clone(),
+                up: mib as f64 / num(&u, "secs")?,
+                down: mib as f64 / num(&d, "secs")?,
+            });
+        }
+        for l in &this {
+            eprintln!(
+                "  {:<40} up {:>7.1}  down {:>7.1} MiB/s",
+                l.name, l.up, l.down
+            );
+        }
+        // Free the space: each run stores 4 × size × 3 replicas.
+        for key in [
+            format!("large-blobctl-{run}.bin"),
+            format!("large-aws-{run}.bin"),
+            format!("large-boto3-8-{run}.bin"),
+            format!("large-boto3-16-{run}.bin"),
+        ] {
+            c.delete_file("bench", &key).await?;
+        }
+        runs.push(this);
     }
     let _ = std::fs::remove_file(&input);
     let large_rss = large_rss.finish();
@@ -526,30 +543,41 @@ async fn run(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Result<bool
     let null_after = dev_null_ok();
 
     // Report.
-    let base = &large[0];
     println!(
         "\nblobstore S3 gateway benchmark: 3 datanodes, RF 3, fsync on, one machine \
-         ({} cores), one cluster, one run\n",
+         ({} cores), one cluster",
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
     println!(
-        "1. one {mib} MiB object (upload from / download to a file on the same disk; \
-         goal: S3 ≥ 80% of blobctl)"
+        "1. one {mib} MiB object per tool and run, {} runs (upload from / download to a \
+         file on the same disk; goal: S3 ≥ 80% of blobctl)",
+        a.runs
     );
     println!(
-        "  {:<40} {:>9} {:>7}   {:>9} {:>7}",
-        "", "up MiB/s", "vs ctl", "down MiB/s", "vs ctl"
+        "  {:<40} {:>9} {:>7} {:>7}   {:>9} {:>7} {:>7}",
+        "", "best up", "vs ctl", "median", "best down", "vs ctl", "median"
     );
-    for l in &large {
+    let best = |tool: usize, f: Metric| runs.iter().map(|r| f(&r[tool])).fold(0.0, f64::max);
+    let median_ratio = |tool: usize, f: Metric| {
+        let mut v: Vec<f64> = runs.iter().map(|r| f(&r[tool]) / f(&r[0])).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let up: Metric = |l| l.up;
+    let down: Metric = |l| l.down;
+    for (tool, name) in names.iter().enumerate() {
         println!(
-            "  {:<40} {:>9.1} {:>6.0}%   {:>9.1} {:>6.0}%",
-            l.name,
-            l.up,
-            100.0 * l.up / base.up,
-            l.down,
-            100.0 * l.down / base.down
+            "  {:<40} {:>9.1} {:>6.0}% {:>6.0}%   {:>9.1} {:>6.0}% {:>6.0}%",
+            name,
+            best(tool, up),
+            100.0 * best(tool, up) / best(0, up),
+            100.0 * median_ratio(tool, up),
+            best(tool, down),
+            100.0 * best(tool, down) / best(0, down),
+            100.0 * median_ratio(tool, down),
         );
     }
+    println!("  (MiB/s; \"median\": the median over runs of the ratio to blobctl in the same run)");
     println!(
         "  gateway RSS over these transfers: idle {:.1} MiB, max {:.1} MiB, end {:.1} MiB",
         gw_rss_idle, large_rss.max, large_rss.end
