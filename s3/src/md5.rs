@@ -47,7 +47,6 @@ enum Job {
 enum Queued {
     Data(Bytes, Arc<Semaphore>, u32),
     Finish(oneshot::Sender<[u8; 16]>),
-    Abandon,
 }
 
 /// The hashing thread's handle; `None` when the thread could not start
@@ -106,11 +105,9 @@ impl Entry {
             .sum()
     }
 
-    /// Whether the body has ended (or was dropped): its digest is awaited.
+    /// Whether the body has ended: its digest is awaited.
     fn ending(&self) -> bool {
-        self.queue
-            .iter()
-            .any(|q| matches!(q, Queued::Finish(_) | Queued::Abandon))
+        self.queue.iter().any(|q| matches!(q, Queued::Finish(_)))
     }
 
     /// Takes exactly `len` queued bytes (at most [`Entry::pending`]): a
@@ -222,7 +219,11 @@ fn run(rx: mpsc::Receiver<Job>) {
                 permits,
             } => (id, Queued::Data(bytes, credit, permits)),
             Job::Finish { id, reply } => (id, Queued::Finish(reply)),
-            Job::Abandon { id } => (id, Queued::Abandon),
+            // Nobody waits for this body any more: drop what it queued.
+            Job::Abandon { id } => {
+                bodies.remove(&id);
+                return;
+            }
         };
         bodies
             .entry(id)
@@ -249,7 +250,6 @@ fn run(rx: mpsc::Receiver<Job>) {
                     }
                     false
                 }
-                Some(Queued::Abandon) => false,
                 _ => true,
             });
             let mut ready: Vec<(u64, u64, usize)> = bodies
