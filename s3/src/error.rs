@@ -85,7 +85,10 @@ fn body_error(e: &ClientError) -> S3Error {
         .map(|s| s.to_string())
         .unwrap_or_default();
     let all = format!("{text} {source}").to_ascii_lowercase();
-    if all.contains("sha256mismatch") {
+    if all.contains("md5 thread") {
+        tracing::warn!(error = %e, "internal error");
+        s3(S3ErrorCode::InternalError, "internal error; retry")
+    } else if all.contains("sha256mismatch") {
         let mut err = s3(
             S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
             "The provided 'x-amz-content-sha256' header does not match what was computed.",

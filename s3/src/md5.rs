@@ -16,7 +16,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
@@ -63,8 +63,10 @@ fn lanes() -> Option<&'static Lanes> {
             let (tx, rx) = mpsc::channel();
             match std::thread::Builder::new()
                 .name("md5-lanes".into())
-                .spawn(move || run(rx))
-            {
+                .spawn(move || {
+                    let _alive = Alive;
+                    run(rx)
+                }) {
                 Ok(_) => Some(Lanes {
                     tx: Mutex::new(tx),
                     next_id: AtomicU64::new(1),
@@ -76,6 +78,24 @@ fn lanes() -> Option<&'static Lanes> {
             }
         })
         .as_ref()
+        .filter(|_| !THREAD_GONE.load(Ordering::Relaxed))
+}
+
+/// Set if the hashing thread ever ends (a panic: it never returns
+/// otherwise). Bodies started after that hash one by one, so one bug
+/// costs the uploads in flight, not every upload after them.
+static THREAD_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Marks the thread gone when dropped, also while unwinding.
+struct Alive;
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        THREAD_GONE.store(true, Ordering::Relaxed);
+        tracing::error!(
+            "the MD5 thread stopped; ETags are computed one body at a time from now on"
+        );
+    }
 }
 
 impl Lanes {
