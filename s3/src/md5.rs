@@ -32,8 +32,7 @@ enum Job {
     Data {
         id: u64,
         bytes: Bytes,
-        credit: Arc<Semaphore>,
-        permits: u32,
+        credit: Credit,
     },
     Finish {
         id: u64,
@@ -45,8 +44,32 @@ enum Job {
 }
 
 enum Queued {
-    Data(Bytes, Arc<Semaphore>, u32),
+    Data(Bytes, Credit),
     Finish(oneshot::Sender<[u8; 16]>),
+}
+
+/// The credit a queued frame holds, given back to its body when dropped:
+/// once the frame is hashed, and also if it never will be (the body was
+/// abandoned, or the thread died), so no body waits for credit forever.
+struct Credit {
+    sem: Arc<Semaphore>,
+    permits: u32,
+}
+
+impl Credit {
+    /// Gives back all but `keep` permits.
+    fn shrink_to(&mut self, keep: u32) {
+        if keep < self.permits {
+            self.sem.add_permits((self.permits - keep) as usize);
+            self.permits = keep;
+        }
+    }
+}
+
+impl Drop for Credit {
+    fn drop(&mut self) {
+        self.sem.add_permits(self.permits as usize);
+    }
 }
 
 /// The hashing thread's handle; `None` when the thread could not start
@@ -138,16 +161,18 @@ impl Entry {
         let mut first: Option<Bytes> = None;
         let mut need = len;
         while need > 0 {
-            let Some(Queued::Data(bytes, credit, permits)) = self.queue.pop_front() else {
+            let Some(Queued::Data(bytes, mut credit)) = self.queue.pop_front() else {
                 break;
             };
             let used = bytes.slice(..need.min(bytes.len()));
             if bytes.len() > need {
-                // The rest stays at the front, still holding the credit.
-                self.queue
-                    .push_front(Queued::Data(bytes.slice(need..), credit, permits));
-            } else {
-                credit.add_permits(permits as usize);
+                // The rest stays at the front, holding no more credit than
+                // its length: a body's held credit never exceeds its queued
+                // bytes, so the < 64 bytes it may leave unhashed can never
+                // keep it from the room its next frame needs.
+                let rest = bytes.slice(need..);
+                credit.shrink_to(credit.permits.min(rest.len() as u32));
+                self.queue.push_front(Queued::Data(rest, credit));
             }
             need -= used.len();
             match (&mut out, first.take()) {
@@ -232,12 +257,7 @@ fn run(rx: mpsc::Receiver<Job>) {
     let mut round = 0u64;
     let take = |bodies: &mut HashMap<u64, Entry>, job: Job| {
         let (id, item) = match job {
-            Job::Data {
-                id,
-                bytes,
-                credit,
-                permits,
-            } => (id, Queued::Data(bytes, credit, permits)),
+            Job::Data { id, bytes, credit } => (id, Queued::Data(bytes, credit)),
             Job::Finish { id, reply } => (id, Queued::Finish(reply)),
             // Nobody waits for this body any more: drop what it queued.
             Job::Abandon { id } => {
@@ -422,8 +442,10 @@ impl Md5Body {
                 let job = Job::Data {
                     id: *id,
                     bytes: bytes.clone(),
-                    credit: credit.clone_inner(),
-                    permits: permits(bytes.len()),
+                    credit: Credit {
+                        sem: credit.clone_inner(),
+                        permits: permits(bytes.len()),
+                    },
                 };
                 if !*lost && !lanes.send(job) {
                     tracing::error!("the MD5 thread stopped");
@@ -475,8 +497,10 @@ impl Md5Body {
     }
 }
 
+/// Permits a frame of `len` bytes takes: its length, up to all of a body's
+/// credit but the 63 bytes a body may hold back to stay block-aligned.
 fn permits(len: usize) -> u32 {
-    len.min(CREDIT) as u32
+    len.min(CREDIT - 64) as u32
 }
 
 impl Drop for Md5Body {
@@ -565,17 +589,30 @@ mod tests {
         };
         for f in [&b"abc"[..], b"defgh", b"ij"] {
             let bytes = Bytes::copy_from_slice(f);
-            e.queue
-                .push_back(Queued::Data(bytes, credit.clone(), f.len() as u32));
+            let credit = Credit {
+                sem: credit.clone(),
+                permits: f.len() as u32,
+            };
+            e.queue.push_back(Queued::Data(bytes, credit));
         }
         assert_eq!(e.pending(), 10);
+        // A frame cut short keeps no more credit than the bytes left.
         assert_eq!(&e.take(2)[..], b"ab");
-        assert_eq!(credit.available_permits(), 0);
+        assert_eq!(credit.available_permits(), 2);
         assert_eq!(&e.take(5)[..], b"cdefg");
-        assert_eq!(credit.available_permits(), 3);
+        assert_eq!(credit.available_permits(), 7);
         assert_eq!(&e.take(3)[..], b"hij");
         assert_eq!(credit.available_permits(), 10);
         assert_eq!(e.pending(), 0);
+        // Credit of frames never hashed comes back when they are dropped.
+        let held = Credit {
+            sem: credit.clone(),
+            permits: 0,
+        };
+        e.queue
+            .push_back(Queued::Data(Bytes::from_static(b"xyz"), held));
+        drop(e);
+        assert_eq!(credit.available_permits(), 10);
     }
 
     /// A body larger than its credit waits for the thread and still
@@ -586,5 +623,23 @@ mod tests {
         let frames: Vec<Bytes> = data.chunks(1 << 20).map(Bytes::copy_from_slice).collect();
         let want: [u8; 16] = md5::Md5::digest(&data).into();
         assert_eq!(digest_of(frames).await, want);
+        // Frames of a body's whole credit or more that end off a block
+        // boundary (as UploadPartCopy's range pieces can): the bytes held
+        // back to stay aligned must not keep the next frame waiting.
+        let sizes = [CREDIT - 1, CREDIT + 37, 5, 2 * CREDIT + 11, CREDIT];
+        let data: Vec<u8> = (0..sizes.iter().sum::<usize>())
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let mut frames = Vec::new();
+        let mut at = 0;
+        for n in sizes {
+            frames.push(Bytes::copy_from_slice(&data[at..at + n]));
+            at += n;
+        }
+        let want: [u8; 16] = md5::Md5::digest(&data).into();
+        let got = tokio::time::timeout(std::time::Duration::from_secs(20), digest_of(frames))
+            .await
+            .expect("the body finished");
+        assert_eq!(got, want);
     }
 }

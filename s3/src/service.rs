@@ -165,15 +165,7 @@ impl Gateway {
         let mut opts = self.upload_options(meta);
         opts.before_commit = Some(check);
         opts.part = part;
-        // A signed payload's SHA-256 is checked by `s3s` before the body
-        // ends; a body of one chunk needs no second hashing for its id.
-        opts.input_sha256 = req
-            .headers
-            .get("x-amz-content-sha256")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| v.len() == 64)
-            .and_then(|v| hex::decode(v).ok())
-            .and_then(|v| <[u8; 32]>::try_from(v).ok());
+        opts.input_sha256 = checked_payload_sha256(req);
         let blob = blob.unwrap_or_else(|| {
             StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
         });
@@ -194,6 +186,44 @@ impl Gateway {
             .unwrap_or_default();
         Ok((out.file, etag))
     }
+}
+
+/// The SHA-256 a request declares for its body when `s3s` checks the body
+/// against it before the body ends: a PUT signed with SigV4 (header or
+/// pre-signed) with one `x-amz-content-sha256` of 64 lowercase hex digits.
+/// A body of one chunk then takes it as its chunk id instead of being
+/// hashed again. Other requests (SigV2, POST forms) get no such check, and
+/// a hash trusted there could name a chunk the bucket already holds, so
+/// they hash their bytes.
+fn checked_payload_sha256<T>(req: &S3Request<T>) -> Option<[u8; 32]> {
+    if req.method != http::Method::PUT {
+        return None;
+    }
+    let header_v4 = req
+        .headers
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("AWS4-HMAC-SHA256 "));
+    let query_v4 = req
+        .uri
+        .query()
+        .is_some_and(|q| q.contains("X-Amz-Algorithm=AWS4-HMAC-SHA256"));
+    if !(header_v4 || query_v4) {
+        return None;
+    }
+    let mut values = req.headers.get_all("x-amz-content-sha256").iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return None;
+    };
+    let value = value.to_str().ok()?;
+    if value.len() != 64
+        || !value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return None;
+    }
+    hex::decode(value).ok()?.try_into().ok()
 }
 
 /// What a client declared about a body.
@@ -1386,6 +1416,53 @@ fn parse_copy_range(r: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn request(method: &str, uri: &str, headers: &[(&str, &str)]) -> S3Request<()> {
+        let mut map = http::HeaderMap::new();
+        for (k, v) in headers {
+            map.append(
+                http::HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                http::HeaderValue::from_str(v).expect("value"),
+            );
+        }
+        S3Request {
+            input: (),
+            method: method.parse().expect("method"),
+            uri: uri.parse().expect("uri"),
+            headers: map,
+            extensions: http::Extensions::new(),
+            credentials: None,
+            region: None,
+            service: None,
+            trailing_headers: None,
+        }
+    }
+
+    /// Only a hash `s3s` checks names a chunk: a SigV4 PUT with exactly one
+    /// lowercase hex `x-amz-content-sha256`.
+    #[test]
+    fn a_payload_hash_is_trusted_only_where_it_is_checked() {
+        let hash = "a".repeat(64);
+        let v4 = "AWS4-HMAC-SHA256 Credential=K/20260101/us-east-1/s3/aws4_request, SignedHeaders=host, Signature=00";
+        let put = |uri: &str, headers: &[(&str, &str)]| {
+            checked_payload_sha256(&request("PUT", uri, headers))
+        };
+        let sha = ("x-amz-content-sha256", hash.as_str());
+        assert_eq!(put("/b/k", &[("authorization", v4), sha]), Some([0xaa; 32]));
+        let presigned = "/b/k?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=K";
+        assert_eq!(put(presigned, &[sha]), Some([0xaa; 32]));
+        // SigV2, no signature, a POST, a repeated or odd header: not checked.
+        assert_eq!(put("/b/k", &[("authorization", "AWS K:c2ln"), sha]), None);
+        assert_eq!(put("/b/k", &[sha]), None);
+        let post = checked_payload_sha256(&request("POST", "/b", &[("authorization", v4), sha]));
+        assert_eq!(post, None);
+        assert_eq!(put("/b/k", &[("authorization", v4), sha, sha]), None);
+        let upper = "A".repeat(64);
+        let upper = ("x-amz-content-sha256", upper.as_str());
+        assert_eq!(put("/b/k", &[("authorization", v4), upper]), None);
+        let unsigned = ("x-amz-content-sha256", "UNSIGNED-PAYLOAD");
+        assert_eq!(put("/b/k", &[("authorization", v4), unsigned]), None);
+    }
 
     #[test]
     fn copy_ranges_parse_and_check() {

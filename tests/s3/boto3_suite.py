@@ -215,6 +215,16 @@ def multipart():
     c5 = s3.upload_part_copy(Bucket=B, Key="mp/obj", UploadId=uid, PartNumber=5,
                              CopySource={"Bucket": B, "Key": "mp/src"}, CopySourceRange="bytes=100-1099")
     eq(c5["CopyPartResult"]["ETag"].strip('"'), hashlib.md5(src[100:1100]).hexdigest())
+    # A range over a chunk boundary whose pieces end off 64-byte blocks.
+    big = data(CHUNK + (2 << 20), 14)
+    s3.put_object(Bucket=B, Key="mp/big-src", Body=big)
+    other = s3.create_multipart_upload(Bucket=B, Key="mp/other")["UploadId"]
+    c6 = s3.upload_part_copy(Bucket=B, Key="mp/other", UploadId=other, PartNumber=1,
+                             CopySource={"Bucket": B, "Key": "mp/big-src"},
+                             CopySourceRange=f"bytes=1-{CHUNK + (1 << 20)}")
+    eq(c6["CopyPartResult"]["ETag"].strip('"'),
+       hashlib.md5(big[1:CHUNK + (1 << 20) + 1]).hexdigest())
+    s3.abort_multipart_upload(Bucket=B, Key="mp/other", UploadId=other)
     listed = s3.list_parts(Bucket=B, Key="mp/obj", UploadId=uid)["Parts"]
     eq([p["PartNumber"] for p in listed], [1, 2, 3, 4, 5])
     eq(listed[1]["ETag"], etags[1])
