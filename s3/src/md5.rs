@@ -7,9 +7,10 @@
 //! 10 parts in parallel).
 //!
 //! So one thread does the MD5 of every body in flight ([`Lanes`]): bodies
-//! hand it their frames as they pass (a reference, not a copy), it feeds one
-//! pending frame of each body to `md5_many` per round, and it answers a
-//! body's digest once all of its frames are hashed. Each body may run at
+//! hand it their frames as they pass (a reference, not a copy), each round
+//! feeds `md5_many` the same number of queued bytes from every body that
+//! has some (see [`run`]), and the thread answers a body's digest once all
+//! of its frames are hashed. Each body may run at
 //! most [`CREDIT`] bytes ahead of its hashing, so memory stays bounded when
 //! the thread falls behind. A body alone gets the single-stream speed, which
 //! is still faster than the `md-5` crate here (0.8 against 0.6 GB/s).
@@ -214,8 +215,9 @@ impl Entry {
     }
 }
 
-/// Bytes shorter than this are hashed alone: a round of lanes costs the
-/// same for any number of lanes, so a short input would hold others back.
+/// A body with fewer bytes queued hashes them alone: a round takes the
+/// same length from every lane, so one short input would shorten the
+/// round for all the others.
 const MIN_LANE_BYTES: usize = 4096;
 
 /// The most one body gives to one round.
