@@ -151,39 +151,15 @@ fn num(v: &serde_json::Value, key: &str) -> Result<f64> {
         .with_context(|| format!("no number {key:?} in {v}"))
 }
 
-/// Bytes of the files under `dir`.
-fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.file_type() {
-            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
-            Ok(_) => e.metadata().map_or(0, |m| m.len()),
-            Err(_) => 0,
-        })
-        .sum()
-}
-
-/// Waits until the files under `dir` take at most `bytes`, or `limit`
-/// passes (then says so and goes on).
-async fn wait_for_space(dir: &Path, bytes: u64, limit: Duration) {
-    let t = Instant::now();
-    while dir_bytes(dir) > bytes {
-        if t.elapsed() > limit {
-            eprintln!(
-                "  deleted files still take {} MiB after {limit:?}; going on",
-                dir_bytes(dir) >> 20
-            );
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    eprintln!(
-        "  space of the deleted files freed in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
+/// Free bytes on the file system holding `dir` (`df`).
+fn free_bytes(dir: &Path) -> Result<u64> {
+    let mut cmd = Command::new("df");
+    cmd.args(["--output=avail", "-B1"]).arg(dir);
+    let (_, out) = timed(cmd)?;
+    out.lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse().ok())
+        .with_context(|| format!("reading df's answer {out:?}"))
 }
 
 fn file_len(p: &Path) -> u64 {
@@ -398,8 +374,6 @@ async fn main() -> Result<()> {
         .replication(3)
         .fsync(true)
         .s3(true)
-        // Each run's files are deleted after it; their chunks go soon after.
-        .grace(Duration::from_secs(2), Duration::from_secs(3600))
         .start(&blobd)
         .await?;
     match run(&a, &cluster, &blobctl_bin).await {
@@ -434,7 +408,18 @@ async fn run(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Result<bool
     let output = work.join("output.bin");
     let input_s = utf8(&input)?.to_string();
     let output_s = utf8(&output)?.to_string();
-    let before_runs = dir_bytes(cluster.root());
+    // 4 tools × RF 3 per run, the input and output files, the big object.
+    let need = a.runs as u64 * 12 * size + 2 * size + (4 << 30);
+    let free = free_bytes(cluster.root())?;
+    if free < need {
+        bail!(
+            "{} GiB free where the cluster runs, {} GiB needed for {} runs of {mib} MiB; \
+             use fewer --runs or a smaller --size-mib",
+            free >> 30,
+            need >> 30,
+            a.runs
+        );
+    }
     let check = |what: &str| -> Result<()> {
         let got = file_len(&output);
         if got != size {
@@ -504,8 +489,8 @@ async fn run(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Result<bool
                 l.name, l.up, l.down
             );
         }
-        // Free the space: each run stores 4 × size × 3 replicas, and the
-        // next run should not meet a fuller disk than this one did.
+        // Deleted, though their chunks stay while the download URLs given
+        // out for them are valid: every run needs its own space.
         for key in [
             format!("large-blobctl-{run}.bin"),
             format!("large-aws-{run}.bin"),
@@ -514,13 +499,6 @@ async fn run(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Result<bool
         ] {
             c.delete_file("bench", &key).await?;
         }
-        let _ = std::fs::remove_file(&input);
-        wait_for_space(
-            cluster.root(),
-            before_runs + (size / 2),
-            Duration::from_secs(120),
-        )
-        .await;
         runs.push(this);
     }
     let _ = std::fs::remove_file(&input);
