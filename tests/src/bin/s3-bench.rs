@@ -21,6 +21,10 @@
 //! repeat, so it stores 64 MiB and uploads at hashing speed), read back in
 //! full on every GET.
 //!
+//! With the s3-rust-client helper built beside it (`cargo build --release -p
+//! blob-tests --features sdk --bins`), part 1 also runs the AWS SDK for
+//! Rust, a concurrent client that spends little CPU of its own.
+//!
 //! Needs `aws` on PATH and boto3 in `~/.cache/blobstore/venv` (`deploy/test.sh`
 //! sets both up). Run:
 //! `cargo run --release -p blob-tests --bin s3-bench [-- --size-mib 1024 --runs 3 --small 1000 --big-mib 10240]`
@@ -141,8 +145,19 @@ fn aws(c: &TestCluster, args: &[&str]) -> Result<(f64, String)> {
 fn sdk(c: &TestCluster, args: &[&str]) -> Result<serde_json::Value> {
     let mut cmd = s3_cmd(c, venv_python());
     cmd.arg(sdk_script()).args(args);
+    client_output(cmd)
+}
+
+/// Runs the s3-rust-client helper; returns its JSON answer.
+fn client_json(c: &TestCluster, bin: &Path, args: &[&str]) -> Result<serde_json::Value> {
+    let mut cmd = s3_cmd(c, bin);
+    cmd.args(args);
+    client_output(cmd)
+}
+
+fn client_output(cmd: Command) -> Result<serde_json::Value> {
     let (_, out) = timed(cmd)?;
-    serde_json::from_str(out.trim()).with_context(|| format!("parsing bench_sdk output {out:?}"))
+    serde_json::from_str(out.trim()).with_context(|| format!("parsing the client's output {out:?}"))
 }
 
 fn num(v: &serde_json::Value, key: &str) -> Result<f64> {
@@ -408,8 +423,12 @@ async fn run(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Result<bool
     let output = work.join("output.bin");
     let input_s = utf8(&input)?.to_string();
     let output_s = utf8(&output)?.to_string();
-    // 4 tools × RF 3 per run, the input and output files, the big object.
-    let need = a.runs as u64 * 12 * size + 2 * size + (4 << 30);
+    // The Rust SDK client, when it was built (`--features sdk`).
+    let rust_client = sibling("s3-rust-client").ok();
+    // Each tool's file × RF 3 per run, the input and output files, the
+    // big object.
+    let tools = if rust_client.is_some() { 5 } else { 4 };
+    let need = a.runs as u64 * tools * 3 * size + 2 * size + (4 << 30);
     let free = free_bytes(cluster.root())?;
     if free < need {
         bail!(
@@ -432,12 +451,15 @@ async fn run(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Result<bool
 
     // Each run moves a fresh file through every tool, back to back, so
     // that a ratio compares transfers made under the same load.
-    let names = [
+    let mut names = vec![
         "blobctl (baseline)".to_string(),
         "aws s3 cp (defaults: 10 conc., 8 MiB)".to_string(),
         "boto3 TransferConfig(8, 8 MiB)".to_string(),
         "boto3 TransferConfig(16, 8 MiB)".to_string(),
     ];
+    if rust_client.is_some() {
+        names.push("Rust aws-sdk-s3 (16 parts of 8 MiB)".to_string());
+    }
     let mut runs: Vec<Vec<Large>> = Vec::new();
     for run in 0..a.runs {
         let seed = |tool: u64| 1 + run as u64 * 10 + tool;
@@ -479,6 +501,20 @@ async fn run(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Result<bool
             check("boto3")?;
             this.push(Large {
                 name: names[tool as usize].clone(),
+                up: mib as f64 / num(&u, "secs")?,
+                down: mib as f64 / num(&d, "secs")?,
+            });
+        }
+        if let Some(bin) = &rust_client {
+            eprintln!("run {}: {mib} MiB through the Rust SDK…", run + 1);
+            make_file(&input, mib, seed(4)).await?;
+            let key = format!("large-rust-{run}.bin");
+            let u = client_json(cluster, bin, &["upload", &input_s, "bench", &key, "16"])?;
+            let d = client_json(cluster, bin, &["download", "bench", &key, &output_s, "16"])?;
+            check("aws-sdk-s3")?;
+            c.delete_file("bench", &key).await?;
+            this.push(Large {
+                name: names[4].clone(),
                 up: mib as f64 / num(&u, "secs")?,
                 down: mib as f64 / num(&d, "secs")?,
             });
@@ -585,7 +621,12 @@ async fn run(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Result<bool
     let median_ratio = |tool: usize, f: Metric| {
         let mut v: Vec<f64> = runs.iter().map(|r| f(&r[tool]) / f(&r[0])).collect();
         v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
+        let mid = v.len() / 2;
+        if v.len().is_multiple_of(2) {
+            (v[mid - 1] + v[mid]) / 2.0
+        } else {
+            v[mid]
+        }
     };
     let up: Metric = |l| l.up;
     let down: Metric = |l| l.down;
