@@ -22,8 +22,8 @@
 //! full on every GET.
 //!
 //! With the s3-rust-client helper built beside it (`cargo build --release -p
-//! blob-tests --features sdk --bins`), part 1 also runs the AWS SDK for
-//! Rust, a concurrent client that spends little CPU of its own.
+//! blob-tests --features sdk --bins`), parts 1 and 2 also run the AWS SDK
+//! for Rust, a concurrent client that spends little CPU of its own.
 //!
 //! Needs `aws` on PATH and boto3 in `~/.cache/blobstore/venv` (`deploy/test.sh`
 //! sets both up). Run:
@@ -542,6 +542,7 @@ async fn run(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Result<bool
 
     // 2. 64 KiB objects.
     let mut small: Vec<(usize, Ops, Ops, Ops, Ops)> = Vec::new();
+    let mut rust_small: Vec<(Ops, Ops)> = Vec::new();
     for conc in [16usize, 64] {
         eprintln!("{} objects of 64 KiB, {conc} concurrent…", a.small);
         let v = sdk(
@@ -556,6 +557,21 @@ async fn run(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Result<bool
             ],
         )?;
         let (s3_put, s3_get) = (ops_from(&v["put"])?, ops_from(&v["get"])?);
+        if let Some(bin) = &rust_client {
+            let v = client_json(
+                cluster,
+                bin,
+                &[
+                    "small",
+                    "bench",
+                    &format!("small-rust-{conc}"),
+                    &a.small.to_string(),
+                    &conc.to_string(),
+                    &SMALL.to_string(),
+                ],
+            )?;
+            rust_small.push((ops_from(&v["put"])?, ops_from(&v["get"])?));
+        }
         let (lib_put, lib_get) = lib_small(&c, &format!("small-lib-{conc}"), a.small, conc).await?;
         small.push((conc, s3_put, s3_get, lib_put, lib_get));
     }
@@ -658,8 +674,12 @@ async fn run(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Result<bool
         "  {:<34} {:>9} {:>9} {:>9}   {:>12}",
         "", "ops/s", "p50 ms", "p99 ms", "ops/s vs lib"
     );
-    for (conc, s3_put, s3_get, lib_put, lib_get) in &small {
-        for (op, s3, lib) in [("PUT", s3_put, lib_put), ("GET", s3_get, lib_get)] {
+    for (i, (conc, s3_put, s3_get, lib_put, lib_get)) in small.iter().enumerate() {
+        let rust = rust_small.get(i);
+        for (op, s3, lib, rs) in [
+            ("PUT", s3_put, lib_put, rust.map(|r| &r.0)),
+            ("GET", s3_get, lib_get, rust.map(|r| &r.1)),
+        ] {
             println!(
                 "  {op} {conc:>2} concurrent, S3 (boto3)        {:>9.1} {:>9.1} {:>9.1}   {:>11.0}%",
                 s3.rate,
@@ -667,6 +687,15 @@ async fn run(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Result<bool
                 s3.p99,
                 100.0 * s3.rate / lib.rate
             );
+            if let Some(r) = rs {
+                println!(
+                    "  {op} {conc:>2} concurrent, S3 (Rust SDK)     {:>9.1} {:>9.1} {:>9.1}   {:>11.0}%",
+                    r.rate,
+                    r.p50,
+                    r.p99,
+                    100.0 * r.rate / lib.rate
+                );
+            }
             println!(
                 "  {op} {conc:>2} concurrent, client library    {:>9.1} {:>9.1} {:>9.1}",
                 lib.rate, lib.p50, lib.p99

@@ -10,6 +10,9 @@
 //!
 //!   s3-rust-client upload FILE BUCKET KEY CONCURRENCY
 //!   s3-rust-client download BUCKET KEY FILE CONCURRENCY
+//!   s3-rust-client small BUCKET PREFIX N CONCURRENCY SIZE
+//!       N PUTs then N GETs of SIZE bytes: ops/s, p50 and p99 latency of
+//!       each (as bench_sdk.py's `small` prints them)
 //!
 //! Built only with `--features sdk` (the SDK is a large dependency tree
 //! the test suite does not need).
@@ -46,6 +49,87 @@ fn client() -> Result<Client> {
         .force_path_style(true)
         .build();
     Ok(Client::from_conf(conf))
+}
+
+/// Nearest-rank percentile of an ascending list.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0 * sorted.len() as f64).ceil() as usize).max(1);
+    sorted[rank - 1]
+}
+
+/// Runs `n` operations with `conc` in flight; their rate and latencies.
+async fn timed_ops<F, Fut>(n: usize, conc: usize, op: F) -> Result<serde_json::Value>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
+    let t = Instant::now();
+    let mut lat: Vec<f64> = futures::stream::iter(0..n)
+        .map(|i| {
+            let started = Instant::now();
+            let fut = op(i);
+            async move {
+                fut.await?;
+                anyhow::Ok(started.elapsed().as_secs_f64() * 1000.0)
+            }
+        })
+        .buffer_unordered(conc)
+        .try_collect()
+        .await?;
+    let wall = t.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    Ok(serde_json::json!({
+        "ops": n,
+        "secs": wall,
+        "ops_per_sec": n as f64 / wall,
+        "p50_ms": percentile(&lat, 50.0),
+        "p99_ms": percentile(&lat, 99.0),
+    }))
+}
+
+async fn small(
+    s3: &Client,
+    bucket: &str,
+    prefix: &str,
+    n: usize,
+    conc: usize,
+    size: usize,
+) -> Result<serde_json::Value> {
+    s3.head_bucket().bucket(bucket).send().await?;
+    let bodies: Vec<bytes::Bytes> = (0..n)
+        .map(|i| {
+            let mut b = vec![0u8; size];
+            for (j, x) in b.iter_mut().enumerate() {
+                *x = (j.wrapping_mul(31) ^ i.wrapping_mul(7919) ^ (j >> 8)) as u8;
+            }
+            bytes::Bytes::from(b)
+        })
+        .collect();
+    let key = |i: usize| format!("{prefix}/{i:05}");
+    let put = timed_ops(n, conc, |i| {
+        let req = s3
+            .put_object()
+            .bucket(bucket)
+            .key(key(i))
+            .body(ByteStream::from(bodies[i].clone()));
+        async move {
+            req.send().await?;
+            Ok(())
+        }
+    })
+    .await?;
+    let get = timed_ops(n, conc, |i| {
+        let req = s3.get_object().bucket(bucket).key(key(i));
+        async move {
+            let body = req.send().await?.body.collect().await?.into_bytes();
+            if body.len() != size {
+                bail!("{} bytes, expected {size}", body.len());
+            }
+            Ok(())
+        }
+    })
+    .await?;
+    Ok(serde_json::json!({ "put": put, "get": get }))
 }
 
 /// Byte ranges `[start, end)` of `size` in parts.
@@ -153,6 +237,14 @@ async fn main() -> Result<()> {
             .filter(|n| *n > 0)
             .with_context(|| format!("concurrency {s:?}: need a positive number"))
     };
+    if let [m, bucket, prefix, n, c, size] = args.as_slice() {
+        if m == "small" {
+            let n: usize = n.parse().context("N")?;
+            let size: usize = size.parse().context("SIZE")?;
+            println!("{}", small(&s3, bucket, prefix, n, conc(c)?, size).await?);
+            return Ok(());
+        }
+    }
     let secs = match args.as_slice() {
         [m, file, bucket, key, c] if m == "upload" => {
             upload(&s3, file, bucket, key, conc(c)?).await?
@@ -162,7 +254,8 @@ async fn main() -> Result<()> {
         }
         _ => bail!(
             "usage: s3-rust-client upload FILE BUCKET KEY CONCURRENCY | \
-             download BUCKET KEY FILE CONCURRENCY"
+             download BUCKET KEY FILE CONCURRENCY | \
+             small BUCKET PREFIX N CONCURRENCY SIZE"
         ),
     };
     println!("{{\"secs\": {secs}}}");
