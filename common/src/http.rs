@@ -113,6 +113,67 @@ pub fn parse_range(header: Option<&HeaderValue>, len: u64) -> RangeSpec {
     RangeSpec::Part(start, end)
 }
 
+/// `Cache-Control` of a chunk answer: a chunk id names its bytes forever.
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// A header value built from ASCII text (numbers, hex, ranges).
+pub fn ascii_header(v: String) -> HeaderValue {
+    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
+}
+
+/// Turns `resp` into the answer for bytes `[start, end)` of chunk `id`
+/// (`len` bytes): 200 for the whole chunk, else 206 with `Content-Range`;
+/// its length, type, ETag (the chunk id), immutable caching and byte
+/// ranges. Datanodes and edges answer chunk GETs alike.
+pub fn chunk_answer(
+    mut resp: Response,
+    id: &crate::ChunkId,
+    (start, end): (u64, u64),
+    len: u64,
+    whole: bool,
+) -> Response {
+    use axum::http::header::{
+        ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG,
+    };
+    *resp.status_mut() = if whole {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::PARTIAL_CONTENT
+    };
+    let h = resp.headers_mut();
+    h.insert(CONTENT_LENGTH, ascii_header((end - start).to_string()));
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/octet-stream"),
+    );
+    h.insert(ETAG, ascii_header(format!("\"{id}\"")));
+    h.insert(CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
+    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if !whole {
+        h.insert(
+            CONTENT_RANGE,
+            ascii_header(format!("bytes {start}-{}/{len}", end.saturating_sub(1))),
+        );
+    }
+    resp
+}
+
+/// The 416 answer to a range outside a chunk of `len` bytes.
+pub fn range_not_satisfiable(len: u64) -> Response {
+    use axum::response::IntoResponse;
+    let mut resp = crate::error::ApiError::new(
+        416,
+        "InvalidRange",
+        format!("range not satisfiable for a chunk of {len} bytes"),
+    )
+    .into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_RANGE,
+        ascii_header(format!("bytes */{len}")),
+    );
+    resp
+}
+
 /// A `/metrics` answer: Prometheus text in the OpenMetrics format that
 /// `prometheus-client` encodes.
 pub fn metrics_response(text: String) -> Response {

@@ -17,15 +17,13 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, RANGE,
-};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::header::{CONTENT_LENGTH, RANGE};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use blob_common::error::{ApiError, ErrorBody};
-use blob_common::http::{current_request_id, REQUEST_ID};
+use blob_common::http::{chunk_answer, current_request_id, range_not_satisfiable, REQUEST_ID};
 use blob_common::presign::{self, Op, PipelineNode, PresignError, PresignQuery, Receipt};
 use blob_common::proto::datanode::{PipelineFailure, PutChunkResponse};
 use blob_common::ChunkId;
@@ -371,11 +369,6 @@ async fn head_chunk(
 
 pub use blob_common::http::{parse_range, RangeSpec};
 
-fn header(v: String) -> HeaderValue {
-    // Every value built here is ASCII (numbers, hex).
-    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
-}
-
 async fn get_inner(
     node: &Arc<Node>,
     path: Result<Path<String>, PathRejection>,
@@ -395,44 +388,16 @@ async fn get_inner(
     let (status, start, end) = match parse_range(headers.get(RANGE), len) {
         RangeSpec::Whole => (StatusCode::OK, 0, len),
         RangeSpec::Part(a, b) => (StatusCode::PARTIAL_CONTENT, a, b),
-        RangeSpec::Unsatisfiable => {
-            let mut resp = ApiError::new(
-                416,
-                "InvalidRange",
-                format!("range not satisfiable for a chunk of {len} bytes"),
-            )
-            .into_response();
-            resp.headers_mut()
-                .insert(CONTENT_RANGE, header(format!("bytes */{len}")));
-            return Ok(resp);
-        }
+        RangeSpec::Unsatisfiable => return Ok(range_not_satisfiable(len)),
     };
 
-    let mut resp = if head_only || start == end {
+    let resp = if head_only || start == end {
         Response::new(Body::empty())
     } else {
         stream_body(node, file, start, end).await?
     };
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(CONTENT_LENGTH, header((end - start).to_string()));
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert(ETAG, header(format!("\"{id}\"")));
-    h.insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=31536000, immutable"),
-    );
-    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    if status == StatusCode::PARTIAL_CONTENT {
-        h.insert(
-            CONTENT_RANGE,
-            header(format!("bytes {start}-{}/{len}", end - 1)),
-        );
-    }
-    Ok(resp)
+    let whole = status == StatusCode::OK;
+    Ok(chunk_answer(resp, &id, (start, end), len, whole))
 }
 
 /// Streams `[start, end)` from a blocking reader thread. The first frame is

@@ -6,16 +6,15 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
-use axum::http::header::{
-    ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, IF_NONE_MATCH,
-    RANGE,
-};
+use axum::http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH, RANGE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use blob_common::error::ApiError;
-use blob_common::http::{parse_range, RangeSpec};
+use blob_common::http::{
+    ascii_header, chunk_answer, parse_range, range_not_satisfiable, RangeSpec, IMMUTABLE,
+};
 use blob_common::presign::{self, Op, PresignQuery};
 use blob_common::ChunkId;
 use bytes::Bytes;
@@ -30,8 +29,6 @@ use crate::{admin, Edge};
 /// Response header naming where the body came from: `memory`, `disk`,
 /// `miss` (this request started the fill) or `coalesced` (it joined one).
 pub const CACHE_HEADER: &str = "x-blob-cache";
-
-const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
 pub(crate) fn router(edge: Arc<Edge>) -> Router {
     Router::new()
@@ -140,13 +137,7 @@ fn not_modified(headers: &HeaderMap, id: &ChunkId) -> bool {
         .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
 }
 
-fn header(v: String) -> HeaderValue {
-    // Every value built here is ASCII (numbers, hex).
-    HeaderValue::from_str(&v).unwrap_or(HeaderValue::from_static(""))
-}
-
-/// Status and headers of a chunk answer; `range` is `[start, end)` of a
-/// chunk of `len` bytes.
+/// A chunk answer (see [`chunk_answer`]) saying which tier served it.
 fn answer(
     id: &ChunkId,
     body: Body,
@@ -155,44 +146,11 @@ fn answer(
     whole: bool,
     source: &'static str,
 ) -> Response {
-    let (start, end) = range;
-    let mut resp = Response::new(body);
-    *resp.status_mut() = if whole {
-        StatusCode::OK
-    } else {
-        StatusCode::PARTIAL_CONTENT
-    };
-    let h = resp.headers_mut();
-    h.insert(CONTENT_LENGTH, header((end - start).to_string()));
-    h.insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
-    );
-    h.insert(ETAG, header(format!("\"{id}\"")));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
-    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-    h.insert(
+    let mut resp = chunk_answer(Response::new(body), id, range, len, whole);
+    resp.headers_mut().insert(
         HeaderName::from_static(CACHE_HEADER),
         HeaderValue::from_static(source),
     );
-    if !whole {
-        h.insert(
-            CONTENT_RANGE,
-            header(format!("bytes {start}-{}/{len}", end.saturating_sub(1))),
-        );
-    }
-    resp
-}
-
-fn unsatisfiable(len: u64) -> Response {
-    let mut resp = ApiError::new(
-        416,
-        "InvalidRange",
-        format!("range not satisfiable for a chunk of {len} bytes"),
-    )
-    .into_response();
-    resp.headers_mut()
-        .insert(CONTENT_RANGE, header(format!("bytes */{len}")));
     resp
 }
 
@@ -217,7 +175,7 @@ fn from_bytes(
 ) -> Response {
     let len = bytes.len() as u64;
     let Some(((start, end), whole)) = resolve(headers, len) else {
-        return unsatisfiable(len);
+        return range_not_satisfiable(len);
     };
     let body = if head_only {
         Body::empty()
@@ -244,7 +202,7 @@ async fn read_chunk(
         edge.metrics.not_modified.inc();
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
         let h = resp.headers_mut();
-        h.insert(ETAG, header(format!("\"{id}\"")));
+        h.insert(ETAG, ascii_header(format!("\"{id}\"")));
         h.insert(CACHE_CONTROL, HeaderValue::from_static(IMMUTABLE));
         return Ok(resp);
     }
@@ -270,7 +228,7 @@ async fn read_chunk(
             Lookup::Disk(len) => {
                 let Some(((start, end), whole)) = resolve(headers, len) else {
                     edge.metrics.hits.get_or_create(&DISK).inc();
-                    return Ok(unsatisfiable(len));
+                    return Ok(range_not_satisfiable(len));
                 };
                 let want = (!whole).then_some((start, end));
                 let Some(bytes) = edge.cache.read_disk(id, want).await? else {
@@ -335,7 +293,7 @@ async fn head(
         _ => (signed_size.ok_or(Error::NoOrigin(*id))?, "miss"),
     };
     let Some((range, whole)) = resolve(headers, len) else {
-        return Ok(unsatisfiable(len));
+        return Ok(range_not_satisfiable(len));
     };
     Ok(answer(id, Body::empty(), range, len, whole, source))
 }
@@ -352,7 +310,7 @@ async fn from_fill(
     let failed = |reason| Error::FillFailed { chunk: id, reason };
     let len = fill.wait_started().await.map_err(failed)?;
     let Some(((start, end), whole)) = resolve(headers, len) else {
-        return Ok(unsatisfiable(len));
+        return Ok(range_not_satisfiable(len));
     };
     let served = edge.metrics.served_bytes.get_or_create(&FILL).clone();
     if !whole {
@@ -391,7 +349,7 @@ mod tests {
         let other = ChunkId::of(b"y");
         let h = |v: String| {
             let mut m = HeaderMap::new();
-            m.insert(IF_NONE_MATCH, header(v));
+            m.insert(IF_NONE_MATCH, ascii_header(v));
             m
         };
         assert!(not_modified(&h(format!("\"{id}\"")), &id));
