@@ -384,7 +384,6 @@ pub(crate) enum Md5Body {
         reply: Option<oneshot::Receiver<[u8; 16]>>,
         /// The thread went away with some of this body's frames.
         lost: bool,
-        finished: bool,
     },
     Local(Md5State),
 }
@@ -403,7 +402,6 @@ impl Md5Body {
                 credit: PollSemaphore::new(Arc::new(Semaphore::new(CREDIT))),
                 reply: None,
                 lost: false,
-                finished: false,
             },
             None => Md5Body::Local(Md5State::new()),
         }
@@ -459,19 +457,15 @@ impl Md5Body {
 
     /// The digest of everything fed, once the thread has hashed it all.
     pub(crate) fn poll_digest(&mut self, cx: &mut Context<'_>) -> Poll<Result<[u8; 16], Lost>> {
-        let Md5Body::Lanes {
-            lanes,
-            id,
-            reply,
-            lost,
-            finished,
-            ..
-        } = self
-        else {
-            let Md5Body::Local(state) = self else {
-                unreachable!("matched above");
-            };
-            return Poll::Ready(Ok(state.finalize()));
+        let (lanes, id, reply, lost) = match self {
+            Md5Body::Local(state) => return Poll::Ready(Ok(state.finalize())),
+            Md5Body::Lanes {
+                lanes,
+                id,
+                reply,
+                lost,
+                ..
+            } => (lanes, id, reply, lost),
         };
         if *lost {
             return Poll::Ready(Err(Lost));
@@ -480,7 +474,6 @@ impl Md5Body {
             Some(rx) => rx,
             None => {
                 let (tx, rx) = oneshot::channel();
-                *finished = true;
                 if !lanes.send(Job::Finish { id: *id, reply: tx }) {
                     *lost = true;
                     return Poll::Ready(Err(Lost));
@@ -507,10 +500,11 @@ fn permits(len: usize) -> u32 {
 
 impl Drop for Md5Body {
     fn drop(&mut self) {
+        // A body that asked for its digest was ended on the thread.
         if let Md5Body::Lanes {
             lanes,
             id,
-            finished: false,
+            reply: None,
             lost: false,
             ..
         } = self
