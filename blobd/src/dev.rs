@@ -44,6 +44,10 @@ pub struct DevArgs {
     /// Silence after which a datanode is dead, e.g. `60s`.
     #[arg(long, value_parser = parse_duration)]
     pub dead_after: Option<Duration>,
+    /// Replicas of a chunk that must be durable before its write succeeds
+    /// (default: a majority of the replication factor, 2 of 3).
+    #[arg(long)]
+    pub min_write_replicas: Option<u8>,
     /// Skip fsync on datanodes (never for data you want to keep).
     #[arg(long)]
     pub no_fsync: bool,
@@ -284,6 +288,8 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
         repair_interval: None,
         gc_grace: None,
         orphan_grace: None,
+        min_write_replicas: a.min_write_replicas,
+        wal_sync_delay: None,
         edges: edge_url
             .iter()
             .map(|url| blob_namenode::EdgeConfig {
@@ -533,6 +539,9 @@ async fn run_processes(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) ->
     args.extend(duration_flags("--heartbeat", a.heartbeat));
     args.extend(duration_flags("--stale-after", a.stale_after));
     args.extend(duration_flags("--dead-after", a.dead_after));
+    if let Some(m) = a.min_write_replicas {
+        args.extend(["--min-write-replicas".into(), m.to_string()]);
+    }
     if let Some(addr) = edge_at {
         args.extend(["--edge".into(), format!("{DEV_ZONE}=http://{addr}")]);
     }

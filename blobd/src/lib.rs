@@ -99,6 +99,14 @@ pub struct NamenodeArgs {
     /// the order is the preference order for zones without their own).
     #[arg(long = "edge", env = "BLOB_NAMENODE_EDGES", value_delimiter = ',', value_parser = blob_namenode::edges::parse_edge)]
     pub edges: Vec<blob_namenode::EdgeConfig>,
+    /// Replicas of a chunk that must be durable before its write succeeds
+    /// (default: a majority of its replication factor, 2 of 3); the rest
+    /// are repaired as soon as nodes allow.
+    #[arg(long, env = "BLOB_NAMENODE_MIN_WRITE_REPLICAS")]
+    pub min_write_replicas: Option<u8>,
+    /// Fault injection for tests: delay every metadata WAL sync, e.g. `2s`.
+    #[arg(long, hide = true, value_parser = parse_duration)]
+    pub wal_sync_delay: Option<Duration>,
 }
 
 /// `blobd datanode` flags.
@@ -264,6 +272,12 @@ pub fn namenode_config(a: &NamenodeArgs) -> Result<blob_namenode::Config> {
     }
     if !a.edges.is_empty() {
         cfg.edges = a.edges.clone();
+    }
+    if let Some(v) = a.min_write_replicas {
+        cfg.min_write_replicas = Some(v);
+    }
+    if let Some(v) = a.wal_sync_delay {
+        cfg.wal_sync_delay_ms = v.as_millis() as u64;
     }
     // Short dead intervals (tests) imply a short stale interval.
     if cfg.stale_after_ms > cfg.dead_after_ms {

@@ -10,9 +10,10 @@ use blob_common::error::ErrorBody;
 use blob_common::http::REQUEST_ID;
 use blob_common::names::{validate_bucket, validate_path};
 use blob_common::proto::namenode::{
-    BadReplica, BucketInfo, ChunkBatch, ClusterStatus, CommitUpload, CreateUpload, Decommission,
-    FileInfo, FileLocations, FsckQuery, FsckReport, ListBuckets, ListFiles, ListFilesQuery,
-    ListNodes, NodeStatus, PutTarget, RenameRequest, Retarget, UploadPlan,
+    BadReplica, BucketInfo, ChunkBatch, ChunkRef, ClusterStatus, CommitUpload, CreateUpload,
+    Decommission, FileInfo, FileLocations, FsckQuery, FsckReport, ListBuckets, ListFiles,
+    ListFilesQuery, ListNodes, ManifestPage, NodeStatus, PutTarget, RenameRequest, Retarget,
+    UploadPlan, MAX_PAGE,
 };
 use blob_common::{NodeId, UploadId};
 use reqwest::{Method, StatusCode, Url};
@@ -193,15 +194,66 @@ impl Client {
     /// A file with a pre-signed GET URL per replica of each chunk (the
     /// first one an edge cache's, when the cluster has edges; see
     /// [`crate::ClientConfig::zone`]).
+    /// Large files come in pages of [`MAX_PAGE`] chunks; a file replaced
+    /// between two pages is read again from the start.
     pub async fn locations(&self, bucket: &str, path: &str) -> Result<FileLocations, Error> {
         validate_bucket(bucket)?;
         validate_path(path)?;
-        let mut query = vec![("bucket", bucket), ("path", path)];
-        if let Some(zone) = &self.inner.cfg.zone {
-            query.push(("zone", zone));
+        let limit = MAX_PAGE.to_string();
+        let mut attempts = 0;
+        'file: loop {
+            attempts += 1;
+            let mut all: Option<FileLocations> = None;
+            let mut first = 0u64;
+            loop {
+                let first_s = first.to_string();
+                let mut query = vec![("bucket", bucket), ("path", path)];
+                if let Some(zone) = &self.inner.cfg.zone {
+                    query.push(("zone", zone));
+                }
+                query.push(("first", &first_s));
+                query.push(("limit", &limit));
+                let url = self.meta_url(&["file", "locations"], &query);
+                let page: FileLocations = self.call_json(Method::GET, url, None::<&()>).await?;
+                let next = page.next;
+                match &mut all {
+                    None => all = Some(page),
+                    Some(a) if a.file.version == page.file.version => a.chunks.extend(page.chunks),
+                    Some(_) if attempts < 3 => continue 'file,
+                    Some(_) => {
+                        return Err(Error::protocol(
+                            &self.meta_url(&["file", "locations"], &[]),
+                            "the file kept changing while its locations were read",
+                        ))
+                    }
+                }
+                match next {
+                    Some(n) if n > first => first = n,
+                    Some(_) => {
+                        return Err(Error::protocol(
+                            &self.meta_url(&["file", "locations"], &[]),
+                            "locations page does not advance",
+                        ))
+                    }
+                    None => break,
+                }
+            }
+            let Some(mut all) = all else {
+                continue;
+            };
+            if all.file.chunks.is_empty() {
+                all.file.chunks = all
+                    .chunks
+                    .iter()
+                    .map(|c| ChunkRef {
+                        id: c.id,
+                        size: c.size,
+                    })
+                    .collect();
+            }
+            all.next = None;
+            return Ok(all);
         }
-        let url = self.meta_url(&["file", "locations"], &query);
-        self.call_json(Method::GET, url, None::<&()>).await
     }
 
     /// Deletes a file.
@@ -250,6 +302,17 @@ impl Client {
         let id = upload.to_string();
         let url = self.meta_url(&["uploads", &id, "retarget"], &[]);
         self.call_json(Method::POST, url, Some(req)).await
+    }
+
+    /// Stages one page of a long chunk list for the session's commit.
+    pub async fn send_manifest_page(
+        &self,
+        upload: &UploadId,
+        page: &ManifestPage,
+    ) -> Result<(), Error> {
+        let id = upload.to_string();
+        let url = self.meta_url(&["uploads", &id, "manifest"], &[]);
+        self.call_empty(Method::POST, url, Some(page)).await
     }
 
     /// Commits a session: the file becomes visible atomically.

@@ -236,6 +236,7 @@ fn plan(st: &State, id: UploadId, chunks: &[ChunkRef]) -> Result<UploadPlan, Res
     Ok(UploadPlan {
         upload: id,
         replication: sess.replication,
+        min_replicas: sess.replication,
         chunks: plans,
     })
 }
@@ -375,6 +376,7 @@ fn locations(st: &State, q: &HashMap<String, String>) -> Result<Response, Respon
     Ok(json(&FileLocations {
         file: file.clone(),
         chunks,
+        next: None,
     }))
 }
 
@@ -418,7 +420,14 @@ fn datanode(
                 continue;
             }
             st.disks.entry(n).or_default().insert(chunk, body.clone());
-            receipts.push(Receipt::issue(&keyring(), n, chunk, body.len() as u64));
+            receipts.push(Receipt::issue(
+                &keyring(),
+                n,
+                chunk,
+                body.len() as u64,
+                None,
+                blob_common::now_secs(),
+            ));
         }
         return json(&PutChunkResponse {
             chunk,

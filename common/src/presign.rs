@@ -37,7 +37,7 @@ use crate::{ChunkId, NodeId, UploadId};
 type HmacSha256 = Hmac<Sha256>;
 
 const PRESIGN_DOMAIN: &[u8] = b"blob-presign-v1\n";
-const RECEIPT_DOMAIN: &[u8] = b"blob-receipt-v1\n";
+const RECEIPT_DOMAIN: &[u8] = b"blob-receipt-v2\n";
 const EDGE_ADMIN_DOMAIN: &[u8] = b"blob-edge-admin-v1\n";
 
 /// What a URL allows.
@@ -422,7 +422,9 @@ pub fn verify_edge_admin(
     Ok(())
 }
 
-/// A datanode's signed statement that it durably holds a chunk.
+/// A datanode's signed statement that it durably holds a chunk, for one
+/// upload session, made at one time: a receipt cannot be replayed into
+/// another session (or bucket), and the namenode refuses old ones.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Receipt {
     /// The node holding the replica.
@@ -431,27 +433,49 @@ pub struct Receipt {
     pub chunk: ChunkId,
     /// Its size in bytes.
     pub size: u64,
+    /// The upload session whose PUT stored it (from the signed URL).
+    #[serde(default)]
+    pub upload: Option<UploadId>,
+    /// When the datanode issued it, Unix seconds.
+    #[serde(default)]
+    pub issued: u64,
     /// The signing key's id.
     pub kid: String,
-    /// Hex HMAC-SHA256 over node, chunk and size.
+    /// Hex HMAC-SHA256 over node, chunk, size, upload and issue time.
     pub sig: String,
 }
 
 impl Receipt {
-    fn message(node: &NodeId, chunk: &ChunkId, size: u64) -> String {
-        format!("{node}\n{chunk}\n{size}")
+    fn message(
+        node: &NodeId,
+        chunk: &ChunkId,
+        size: u64,
+        upload: Option<&UploadId>,
+        issued: u64,
+    ) -> String {
+        let upload = upload.map(|u| u.to_string()).unwrap_or_default();
+        format!("{node}\n{chunk}\n{size}\n{upload}\n{issued}")
     }
 
     /// Issues a receipt under the keyring's current key.
-    pub fn issue(keyring: &Keyring, node: NodeId, chunk: ChunkId, size: u64) -> Self {
+    pub fn issue(
+        keyring: &Keyring,
+        node: NodeId,
+        chunk: ChunkId,
+        size: u64,
+        upload: Option<UploadId>,
+        issued: u64,
+    ) -> Self {
         let sig = keyring.sign_hex(
             RECEIPT_DOMAIN,
-            Self::message(&node, &chunk, size).as_bytes(),
+            Self::message(&node, &chunk, size, upload.as_ref(), issued).as_bytes(),
         );
         Self {
             node,
             chunk,
             size,
+            upload,
+            issued,
             kid: keyring.current_kid().to_string(),
             sig,
         }
@@ -462,7 +486,14 @@ impl Receipt {
         keyring.verify_hex(
             &self.kid,
             RECEIPT_DOMAIN,
-            Self::message(&self.node, &self.chunk, self.size).as_bytes(),
+            Self::message(
+                &self.node,
+                &self.chunk,
+                self.size,
+                self.upload.as_ref(),
+                self.issued,
+            )
+            .as_bytes(),
             &self.sig,
         )
     }
@@ -615,13 +646,23 @@ mod tests {
     #[test]
     fn receipts_verify_and_detect_tampering() {
         let ring = Keyring::generate();
-        let r = Receipt::issue(&ring, NodeId([3; 8]), ChunkId::of(b"x"), 1);
+        let up = UploadId([5; 16]);
+        let r = Receipt::issue(&ring, NodeId([3; 8]), ChunkId::of(b"x"), 1, Some(up), 100);
         assert!(r.verify(&ring).is_ok());
         let mut bad = r.clone();
         bad.size = 2;
         assert_eq!(bad.verify(&ring), Err(PresignError::BadSignature));
-        let mut bad = r;
+        let mut bad = r.clone();
         bad.node = NodeId([4; 8]);
+        assert_eq!(bad.verify(&ring), Err(PresignError::BadSignature));
+        let mut bad = r.clone();
+        bad.upload = Some(UploadId([6; 16]));
+        assert_eq!(bad.verify(&ring), Err(PresignError::BadSignature));
+        let mut bad = r.clone();
+        bad.upload = None;
+        assert_eq!(bad.verify(&ring), Err(PresignError::BadSignature));
+        let mut bad = r;
+        bad.issued = 101;
         assert_eq!(bad.verify(&ring), Err(PresignError::BadSignature));
     }
 

@@ -17,8 +17,11 @@ use std::time::{Duration, Instant};
 use blob_common::auth::{self, CONTENT_SHA_HEADER, DATE_HEADER};
 use blob_common::error::ErrorBody;
 use blob_common::http::{new_request_id, REQUEST_ID};
-use blob_common::proto::heartbeat::{ChunkReport, Command, Heartbeat, HeartbeatResponse};
-use blob_common::NodeId;
+use blob_common::proto::heartbeat::{
+    ChunkReport, Command, Heartbeat, HeartbeatResponse, ReportRange,
+};
+use blob_common::proto::namenode::{ChunkRef, MAX_PAGE};
+use blob_common::{ChunkId, NodeId};
 use bytes::Bytes;
 use serde::Serialize;
 use tokio::time::MissedTickBehavior;
@@ -125,6 +128,8 @@ struct Control {
     /// A full report is owed (first registration, or asked for).
     full_pending: bool,
     limiter: WarnLimiter,
+    /// Chunks re-verified good on request, for the next report.
+    verified: Arc<std::sync::Mutex<Vec<ChunkId>>>,
 }
 
 enum Tick {
@@ -148,6 +153,7 @@ pub(crate) async fn run(node: Arc<Node>, shutdown: CancellationToken) {
         registered: false,
         full_pending: true,
         limiter: WarnLimiter::default(),
+        verified: Arc::default(),
     };
     async move {
         loop {
@@ -224,6 +230,7 @@ impl Control {
                     url,
                     targets,
                 } => crate::repair::spawn_copy(&self.node, chunk, size, url, targets),
+                Command::Verify { chunks } => self.spawn_verify(chunks),
                 Command::Delete { chunks, issued_ms } => {
                     let store = Arc::clone(&self.node.store);
                     tokio::task::spawn_blocking(move || store.delete_chunks(&chunks, issued_ms));
@@ -236,62 +243,116 @@ impl Control {
         }
     }
 
+    /// Re-reads chunks a reader claimed corrupt, one at a time on a
+    /// blocking thread. A mismatch quarantines the chunk (reported as
+    /// corrupt); a match is reported as verified, which clears the claim.
+    fn spawn_verify(&self, chunks: Vec<ChunkId>) {
+        let store = Arc::clone(&self.node.store);
+        let verified = Arc::clone(&self.verified);
+        tokio::task::spawn_blocking(move || {
+            for id in chunks {
+                match crate::repair::verify(&store, &id) {
+                    Ok(0) => debug!(chunk = %id.short(), "asked to verify a chunk not held here"),
+                    Ok(_) => {
+                        info!(chunk = %id.short(), "claimed-corrupt chunk verified good");
+                        lock_list(&verified).push(id);
+                    }
+                    Err(reason) => {
+                        warn!(chunk = %id.short(), %reason, "claimed-corrupt chunk confirmed bad")
+                    }
+                }
+            }
+        });
+    }
+
     async fn flush_reports(&mut self) {
         if !self.registered {
             return;
         }
         if self.full_pending {
             self.send_full_report().await;
-            return;
         }
-        let (chunks, deleted) = self.node.store.take_changes();
-        let corrupt = self.node.store.take_corrupt();
-        if chunks.is_empty() && deleted.is_empty() && corrupt.is_empty() {
-            return;
-        }
-        let report = ChunkReport {
-            node: self.node.id,
-            full: false,
-            chunks,
-            deleted,
-            corrupt,
-        };
-        match self.post(REPORT_PATH, &report).await {
-            Ok(_) => {
-                self.limiter.succeeded();
-                debug!(
-                    added = report.chunks.len(),
-                    deleted = report.deleted.len(),
-                    "incremental report sent"
-                );
-            }
-            Err(e) => {
-                self.limiter.failed("incremental report", &e);
-                self.node.store.requeue_corrupt(report.corrupt);
-                self.node
-                    .store
-                    .requeue_changes(report.chunks, report.deleted);
+        // Incremental changes go whether or not a full report got through:
+        // a refused full report must not leave the namenode blind.
+        let (mut chunks, mut deleted) = self.node.store.take_changes();
+        let mut corrupt = self.node.store.take_corrupt();
+        let mut verified = std::mem::take(&mut *lock_list(&self.verified));
+        // In pages of at most MAX_PAGE entries per list; what a failed page
+        // did not carry goes back for the next tick.
+        while !(chunks.is_empty()
+            && deleted.is_empty()
+            && corrupt.is_empty()
+            && verified.is_empty())
+        {
+            let report = ChunkReport {
+                node: self.node.id,
+                full: false,
+                range: None,
+                chunks: take_page(&mut chunks),
+                deleted: take_page(&mut deleted),
+                corrupt: take_page(&mut corrupt),
+                verified: take_page(&mut verified),
+            };
+            match self.post(REPORT_PATH, &report).await {
+                Ok(_) => {
+                    self.limiter.succeeded();
+                    debug!(
+                        added = report.chunks.len(),
+                        deleted = report.deleted.len(),
+                        "incremental report sent"
+                    );
+                }
+                Err(e) => {
+                    self.limiter.failed("incremental report", &e);
+                    corrupt.extend(report.corrupt);
+                    verified.extend(report.verified);
+                    chunks.extend(report.chunks);
+                    deleted.extend(report.deleted);
+                    self.node.store.requeue_corrupt(corrupt);
+                    lock_list(&self.verified).extend(verified);
+                    self.node.store.requeue_changes(chunks, deleted);
+                    return;
+                }
             }
         }
     }
 
+    /// Sends everything this node holds, in pages of at most
+    /// [`MAX_PAGE`] chunks, each covering a range of ids (so the namenode
+    /// can tell, page by page, which replicas are gone). A page that fails
+    /// leaves the report owed, retried from the start at the next tick.
     async fn send_full_report(&mut self) {
-        let report = ChunkReport {
-            node: self.node.id,
-            full: true,
-            chunks: self.node.store.full_report(),
-            deleted: Vec::new(),
-            corrupt: Vec::new(),
+        let mut all = self.node.store.full_report();
+        all.sort_unstable_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
+        let pages: Vec<&[ChunkRef]> = if all.is_empty() {
+            vec![&[]]
+        } else {
+            all.chunks(MAX_PAGE).collect()
         };
-        match self.post(REPORT_PATH, &report).await {
-            Ok(_) => {
-                self.limiter.succeeded();
-                self.full_pending = false;
-                info!(chunks = report.chunks.len(), "full chunk report sent");
+        let count = pages.len();
+        for (i, page) in pages.iter().enumerate() {
+            let range = ReportRange {
+                start: (i > 0).then(|| page.first().map(|c| c.id)).flatten(),
+                end: pages.get(i + 1).and_then(|p| p.first()).map(|c| c.id),
+            };
+            let report = ChunkReport {
+                node: self.node.id,
+                full: true,
+                range: (count > 1).then_some(range),
+                chunks: page.to_vec(),
+                deleted: Vec::new(),
+                corrupt: Vec::new(),
+                verified: Vec::new(),
+            };
+            if let Err(e) = self.post(REPORT_PATH, &report).await {
+                // Still owed: retried at the next report tick.
+                self.limiter.failed("full report", &e);
+                return;
             }
-            // Still owed: retried at the next report tick.
-            Err(e) => self.limiter.failed("full report", &e),
         }
+        self.limiter.succeeded();
+        self.full_pending = false;
+        info!(chunks = all.len(), pages = count, "full chunk report sent");
     }
 
     /// POSTs `body` as JSON to the namenode, signed with the cluster key.
@@ -339,6 +400,15 @@ impl Control {
         }
         Ok(bytes)
     }
+}
+
+/// Takes up to [`MAX_PAGE`] entries off the end of `v`.
+fn take_page<T>(v: &mut Vec<T>) -> Vec<T> {
+    v.split_off(v.len().saturating_sub(MAX_PAGE))
+}
+
+fn lock_list(m: &std::sync::Mutex<Vec<ChunkId>>) -> std::sync::MutexGuard<'_, Vec<ChunkId>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// An error with its causes, `a: b: c` (reqwest hides the useful part,

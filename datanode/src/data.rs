@@ -196,7 +196,14 @@ async fn put_inner(
     let (local, remote) = tokio::join!(local, remote);
     let outcome = local?;
 
-    let mut receipts = vec![Receipt::issue(&node.keyring, node.id, id, size)];
+    let mut receipts = vec![Receipt::issue(
+        &node.keyring,
+        node.id,
+        id,
+        size,
+        claims.upload,
+        blob_common::now_secs(),
+    )];
     let mut failed = Vec::new();
     if let Some((next, result)) = remote {
         match result {

@@ -123,7 +123,7 @@ pub(crate) async fn scrub(node: Arc<Node>, shutdown: CancellationToken) {
 /// Reads a whole chunk, checking block CRCs and the SHA-256 against its id.
 /// A chunk that fails is quarantined (and so reported as corrupt). Returns
 /// the bytes read, or why it failed.
-fn verify(store: &crate::store::Store, id: &ChunkId) -> Result<u64, String> {
+pub(crate) fn verify(store: &crate::store::Store, id: &ChunkId) -> Result<u64, String> {
     let Some(size) = store.size_of(id) else {
         return Ok(0);
     };

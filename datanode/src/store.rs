@@ -532,24 +532,25 @@ impl Store {
     pub fn delete_chunks(&self, ids: &[ChunkId], issued_ms: u64) -> usize {
         let mut deleted = 0;
         for id in ids {
+            // One lock from the check to the removal: a concurrent PUT of the
+            // same chunk either marked it written before (kept) or finds it
+            // gone and stores it anew (see `write_chunk`).
+            let mut inner = self.lock();
+            let Some(&size) = inner.index.get(id) else {
+                continue;
+            };
+            if inner
+                .written
+                .get(id)
+                .is_some_and(|t| *t + 1000 >= issued_ms)
             {
-                let mut inner = self.lock();
-                let Some(&size) = inner.index.get(id) else {
-                    continue;
-                };
-                if inner
-                    .written
-                    .get(id)
-                    .is_some_and(|t| *t + 1000 >= issued_ms)
-                {
-                    // Reported again as received: the namenode, which may
-                    // have dropped this replica when it decided, learns it
-                    // is still here and decides anew (a later delete then
-                    // goes through, or the replica is kept if needed).
-                    debug!(chunk = %id.short(), "kept a chunk written after its delete was decided");
-                    inner.added.insert(*id, size);
-                    continue;
-                }
+                // Reported again as received: the namenode, which may
+                // have dropped this replica when it decided, learns it
+                // is still here and decides anew (a later delete then
+                // goes through, or the replica is kept if needed).
+                debug!(chunk = %id.short(), "kept a chunk written after its delete was decided");
+                inner.added.insert(*id, size);
+                continue;
             }
             let path = chunk_path(&self.dir, id);
             match fs::remove_file(&path) {
@@ -560,7 +561,6 @@ impl Store {
                     continue;
                 }
             }
-            let mut inner = self.lock();
             if let Some(size) = inner.index.remove(id) {
                 inner.used -= size;
             }
@@ -663,10 +663,17 @@ impl Store {
         drop(file);
 
         let dest = chunk_path(&self.dir, id);
-        if self.contains(id) && dest.exists() {
-            debug!(chunk = %id.short(), "chunk already stored; verified bytes discarded");
-            self.note_stored(id, size, false);
-            return Ok(WriteOutcome { existed: true });
+        {
+            // Checked and marked as written under the lock that deletes hold
+            // while they remove files: either a delete decided before now
+            // keeps this chunk, or it is gone and is stored anew below. A
+            // receipt is never issued for a chunk being deleted.
+            let mut inner = self.lock();
+            if inner.index.contains_key(id) && dest.exists() {
+                debug!(chunk = %id.short(), "chunk already stored; verified bytes discarded");
+                self.note_stored_locked(&mut inner, id, size);
+                return Ok(WriteOutcome { existed: true });
+            }
         }
         let parent = dest.parent().unwrap_or(&self.dir).to_path_buf();
         if !parent.exists() {
@@ -687,17 +694,21 @@ impl Store {
 
     fn note_stored(&self, id: &ChunkId, size: u64, new: bool) {
         let mut inner = self.lock();
+        self.note_stored_locked(&mut inner, id, size);
+        drop(inner);
+        if new {
+            debug!(chunk = %id.short(), size, "chunk stored");
+        }
+    }
+
+    fn note_stored_locked(&self, inner: &mut Inner, id: &ChunkId, size: u64) {
         if inner.index.insert(*id, size).is_none() {
             inner.used += size;
         }
         inner.removed.remove(id);
         inner.added.insert(*id, size);
         inner.written.insert(*id, blob_common::now_ms());
-        self.publish(&inner);
-        drop(inner);
-        if new {
-            debug!(chunk = %id.short(), size, "chunk stored");
-        }
+        self.publish(inner);
     }
 
     /// Starts a [`Store::write_chunk`] on a blocking thread, fed through a

@@ -270,7 +270,7 @@ pub(crate) async fn run(edge: Arc<Edge>, fill: Arc<Fill>, origins: Vec<Origin>, 
                     edge.metrics.corrupt_origins.inc();
                     let reason = format!("content hashes to {actual}");
                     warn!(node = %origin.node, %reason, "origin replica is corrupt; trying the next");
-                    report_bad_replica(&edge, id, origin.node, reason.clone());
+                    report_bad_replica(&edge, id, origin.node, reason.clone(), Some(actual));
                     last = format!("replica on {} is corrupt: {reason}", origin.node);
                 }
                 Err(AttemptError::Failed(e)) => {
@@ -349,7 +349,13 @@ async fn attempt(edge: &Edge, fill: &Fill, origin: &Origin) -> Result<Bytes, Att
 
 /// Tells the namenode (if configured) that a replica is corrupt, with the
 /// cluster credentials, in the background.
-fn report_bad_replica(edge: &Arc<Edge>, chunk: ChunkId, node: NodeId, reason: String) {
+fn report_bad_replica(
+    edge: &Arc<Edge>,
+    chunk: ChunkId,
+    node: NodeId,
+    reason: String,
+    actual: Option<ChunkId>,
+) {
     if edge.cfg.namenode.is_none() {
         return;
     }
@@ -360,6 +366,7 @@ fn report_bad_replica(edge: &Arc<Edge>, chunk: ChunkId, node: NodeId, reason: St
                 chunk,
                 node,
                 reason,
+                actual,
             };
             let res = match (
                 crate::admin::namenode_url_for(&edge, &["chunks", "bad"]),

@@ -85,6 +85,7 @@ pub(crate) fn router(nn: Arc<Namenode>) -> Router {
         .route("/v1/uploads/{id}", axum::routing::delete(abort_upload))
         .route("/v1/uploads/{id}/chunks", post(add_chunks))
         .route("/v1/uploads/{id}/retarget", post(retarget))
+        .route("/v1/uploads/{id}/manifest", post(stage_manifest))
         .route("/v1/uploads/{id}/commit", post(commit))
         .route("/v1/chunks/bad", post(bad_replica))
         .route("/v1/chunks/locations", post(locate_chunks))
@@ -111,6 +112,7 @@ pub(crate) fn router(nn: Arc<Namenode>) -> Router {
         .route("/metrics", get(metrics))
         .merge(signed)
         .fallback(|| async { Error::BadRequest("no such route".into()) })
+        .layer(middleware::from_fn_with_state(nn.clone(), durable_answers))
         .layer(middleware::from_fn(blob_common::http::trace_requests))
         .with_state(nn)
 }
@@ -160,6 +162,23 @@ async fn authenticate(
     let mut req = Request::from_parts(parts, Body::from(body));
     req.extensions_mut().insert(principal);
     Ok(next.run(req).await)
+}
+
+/// Holds every answer until each metadata write it could have seen is
+/// durable: nobody learns of a change, its own or another client's, that a
+/// crash could still take back. Writes of concurrent requests share one WAL
+/// sync (see `Meta::sync`).
+async fn durable_answers(State(nn): State<Arc<Namenode>>, req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    if nn.meta.is_durable() {
+        return resp;
+    }
+    let nn2 = nn.clone();
+    match tokio::task::spawn_blocking(move || nn2.meta.sync()).await {
+        Ok(Ok(())) => resp,
+        Ok(Err(e)) => e.into_response(),
+        Err(e) => Error::Internal(format!("metadata sync task failed: {e}")).into_response(),
+    }
 }
 
 /// Runs a metadata operation on a blocking thread.
@@ -276,9 +295,7 @@ async fn locations(
     // Any signer: users, and edges (cluster secret) warming by file path.
     let _ = p;
     let q = query(q)?;
-    blocking(move || nn.locations(&q.bucket, &q.path, q.zone.as_deref()))
-        .await
-        .map(Json)
+    blocking(move || nn.locations(&q)).await.map(Json)
 }
 
 async fn delete_file(
@@ -339,6 +356,19 @@ async fn retarget(
         .map(Json)
 }
 
+async fn stage_manifest(
+    State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
+    Path(id): Path<String>,
+    JsonBody(page): JsonBody<ManifestPage>,
+) -> Result<StatusCode, Error> {
+    let owner = p.user()?.to_string();
+    let id = parse_upload(&id)?;
+    blocking(move || nn.stage_manifest(&owner, &id, &page))
+        .await
+        .map(|_| StatusCode::NO_CONTENT)
+}
+
 async fn commit(
     State(nn): State<Arc<Namenode>>,
     Extension(p): Extension<Principal>,
@@ -375,8 +405,11 @@ async fn bad_replica(
     JsonBody(req): JsonBody<BadReplica>,
 ) -> Result<StatusCode, Error> {
     // Any signer: readers with their key, edges with the cluster secret.
-    let _ = p;
-    blocking(move || nn.bad_replica(&req))
+    let reporter = match &p {
+        Principal::User { access_key, .. } => access_key.clone(),
+        Principal::Cluster => "cluster".to_string(),
+    };
+    blocking(move || nn.bad_replica(&reporter, &req))
         .await
         .map(|_| StatusCode::NO_CONTENT)
 }

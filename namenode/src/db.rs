@@ -16,6 +16,7 @@
 //! | `multipart_parts` | upload id + part number (u32 BE) | [`PartRecord`]: holds one reference per chunk position |
 //! | `node_chunks` | node id + chunk id | empty: index of replicas by node |
 //! | `pending` | chunk id | ms since epoch until which an upload may still store it |
+//! | `manifest` | upload id + first index (u64 BE) | a page of the session's chunk list, staged for its commit |
 //!
 //! A chunk's `refs` counts every file position that names it plus every
 //! session that reported it; `bucket_chunks` counts the same per bucket and
@@ -50,6 +51,7 @@ pub(crate) const CF_MULTIPART: &str = "multipart";
 pub(crate) const CF_MULTIPART_PARTS: &str = "multipart_parts";
 pub(crate) const CF_NODE_CHUNKS: &str = "node_chunks";
 pub(crate) const CF_PENDING: &str = "pending";
+pub(crate) const CF_MANIFEST: &str = "manifest";
 
 const ALL_CFS: &[&str] = &[
     CF_BUCKETS,
@@ -66,6 +68,7 @@ const ALL_CFS: &[&str] = &[
     CF_MULTIPART_PARTS,
     CF_NODE_CHUNKS,
     CF_PENDING,
+    CF_MANIFEST,
 ];
 
 /// A bucket.
@@ -208,6 +211,28 @@ pub struct CorruptRecord {
 /// The metadata store.
 pub struct Meta {
     db: DB,
+    durable: Durable,
+}
+
+/// Group commit: which writes the WAL holds durably, and whether a sync is
+/// under way. Writers and readers alike wait in [`Meta::sync`] until every
+/// write they could have seen is durable; one fsync serves all who wait.
+#[derive(Default)]
+struct Durable {
+    state: std::sync::Mutex<SyncState>,
+    done: std::sync::Condvar,
+    /// Extra delay before each WAL sync (fault-injection tests only).
+    delay: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// Highest sequence number known durable.
+    synced: u64,
+    /// A thread is syncing now.
+    running: bool,
+    /// Syncs done (for metrics and tests).
+    count: u64,
 }
 
 pub(crate) fn file_key(bucket: &str, path: &str) -> Vec<u8> {
@@ -233,11 +258,24 @@ pub(crate) fn node_chunk_key(node: &NodeId, chunk: &ChunkId) -> Vec<u8> {
     k
 }
 
+pub(crate) fn manifest_key(upload: &UploadId, start: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(24);
+    k.extend_from_slice(upload.as_bytes());
+    k.extend_from_slice(&start.to_be_bytes());
+    k
+}
+
 pub(crate) fn upload_chunk_key(upload: &UploadId, chunk: &ChunkId) -> Vec<u8> {
     let mut k = Vec::with_capacity(48);
     k.extend_from_slice(upload.as_bytes());
     k.extend_from_slice(chunk.as_bytes());
     k
+}
+
+impl Durable {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SyncState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 fn encode<T: Serialize>(v: &T) -> Vec<u8> {
@@ -265,7 +303,23 @@ impl Meta {
             context: format!("opening metadata at {}", dir.display()),
             source: e,
         })?;
-        Ok(Self { db })
+        // Whatever was in the WAL before this open survived a restart.
+        let durable = Durable::default();
+        durable.lock().synced = db.latest_sequence_number();
+        Ok(Self { db, durable })
+    }
+
+    /// Delays every WAL sync by `ms` (fault-injection tests: widens the
+    /// window between a write and its durability).
+    pub fn set_sync_delay_ms(&self, ms: u64) {
+        self.durable
+            .delay
+            .store(ms, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// WAL syncs done since open.
+    pub fn sync_count(&self) -> u64 {
+        self.durable.lock().count
     }
 
     pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
@@ -303,6 +357,9 @@ impl Meta {
     /// Applies a batch. `sync` is left to [`Meta::sync`] so that callers can
     /// release their lock before paying for the fsync.
     pub(crate) fn write(&self, batch: WriteBatch) -> Result<(), Error> {
+        if batch.is_empty() {
+            return Ok(());
+        }
         let mut wo = WriteOptions::default();
         wo.set_sync(false);
         self.db.write_opt(batch, &wo).map_err(|e| Error::Db {
@@ -311,12 +368,54 @@ impl Meta {
         })
     }
 
-    /// Makes every write so far durable (fsync of the write-ahead log).
+    /// Whether every write so far is durable (no sync needed to answer).
+    pub(crate) fn is_durable(&self) -> bool {
+        self.durable.lock().synced >= self.db.latest_sequence_number()
+    }
+
+    /// Returns once every write made so far is durable (fsync of the
+    /// write-ahead log). Group commit: a caller that finds a sync under way
+    /// waits for it and, if its writes came after that sync began, for the
+    /// next one, which one waiting caller runs for all of them.
     pub(crate) fn sync(&self) -> Result<(), Error> {
-        self.db.flush_wal(true).map_err(|e| Error::Db {
-            context: "syncing WAL".into(),
-            source: e,
-        })
+        let target = self.db.latest_sequence_number();
+        let mut st = self.durable.lock();
+        loop {
+            if st.synced >= target {
+                return Ok(());
+            }
+            if st.running {
+                st = self
+                    .durable
+                    .done
+                    .wait(st)
+                    .unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            st.running = true;
+            drop(st);
+            // Everything up to `upto` is in the WAL file; the sync covers it.
+            let upto = self.db.latest_sequence_number();
+            let delay = self
+                .durable
+                .delay
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if delay > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(delay));
+            }
+            let res = self.db.flush_wal(true);
+            st = self.durable.lock();
+            st.running = false;
+            if res.is_ok() {
+                st.synced = st.synced.max(upto);
+                st.count += 1;
+            }
+            self.durable.done.notify_all();
+            res.map_err(|e| Error::Db {
+                context: "syncing WAL".into(),
+                source: e,
+            })?;
+        }
     }
 
     /// Iterates `cf` from `start` while keys begin with `prefix`, calling `f`

@@ -94,6 +94,9 @@ pub enum Error {
         /// Nodes that are full.
         full: usize,
     },
+    /// The caller sends more than its rate allows; retry later.
+    #[error("slow down: {0}")]
+    SlowDown(String),
     /// RocksDB failed.
     #[error("metadata store: {context}: {source}")]
     Db {
@@ -142,6 +145,7 @@ impl Error {
             Error::BadReceipt(_) => (403, "InvalidReceipt"),
             Error::NotEnoughNodes { .. } => (503, "NotEnoughNodes"),
             Error::ClusterFull { .. } => (507, "ClusterFull"),
+            Error::SlowDown(_) => (429, "SlowDown"),
             Error::Db { .. } | Error::Corrupt(_) | Error::Internal(_) => (500, "InternalError"),
         };
         ApiError::new(status, code, self.to_string())

@@ -15,6 +15,7 @@
 //! streaming body, and the data path runs client ↔ datanode only.
 
 mod api;
+mod claims;
 pub mod db;
 pub mod edges;
 mod error;
@@ -83,6 +84,13 @@ pub struct Config {
     /// Edge caches that read URLs point at, in preference order (see
     /// [`edges`]); empty: readers go to the datanodes directly.
     pub edges: Vec<EdgeConfig>,
+    /// Replicas of a chunk that must be durable before its write succeeds;
+    /// `None`: a majority of the chunk's replication factor (2 of 3). The
+    /// missing ones are repaired as soon as capacity allows.
+    pub min_write_replicas: Option<u8>,
+    /// Fault injection for tests: every WAL sync is delayed this long, ms
+    /// (0 in production).
+    pub wal_sync_delay_ms: u64,
 }
 
 /// An edge cache readers of one zone go through.
@@ -116,6 +124,8 @@ impl Default for Config {
             orphan_grace_ms: 3_600_000,
             upload_ttl_ms: 24 * 3_600_000,
             edges: Vec::new(),
+            min_write_replicas: None,
+            wal_sync_delay_ms: 0,
         }
     }
 }
@@ -134,6 +144,9 @@ impl Config {
         }
         if self.repair_ms == 0 || self.max_copies_per_node == 0 {
             return Err("repair_ms and max_copies_per_node must be positive".into());
+        }
+        if self.min_write_replicas == Some(0) {
+            return Err("min_write_replicas must be at least 1".into());
         }
         if self.presign_ttl_secs == 0 {
             return Err("presign_ttl_secs must be positive".into());
@@ -159,6 +172,7 @@ pub struct Namenode {
     write_lock: Mutex<()>,
     nodes: RwLock<nodes::Nodes>,
     repair: Mutex<repair::Repair>,
+    claims: claims::Claims,
     metrics: metrics::Metrics,
 }
 
@@ -170,6 +184,7 @@ impl Namenode {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| Error::Internal(format!("creating {}: {e}", cfg.data_dir.display())))?;
         let meta = db::Meta::open(&cfg.data_dir.join("meta"))?;
+        meta.set_sync_delay_ms(cfg.wal_sync_delay_ms);
         let mut nodes = nodes::Nodes::new(
             Duration::from_millis(cfg.stale_after_ms),
             Duration::from_millis(cfg.dead_after_ms),
@@ -184,6 +199,7 @@ impl Namenode {
             write_lock: Mutex::new(()),
             nodes: RwLock::new(nodes),
             repair: Mutex::new(repair::Repair::default()),
+            claims: claims::Claims::default(),
             metrics: metrics::Metrics::new(),
         });
         nn.ensure_admin_key()?;
@@ -193,6 +209,16 @@ impl Namenode {
     /// The configuration in force.
     pub fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// Replicas a chunk of replication factor `rf` needs before its write
+    /// counts: the configured minimum (never above `rf`), else a majority.
+    pub fn write_quorum(&self, rf: u8) -> usize {
+        let rf = usize::from(rf.max(1));
+        match self.cfg.min_write_replicas {
+            Some(m) => usize::from(m).clamp(1, rf),
+            None => rf / 2 + 1,
+        }
     }
 
     /// Path of the admin credentials file.
@@ -211,6 +237,25 @@ pub async fn serve(
     serve_with(Namenode::open(cfg, keyring)?, listener, shutdown).await
 }
 
+/// Ticks the datanode registry's clock from a plain thread, so that a pause
+/// of the whole namenode process (SIGSTOP, a frozen VM) is noticed the
+/// moment it ends, before any liveness decision is made on stale numbers.
+fn spawn_clock_watch(nn: Arc<Namenode>, shutdown: CancellationToken) {
+    let every = (nn.nodes_read().pause_after() / 4)
+        .clamp(Duration::from_millis(10), Duration::from_millis(250));
+    let spawned = std::thread::Builder::new()
+        .name("nn-clock".into())
+        .spawn(move || {
+            while !shutdown.is_cancelled() {
+                std::thread::sleep(every);
+                nn.tick_clock();
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the clock watch; pauses are noticed by the repair loop only");
+    }
+}
+
 /// Runs an already opened namenode on `listener` until `shutdown` is
 /// cancelled (lets a caller read the admin credentials before serving).
 pub async fn serve_with(
@@ -220,6 +265,7 @@ pub async fn serve_with(
 ) -> Result<(), Error> {
     let addr = listener.local_addr().ok();
     let repair = tokio::spawn(repair::run(nn.clone(), shutdown.clone()));
+    spawn_clock_watch(nn.clone(), shutdown.clone());
     tracing::info!(addr = ?addr, data = %nn.cfg.data_dir.display(), "namenode listening");
     tokio::spawn(multipart::sweep_loop(nn.clone(), shutdown.clone()));
     let served = axum::serve(listener, api::router(nn))

@@ -19,6 +19,15 @@ pub(crate) struct Metrics {
     pub corrupt_replicas: Counter,
     pub missing_chunks: Gauge,
     pub under_replicated: Gauge,
+    pub pauses: Counter,
+    pub nodes_dead: Counter,
+    pub reports_confirmed: Counter,
+    pub reports_refuted: Counter,
+    pub reports_refused: Counter,
+    pub wal_syncs: Gauge,
+    pub suspect_replicas: Gauge,
+    pub full_reports: Counter,
+    pub incremental_reports: Counter,
 }
 
 impl Metrics {
@@ -45,6 +54,29 @@ impl Metrics {
         );
         let corrupt_replicas =
             counter("corrupt_replicas", "Replicas reported corrupt by datanodes");
+        let pauses = counter(
+            "pauses",
+            "Times the namenode found it had not been running (its silence not held against datanodes)",
+        );
+        let full_reports = counter(
+            "full_reports",
+            "Full chunk reports received whole (every page)",
+        );
+        let incremental_reports =
+            counter("incremental_reports", "Incremental chunk reports received");
+        let nodes_dead = counter("datanodes_declared_dead", "Datanodes declared dead");
+        let reports_confirmed = counter(
+            "corruption_reports_confirmed",
+            "Reader corruption reports the replica's holder confirmed",
+        );
+        let reports_refuted = counter(
+            "corruption_reports_refuted",
+            "Reader corruption reports the replica's holder refuted (the replica verified good)",
+        );
+        let reports_refused = counter(
+            "corruption_reports_refused",
+            "Reader corruption reports refused by the per-reporter rate limit",
+        );
         let mut gauge = |name: &str, help: &str| {
             let g = Gauge::default();
             registry.register(name, help, g.clone());
@@ -55,6 +87,11 @@ impl Metrics {
         let under_replicated = gauge(
             "under_replicated_chunks",
             "Chunks seen below their replication by the last repair pass",
+        );
+        let wal_syncs = gauge("wal_syncs", "Metadata WAL syncs since start (group commit)");
+        let suspect_replicas = gauge(
+            "suspect_replicas",
+            "Replicas under a reader's corruption claim, awaiting their holder's verification",
         );
         Self {
             registry,
@@ -70,6 +107,15 @@ impl Metrics {
             corrupt_replicas,
             missing_chunks,
             under_replicated,
+            pauses,
+            nodes_dead,
+            reports_confirmed,
+            reports_refuted,
+            reports_refused,
+            wal_syncs,
+            suspect_replicas,
+            full_reports,
+            incremental_reports,
         }
     }
 

@@ -254,19 +254,21 @@ impl Namenode {
                 ));
             }
             let mut t = Txn::new(&self.meta, now_ms());
-            let (size, added) =
-                self.take_chunks(&mut t, id, &rec, &req.chunks, &req.receipts, now)?;
+            let chunks = self.commit_chunks(id, &req.chunks, req.manifest)?;
+            let crate::ops::Taken { size, added, under } =
+                self.take_chunks(&mut t, id, &rec, &chunks, &req.receipts, now)?;
             let part = PartRecord {
                 etag: etag.trim_matches('"').to_ascii_lowercase(),
                 size,
                 created_ms: now_ms(),
                 replication: rec.replication,
                 chunk_size: rec.chunk_size,
-                chunks: req.chunks.clone(),
+                chunks,
             };
             self.put_part(&mut t, &target.upload, &rec.bucket, target.number, &part)?;
             self.drop_session(&mut t, id, &rec, &added)?;
             t.commit()?;
+            self.enqueue(under);
             let file = FileRecord {
                 size,
                 created_ms: part.created_ms,

@@ -4,6 +4,11 @@
 //! parameter so the state machine is tested without a clock: silent for
 //! `stale_after` a node gets no new replicas and is read last; silent for
 //! `dead_after` it is dead and its replicas no longer count.
+//!
+//! Silence is measured on the namenode's own monotonic clock, and only
+//! while the namenode was there to listen: when [`Nodes::tick`] finds that
+//! the namenode itself was stopped or not scheduled for a while (SIGSTOP, a
+//! VM pause, a starved machine), the gap is not held against any datanode.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -50,17 +55,51 @@ pub struct Nodes {
     stale_after: Duration,
     dead_after: Duration,
     started: Instant,
+    /// The last time the namenode looked at its clock ([`Nodes::tick`]).
+    last_tick: Instant,
+    /// A gap between ticks longer than this was a pause of the namenode.
+    pause_after: Duration,
 }
 
 impl Nodes {
     /// An empty registry with the given intervals.
     pub fn new(stale_after: Duration, dead_after: Duration) -> Self {
+        let now = Instant::now();
         Self {
             nodes: HashMap::new(),
             stale_after,
             dead_after,
-            started: Instant::now(),
+            started: now,
+            last_tick: now,
+            pause_after: (stale_after / 2).max(Duration::from_millis(50)),
         }
+    }
+
+    /// How long a gap between two [`Nodes::tick`]s must be to count as a
+    /// pause of the namenode.
+    pub fn pause_after(&self) -> Duration {
+        self.pause_after
+    }
+
+    /// Notes that the namenode is running at `now`. If it was not (the gap
+    /// since the last tick is longer than `pause_after`), every node's
+    /// silence is shortened by the gap, capped at `now`: a node heard just
+    /// before the pause is as alive as it was, and nobody is declared dead
+    /// for heartbeats the namenode was not there to receive. Returns the
+    /// gap when it was a pause.
+    pub fn tick(&mut self, now: Instant) -> Option<Duration> {
+        let gap = now.saturating_duration_since(self.last_tick);
+        self.last_tick = self.last_tick.max(now);
+        if gap <= self.pause_after {
+            return None;
+        }
+        for s in self.nodes.values_mut() {
+            if let Some(t) = s.last_seen {
+                s.last_seen = Some((t + gap).min(now));
+            }
+        }
+        self.started = (self.started + gap).min(now);
+        Some(gap)
     }
 
     /// Adds a node known from the metadata store (not heard from yet).
@@ -316,6 +355,49 @@ mod tests {
             load: n as u64,
             read_only: false,
         }
+    }
+
+    #[test]
+    fn a_pause_of_the_namenode_is_not_held_against_datanodes() {
+        let t0 = Instant::now();
+        let mut n = Nodes::new(Duration::from_secs(10), Duration::from_secs(60));
+        n.tick(t0);
+        n.heartbeat(hb(1, 100), t0);
+        n.heartbeat(hb(2, 100), t0);
+        // Node 3 falls silent while the namenode runs.
+        n.heartbeat(hb(3, 100), t0);
+        let t1 = t0 + Duration::from_secs(1);
+        n.tick(t1);
+        n.heartbeat(hb(1, 100), t1);
+        n.heartbeat(hb(2, 100), t1);
+        let t2 = t1 + Duration::from_secs(61);
+        for t in (1..=61).map(|s| t1 + Duration::from_secs(s)) {
+            n.tick(t);
+        }
+        let dead3 = n.get(&NodeId([3; 8])).map(|s| n.liveness(s, t2));
+        assert_eq!(
+            dead3,
+            Some(Liveness::Dead),
+            "a node silent while the namenode ran dies"
+        );
+        // Now the namenode itself stops for three dead intervals.
+        let t3 = t2 + Duration::from_secs(180);
+        n.heartbeat(hb(1, 100), t2);
+        n.heartbeat(hb(2, 100), t2);
+        assert_eq!(n.tick(t3), Some(Duration::from_secs(180)));
+        for id in [1u8, 2] {
+            let l = n.get(&NodeId([id; 8])).map(|s| n.liveness(s, t3));
+            assert_eq!(l, Some(Liveness::Live), "node {id} after the pause");
+        }
+        // Silence after the pause counts again.
+        let t4 = t3 + Duration::from_secs(61);
+        for t in (1..=61).map(|s| t3 + Duration::from_secs(s)) {
+            assert_eq!(n.tick(t), None);
+        }
+        let l = n.get(&NodeId([1; 8])).map(|s| n.liveness(s, t4));
+        assert_eq!(l, Some(Liveness::Dead));
+        // Short gaps are ordinary scheduling, not pauses.
+        assert_eq!(n.tick(t4 + Duration::from_secs(1)), None);
     }
 
     #[test]

@@ -42,6 +42,15 @@ fn prefix_successor(prefix: &[u8]) -> Vec<u8> {
     vec![0xff; prefix.len() + 1]
 }
 
+/// What a commit took: the bytes, the chunks whose session references the
+/// txn took (see [`Namenode::drop_session`]), and the chunks written on a
+/// quorum only, for repair once the txn is written.
+pub(crate) struct Taken {
+    pub(crate) size: u64,
+    pub(crate) added: HashSet<ChunkId>,
+    pub(crate) under: Vec<ChunkId>,
+}
+
 pub(crate) fn file_info(bucket: &str, path: &str, rec: FileRecord) -> FileInfo {
     FileInfo {
         bucket: bucket.to_string(),
@@ -69,6 +78,19 @@ impl Namenode {
 
     pub(crate) fn nodes_write(&self) -> std::sync::RwLockWriteGuard<'_, crate::nodes::Nodes> {
         self.nodes.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Notes that the namenode runs now; a pause of the namenode itself is
+    /// not held against the datanodes ([`crate::nodes::Nodes::tick`]).
+    pub(crate) fn tick_clock(&self) {
+        let paused = self.nodes_write().tick(Instant::now());
+        if let Some(gap) = paused {
+            tracing::warn!(
+                paused_ms = gap.as_millis() as u64,
+                "the namenode was not running; datanode silence during the pause is not counted"
+            );
+            self.metrics.pauses.inc();
+        }
     }
 
     pub(crate) fn ensure_admin_key(&self) -> Result<(), Error> {
@@ -292,23 +314,34 @@ impl Namenode {
         Ok(out)
     }
 
-    pub(crate) fn locations(
-        &self,
-        bucket: &str,
-        path: &str,
-        zone: Option<&str>,
-    ) -> Result<FileLocations, Error> {
-        let rec = self.file_record(bucket, path)?;
-        let edge = crate::edges::pick(&self.cfg.edges, zone);
-        let mut chunks = Vec::with_capacity(rec.chunks.len());
-        let mut offset = 0;
-        for c in &rec.chunks {
+    /// A file's chunks with their URLs: all of them, or with `limit` the
+    /// page of at most that many (capped at [`MAX_PAGE`]) from `first`, the
+    /// file's own chunk list then left out of the answer.
+    pub(crate) fn locations(&self, q: &FileQuery) -> Result<FileLocations, Error> {
+        let mut rec = self.file_record(&q.bucket, &q.path)?;
+        let edge = crate::edges::pick(&self.cfg.edges, q.zone.as_deref());
+        let total = rec.chunks.len();
+        let first = usize::try_from(q.first.unwrap_or(0))
+            .unwrap_or(usize::MAX)
+            .min(total);
+        let end = match q.limit {
+            Some(limit) => first.saturating_add(limit.clamp(1, MAX_PAGE)).min(total),
+            None => total,
+        };
+        let mut offset: u64 = rec.chunks[..first].iter().map(|c| c.size).sum();
+        let mut chunks = Vec::with_capacity(end - first);
+        for c in &rec.chunks[first..end] {
             chunks.push(self.chunk_location(&c.id, c.size, offset, edge)?);
             offset += c.size;
         }
+        let next = (q.limit.is_some() && end < total).then_some(end as u64);
+        if q.limit.is_some() {
+            rec.chunks = Vec::new();
+        }
         Ok(FileLocations {
-            file: file_info(bucket, path, rec),
+            file: file_info(&q.bucket, &q.path, rec),
             chunks,
+            next,
         })
     }
 
@@ -323,10 +356,13 @@ impl Namenode {
         offset: u64,
         edge: Option<&crate::EdgeConfig>,
     ) -> Result<ChunkLocation, Error> {
-        let replicas = match self.meta.get::<ChunkRecord>(CF_CHUNKS, id.as_bytes())? {
+        let mut replicas = match self.meta.get::<ChunkRecord>(CF_CHUNKS, id.as_bytes())? {
             Some(cr) => self.nodes_read().read_order(&cr.replicas, Instant::now()),
             None => Vec::new(),
         };
+        // A replica under a corruption claim is read last until its holder
+        // has verified it (stable: the order among the others stays).
+        replicas.sort_by_key(|(node, _)| self.claims.is_suspect(id, node));
         let claims = Claims {
             op: Op::Get,
             chunk: *id,
@@ -489,12 +525,12 @@ impl Namenode {
                 self.cfg.max_chunk_size, req.chunk_size
             )));
         }
+        // A write needs a quorum of its replicas, not all of them: one dead
+        // datanode never stops writes (repair adds the rest later).
         let live = self.nodes_read().writable_count(Instant::now());
-        if live < replication as usize {
-            return Err(Error::NotEnoughNodes {
-                want: replication as usize,
-                live,
-            });
+        let quorum = self.write_quorum(replication);
+        if live < quorum {
+            return Err(Error::NotEnoughNodes { want: quorum, live });
         }
         let id = UploadId::random();
         let rec = UploadRecord {
@@ -515,6 +551,7 @@ impl Namenode {
         Ok(UploadPlan {
             upload: id,
             replication,
+            min_replicas: quorum as u8,
             chunks,
         })
     }
@@ -540,6 +577,7 @@ impl Namenode {
         Ok(UploadPlan {
             upload: *id,
             replication: rec.replication,
+            min_replicas: self.write_quorum(rec.replication) as u8,
             chunks,
         })
     }
@@ -555,8 +593,26 @@ impl Namenode {
         receipts: &[Receipt],
         added: &mut HashSet<ChunkId>,
     ) -> Result<(), Error> {
+        let now = now_secs();
+        // A receipt comes from a PUT of a URL valid for the presign TTL; it
+        // is handed back as soon as it arrives.
+        let max_age = self.cfg.presign_ttl_secs + blob_common::auth::MAX_SKEW_SECS;
         for r in receipts {
             r.verify(&self.keyring)?;
+            if r.upload != Some(*id) {
+                return Err(Error::BadRequest(format!(
+                    "receipt for chunk {} was issued for another upload session",
+                    r.chunk
+                )));
+            }
+            if r.issued > now + blob_common::auth::MAX_SKEW_SECS
+                || now.saturating_sub(r.issued) > max_age
+            {
+                return Err(Error::BadRequest(format!(
+                    "receipt for chunk {} was issued at {} and is no longer valid (now {now}, receipts last {max_age} s)",
+                    r.chunk, r.issued
+                )));
+            }
             self.check_chunk_ref(&ChunkRef {
                 id: r.chunk,
                 size: r.size,
@@ -619,11 +675,11 @@ impl Namenode {
                 let counted = self.counted(&cr.replicas, now);
                 // A chunk this bucket already references is stored once it has
                 // any live replica (keeping it at its factor is repair's job);
-                // one this session sent must reach the session's factor.
+                // one this session sent must reach the session's write quorum.
                 let enough = if in_bucket && !in_session {
                     !counted.is_empty()
                 } else {
-                    counted.len() >= rec.replication as usize
+                    counted.len() >= self.write_quorum(rec.replication)
                 };
                 if (in_bucket || in_session) && enough {
                     out.push(ChunkPlan {
@@ -656,9 +712,24 @@ impl Namenode {
         let want = replication.saturating_sub(have.len()).max(1);
         let mut avoid: Vec<NodeId> = have.to_vec();
         avoid.extend_from_slice(exclude);
-        let chosen =
-            self.nodes_read()
-                .place(want, &avoid, Instant::now(), &mut rand::thread_rng())?;
+        // As many of the missing replicas as there are nodes for, as long as
+        // the write can reach its quorum; fewer nodes than that is an error
+        // (from `place`, which says whether the cluster is full).
+        let quorum_left = self
+            .write_quorum(replication as u8)
+            .saturating_sub(have.len())
+            .max(1);
+        let chosen = {
+            let nodes = self.nodes_read();
+            let now = Instant::now();
+            let free = nodes.writable_excluding(&avoid, now);
+            let n = if free >= quorum_left {
+                want.min(free)
+            } else {
+                quorum_left
+            };
+            nodes.place(n, &avoid, now, &mut rand::thread_rng())?
+        };
         let pipeline: Vec<PipelineNode> = chosen
             .iter()
             .map(|(node, url)| PipelineNode {
@@ -722,12 +793,84 @@ impl Namenode {
         )
     }
 
+    /// Stages one page of a session's chunk list for its commit.
+    pub(crate) fn stage_manifest(
+        &self,
+        owner: &str,
+        id: &UploadId,
+        page: &ManifestPage,
+    ) -> Result<(), Error> {
+        if page.chunks.is_empty() || page.chunks.len() > MAX_PAGE {
+            return Err(Error::BadRequest(format!(
+                "a manifest page holds 1 to {MAX_PAGE} chunks, got {}",
+                page.chunks.len()
+            )));
+        }
+        for c in &page.chunks {
+            self.check_chunk_ref(c)?;
+        }
+        let _g = self.lock();
+        self.upload_record(id, owner)?;
+        let mut t = Txn::new(&self.meta, now_ms());
+        t.put(CF_MANIFEST, &manifest_key(id, page.start), &page.chunks);
+        t.commit()
+    }
+
+    /// The chunk list a commit names: inline, or the staged manifest of
+    /// exactly `n` chunks in contiguous pages.
+    pub(crate) fn commit_chunks(
+        &self,
+        id: &UploadId,
+        inline: &[ChunkRef],
+        manifest: Option<u64>,
+    ) -> Result<Vec<ChunkRef>, Error> {
+        let Some(n) = manifest else {
+            if inline.len() > MAX_PAGE {
+                return Err(Error::BadRequest(format!(
+                    "a commit lists at most {MAX_PAGE} chunks; stage longer lists with POST /v1/uploads/{{id}}/manifest"
+                )));
+            }
+            return Ok(inline.to_vec());
+        };
+        if !inline.is_empty() {
+            return Err(Error::BadRequest(
+                "a commit names either its chunks or a staged manifest, not both".into(),
+            ));
+        }
+        let mut out: Vec<ChunkRef> = Vec::new();
+        let mut gap = None;
+        self.meta
+            .scan(CF_MANIFEST, id.as_bytes(), id.as_bytes(), |k, v| {
+                let start = k
+                    .get(16..24)
+                    .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                    .map(u64::from_be_bytes);
+                if start != Some(out.len() as u64) {
+                    gap = start;
+                    return Ok(false);
+                }
+                let page: Vec<ChunkRef> = serde_json::from_slice(v)
+                    .map_err(|e| Error::Corrupt(format!("manifest page: {e}")))?;
+                out.extend(page);
+                Ok(out.len() as u64 <= n)
+            })?;
+        if gap.is_some() || out.len() as u64 != n {
+            return Err(Error::BadRequest(format!(
+                "the staged manifest holds {} contiguous chunks{}; the commit names {n}",
+                out.len(),
+                gap.map(|g| format!(" (next page starts at {g})"))
+                    .unwrap_or_default()
+            )));
+        }
+        Ok(out)
+    }
+
     /// The shared core of every commit (of a file or of a multipart part):
     /// records the receipts handed in, checks that every chunk was sent in
     /// this session (with the session's replication) or is already in the
     /// bucket (with a live replica), and takes one reference per chunk
-    /// position. Returns the total size and the chunks whose session
-    /// references this txn took (see [`Namenode::drop_session`]).
+    /// position (a session's chunk needs its write quorum of live
+    /// replicas).
     pub(crate) fn take_chunks(
         &self,
         t: &mut Txn<'_>,
@@ -736,10 +879,11 @@ impl Namenode {
         chunks: &[ChunkRef],
         receipts: &[Receipt],
         now: Instant,
-    ) -> Result<(u64, HashSet<ChunkId>), Error> {
+    ) -> Result<Taken, Error> {
         let mut added = HashSet::new();
         self.record_receipts(t, id, rec, receipts, &mut added)?;
         let mut short: Vec<(ChunkId, usize, usize)> = Vec::new();
+        let mut under: Vec<ChunkId> = Vec::new();
         let mut size = 0u64;
         for c in chunks {
             self.check_chunk_ref(c)?;
@@ -764,10 +908,14 @@ impl Namenode {
             let want = if in_bucket {
                 1
             } else {
-                rec.replication as usize
+                self.write_quorum(rec.replication)
             };
             if !(in_session || in_bucket) || have < want {
                 short.push((c.id, have, want));
+            }
+            if have < rec.replication as usize {
+                // Written on a quorum: repair brings it to its factor.
+                under.push(c.id);
             }
         }
         if let Some(&(first, have, want)) = short.first() {
@@ -784,7 +932,7 @@ impl Namenode {
                 cr.target = cr.target.max(rec.replication);
             }
         }
-        Ok((size, added))
+        Ok(Taken { size, added, under })
     }
 
     pub(crate) fn commit(
@@ -799,8 +947,9 @@ impl Namenode {
             let rec = self.upload_record(id, owner)?;
             self.head_bucket(&rec.bucket)?;
             let mut t = Txn::new(&self.meta, now_ms());
-            let (size, added) =
-                self.take_chunks(&mut t, id, &rec, &req.chunks, &req.receipts, now)?;
+            let chunks = self.commit_chunks(id, &req.chunks, req.manifest)?;
+            let Taken { size, added, under } =
+                self.take_chunks(&mut t, id, &rec, &chunks, &req.receipts, now)?;
             let fkey = file_key(&rec.bucket, &rec.path);
             if let Some(old) = self.meta.get::<FileRecord>(CF_FILES, &fkey)? {
                 for c in &old.chunks {
@@ -815,11 +964,12 @@ impl Namenode {
                 version: *id,
                 replication: rec.replication,
                 chunk_size: rec.chunk_size,
-                chunks: req.chunks.clone(),
+                chunks,
                 meta: req.meta.clone(),
             };
             t.put(CF_FILES, &fkey, &file);
             t.commit()?;
+            self.enqueue(under);
             (file_info(&rec.bucket, &rec.path, file), size)
         };
         self.meta.sync()?;
@@ -854,6 +1004,15 @@ impl Namenode {
             t.add_ref(&rec.bucket, &c, -1)?;
             t.delete(CF_UPLOAD_CHUNKS, &upload_chunk_key(id, &c));
         }
+        let mut pages = Vec::new();
+        self.meta
+            .scan(CF_MANIFEST, id.as_bytes(), id.as_bytes(), |k, _| {
+                pages.push(k.to_vec());
+                Ok(true)
+            })?;
+        for k in pages {
+            t.delete(CF_MANIFEST, &k);
+        }
         t.delete(CF_UPLOADS, id.as_bytes());
         Ok(())
     }
@@ -869,17 +1028,8 @@ impl Namenode {
         self.meta.sync()
     }
 
-    pub(crate) fn bad_replica(&self, req: &BadReplica) -> Result<(), Error> {
-        tracing::warn!(chunk = %req.chunk.short(), node = %req.node, reason = %req.reason, "reader reported a corrupt replica");
-        self.metrics.bad_replicas.inc();
-        self.drop_corrupt_replica(&req.chunk, &req.node, &req.reason)?;
-        // The holder deletes its copy; repair makes a new one from a good one.
-        self.order_delete(req.node, vec![req.chunk]);
-        Ok(())
-    }
-
-    /// Records a corrupt replica, takes it out of the chunk's replica set and
-    /// queues the chunk for repair.
+    /// Records a replica its holder found corrupt (and quarantined), takes
+    /// it out of the chunk's replica set and queues the chunk for repair.
     fn drop_corrupt_replica(
         &self,
         chunk: &ChunkId,
@@ -929,6 +1079,7 @@ impl Namenode {
     // ---- datanodes -----------------------------------------------------
 
     pub(crate) fn heartbeat(&self, hb: Heartbeat) -> Result<HeartbeatResponse, Error> {
+        self.tick_clock();
         let now = Instant::now();
         let node = hb.node;
         let url = hb.url.clone();
@@ -994,9 +1145,17 @@ impl Namenode {
                 }
             }
             if report.full {
-                // Replicas the metadata places on this node that it no longer has.
+                // Replicas the metadata places on this node (within the
+                // page's range) that it no longer has.
+                let range = report.range.clone().unwrap_or_default();
+                if let Some(c) = report.chunks.iter().find(|c| !range.contains(&c.id)) {
+                    return Err(Error::BadRequest(format!(
+                        "full report page lists chunk {} outside its range",
+                        c.id
+                    )));
+                }
                 let held: HashSet<ChunkId> = report.chunks.iter().map(|c| c.id).collect();
-                for id in self.chunks_on(&report.node)? {
+                for id in self.chunks_on_range(&report.node, &range)? {
                     if !held.contains(&id) {
                         if let Some(rec) = t.chunk(&id)? {
                             rec.replicas.retain(|n| n != &report.node);
@@ -1007,6 +1166,7 @@ impl Namenode {
             }
             t.commit()?;
         }
+        self.settle_claims(&report.node, &report.verified, &report.corrupt);
         for id in &report.corrupt {
             tracing::warn!(chunk = %id.short(), node = %report.node, "datanode found a corrupt replica");
             self.metrics.corrupt_replicas.inc();
@@ -1017,9 +1177,15 @@ impl Namenode {
             self.note_orphan(report.node, *c);
         }
         self.enqueue(recheck);
-        if report.full {
+        let last_page = report.range.as_ref().is_none_or(|r| r.end.is_none());
+        if report.full && last_page {
             self.nodes_write().mark_reported(&report.node);
-            tracing::info!(node = %report.node, chunks = report.chunks.len(), orphans = orphans.len(), "full chunk report");
+            self.metrics.full_reports.inc();
+        } else if !report.full {
+            self.metrics.incremental_reports.inc();
+        }
+        if report.full {
+            tracing::info!(node = %report.node, chunks = report.chunks.len(), orphans = orphans.len(), last_page, "full chunk report");
         }
         self.metrics.orphan_reports.inc_by(orphans.len() as u64);
         Ok(())
@@ -1189,6 +1355,10 @@ impl Namenode {
     }
 
     pub(crate) fn metrics_text(&self) -> String {
+        self.metrics.wal_syncs.set(self.meta.sync_count() as i64);
+        self.metrics
+            .suspect_replicas
+            .set(self.claims.suspects() as i64);
         self.metrics.render()
     }
 }

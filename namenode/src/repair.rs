@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use blob_common::presign::{self, Claims, Op, PipelineNode};
-use blob_common::proto::heartbeat::Command;
+use blob_common::proto::heartbeat::{Command, ReportRange};
 use blob_common::{now_ms, now_secs, ChunkId, NodeId, UploadId};
 use tokio_util::sync::CancellationToken;
 
@@ -123,22 +123,66 @@ impl Namenode {
         if chunks.is_empty() {
             return;
         }
+        self.order_command(
+            node,
+            Command::Delete {
+                chunks,
+                issued_ms: now_ms(),
+            },
+        );
+    }
+
+    /// Queues a command for `node`'s next heartbeat answer, merged with a
+    /// waiting command of the same kind.
+    pub(crate) fn order_command(&self, node: NodeId, cmd: Command) {
         let mut r = self.repair_state();
         let queue = r.commands.entry(node).or_default();
-        // Batch with a delete already waiting for this node.
-        if let Some(Command::Delete {
-            chunks: waiting,
-            issued_ms,
-        }) = queue.last_mut()
-        {
-            waiting.extend(chunks);
-            *issued_ms = now_ms();
-            return;
+        match (queue.last_mut(), cmd) {
+            (
+                Some(Command::Delete {
+                    chunks: waiting,
+                    issued_ms,
+                }),
+                Command::Delete {
+                    chunks,
+                    issued_ms: now,
+                },
+            ) => {
+                waiting.extend(chunks);
+                *issued_ms = now;
+            }
+            (Some(Command::Verify { chunks: waiting }), Command::Verify { chunks }) => {
+                waiting.extend(chunks);
+            }
+            (_, cmd) => queue.push(cmd),
         }
-        queue.push(Command::Delete {
-            chunks,
-            issued_ms: now_ms(),
-        });
+    }
+
+    /// Chunks whose replica is on `node` within `range`, from the index.
+    pub(crate) fn chunks_on_range(
+        &self,
+        node: &NodeId,
+        range: &ReportRange,
+    ) -> Result<Vec<ChunkId>, Error> {
+        let mut out = Vec::new();
+        let start = match &range.start {
+            Some(s) => node_chunk_key(node, s),
+            None => node.as_bytes().to_vec(),
+        };
+        self.meta.scan(
+            CF_NODE_CHUNKS,
+            node.as_bytes(),
+            &start,
+            |k, _| match ChunkId::from_slice(&k[8..]) {
+                Some(c) if range.contains(&c) => {
+                    out.push(c);
+                    Ok(true)
+                }
+                Some(_) => Ok(false),
+                None => Ok(true),
+            },
+        )?;
+        Ok(out)
     }
 
     /// Chunks whose replica is on `node`, from the index.
@@ -165,7 +209,15 @@ impl Namenode {
 
     /// One pass of the loop.
     pub(crate) fn repair_pass(&self) -> Result<(), Error> {
+        self.tick_clock();
         let now = Instant::now();
+        let lapsed = self.claims.expire(now);
+        if lapsed > 0 {
+            tracing::info!(
+                lapsed,
+                "corruption claims whose verification was never answered lapsed"
+            );
+        }
         // 1. Evacuate dead and draining nodes once.
         let needing = self.nodes_read().needing_evacuation(now);
         let fresh: Vec<NodeId> = {
@@ -177,6 +229,13 @@ impl Namenode {
                 .collect()
         };
         for node in fresh {
+            let dead = self
+                .nodes_read()
+                .get(&node)
+                .is_some_and(|s| s.admin != AdminState::Decommissioning);
+            if dead {
+                self.metrics.nodes_dead.inc();
+            }
             let chunks = self.chunks_on(&node)?;
             tracing::info!(node = %node, chunks = chunks.len(), "node dead or draining: queueing its replicas");
             self.enqueue(chunks);
@@ -285,6 +344,11 @@ impl Namenode {
                 let mut rng = rand::thread_rng();
                 let free = nodes.writable_excluding(&rec.replicas, now);
                 if free == 0 {
+                    // No node to copy to yet (e.g. written on a quorum while
+                    // a node was down): looked at again next pass, so it is
+                    // repaired as soon as a node comes back or joins.
+                    drop(nodes);
+                    self.enqueue([*c]);
                     return Ok(true);
                 }
                 nodes.place(want.min(free), &rec.replicas, now, &mut rng)?

@@ -16,6 +16,7 @@ mod presign;
 mod restart;
 mod roundtrip;
 mod s3;
+mod safety;
 
 use std::time::Duration;
 

@@ -15,7 +15,7 @@ fn venv_python() -> PathBuf {
 }
 
 /// A command with the cluster's S3 endpoint and admin keys in its env.
-fn s3_cmd(c: &TestCluster, program: impl AsRef<std::ffi::OsStr>) -> Command {
+pub(crate) fn s3_cmd(c: &TestCluster, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new(program);
     cmd.env("AWS_ENDPOINT_URL", c.s3_endpoint())
         .env("AWS_ACCESS_KEY_ID", &c.access_key)

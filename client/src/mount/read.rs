@@ -149,6 +149,7 @@ impl Reader {
                 meta: Default::default(),
             },
             chunks: Vec::new(),
+            next: None,
         }))
     }
 
@@ -424,6 +425,7 @@ mod tests {
                 meta: Default::default(),
             },
             chunks,
+            next: None,
         }
     }
 

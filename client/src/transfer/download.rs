@@ -489,6 +489,7 @@ impl Locator {
             chunk: id,
             node: replica.node,
             reason: reason.clone(),
+            actual: Some(actual),
         };
         if let Err(e) = self.client.report_bad_replica(&report).await {
             tracing::warn!(chunk = %id.short(), node = %replica.node, error = %e, "could not report bad replica");

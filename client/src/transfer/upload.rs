@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 use blob_common::names::{validate_bucket, validate_path};
 use blob_common::presign::Receipt;
 use blob_common::proto::namenode::{
-    ChunkBatch, ChunkRef, CommitUpload, CreateUpload, FileInfo, PutTarget, Retarget, UploadPlan,
+    ChunkBatch, ChunkRef, CommitUpload, CreateUpload, FileInfo, ManifestPage, PutTarget, Retarget,
+    UploadPlan, MAX_PAGE,
 };
 use blob_common::{ChunkId, NodeId, UploadId};
 use bytes::Bytes;
@@ -129,6 +130,7 @@ where
     if let Some(reporter) = coord.reporter.take() {
         reporter.finish().await;
     }
+    let chunk_count = chunks.len() as u64;
     let mut meta = opts.meta.clone();
     if let Some(check) = &opts.before_commit {
         match check(&chunks) {
@@ -139,9 +141,23 @@ where
             }
         }
     }
+    let mut receipts = coord.receipts.take();
+    let staged = match stage_long_lists(&client, &session.id, &chunks, &mut receipts).await {
+        Ok(staged) => staged,
+        Err(e) => {
+            coord.receipts.put_back(receipts);
+            if opts.abort_on_error {
+                coord.abort().await;
+            } else {
+                coord.hand_over_receipts().await;
+            }
+            return Err(e);
+        }
+    };
     let commit = CommitUpload {
-        chunks,
-        receipts: coord.receipts.take(),
+        chunks: if staged { Vec::new() } else { chunks },
+        manifest: staged.then_some(chunk_count),
+        receipts,
         meta,
         part: opts.part,
     };
@@ -172,6 +188,44 @@ where
         chunks_skipped: coord.skipped,
         bytes_sent: coord.bytes_sent,
     })
+}
+
+/// Keeps the commit request small: receipts beyond one page go ahead in
+/// batches, and a chunk list longer than a page is staged as manifest
+/// pages. Returns whether the chunk list was staged (the commit then names
+/// the manifest instead of listing the chunks).
+async fn stage_long_lists(
+    client: &Client,
+    upload: &UploadId,
+    chunks: &[ChunkRef],
+    receipts: &mut Vec<Receipt>,
+) -> Result<bool, Error> {
+    while receipts.len() > MAX_PAGE {
+        let batch = ChunkBatch {
+            chunks: Vec::new(),
+            receipts: receipts.split_off(receipts.len() - MAX_PAGE),
+        };
+        if let Err(e) = with_retries("report receipts", || client.send_batch(upload, &batch)).await
+        {
+            receipts.extend(batch.receipts);
+            return Err(e);
+        }
+    }
+    if chunks.len() <= MAX_PAGE {
+        return Ok(false);
+    }
+    for (i, page) in chunks.chunks(MAX_PAGE).enumerate() {
+        let page = ManifestPage {
+            start: (i * MAX_PAGE) as u64,
+            chunks: page.to_vec(),
+        };
+        with_retries("stage chunk list", || {
+            client.send_manifest_page(upload, &page)
+        })
+        .await?;
+    }
+    tracing::debug!(chunks = chunks.len(), "chunk list staged in pages");
+    Ok(true)
 }
 
 /// Commits, retrying transient failures. A retry that finds the session
@@ -536,6 +590,8 @@ async fn report_receipts(
 struct Session {
     id: UploadId,
     replication: u8,
+    /// Replicas a chunk needs before its PUT counts (the write quorum).
+    quorum: u8,
 }
 
 struct Coordinator {
@@ -634,9 +690,14 @@ impl Coordinator {
                     return Err(self.bad_plan("replication 0"));
                 }
                 tracing::info!(upload = %plan.upload, replication = plan.replication, "upload session opened");
+                let quorum = match plan.min_replicas {
+                    0 => plan.replication,
+                    q => q.min(plan.replication),
+                };
                 self.session = Some(Session {
                     id: plan.upload,
                     replication: plan.replication,
+                    quorum,
                 });
                 self.reporter = Some(Reporter::start(
                     self.client.clone(),
@@ -676,6 +737,7 @@ impl Coordinator {
                         client: self.client.clone(),
                         upload: session.id,
                         replication: session.replication,
+                        quorum: session.quorum,
                         chunk: c.chunk,
                         bytes: c.bytes,
                         receipts: self.receipts.clone(),
@@ -761,11 +823,12 @@ impl Coordinator {
     }
 }
 
-/// One chunk to store on `replication` nodes.
+/// One chunk to store on `replication` nodes, done once `quorum` hold it.
 struct PutJob {
     client: Client,
     upload: UploadId,
     replication: u8,
+    quorum: u8,
     chunk: ChunkRef,
     bytes: Bytes,
     receipts: Arc<ReceiptBox>,
@@ -787,6 +850,13 @@ impl PutJob {
                 Err(e) => e,
             };
             tracing::warn!(attempt = attempts, have = have.len(), error = %last, "chunk PUT incomplete");
+            if have.len() >= usize::from(self.quorum) {
+                // Durable on a write quorum: one try for the missing
+                // replicas on other nodes, then done either way (the
+                // namenode repairs what is still missing).
+                self.fill_after_quorum(&mut have, &mut exclude).await;
+                return Ok(self.chunk.size);
+            }
             let mut last = last;
             // A new pipeline for the missing replicas; namenode trouble
             // uses up attempts too.
@@ -813,6 +883,30 @@ impl PutJob {
                     Err(e) => return Err(e),
                 }
             };
+        }
+    }
+
+    /// After a write reached its quorum but not its factor: asks for
+    /// nodes for the missing replicas and PUTs there once. Failures are
+    /// only logged: the chunk is durable already.
+    async fn fill_after_quorum(&self, have: &mut Vec<NodeId>, exclude: &mut Vec<NodeId>) {
+        let req = Retarget {
+            chunk: self.chunk,
+            have: have.clone(),
+            exclude: exclude.clone(),
+        };
+        let outcome = match self.client.retarget(&self.upload, &req).await {
+            Ok(target) => self.put_once(&target, have, exclude).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(()) => tracing::debug!(replicas = have.len(), "missing replicas filled"),
+            Err(e) => tracing::info!(
+                replicas = have.len(),
+                wanted = self.replication,
+                error = %e,
+                "chunk stored on a write quorum; the namenode repairs the rest"
+            ),
         }
     }
 
@@ -1063,6 +1157,8 @@ mod tests {
             node: NodeId([1; 8]),
             chunk: ChunkId::of(b"x"),
             size: 1,
+            upload: None,
+            issued: 0,
             kid: "k".into(),
             sig: "s".into(),
         };

@@ -52,6 +52,13 @@ pub enum Command {
         /// Every target node, pipeline order.
         targets: Vec<NodeId>,
     },
+    /// Re-verify local chunks (a reader claimed they are corrupt): read each
+    /// whole, check its CRCs and SHA-256; a mismatch quarantines it and is
+    /// reported in `corrupt`, a match in `verified`.
+    Verify {
+        /// The chunks.
+        chunks: Vec<ChunkId>,
+    },
     /// Delete local chunks (garbage, excess or orphan replicas). A chunk
     /// written or re-written after `issued_ms` (a concurrent upload stored it
     /// again) is kept.
@@ -71,13 +78,38 @@ pub struct HeartbeatResponse {
     pub commands: Vec<Command>,
 }
 
+/// The slice of chunk ids one page of a full report covers, in byte order
+/// of the ids: from `start` (inclusive; none: from the first id) to `end`
+/// (exclusive; none: past the last id). Pages of at most
+/// [`crate::proto::namenode::MAX_PAGE`] chunks cover the whole id space.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportRange {
+    /// First id covered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<ChunkId>,
+    /// First id past the page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<ChunkId>,
+}
+
+impl ReportRange {
+    /// Whether `id` falls in the range.
+    pub fn contains(&self, id: &ChunkId) -> bool {
+        self.start.is_none_or(|s| id.as_bytes() >= s.as_bytes())
+            && self.end.is_none_or(|e| id.as_bytes() < e.as_bytes())
+    }
+}
+
 /// Chunks a node holds (full report) or gained/lost (incremental).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChunkReport {
     /// The node.
     pub node: NodeId,
-    /// True: `chunks` is everything the node holds.
+    /// True: `chunks` is everything the node holds (within `range`).
     pub full: bool,
+    /// A page of a full report: the ids it covers (none: all of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<ReportRange>,
     /// Chunks held (full) or received since the last report.
     #[serde(default)]
     pub chunks: Vec<ChunkRef>,
@@ -88,4 +120,8 @@ pub struct ChunkReport {
     /// since the last report; also listed in `deleted`.
     #[serde(default)]
     pub corrupt: Vec<ChunkId>,
+    /// Chunks re-verified good on the namenode's request ([`Command::Verify`])
+    /// since the last report.
+    #[serde(default)]
+    pub verified: Vec<ChunkId>,
 }

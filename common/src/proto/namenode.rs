@@ -8,13 +8,15 @@
 //!   `DELETE /v1/buckets/{bucket}` → 204 (409 `BucketNotEmpty`, 404 `NoSuchBucket`)
 //! - `GET /v1/buckets/{bucket}/files?prefix=&delimiter=&start_after=&limit=` → [`ListFiles`]
 //! - `GET /v1/file?bucket=&path=` → [`FileInfo`] (404 `NoSuchFile`);
-//!   `GET /v1/file/locations?bucket=&path=[&zone=]` → [`FileLocations`]
-//!   (with edges configured, each chunk's first URL is an edge's);
+//!   `GET /v1/file/locations?bucket=&path=[&zone=][&first=&limit=]` → [`FileLocations`]
+//!   (with edges configured, each chunk's first URL is an edge's; paged
+//!   with `first`/`limit`, see [`MAX_PAGE`]);
 //!   `DELETE /v1/file?bucket=&path=` → 204
 //! - `POST /v1/rename` [`RenameRequest`] → [`FileInfo`]
 //! - `POST /v1/uploads` [`CreateUpload`] → [`UploadPlan`];
 //!   `POST /v1/uploads/{id}/chunks` [`ChunkBatch`] → [`UploadPlan`];
 //!   `POST /v1/uploads/{id}/retarget` [`Retarget`] → [`PutTarget`];
+//!   `POST /v1/uploads/{id}/manifest` [`ManifestPage`] → 204;
 //!   `POST /v1/uploads/{id}/commit` [`CommitUpload`] → [`FileInfo`]
 //!   (409 `MissingReplicas` when a new chunk lacks receipts);
 //!   `DELETE /v1/uploads/{id}` → 204 (404 `NoSuchUpload`)
@@ -168,10 +170,14 @@ pub struct ChunkLocation {
 /// Answer to `GET /v1/locations/...`: the file plus a URL per replica.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileLocations {
-    /// The file.
+    /// The file. In a paged answer (`limit` given) its `chunks` list is
+    /// empty: the pages' `chunks` carry it.
     pub file: FileInfo,
-    /// Its chunks with locations, in order.
+    /// Its chunks with locations, in order (from `first` in a paged answer).
     pub chunks: Vec<ChunkLocation>,
+    /// Paged answers: the index of the next page's first chunk, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<u64>,
 }
 
 /// Query naming one file: `?bucket=&path=`, and for locations the
@@ -185,6 +191,13 @@ pub struct FileQuery {
     /// The reader's zone (locations only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// Locations only: index of the first chunk to locate (paging).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<u64>,
+    /// Locations only: at most this many chunks (capped at [`MAX_PAGE`]);
+    /// absent: every chunk in one answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
 }
 
 /// Body of `POST /v1/chunks/locations`: chunks to locate by id (an edge
@@ -281,6 +294,11 @@ pub struct UploadPlan {
     pub upload: UploadId,
     /// Replication factor the session will commit with.
     pub replication: u8,
+    /// Replicas a chunk needs before its write counts (the write quorum,
+    /// a majority of `replication` by default); the namenode repairs the
+    /// rest. 0 (older namenodes): all of `replication`.
+    #[serde(default)]
+    pub min_replicas: u8,
     /// One plan per chunk of the batch, in order.
     pub chunks: Vec<ChunkPlan>,
 }
@@ -311,12 +329,34 @@ pub struct Retarget {
     pub exclude: Vec<NodeId>,
 }
 
+/// Most chunks, receipts or locations in one control request or answer:
+/// longer lists go in pages (a commit's chunk list as [`ManifestPage`]s, a
+/// file's locations with `first`/`limit`, a datanode's full report by id
+/// range).
+pub const MAX_PAGE: usize = 10_000;
+
+/// Body of `POST /v1/uploads/{id}/manifest`: one page of the chunk list a
+/// later commit names with [`CommitUpload::manifest`]. Pages are staged in
+/// order; sending a page again (a retry) replaces it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ManifestPage {
+    /// Index in the file's chunk list of the page's first chunk.
+    pub start: u64,
+    /// At most [`MAX_PAGE`] chunks.
+    pub chunks: Vec<ChunkRef>,
+}
+
 /// Body of `POST /v1/uploads/{id}/commit`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CommitUpload {
-    /// Every chunk of the file, in order.
+    /// Every chunk of the file, in order (at most [`MAX_PAGE`]; longer lists
+    /// are staged as manifest pages and named by `manifest`).
     #[serde(default)]
     pub chunks: Vec<ChunkRef>,
+    /// The file's chunk list is the session's staged manifest, of this many
+    /// chunks (`chunks` is then empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<u64>,
     /// Receipts not yet reported.
     #[serde(default)]
     pub receipts: Vec<Receipt>,
@@ -330,15 +370,21 @@ pub struct CommitUpload {
 }
 
 /// Body of `POST /v1/chunks/bad`: a reader found a replica that does not
-/// match its id.
+/// match its id. A claim, not a verdict: the replica becomes suspect, its
+/// holder re-verifies it, and only a confirmed mismatch takes it out
+/// (answered 204 either way; 429 past the reporter's rate limit).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BadReplica {
-    /// The chunk.
+    /// The chunk (its id is the SHA-256 the reader expected).
     pub chunk: ChunkId,
     /// The node that served bad bytes.
     pub node: NodeId,
     /// What was wrong.
     pub reason: String,
+    /// The SHA-256 the reader computed over what it received, when it got
+    /// the whole chunk.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actual: Option<ChunkId>,
 }
 
 /// One datanode as the namenode sees it (`GET /v1/admin/nodes`).
