@@ -4,7 +4,13 @@
 //! for the fault table in BENCHMARKS.md.
 
 use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
 
 use blob_common::proto::datanode::PutChunkResponse;
 use blob_common::proto::namenode::{BadReplica, ChunkBatch, ChunkRef, CreateUpload};
@@ -61,6 +67,37 @@ async fn report_all(c: &blob_client::Client, replicas: &[(ChunkId, NodeId)]) -> 
         }
     }
     accepted
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A writer that keeps only the SHA-256 and length of what it is given.
+#[derive(Default)]
+struct HashingSink {
+    sha: Sha256,
+    len: u64,
+}
+
+impl tokio::io::AsyncWrite for HashingSink {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.sha.update(buf);
+        self.len += buf.len() as u64;
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
 }
 
 fn chunk_files_total(c: &TestCluster, n: usize) -> usize {
@@ -400,38 +437,41 @@ async fn a_file_of_100k_chunks_round_trips_and_its_node_reports_in_full() {
         let c = cluster.client();
         c.create_bucket("many").await.expect("mb");
         // 100,000 chunks of the smallest chunk size the client allows
-        // (64 KiB): 6.25 GiB, streamed from and to local files.
+        // (64 KiB): 6.25 GiB, generated and hashed on the fly both ways, so
+        // only the datanode's disk holds it.
         let chunk = 64usize << 10;
         let n = 100_000usize;
-        let src = cluster.root().join("src.bin");
-        blob_tests::bench::make_file(&src, (n * chunk / MIB) as u64, 41)
-            .await
-            .expect("input");
-        let want = blob_tests::sha256_file(&src).expect("sha");
         let size = (n * chunk) as u64;
+        let sent = Arc::new(Mutex::new(Sha256::new()));
+        let hasher = sent.clone();
+        let pieces = futures::stream::iter(0..(size / MIB as u64)).map(move |i| {
+            let piece = bytes::Bytes::from(random_bytes(MIB, 41_000 + i));
+            lock(&hasher).update(&piece);
+            Ok::<_, std::io::Error>(piece)
+        });
         let t = Instant::now();
         let opts = blob_client::UploadOptions {
             chunk_size: chunk as u64,
             parallel: 32,
             ..Default::default()
         };
-        let input = tokio::fs::File::open(&src).await.expect("open");
+        let input = tokio_util::io::StreamReader::new(pieces);
         let out = c.upload(input, "many", "f", &opts).await.expect("upload");
         let up = t.elapsed().as_secs_f64();
-        std::fs::remove_file(&src).expect("rm input");
+        let want = hex::encode(lock(&sent).clone().finalize());
         assert_eq!(out.file.chunks.len(), n);
         let st = c.stat("many", "f").await.expect("stat");
         assert_eq!((st.size, st.chunks.len()), (size, n));
         let listed = c.list_all("many", &Default::default()).await.expect("ls");
         assert_eq!(listed.files.len(), 1);
         let t = Instant::now();
-        let dst = cluster.root().join("dst.bin");
-        c.download_to_path("many", "f", &dst, &Default::default())
+        let mut sink = HashingSink::default();
+        c.download("many", "f", &mut sink, &Default::default())
             .await
             .expect("download");
         let down = t.elapsed().as_secs_f64();
-        let got = blob_tests::sha256_file(&dst).expect("sha");
-        std::fs::remove_file(&dst).expect("rm output");
+        let got = hex::encode(sink.sha.finalize());
+        assert_eq!(sink.len, size);
         let bytes_lost = if got == want { 0 } else { size };
         assert_eq!(got, want, "the file reads back identical");
         // The datanode's full report at restart (10+ pages), then an

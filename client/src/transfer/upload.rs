@@ -9,9 +9,9 @@
 //! - PUT tasks (with their permit and buffer) retarget and retry when a
 //!   pipeline comes back short, and drop the buffer when done.
 //!
-//! A background reporter sends receipts to the namenode as they arrive,
-//! coalescing those gathered while a report is in flight; batches carry
-//! pending receipts too. That is what lets a re-run of a failed upload skip
+//! A background reporter sends receipts to the namenode shortly after they
+//! arrive, coalescing those gathered meanwhile; batches carry pending
+//! receipts too, and the commit whatever is left. That is what lets a re-run of a failed upload skip
 //! every chunk already stored. The session is never aborted here, unless
 //! the caller asks for it (`abort_on_error`) or its commit check refuses.
 
@@ -36,6 +36,9 @@ use tracing::Instrument;
 
 use super::{backoff, with_retries, AbortOnDrop, ProgressCounter, MAX_ATTEMPTS};
 use crate::{Client, Error, UploadOptions, UploadOutcome};
+
+/// How long the receipt reporter gathers receipts before it reports them.
+const REPORT_GATHER: Duration = Duration::from_millis(100);
 
 /// Most chunk ids sent to the namenode in one batch.
 const MAX_BATCH: usize = 256;
@@ -567,6 +570,13 @@ async fn report_receipts(
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = receipts.arrived.notified() => {}
+        }
+        // Gather for a moment: receipts of a short upload then go with its
+        // commit (one synced namenode write instead of two), and a long
+        // one reports in batches.
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(REPORT_GATHER) => {}
         }
         let batch = ChunkBatch {
             chunks: Vec::new(),
