@@ -240,13 +240,29 @@ impl Namenode {
             tracing::info!(node = %node, chunks = chunks.len(), "node dead or draining: queueing its replicas");
             self.enqueue(chunks);
         }
-        // Expired copies are planned again.
+        // Expired copies are planned again, and so are copies to a target
+        // or from a source that stopped heartbeating since (a node killed
+        // just after the copy was ordered would otherwise hold the chunk
+        // back for the whole copy timeout).
         {
+            let live: HashSet<NodeId> = {
+                let nodes = self.nodes_read();
+                nodes
+                    .all(now)
+                    .into_iter()
+                    .filter(|(id, ..)| nodes.is_source(id, now))
+                    .map(|(id, ..)| id)
+                    .collect()
+            };
             let mut r = self.repair_state();
             let expired: Vec<ChunkId> = r
                 .in_flight
                 .iter()
-                .filter(|(_, f)| f.deadline <= now)
+                .filter(|(_, f)| {
+                    f.deadline <= now
+                        || !live.contains(&f.source)
+                        || f.targets.iter().any(|t| !live.contains(t))
+                })
                 .map(|(c, _)| *c)
                 .collect();
             for c in expired {

@@ -334,7 +334,7 @@ async fn blobctl_upload_survives_a_killed_datanode() {
                 .arg("quorum/big.bin")
                 .output()
         });
-        let out = kill_during(&mut cluster, 60.0 * MIB as f64, work)
+        let out = kill_during(&mut cluster, 30.0 * MIB as f64, work)
             .await
             .expect("blobctl ran");
         let took = t.elapsed().as_secs_f64();
@@ -371,7 +371,7 @@ async fn aws_s3_cp_survives_a_killed_datanode() {
             .arg("s3://quorum/big.bin");
         let t = Instant::now();
         let work = tokio::task::spawn_blocking(move || cmd.output());
-        let out = kill_during(&mut cluster, 60.0 * MIB as f64, work)
+        let out = kill_during(&mut cluster, 30.0 * MIB as f64, work)
             .await
             .expect("aws ran");
         let took = t.elapsed().as_secs_f64();
@@ -415,7 +415,7 @@ async fn a_mount_write_survives_a_killed_datanode() {
             drop(f);
             Ok(())
         });
-        let res = kill_during(&mut cluster, 60.0 * MIB as f64, work).await;
+        let res = kill_during(&mut cluster, 30.0 * MIB as f64, work).await;
         let took = t.elapsed().as_secs_f64();
         assert!(res.is_ok(), "write through the mount failed: {res:?}\n{}", mount.log_tail(30));
         let back = get(&c, "quorum", "big.bin").await;
