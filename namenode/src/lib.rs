@@ -83,6 +83,8 @@ pub struct Config {
     /// Edge caches that read URLs point at, in preference order (see
     /// [`edges`]); empty: readers go to the datanodes directly.
     pub edges: Vec<EdgeConfig>,
+    /// Connection cap and budget of request bytes in memory.
+    pub limits: blob_common::limits::Limits,
 }
 
 /// An edge cache readers of one zone go through.
@@ -116,6 +118,7 @@ impl Default for Config {
             orphan_grace_ms: 3_600_000,
             upload_ttl_ms: 24 * 3_600_000,
             edges: Vec::new(),
+            limits: blob_common::limits::Limits::with_budget(128 << 20),
         }
     }
 }
@@ -141,6 +144,7 @@ impl Config {
         for e in &self.edges {
             e.validate()?;
         }
+        self.limits.validate(api::LIST_BODY_LIMIT as u64)?;
         Ok(())
     }
 }
@@ -222,6 +226,8 @@ pub async fn serve_with(
     let repair = tokio::spawn(repair::run(nn.clone(), shutdown.clone()));
     tracing::info!(addr = ?addr, data = %nn.cfg.data_dir.display(), "namenode listening");
     tokio::spawn(multipart::sweep_loop(nn.clone(), shutdown.clone()));
+    let listener =
+        blob_common::limits::LimitedListener::new(listener, nn.cfg.limits.connection_slots());
     let served = axum::serve(listener, api::router(nn))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await
