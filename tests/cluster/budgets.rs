@@ -264,7 +264,7 @@ async fn flood(name: &str, pid: u32, addr: SocketAddr, requests: Vec<FloodReques
         })
         .collect();
     println!(
-        "{name}: {} anonymous {} MiB bodies in {:.2} s: answers {statuses:?}, {:.1} MiB of body sent in all; RSS {before:.1} MiB before, peak {peak:.1} MiB (growth {growth:.1} MiB), {after:.1} MiB after",
+        "{name}: {} unauthenticated {} MiB bodies in {:.2} s: answers {statuses:?}, {:.1} MiB of body sent in all; RSS {before:.1} MiB before, peak {peak:.1} MiB (growth {growth:.1} MiB), {after:.1} MiB after",
         answers.len(),
         FLOOD_BODY / MIB,
         elapsed.as_secs_f64(),
@@ -280,6 +280,25 @@ async fn flood(name: &str, pid: u32, addr: SocketAddr, requests: Vec<FloodReques
         growth < MAX_GROWTH_MIB,
         "{name}: RSS grew by {growth:.1} MiB (limit {MAX_GROWTH_MIB} MiB)"
     );
+}
+
+/// SigV4's date (`YYYYMMDD`) and time stamp (`YYYYMMDDTHHMMSSZ`) of a
+/// Unix time.
+fn amz_dates(secs: u64) -> (String, String) {
+    // Civil date from days since the epoch (Howard Hinnant's algorithm).
+    let days = (secs / 86_400) as i64 + 719_468;
+    let era = days.div_euclid(146_097);
+    let doe = days - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    let t = secs % 86_400;
+    let day = format!("{y:04}{m:02}{d:02}");
+    let stamp = format!("{day}T{:02}{:02}{:02}Z", t / 3600, t / 60 % 60, t % 60);
+    (day, stamp)
 }
 
 fn addr_of(url: &str) -> SocketAddr {
@@ -382,16 +401,33 @@ async fn anonymous_250_mib_bodies_are_refused_by_every_service_within_64_mib() {
         )
         .await;
 
-        tracing::info!("--- S3 gateway: anonymous PUTs and browser-form POSTs");
+        tracing::info!("--- S3 gateway: anonymous PUTs, PUTs with a forged SigV4 signature, browser-form POSTs");
+        let (day, stamp) = amz_dates(blob_common::now_secs());
+        let forged = format!(
+            "AWS4-HMAC-SHA256 Credential={}/{day}/us-east-1/s3/aws4_request, SignedHeaders=host;x-amz-content-sha256;x-amz-date, Signature={}",
+            c.access_key,
+            "0".repeat(64)
+        );
         let form_prefix = b"--B\r\nContent-Disposition: form-data; name=\"key\"\r\n\r\nk\r\n--B\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f\"\r\nContent-Type: application/octet-stream\r\n\r\n".to_vec();
         let requests = halves(FLOOD_REQUESTS)
             .enumerate()
             .map(|(i, chunked)| {
-                if i % 2 == 0 {
+                if i % 4 == 0 {
                     (
                         "PUT",
                         format!("/flood/anon-{i}"),
                         vec![],
+                        Payload::zeros(FLOOD_BODY, chunked),
+                    )
+                } else if i % 4 == 2 {
+                    (
+                        "PUT",
+                        format!("/flood/forged-{i}"),
+                        vec![
+                            ("Authorization", forged.clone()),
+                            ("x-amz-date", stamp.clone()),
+                            ("x-amz-content-sha256", "UNSIGNED-PAYLOAD".to_string()),
+                        ],
                         Payload::zeros(FLOOD_BODY, chunked),
                     )
                 } else {
@@ -577,6 +613,15 @@ enum Delivered {
     Aborted { status: u16, error: String },
     /// 200 and a body that ended cleanly.
     Clean { status: u16, len: usize },
+}
+
+#[test]
+fn amz_dates_are_civil_dates() {
+    assert_eq!(amz_dates(0), ("19700101".into(), "19700101T000000Z".into()));
+    assert_eq!(
+        amz_dates(1_709_210_096),
+        ("20240229".into(), "20240229T123456Z".into())
+    );
 }
 
 async fn deliver(url: &str) -> Delivered {
