@@ -277,6 +277,7 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
             config: None,
             secret_file: None,
             addr_file: None,
+            ..Default::default()
         },
         listen: Some(port_at(a.port, 0)?),
         data: Some(dir.join("namenode")),
@@ -330,6 +331,7 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
                 config: None,
                 secret_file: None,
                 addr_file: None,
+                ..Default::default()
             },
             listen: Some(port_at(a.port, i + 1)?),
             public_url: None,
@@ -363,6 +365,7 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
             config: None,
             secret_file: None,
             addr_file: None,
+            ..Default::default()
         },
         listen: Some(port_at(a.port, a.datanodes + 1)?),
         namenode: Some(nn_url.clone()),

@@ -46,7 +46,7 @@ enum Command {
 }
 
 /// Flags shared by the services.
-#[derive(Debug, Args, Clone)]
+#[derive(Debug, Args, Clone, Default)]
 pub struct CommonArgs {
     /// TOML config file (flags and env override it).
     #[arg(long, env = "BLOB_CONFIG")]
@@ -58,6 +58,25 @@ pub struct CommonArgs {
     /// that bind port 0).
     #[arg(long)]
     pub addr_file: Option<PathBuf>,
+    /// Connections served at once; more wait until one closes.
+    #[arg(long, env = "BLOB_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Body bytes held in memory at once across all requests, e.g. 256MiB;
+    /// past it requests wait, then get 503 with Retry-After.
+    #[arg(long, env = "BLOB_MAX_BYTES_IN_FLIGHT", value_parser = parse_size)]
+    pub max_bytes_in_flight: Option<u64>,
+}
+
+impl CommonArgs {
+    /// Lays the limit flags over a service's limits.
+    fn apply_limits(&self, limits: &mut blob_common::limits::Limits) {
+        if let Some(v) = self.max_connections {
+            limits.max_connections = v;
+        }
+        if let Some(v) = self.max_bytes_in_flight {
+            limits.max_bytes_in_flight = v;
+        }
+    }
 }
 
 /// `blobd namenode` flags.
@@ -279,6 +298,7 @@ pub fn namenode_config(a: &NamenodeArgs) -> Result<blob_namenode::Config> {
     if let Some(v) = a.wal_sync_delay {
         cfg.wal_sync_delay_ms = v.as_millis() as u64;
     }
+    a.common.apply_limits(&mut cfg.limits);
     // Short dead intervals (tests) imply a short stale interval.
     if cfg.stale_after_ms > cfg.dead_after_ms {
         cfg.stale_after_ms = cfg.dead_after_ms;
@@ -322,6 +342,7 @@ pub fn datanode_config(a: &DatanodeArgs) -> Result<blob_datanode::Config> {
     if let Some(v) = a.min_free_bytes {
         cfg.min_free_bytes = v;
     }
+    a.common.apply_limits(&mut cfg.limits);
     Ok(cfg)
 }
 
@@ -346,6 +367,7 @@ pub fn s3_config(a: &S3Args) -> Result<blob_s3::Config> {
     if let Some(v) = &a.zone {
         cfg.zone = Some(v.clone());
     }
+    a.common.apply_limits(&mut cfg.limits);
     cfg.validate()
         .map_err(anyhow::Error::msg)
         .context("invalid S3 gateway config")?;
@@ -379,6 +401,7 @@ pub fn edge_config(a: &EdgeArgs) -> Result<blob_edge::Config> {
     if a.no_fsync {
         cfg.fsync = false;
     }
+    a.common.apply_limits(&mut cfg.limits);
     if let Some(p) = &a.warm_file {
         let text = std::fs::read_to_string(p)
             .with_context(|| format!("reading the warm-up list {}", p.display()))?;

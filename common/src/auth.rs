@@ -164,8 +164,24 @@ pub struct RequestParts<'a> {
     pub body: &'a [u8],
 }
 
-/// Verifies a request against the secret of the access key it names.
+/// Verifies a request against the secret of the access key it names:
+/// [`verify_signature`], then [`check_body`].
 pub fn verify(
+    cred: &Credential,
+    secret: &[u8],
+    req: &RequestParts<'_>,
+    now: u64,
+) -> Result<(), AuthError> {
+    verify_signature(cred, secret, req, now)?;
+    check_body(req.content_sha256, req.body)
+}
+
+/// Verifies everything a signature covers that arrives before the body:
+/// method, path, query, date (within [`MAX_SKEW_SECS`]) and the body's
+/// SHA-256 *as declared* in `x-blob-content-sha256`. `req.body` is not
+/// looked at, so a server can refuse a request before reading a byte of
+/// its body, and check the body with [`check_body`] once read.
+pub fn verify_signature(
     cred: &Credential,
     secret: &[u8],
     req: &RequestParts<'_>,
@@ -182,15 +198,27 @@ pub fn verify(
     let declared = req
         .content_sha256
         .ok_or(AuthError::Malformed("missing x-blob-content-sha256"))?;
-    let actual = body_sha256(req.body);
-    if !declared.eq_ignore_ascii_case(&actual) {
-        return Err(AuthError::BodyMismatch);
-    }
-    let sts = string_to_sign(req.method, req.path, req.query, date, &actual);
+    let sts = string_to_sign(
+        req.method,
+        req.path,
+        req.query,
+        date,
+        &declared.to_ascii_lowercase(),
+    );
     let sig = hex::decode(&cred.signature).map_err(|_| AuthError::BadSignature)?;
     hmac_hex(secret, &sts)
         .verify_slice(&sig)
         .map_err(|_| AuthError::BadSignature)
+}
+
+/// Checks a body against the SHA-256 its signed request declared.
+pub fn check_body(declared: Option<&str>, body: &[u8]) -> Result<(), AuthError> {
+    let declared = declared.ok_or(AuthError::Malformed("missing x-blob-content-sha256"))?;
+    if declared.eq_ignore_ascii_case(&body_sha256(body)) {
+        Ok(())
+    } else {
+        Err(AuthError::BodyMismatch)
+    }
 }
 
 #[cfg(test)]
@@ -232,6 +260,34 @@ mod tests {
             verify(&cred, b"secret", &parts(&h, b"{}"), 100 + MAX_SKEW_SECS + 1),
             Err(AuthError::Skewed { .. })
         ));
+    }
+
+    #[test]
+    fn the_signature_is_checked_before_the_body_is_read() {
+        let h = sign("AK", b"secret", "post", "/v1/buckets", "", 100, b"{}");
+        let cred = parse_authorization(Some(&h.authorization)).unwrap_or_else(|e| panic!("{e}"));
+        // The headers alone verify; the body is not needed for that.
+        assert_eq!(
+            verify_signature(&cred, b"secret", &parts(&h, b"not read"), 100),
+            Ok(())
+        );
+        assert_eq!(
+            verify_signature(&cred, b"wrong", &parts(&h, b""), 100),
+            Err(AuthError::BadSignature)
+        );
+        // A declared hash other than the signed one fails the signature.
+        let other = body_sha256(b"[]");
+        let mut p = parts(&h, b"");
+        p.content_sha256 = Some(&other);
+        assert_eq!(
+            verify_signature(&cred, b"secret", &p, 100),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(check_body(Some(&h.content_sha256), b"{}"), Ok(()));
+        assert_eq!(
+            check_body(Some(&h.content_sha256), b"{ }"),
+            Err(AuthError::BodyMismatch)
+        );
     }
 
     #[test]

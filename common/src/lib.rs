@@ -10,9 +10,11 @@
 
 pub mod auth;
 pub mod checksum;
+pub mod chunkfile;
 pub mod error;
 pub mod http;
 pub mod ids;
+pub mod limits;
 pub mod names;
 pub mod presign;
 pub mod proto;

@@ -24,6 +24,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use blob_common::error::{ApiError, ErrorBody};
 use blob_common::http::{chunk_answer, current_request_id, range_not_satisfiable, REQUEST_ID};
+use blob_common::limits::Held;
 use blob_common::presign::{self, Op, PipelineNode, PresignError, PresignQuery, Receipt};
 use blob_common::proto::datanode::{PipelineFailure, PutChunkResponse};
 use blob_common::ChunkId;
@@ -45,6 +46,10 @@ const FORWARD_STALL: Duration = Duration::from_secs(15);
 const FORWARD_QUEUE: usize = 8;
 /// Frames read ahead of a GET response.
 const READ_AHEAD: usize = 2;
+/// Most bytes a read (a GET or a replica copy) holds in memory: the frames
+/// read ahead, the one being read and the one being sent. Reserved in the
+/// budget before the first byte is read.
+pub(crate) const GET_WINDOW: u64 = (READ_AHEAD as u64 + 2) * crate::store::READ_FRAME as u64;
 
 /// The datanode's HTTP router.
 pub(crate) fn router(node: Arc<Node>) -> Router {
@@ -163,6 +168,7 @@ async fn put_inner(
 
     let mut frames = body.into_data_stream();
     let mut body_error = None;
+    let mut busy = None;
     while let Some(frame) = frames.next().await {
         let frame = match frame {
             Ok(f) => f,
@@ -172,12 +178,21 @@ async fn put_inner(
             }
         };
         node.metrics.received_bytes.inc_by(frame.len() as u64);
-        if !writer.send(frame.clone()).await {
+        // Every frame is counted in the budget until both the local writer
+        // and the next node have taken it.
+        let held = match node.budget.admit(frame.len() as u64).await {
+            Ok(h) => Arc::new(h),
+            Err(b) => {
+                busy = Some(b);
+                break;
+            }
+        };
+        if !writer.send(frame.clone(), held.clone()).await {
             // The writer stopped (too long, disk error): its error says why.
             break;
         }
         if let Some(f) = forward.as_mut() {
-            f.feed(frame).await;
+            f.feed(frame, held).await;
         }
     }
     if let Some(e) = body_error {
@@ -185,6 +200,14 @@ async fn put_inner(
         // (the writer sees a short body), and the downstream is cancelled.
         debug!(chunk = %id.short(), error = %e, "request body failed");
         forward = None;
+    }
+    if let Some(b) = busy {
+        // Nothing is stored (the writer sees a short body); the client
+        // retries after the Retry-After it is given.
+        drop(forward);
+        let _ = writer.finish().await;
+        warn!(chunk = %id.short(), error = %b, "budget of bytes in flight full; PUT refused");
+        return Err(b.into());
     }
     let local = writer.finish();
     let remote = async {
@@ -246,10 +269,13 @@ async fn put_inner(
     })
 }
 
+/// A frame on its way, holding its place in the budget.
+type Counted = (Bytes, Arc<Held>);
+
 /// The copy of a PUT body on its way to the next node of the pipeline.
 struct Forward {
     next: PipelineNode,
-    tx: Option<mpsc::Sender<Result<Bytes, io::Error>>>,
+    tx: Option<mpsc::Sender<Counted>>,
     task: AbortOnDrop<Result<PutChunkResponse, String>>,
     /// Set when feeding stopped for a reason the task cannot know.
     gave_up: Option<String>,
@@ -264,7 +290,7 @@ impl Forward {
         size: u64,
         next: PipelineNode,
     ) -> Self {
-        let (tx, rx) = mpsc::channel::<Result<Bytes, io::Error>>(FORWARD_QUEUE);
+        let (tx, rx) = mpsc::channel::<Counted>(FORWARD_QUEUE);
         // The token is base64url and the signature hex (both verified
         // above), so they go into the URL as they are.
         let url = format!(
@@ -281,8 +307,11 @@ impl Forward {
         if let Some(rid) = current_request_id() {
             req = req.header(REQUEST_ID, rid);
         }
+        // A frame leaves the budget as the HTTP client takes it.
         let stream = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
+            rx.recv()
+                .await
+                .map(|(frame, _held)| (Ok::<_, io::Error>(frame), rx))
         });
         let req = req.body(reqwest::Body::wrap_stream(stream));
         let task = tokio::spawn(async move {
@@ -316,9 +345,9 @@ impl Forward {
 
     /// Passes a frame on. A downstream that fails or stalls is dropped
     /// from the pipeline; the local write never waits on it for long.
-    async fn feed(&mut self, frame: Bytes) {
+    async fn feed(&mut self, frame: Bytes, held: Arc<Held>) {
         let Some(tx) = &self.tx else { return };
-        match tokio::time::timeout(FORWARD_STALL, tx.send(Ok(frame))).await {
+        match tokio::time::timeout(FORWARD_STALL, tx.send((frame, held))).await {
             Ok(Ok(())) => {}
             // The request already ended; its result says why.
             Ok(Err(_)) => self.tx = None,
@@ -407,27 +436,21 @@ async fn get_inner(
     Ok(chunk_answer(resp, &id, (start, end), len, whole))
 }
 
-/// Streams `[start, end)` from a blocking reader thread. The first frame is
-/// read before answering, so a chunk corrupt at its start fails with a
-/// proper error; a block found corrupt later aborts the body (the client
-/// sees a truncated response and tries another replica).
+/// Streams `[start, end)` from a blocking reader thread. The read's window
+/// ([`GET_WINDOW`]) is reserved in the budget first (503 when it stays
+/// full). The first frame is read before answering, so a chunk corrupt at
+/// its start fails with a proper error; a block found corrupt later aborts
+/// the body (the client sees a truncated response and tries another
+/// replica).
 async fn stream_body(
     node: &Arc<Node>,
     file: crate::store::ChunkFile,
     start: u64,
     end: u64,
 ) -> Result<Response, Error> {
+    let held = node.budget.admit((end - start).min(GET_WINDOW)).await?;
     let transfer = node.metrics.transfer();
-    let (tx, mut rx) = mpsc::channel::<Result<Bytes, Error>>(READ_AHEAD);
-    let store = Arc::clone(&node.store);
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || {
-        let _enter = span.enter();
-        let res = store.read_frames(&file, start, end, |b| tx.blocking_send(Ok(b)).is_ok());
-        if let Err(e) = res {
-            let _ = tx.blocking_send(Err(e));
-        }
-    });
+    let mut rx = read_frames(node, file, start, end);
     let first = match rx.recv().await {
         Some(Ok(b)) => b,
         Some(Err(e)) => return Err(e),
@@ -440,8 +463,9 @@ async fn stream_body(
     let stream = futures::stream::once(async move { Ok(first) })
         .chain(rest)
         .map(move |item| {
-            // Held by the body: the transfer counts until the body is done.
-            let _ = &transfer;
+            // Held by the body: the transfer counts, and its window stays
+            // reserved, until the body is done.
+            let _ = (&transfer, &held);
             match item {
                 Ok(b) => {
                     sent.inc_by(b.len() as u64);
@@ -451,4 +475,27 @@ async fn stream_body(
             }
         });
     Ok(Response::new(Body::from_stream(stream)))
+}
+
+/// Reads `[start, end)` of an open chunk on a blocking thread, each frame
+/// verified against its block CRCs, into a channel of [`READ_AHEAD`]
+/// frames. A corrupt block quarantines the chunk and ends the frames with
+/// the error; a dropped receiver stops the reader.
+pub(crate) fn read_frames(
+    node: &Node,
+    file: crate::store::ChunkFile,
+    start: u64,
+    end: u64,
+) -> mpsc::Receiver<Result<Bytes, Error>> {
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Error>>(READ_AHEAD);
+    let store = Arc::clone(&node.store);
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || {
+        let _enter = span.enter();
+        let res = store.read_frames(&file, start, end, |b| tx.blocking_send(Ok(b)).is_ok());
+        if let Err(e) = res {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    rx
 }

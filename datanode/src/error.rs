@@ -76,6 +76,9 @@ pub enum Error {
     /// cancelled at shutdown).
     #[error("disk task ended unexpectedly: {0}")]
     TaskFailed(String),
+    /// The node's budget of bytes in flight stayed full: retry shortly.
+    #[error(transparent)]
+    Busy(#[from] blob_common::limits::Busy),
 }
 
 impl Error {
@@ -105,6 +108,7 @@ impl Error {
             Error::NodeFull { .. } => (507, "NodeFull"),
             Error::Io { source, .. } if is_enospc(source) => (507, "NodeFull"),
             Error::Io { .. } | Error::Serve(_) | Error::TaskFailed(_) => (500, "InternalError"),
+            Error::Busy(_) => (503, "SlowDown"),
         };
         ApiError::new(status, code, self.to_string())
     }
@@ -116,6 +120,10 @@ pub(crate) fn is_enospc(e: &std::io::Error) -> bool {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        self.to_api().into_response()
+        match self {
+            // With its Retry-After header.
+            Error::Busy(b) => b.into_response(),
+            e => e.to_api().into_response(),
+        }
     }
 }

@@ -20,6 +20,12 @@
 //! Reads (`GET`) stream from disk, verifying each 64 KiB block's CRC32C as
 //! it goes; a corrupt chunk is quarantined and the response aborted.
 //!
+//! Memory is bounded: at most `limits.max_connections` connections, and
+//! every chunk byte held in memory (a PUT's frames queued toward the disk
+//! and the next node, a read's or a copy's read-ahead) is reserved first in
+//! one budget of `limits.max_bytes_in_flight`; past it requests wait, then
+//! get `503` with `Retry-After`.
+//!
 //! What it must never do: store or serve bytes whose hash or block CRC did
 //! not verify, serve or report a half-written chunk, buffer a whole chunk
 //! in memory, touch metadata (that is the namenode's), or let a client's
@@ -85,6 +91,10 @@ pub struct Config {
     pub scrub_rate: u64,
     /// Replica copies (ordered by the namenode) this node sends at once.
     pub max_copies: usize,
+    /// Connection cap and budget of chunk bytes in memory (frames queued
+    /// toward the disk and the next pipeline node, read-ahead of reads and
+    /// copies).
+    pub limits: blob_common::limits::Limits,
 }
 
 impl Default for Config {
@@ -102,6 +112,7 @@ impl Default for Config {
             scrub_interval_ms: 24 * 3_600_000,
             scrub_rate: 64 * 1024 * 1024,
             max_copies: 4,
+            limits: blob_common::limits::Limits::with_budget(256 << 20),
         }
     }
 }
@@ -120,6 +131,8 @@ pub(crate) struct Node {
     pub(crate) control_http: reqwest::Client,
     /// Bounds the replica copies this node sends at once.
     pub(crate) copies: Arc<tokio::sync::Semaphore>,
+    /// Chunk bytes held in memory at once, across all requests.
+    pub(crate) budget: blob_common::limits::Budget,
 }
 
 impl Node {
@@ -182,7 +195,12 @@ pub async fn serve(
         .build()
         .map_err(|e| Error::Serve(std::io::Error::other(e)))?;
     let max_copies = cfg.max_copies.max(1);
+    cfg.limits
+        .validate(data::GET_WINDOW)
+        .map_err(|e| Error::Serve(std::io::Error::other(format!("invalid limits: {e}"))))?;
+    let slots = cfg.limits.connection_slots();
     let node = Arc::new(Node {
+        budget: cfg.limits.budget(),
         cfg,
         keyring,
         id,
@@ -206,6 +224,7 @@ pub async fn serve(
 
     let app = data::router(Arc::clone(&node));
     let graceful = shutdown.cancelled_owned();
+    let listener = blob_common::limits::LimitedListener::new(listener, slots);
     let res = async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(graceful)

@@ -19,11 +19,13 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use blob_common::checksum::{block_count, block_crc, BlockCrcs, BLOCK_SIZE};
+use blob_common::checksum::BlockCrcs;
+use blob_common::chunkfile::{self, ReadFailure};
+use blob_common::limits::Held;
 use blob_common::proto::namenode::ChunkRef;
 use blob_common::ChunkId;
 use bytes::Bytes;
@@ -35,12 +37,8 @@ use tracing::{debug, error, info, warn};
 use crate::error::Error;
 use crate::metrics::Metrics;
 
-/// Magic bytes opening a chunk file's footer.
-pub const MAGIC: &[u8; 8] = b"BLOBCHK1";
-/// Length of the footer: magic + data length.
-pub const FOOTER_LEN: u64 = 16;
-/// Size of the frames a streaming read hands out (a whole number of blocks).
-pub const READ_FRAME: usize = 16 * BLOCK_SIZE;
+pub use blob_common::chunkfile::{file_len, FOOTER_LEN, MAGIC, READ_FRAME};
+
 /// Frames a writer may have queued before the sender waits.
 const WRITE_QUEUE: usize = 16;
 /// Buffer between the hasher and the temp file.
@@ -50,11 +48,6 @@ const WRITE_BUFFER: usize = 256 * 1024;
 pub fn chunk_path(data_dir: &Path, id: &ChunkId) -> PathBuf {
     let hex = id.to_string();
     data_dir.join("chunks").join(&hex[..2]).join(hex)
-}
-
-/// Size on disk of a chunk file holding `data_len` bytes.
-pub fn file_len(data_len: u64) -> u64 {
-    data_len + 4 * block_count(data_len) + FOOTER_LEN
 }
 
 /// Capacity and free space of the filesystem holding a path.
@@ -140,23 +133,6 @@ impl Drop for TempGuard {
     }
 }
 
-/// Why reading a chunk file failed: the disk, or the file's own checks.
-enum ReadFailure {
-    Io(io::Error),
-    Corrupt(String),
-}
-
-impl From<io::Error> for ReadFailure {
-    fn from(e: io::Error) -> Self {
-        // A file shorter than its footer claims reads as UnexpectedEof.
-        if e.kind() == io::ErrorKind::UnexpectedEof {
-            ReadFailure::Corrupt("file is shorter than its footer says".into())
-        } else {
-            ReadFailure::Io(e)
-        }
-    }
-}
-
 /// An open chunk file whose footer has been checked.
 #[derive(Debug)]
 pub struct ChunkFile {
@@ -185,35 +161,7 @@ impl ChunkFile {
     /// Reads `[start, end)` (within the data, `start < end`), verifying the
     /// CRC of every block touched.
     fn read_verified(&self, start: u64, end: u64) -> Result<Vec<u8>, ReadFailure> {
-        let bs = BLOCK_SIZE as u64;
-        let first = start / bs;
-        let last = (end - 1) / bs;
-        let nblocks = (last - first + 1) as usize;
-        let mut crcs = vec![0u8; 4 * nblocks];
-        self.file.read_exact_at(&mut crcs, self.len + 4 * first)?;
-        let data_start = first * bs;
-        let data_end = ((last + 1) * bs).min(self.len);
-        let mut data = vec![0u8; (data_end - data_start) as usize];
-        self.file.read_exact_at(&mut data, data_start)?;
-        for (i, (block, crc)) in data
-            .chunks(BLOCK_SIZE)
-            .zip(crcs.chunks_exact(4))
-            .enumerate()
-        {
-            let want = u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]);
-            let got = block_crc(block);
-            if got != want {
-                return Err(ReadFailure::Corrupt(format!(
-                    "block {} CRC32C {got:08x}, expected {want:08x}",
-                    first + i as u64
-                )));
-            }
-        }
-        let from = (start - data_start) as usize;
-        let to = (end - data_start) as usize;
-        data.truncate(to);
-        data.drain(..from);
-        Ok(data)
+        chunkfile::read_verified(&self.file, self.len, start, end)
     }
 }
 
@@ -412,7 +360,7 @@ impl Store {
         };
         let meta = file.metadata().map_err(|e| Error::io(&path, e))?;
         let ino = meta.ino();
-        match read_footer(&file, meta.len()) {
+        match chunkfile::read_footer(&file, meta.len()) {
             Ok(len) => Ok(ChunkFile {
                 id: *id,
                 file,
@@ -464,10 +412,9 @@ impl Store {
         mut each: impl FnMut(Bytes) -> bool,
     ) -> Result<(), Error> {
         let end = end.min(f.len);
-        let frame = READ_FRAME as u64;
         let mut pos = start;
         while pos < end {
-            let frame_end = ((pos / frame + 1) * frame).min(end);
+            let frame_end = chunkfile::frame_end(pos, end);
             let data = self.read_checked(f, pos, frame_end)?;
             if !each(Bytes::from(data)) {
                 return Ok(());
@@ -646,13 +593,7 @@ impl Store {
         if actual != *id {
             return Err(Error::DigestMismatch { chunk: *id, actual });
         }
-        let crcs = crcs.finish();
-        let mut trailer = Vec::with_capacity(crcs.len() * 4 + FOOTER_LEN as usize);
-        for c in &crcs {
-            trailer.extend_from_slice(&c.to_le_bytes());
-        }
-        trailer.extend_from_slice(MAGIC);
-        trailer.extend_from_slice(&size.to_le_bytes());
+        let trailer = chunkfile::trailer(&crcs.finish(), size);
         out.write_all(&trailer).map_err(|e| Error::io(&tmp, e))?;
         let file = out
             .into_inner()
@@ -715,12 +656,14 @@ impl Store {
     /// bounded channel, so hashing and disk writes stay off the runtime and
     /// the chunk is never fully buffered.
     pub fn spawn_writer(self: &Arc<Self>, id: ChunkId, size: u64) -> ChunkWriter {
-        let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+        let (tx, mut rx) = mpsc::channel::<(Bytes, Arc<Held>)>(WRITE_QUEUE);
         let store = Arc::clone(self);
         let span = tracing::Span::current();
         let task = tokio::task::spawn_blocking(move || {
             let _enter = span.enter();
-            store.write_chunk(&id, size, std::iter::from_fn(move || rx.blocking_recv()))
+            // A frame leaves the budget as the writer takes it.
+            let frames = std::iter::from_fn(move || rx.blocking_recv().map(|(frame, _held)| frame));
+            store.write_chunk(&id, size, frames)
         });
         ChunkWriter { tx, task }
     }
@@ -729,15 +672,17 @@ impl Store {
 /// The async end of a chunk write running on a blocking thread.
 #[derive(Debug)]
 pub struct ChunkWriter {
-    tx: mpsc::Sender<Bytes>,
+    tx: mpsc::Sender<(Bytes, Arc<Held>)>,
     task: JoinHandle<Result<WriteOutcome, Error>>,
 }
 
 impl ChunkWriter {
-    /// Queues the next frame. False if the writer already stopped (its
-    /// error comes from [`ChunkWriter::finish`]).
-    pub async fn send(&self, frame: Bytes) -> bool {
-        self.tx.send(frame).await.is_ok()
+    /// Queues the next frame, with its place in the node's budget of bytes
+    /// in flight (given back once the writer took the frame). False if the
+    /// writer already stopped (its error comes from
+    /// [`ChunkWriter::finish`]).
+    pub async fn send(&self, frame: Bytes, held: Arc<Held>) -> bool {
+        self.tx.send((frame, held)).await.is_ok()
     }
 
     /// Ends the body and waits until the chunk is durable (or refused).
@@ -755,31 +700,10 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
         .map_err(|e| Error::io(dir, e))
 }
 
-fn read_footer(file: &File, file_size: u64) -> Result<u64, ReadFailure> {
-    if file_size < FOOTER_LEN {
-        return Err(ReadFailure::Corrupt(format!(
-            "file of {file_size} bytes has no footer"
-        )));
-    }
-    let mut footer = [0u8; FOOTER_LEN as usize];
-    file.read_exact_at(&mut footer, file_size - FOOTER_LEN)?;
-    if &footer[..8] != MAGIC {
-        return Err(ReadFailure::Corrupt("footer magic missing".into()));
-    }
-    let mut len = [0u8; 8];
-    len.copy_from_slice(&footer[8..]);
-    let len = u64::from_le_bytes(len);
-    if len > file_size || file_len(len) != file_size {
-        return Err(ReadFailure::Corrupt(format!(
-            "footer says {len} data bytes, file has {file_size} bytes"
-        )));
-    }
-    Ok(len)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use blob_common::checksum::BLOCK_SIZE;
 
     fn data(len: usize, seed: u8) -> Vec<u8> {
         (0..len)
@@ -1031,22 +955,32 @@ mod tests {
         let store = Arc::new(open(dir.path()));
         let buf = data(2 * BLOCK_SIZE + 3, 8);
         let id = ChunkId::of(&buf);
+        let budget = blob_common::limits::Budget::new(1 << 20, std::time::Duration::from_secs(1));
+        let held = |n: usize| {
+            let b = budget.clone();
+            async move { Arc::new(b.admit(n as u64).await.unwrap_or_else(|e| panic!("{e}"))) }
+        };
         let w = store.spawn_writer(id, buf.len() as u64);
         for f in frames(&buf, 16 * 1024) {
-            assert!(w.send(f).await);
+            let h = held(f.len()).await;
+            assert!(w.send(f, h).await);
         }
         assert_eq!(w.finish().await.ok(), Some(WriteOutcome { existed: false }));
         assert!(store.contains(&id));
+        // Every frame left the budget once written.
+        assert_eq!(budget.in_flight_bytes(), 0);
 
         // A writer dropped mid-body leaves nothing behind.
         let other = data(1000, 9);
         let w = store.spawn_writer(ChunkId::of(&other), 1000);
-        assert!(w.send(Bytes::copy_from_slice(&other[..500])).await);
+        let h = held(500).await;
+        assert!(w.send(Bytes::copy_from_slice(&other[..500]), h).await);
         assert!(matches!(
             w.finish().await,
             Err(Error::IncompleteBody { received: 500, .. })
         ));
         assert!(tmp_is_empty(dir.path()));
         assert!(!store.contains(&ChunkId::of(&other)));
+        assert_eq!(budget.in_flight_bytes(), 0);
     }
 }

@@ -82,6 +82,15 @@ async fn start(keyring: &Keyring, shutdown: &CancellationToken) -> TestNode {
 }
 
 async fn start_with(keyring: &Keyring, shutdown: &CancellationToken, namenode: String) -> TestNode {
+    start_cfg(keyring, shutdown, namenode, |_| {}).await
+}
+
+async fn start_cfg(
+    keyring: &Keyring,
+    shutdown: &CancellationToken,
+    namenode: String,
+    tweak: impl FnOnce(&mut Config),
+) -> TestNode {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
@@ -97,6 +106,8 @@ async fn start_with(keyring: &Keyring, shutdown: &CancellationToken, namenode: S
         min_free_bytes: 0,
         ..Config::default()
     };
+    let mut cfg = cfg;
+    tweak(&mut cfg);
     let task = tokio::spawn(serve(cfg, keyring.clone(), listener, shutdown.clone()));
     TestNode {
         id,
@@ -751,6 +762,69 @@ async fn truncated_or_unsized_bodies_store_nothing() {
         assert_eq!(resp.status(), 200);
         assert!(a.holds(&id) && b.holds(&id));
         stop(shutdown, vec![a, b]).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_past_the_budget_wait_their_turn_then_get_503_with_retry_after() {
+    in_time(async {
+        let ring = Keyring::generate();
+        let shutdown = CancellationToken::new();
+        // Room for exactly one read window.
+        let limits = blob_common::limits::Limits {
+            max_connections: 16,
+            max_bytes_in_flight: crate::data::GET_WINDOW,
+            budget_wait_ms: 200,
+        };
+        let a = start_cfg(&ring, &shutdown, closed_url().await, |c| c.limits = limits).await;
+        let buf = data(6 << 20, 3);
+        let id = ChunkId::of(&buf);
+        let claims = put_claims(id, buf.len() as u64, vec![a.pipeline_entry()]);
+        let resp = put(&presign::url(&a.url, &ring, &claims), buf.clone()).await;
+        assert_eq!(resp.status(), 200);
+        let url = presign::url(&a.url, &ring, &get_claims(id));
+
+        // A read whose body is not consumed holds its window ...
+        let first = reqwest::get(&url)
+            .await
+            .unwrap_or_else(|e| panic!("GET: {e}"));
+        assert_eq!(first.status(), 200);
+        // ... so the next one waits, then is told to come back.
+        let started = std::time::Instant::now();
+        let second = reqwest::get(&url)
+            .await
+            .unwrap_or_else(|e| panic!("GET: {e}"));
+        assert_eq!(second.status(), 503);
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        assert_eq!(
+            second
+                .headers()
+                .get(reqwest::header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+        assert_eq!(error_code(second).await, "SlowDown");
+
+        // Once the first reader goes away, reads go through again.
+        drop(first);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = reqwest::get(&url)
+                .await
+                .unwrap_or_else(|e| panic!("GET: {e}"));
+            if r.status() == 200 {
+                let body = r.bytes().await.unwrap_or_else(|e| panic!("body: {e}"));
+                assert!(body[..] == buf[..], "the chunk reads back whole");
+                break;
+            }
+            assert_eq!(r.status(), 503);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the window never came back"
+            );
+        }
+        stop(shutdown, vec![a]).await;
     })
     .await;
 }

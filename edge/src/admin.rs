@@ -6,12 +6,14 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use blob_common::auth;
+use blob_common::limits;
 use blob_common::presign::{self, EdgeAdminQuery, Op, PresignQuery};
 use blob_common::proto::edge::{EdgeStats, WarmRequest, WarmResponse};
 use blob_common::proto::namenode::{ChunkLocation, FileLocations, LocateChunks, LocatedChunks};
@@ -27,7 +29,10 @@ use crate::store::{Lookup, Purpose};
 use crate::Edge;
 
 /// Most chunks one warm request may name.
-const MAX_WARM: usize = 10_000;
+const MAX_WARM: usize = 4_000;
+/// Body limit of a warm request: [`MAX_WARM`] entries of a chunk id, a
+/// token (its claims name the origins) and a signature fit in this.
+pub(crate) const WARM_BODY_LIMIT: usize = 4 << 20;
 /// Failure reasons kept in a [`WarmResponse`].
 const MAX_ERRORS: usize = 10;
 
@@ -92,9 +97,29 @@ async fn warm_all(edge: &Arc<Edge>, jobs: Vec<Job>) -> WarmResponse {
     out
 }
 
-/// `POST /v1/warm`: every URL is verified before any is filled.
-pub(crate) async fn warm(State(edge): State<Arc<Edge>>, body: Bytes) -> Response {
-    let req: WarmRequest = match serde_json::from_slice(&body) {
+/// `POST /v1/warm`: every URL is verified before any is filled. The URLs
+/// are in the body, so there is nothing to authenticate before reading it:
+/// it is read only within [`WARM_BODY_LIMIT`] (413 past it, before a byte
+/// is read when the declared length says so) and the edge's budget of bytes
+/// in flight (503 when full).
+pub(crate) async fn warm(
+    State(edge): State<Arc<Edge>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let declared = limits::declared_length(&headers);
+    let (body, held) = match limits::read_body(body, declared, WARM_BODY_LIMIT, &edge.budget).await
+    {
+        Ok(b) => b,
+        Err(e) => {
+            edge.metrics.refused.inc();
+            return e.into_response();
+        }
+    };
+    let parsed = serde_json::from_slice::<WarmRequest>(&body);
+    // The raw bytes are gone once parsed; the parsed URLs stay small.
+    drop((body, held));
+    let req: WarmRequest = match parsed {
         Ok(r) => r,
         Err(e) => {
             edge.metrics.refused.inc();

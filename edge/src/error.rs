@@ -47,6 +47,12 @@ pub enum Error {
     /// A blocking disk task ended without an answer.
     #[error("disk task ended unexpectedly: {0}")]
     TaskFailed(String),
+    /// The edge's budget of bytes in flight stayed full: retry shortly.
+    #[error(transparent)]
+    Busy(#[from] blob_common::limits::Busy),
+    /// A request body over its route's limit.
+    #[error(transparent)]
+    TooLarge(#[from] blob_common::limits::TooLarge),
 }
 
 impl Error {
@@ -67,6 +73,8 @@ impl Error {
             Error::NoOrigin(_) => (404, "NoSuchChunk"),
             Error::FillFailed { .. } => (502, "OriginFailed"),
             Error::Io { .. } | Error::Serve(_) | Error::TaskFailed(_) => (500, "InternalError"),
+            Error::Busy(_) => (503, "SlowDown"),
+            Error::TooLarge(_) => (413, "EntityTooLarge"),
         };
         ApiError::new(status, code, self.to_string())
     }
@@ -74,6 +82,10 @@ impl Error {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        self.to_api().into_response()
+        match self {
+            // With its Retry-After header.
+            Error::Busy(b) => b.into_response(),
+            e => e.to_api().into_response(),
+        }
     }
 }

@@ -23,7 +23,7 @@ use futures::StreamExt;
 use crate::error::Error;
 use crate::fill::{self, Fill, Origin};
 use crate::metrics::{TierLabel, DISK, FILL, MEMORY};
-use crate::store::{Lookup, Purpose};
+use crate::store::{DiskRead, Lookup, Purpose, DISK_WINDOW};
 use crate::{admin, Edge};
 
 /// Response header naming where the body came from: `memory`, `disk`,
@@ -41,7 +41,9 @@ pub(crate) fn router(edge: Arc<Edge>) -> Router {
         .method_not_allowed_fallback(|| async {
             ApiError::new(405, "MethodNotAllowed", "method not allowed on this route")
         })
-        .layer(DefaultBodyLimit::max(16 << 20))
+        // The one route with a body (warm) reads it itself, within its
+        // limit and the budget.
+        .layer(DefaultBodyLimit::max(admin::WARM_BODY_LIMIT))
         .layer(axum::middleware::from_fn(blob_common::http::trace_requests))
         .with_state(edge)
 }
@@ -230,21 +232,34 @@ async fn read_chunk(
                     edge.metrics.hits.get_or_create(&DISK).inc();
                     return Ok(range_not_satisfiable(len));
                 };
-                let want = (!whole).then_some((start, end));
-                let Some(bytes) = edge.cache.read_disk(id, want).await? else {
+                // A whole read the memory tier would take gathers the chunk
+                // (and reserves all of it); any other read holds a window.
+                let promote = whole && edge.cache.start_promotion(&id, len);
+                let reserve = if promote {
+                    len
+                } else {
+                    (end - start).min(DISK_WINDOW)
+                };
+                let held = match edge.budget.admit(reserve).await {
+                    Ok(h) => h,
+                    Err(busy) => {
+                        if promote {
+                            edge.cache.end_promotion(&id);
+                        }
+                        return Err(busy.into());
+                    }
+                };
+                let Some(read) = edge
+                    .cache
+                    .read_disk(id, (start, end), len, promote, held)
+                    .await
+                else {
                     continue;
                 };
                 edge.metrics.hits.get_or_create(&DISK).inc();
-                edge.metrics
-                    .served_bytes
-                    .get_or_create(&DISK)
-                    .inc_by(bytes.len() as u64);
-                if whole {
-                    edge.cache.promote(id, bytes.clone());
-                }
                 return Ok(answer(
                     &id,
-                    Body::from(bytes),
+                    disk_body(edge, read),
                     (start, end),
                     len,
                     whole,
@@ -268,6 +283,27 @@ async fn read_chunk(
         }
     }
     Err(Error::NoOrigin(id))
+}
+
+/// The body of a disk hit: its frames as they are read and verified; a
+/// frame that fails aborts the body.
+fn disk_body(edge: &Edge, read: DiskRead) -> Body {
+    let served = edge.metrics.served_bytes.get_or_create(&DISK).clone();
+    let DiskRead { first, rest, held } = read;
+    let rest = futures::stream::unfold(rest, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let stream = futures::stream::once(async move { Ok(first) })
+        .chain(rest)
+        .map(move |item| {
+            // The read's place in the budget lasts as long as the body.
+            let _ = &held;
+            if let Ok(b) = &item {
+                served.inc_by(b.len() as u64);
+            }
+            item
+        });
+    Body::from_stream(stream)
 }
 
 /// A HEAD: headers from the cache's index or the signed size; nothing is

@@ -10,7 +10,9 @@
 //!    expired or tampered URL is a 403 before any other work.
 //!    `If-None-Match: "<id>"` is a 304.
 //! 2. The memory tier, then the disk tier ([`store`]): a hit is served from
-//!    there (a range from disk reads only that range).
+//!    there; a disk hit streams, each frame checked against its block CRCs
+//!    (a range reads and checks only the blocks it touches), and a file that
+//!    fails is dropped and the request filled as a miss.
 //! 3. A miss joins the chunk's fill in flight or starts one ([`fill`]):
 //!    the chunk is fetched once from the origins signed into the URL, in
 //!    order, whatever the number of waiting requests, and streamed to them
@@ -19,6 +21,10 @@
 //! 4. The verified chunk is offered to both tiers, whose eviction
 //!    [`policy`] (LRU, LFU, FIFO or TinyLFU) picks victims before it is
 //!    stored, so a capacity is never exceeded.
+//!
+//! Memory is bounded: `limits.max_connections` connections, fills bounded
+//! by `max_fills`, and disk reads and warm bodies reserved in a budget of
+//! `limits.max_bytes_in_flight` bytes (503 with `Retry-After` past it).
 //!
 //! What it must never do: serve or cache bytes that did not verify, fetch
 //! a chunk twice for concurrent readers, do any work for a request whose
@@ -83,6 +89,9 @@ pub struct Config {
     /// Fills from origins running at once; more wait their turn. Bounds
     /// the memory of fills in flight to about twice this many chunks.
     pub max_fills: usize,
+    /// Connection cap and budget of bytes in memory (disk-tier reads, warm
+    /// request bodies).
+    pub limits: blob_common::limits::Limits,
 }
 
 impl Default for Config {
@@ -101,6 +110,7 @@ impl Default for Config {
             origin_idle_timeout_ms: 30_000,
             warm_parallel: 4,
             max_fills: 32,
+            limits: blob_common::limits::Limits::with_budget(256 << 20),
         }
     }
 }
@@ -120,6 +130,8 @@ impl Config {
         {
             return Err("warm_parallel and the timeouts must be positive".into());
         }
+        self.limits
+            .validate(store::DISK_WINDOW.max(admin::WARM_BODY_LIMIT as u64))?;
         Ok(())
     }
 }
@@ -134,6 +146,8 @@ pub(crate) struct Edge {
     pub(crate) http: reqwest::Client,
     /// Bounds the fills in flight ([`Config::max_fills`]).
     pub(crate) fill_permits: tokio::sync::Semaphore,
+    /// Bytes held in memory for requests (disk reads, warm bodies).
+    pub(crate) budget: blob_common::limits::Budget,
 }
 
 /// Runs an edge on `listener` until `shutdown` is cancelled: loads the disk
@@ -167,8 +181,10 @@ pub async fn serve(
         .user_agent(concat!("blob-edge/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| Error::Serve(std::io::Error::other(e)))?;
+    let slots = cfg.limits.connection_slots();
     let edge = Arc::new(Edge {
         fill_permits: tokio::sync::Semaphore::new(cfg.max_fills),
+        budget: cfg.limits.budget(),
         cfg,
         keyring,
         cache: Arc::new(cache),
@@ -203,6 +219,7 @@ pub async fn serve(
     tracker.close();
     let app = get::router(edge);
     let graceful = shutdown.cancelled_owned();
+    let listener = blob_common::limits::LimitedListener::new(listener, slots);
     let res = async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(graceful)

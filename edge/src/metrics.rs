@@ -68,6 +68,9 @@ pub struct Metrics {
     pub capacity_bytes: Family<TierLabel, Gauge>,
     /// Fills in flight (`blob_edge_fills_in_flight`).
     pub fills_in_flight: Gauge,
+    /// Disk-tier files found corrupt on a read (a block CRC, the SHA-256 or
+    /// the footer failed) and dropped (`blob_edge_disk_corrupt_total`).
+    pub disk_corrupt: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -175,7 +178,14 @@ impl Metrics {
             "Chunks being filled from an origin",
             fills_in_flight.clone(),
         );
+        let disk_corrupt = Counter::default();
+        r.register(
+            "disk_corrupt",
+            "Disk-tier files that failed verification on a read and were dropped",
+            disk_corrupt.clone(),
+        );
         Self {
+            disk_corrupt,
             registry: Arc::new(r),
             hits,
             misses,

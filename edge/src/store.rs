@@ -3,6 +3,15 @@
 //! renamed), each with its own byte capacity and an instance of the
 //! configured [`Policy`], plus the fills in flight.
 //!
+//! A disk-tier file has the datanode's format ([`blob_common::chunkfile`]):
+//! the bytes, a CRC32C per 64 KiB block, a footer with the length. A disk
+//! hit streams frame by frame, each frame checked against its block CRCs
+//! before it is sent (a range reads and checks only the blocks it
+//! touches); a whole chunk is also checked against its id before its last
+//! frame is sent. A file that fails is dropped: if nothing was sent yet the
+//! request becomes a miss and is filled from an origin, otherwise its body
+//! is aborted. So no request is ever served bytes that rotted on disk.
+//!
 //! One mutex guards both tiers' indexes and the fill map, so "not cached,
 //! not in flight → start a fill" and "fill done → cached, no longer in
 //! flight" are each atomic: a chunk is never fetched twice because a
@@ -16,13 +25,18 @@
 //! The disk index is rebuilt at start from the files (oldest first, so
 //! they are the first victims); temp files of a crash are removed.
 
-use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use blob_common::checksum::{block_crc, BLOCK_SIZE};
+use blob_common::chunkfile::{self, ReadFailure};
+use blob_common::limits::Held;
 use blob_common::ChunkId;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::error::Error;
@@ -56,6 +70,25 @@ struct State {
     bytes: HashMap<ChunkId, Bytes>,
     disk: Policy,
     fills: HashMap<ChunkId, Arc<Fill>>,
+    /// Chunks being read whole from disk to be offered to the memory tier
+    /// (one read per chunk gathers its bytes; others just stream).
+    promoting: HashSet<ChunkId>,
+}
+
+/// Frames a disk read keeps ahead of its response.
+const READ_AHEAD: usize = 2;
+/// Most bytes a disk read holds in memory when it does not gather the
+/// chunk for the memory tier: frames read ahead, being read and being
+/// sent.
+pub(crate) const DISK_WINDOW: u64 = (READ_AHEAD as u64 + 2) * chunkfile::READ_FRAME as u64;
+
+/// A disk hit on its way: the first frame (read and verified before
+/// answering) and the rest, whose failure aborts the body.
+pub(crate) struct DiskRead {
+    pub(crate) first: Bytes,
+    pub(crate) rest: mpsc::Receiver<Result<Bytes, std::io::Error>>,
+    /// The read's place in the budget: keep it until the body is done.
+    pub(crate) held: Arc<Held>,
 }
 
 /// The two tiers and the fills in flight.
@@ -106,7 +139,18 @@ impl Cache {
                 match (parsed, f.metadata()) {
                     (Some(id), Ok(m)) if m.is_file() => {
                         let mtime = m.modified().unwrap_or(std::time::UNIX_EPOCH);
-                        found.push((mtime, id, m.len(), path));
+                        // The data length is in the footer; a file without a
+                        // valid one (torn, or of an older format) is dropped.
+                        let len = std::fs::File::open(&path)
+                            .map_err(ReadFailure::from)
+                            .and_then(|file| chunkfile::read_footer(&file, m.len()));
+                        match len {
+                            Ok(len) => found.push((mtime, id, len, path)),
+                            Err(e) => {
+                                warn!(path = %path.display(), error = %e, "dropping a disk-tier file that does not check out");
+                                let _ = std::fs::remove_file(&path);
+                            }
+                        }
                     }
                     _ => warn!(path = %path.display(), "ignoring a stray file in the disk tier"),
                 }
@@ -143,6 +187,7 @@ impl Cache {
                 bytes: HashMap::new(),
                 disk,
                 fills: HashMap::new(),
+                promoting: HashSet::new(),
             }),
             dir: dir.to_path_buf(),
             fsync,
@@ -253,8 +298,11 @@ impl Cache {
             .join("tmp")
             .join(format!("{id}.{}", hex::encode(rand::random::<[u8; 4]>())));
         let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let crcs: Vec<u32> = bytes.chunks(BLOCK_SIZE).map(block_crc).collect();
+        let trailer = chunkfile::trailer(&crcs, bytes.len() as u64);
         let res = f
             .write_all(bytes)
+            .and_then(|()| f.write_all(&trailer))
             .and_then(|()| if self.fsync { f.sync_all() } else { Ok(()) });
         if let Err(e) = res {
             let _ = std::fs::remove_file(&tmp);
@@ -326,10 +374,26 @@ impl Cache {
     }
 
     /// Offers a whole chunk read from disk to the memory tier.
-    pub(crate) fn promote(&self, id: ChunkId, bytes: Bytes) {
+    fn promote(&self, id: ChunkId, bytes: Bytes) {
         let mut st = self.lock();
         self.admit_memory(&mut st, id, bytes, false);
         self.publish(&st);
+    }
+
+    /// Whether a whole read of `id` from disk should gather its bytes for
+    /// the memory tier: the tier would admit it now and no other read is
+    /// gathering it. True reserves the gathering for the caller.
+    pub(crate) fn start_promotion(&self, id: &ChunkId, len: u64) -> bool {
+        let mut st = self.lock();
+        st.memory.capacity() > 0
+            && !st.memory.contains(id)
+            && st.memory.would_admit(id, len)
+            && st.promoting.insert(*id)
+    }
+
+    /// Gives up a promotion [`Cache::start_promotion`] granted.
+    pub(crate) fn end_promotion(&self, id: &ChunkId) {
+        self.lock().promoting.remove(id);
     }
 
     /// Retires a fill that failed.
@@ -346,54 +410,142 @@ impl Cache {
         self.publish(&st);
     }
 
-    /// Reads a chunk from the disk tier: the whole chunk (verified against
-    /// its id) or only the bytes `[start, end)` (a seek and one read).
-    /// `Ok(None)`: the file is gone or bad, and has been dropped from the
-    /// index (the caller treats it as a miss).
+    /// Streams bytes `[start, end)` of a disk-tier chunk of `len` bytes (a
+    /// whole chunk is also checked against its id before its last frame
+    /// goes out; `promote`: gathered and offered to the memory tier once
+    /// verified, as [`Cache::start_promotion`] allowed). `held` is the
+    /// read's place in the edge's budget, kept until the read is done.
+    /// `None`: the file is gone or failed before its first frame, and has
+    /// been dropped from the index (the caller treats it as a miss).
     pub(crate) async fn read_disk(
         self: &Arc<Self>,
         id: ChunkId,
-        range: Option<(u64, u64)>,
-    ) -> Result<Option<Bytes>, Error> {
+        (start, end): (u64, u64),
+        len: u64,
+        promote: bool,
+        held: Held,
+    ) -> Option<DiskRead> {
+        let (tx, mut rx) = mpsc::channel(READ_AHEAD);
         let cache = self.clone();
+        let held = Arc::new(held);
+        let reader_held = held.clone();
         tokio::task::spawn_blocking(move || {
-            let path = chunk_path(&cache.dir, &id);
-            let res = (|| -> std::io::Result<Vec<u8>> {
-                let mut f = std::fs::File::open(&path)?;
-                match range {
-                    Some((start, end)) => {
-                        f.seek(SeekFrom::Start(start))?;
-                        let mut buf = vec![0u8; (end - start) as usize];
-                        f.read_exact(&mut buf)?;
-                        Ok(buf)
-                    }
-                    None => {
-                        let mut buf = Vec::new();
-                        f.read_to_end(&mut buf)?;
-                        Ok(buf)
-                    }
+            let _held = reader_held;
+            let _promoting = PromotionGuard {
+                cache: &cache,
+                id,
+                on: promote,
+            };
+            cache.stream_file(id, (start, end), len, promote, &tx);
+        });
+        match rx.recv().await {
+            Some(Ok(first)) => Some(DiskRead {
+                first,
+                rest: rx,
+                held,
+            }),
+            Some(Err(_)) | None => None,
+        }
+    }
+
+    /// The blocking half of [`Cache::read_disk`]: sends verified frames to
+    /// `tx`, or an error (after dropping the file) at the first that fails.
+    fn stream_file(
+        &self,
+        id: ChunkId,
+        (start, end): (u64, u64),
+        len: u64,
+        promote: bool,
+        tx: &mpsc::Sender<Result<Bytes, std::io::Error>>,
+    ) {
+        let fail = |why: String| {
+            warn!(chunk = %id.short(), reason = %why, "disk tier file failed verification; dropped");
+            self.metrics.disk_corrupt.inc();
+            self.drop_disk(&id);
+            let _ = tx.blocking_send(Err(std::io::Error::other(format!(
+                "cached chunk {id} failed verification: {why}"
+            ))));
+        };
+        let path = chunk_path(&self.dir, &id);
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    warn!(chunk = %id.short(), error = %e, "disk tier read failed; dropped");
                 }
-            })();
-            match res {
-                Ok(buf) => {
-                    if range.is_none() && ChunkId::of(&buf) != id {
-                        warn!(chunk = %id.short(), "disk tier file does not match its id; dropped");
-                        cache.drop_disk(&id);
-                        return Ok(None);
-                    }
-                    Ok(Some(Bytes::from(buf)))
+                self.drop_disk(&id);
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        let size = match file.metadata() {
+            Ok(m) => m.len(),
+            Err(e) => {
+                self.drop_disk(&id);
+                let _ = tx.blocking_send(Err(e));
+                return;
+            }
+        };
+        match chunkfile::read_footer(&file, size) {
+            Ok(n) if n == len => {}
+            Ok(n) => return fail(format!("footer says {n} bytes, the index {len}")),
+            Err(e) => return fail(e.to_string()),
+        }
+        let whole = (start, end) == (0, len);
+        let mut sha = whole.then(Sha256::new);
+        let mut gathered = promote.then(|| BytesMut::with_capacity(len as usize));
+        let mut pos = start;
+        loop {
+            let frame_end = chunkfile::frame_end(pos, end);
+            let frame = if pos < end {
+                match chunkfile::read_verified(&file, len, pos, frame_end) {
+                    Ok(v) => Bytes::from(v),
+                    Err(e) => return fail(e.to_string()),
                 }
-                Err(e) => {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        warn!(chunk = %id.short(), error = %e, "disk tier read failed; dropped");
+            } else {
+                Bytes::new()
+            };
+            if let Some(h) = sha.as_mut() {
+                h.update(&frame);
+            }
+            if let Some(g) = gathered.as_mut() {
+                g.extend_from_slice(&frame);
+            }
+            let last = frame_end >= end;
+            if last {
+                if let Some(h) = sha.take() {
+                    let actual = ChunkId(h.finalize().into());
+                    if actual != id {
+                        return fail(format!("content hashes to {}", actual.short()));
                     }
-                    cache.drop_disk(&id);
-                    Ok(None)
                 }
             }
-        })
-        .await
-        .map_err(|e| Error::TaskFailed(e.to_string()))?
+            if tx.blocking_send(Ok(frame)).is_err() {
+                return;
+            }
+            if last {
+                break;
+            }
+            pos = frame_end;
+        }
+        if let Some(g) = gathered {
+            self.promote(id, g.freeze());
+        }
+    }
+}
+
+/// Ends a promotion however the read ends.
+struct PromotionGuard<'a> {
+    cache: &'a Cache,
+    id: ChunkId,
+    on: bool,
+}
+
+impl Drop for PromotionGuard<'_> {
+    fn drop(&mut self) {
+        if self.on {
+            self.cache.end_promotion(&self.id);
+        }
     }
 }
 
@@ -444,17 +596,92 @@ mod tests {
             cache.lookup(&id, Purpose::Read, true, || Fill::new(id, None)),
             Lookup::Disk(40)
         ));
-        let part = cache.read_disk(id, Some((5, 9))).await.ok().flatten();
-        assert_eq!(part.as_deref(), Some(&a[5..9]));
-        let whole = cache.read_disk(id, None).await.ok().flatten();
-        assert_eq!(whole.as_deref(), Some(&a[..]));
-        // A file that rotted is dropped on its next whole read.
+        let part = read(&cache, id, (5, 9), 40).await;
+        assert_eq!(part, Some(Ok(a[5..9].to_vec())));
+        let whole = read(&cache, id, (0, 40), 40).await;
+        assert_eq!(whole, Some(Ok(a.clone())));
+        // A file that rotted is dropped on its next read.
         std::fs::write(chunk_path(dir.path(), &id), b"rotten").unwrap_or_else(|e| panic!("{e}"));
-        assert!(cache.read_disk(id, None).await.ok().flatten().is_none());
+        assert!(read(&cache, id, (0, 40), 40).await.is_none());
         assert!(matches!(
             cache.lookup(&id, Purpose::Read, false, || Fill::new(id, None)),
             Lookup::NoOrigin
         ));
+    }
+
+    /// Reads `[start, end)` of a disk-tier chunk: `None` when it was
+    /// refused before its first byte, else what the body delivered (an
+    /// error if it was aborted).
+    async fn read(
+        cache: &Arc<Cache>,
+        id: ChunkId,
+        range: (u64, u64),
+        len: u64,
+    ) -> Option<Result<Vec<u8>, String>> {
+        let budget = blob_common::limits::Budget::new(64 << 20, std::time::Duration::from_secs(1));
+        let held = budget.admit(range.1 - range.0).await.ok()?;
+        let mut r = cache.read_disk(id, range, len, false, held).await?;
+        let mut out = r.first.to_vec();
+        while let Some(item) = r.rest.recv().await {
+            match item {
+                Ok(b) => out.extend_from_slice(&b),
+                Err(e) => return Some(Err(e.to_string())),
+            }
+        }
+        Some(Ok(out))
+    }
+
+    fn flip(dir: &Path, id: &ChunkId, at: u64) {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(chunk_path(dir, id))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut b = [0u8; 1];
+        f.read_exact_at(&mut b, at)
+            .unwrap_or_else(|e| panic!("{e}"));
+        f.write_all_at(&[b[0] ^ 0x40], at)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[tokio::test]
+    async fn a_rotten_block_is_never_served_as_good_bytes() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cache = open(dir.path(), 16 << 20);
+        // Three 1 MiB frames.
+        let data: Vec<u8> = (0..3u32 << 20)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let len = data.len() as u64;
+        let id = fill_one(&cache, &data);
+        cache.complete(id, Bytes::from(data.clone()), false).await;
+        let bs = BLOCK_SIZE as u64;
+        // Rot one byte in block 20 (inside the second frame).
+        flip(dir.path(), &id, 20 * bs + 7);
+        // A range over good blocks is still served.
+        let good = read(&cache, id, (bs, 3 * bs), len).await;
+        assert_eq!(good, Some(Ok(data[BLOCK_SIZE..3 * BLOCK_SIZE].to_vec())));
+        // A range that starts in the rotten block is refused before its
+        // first byte (the caller fills it again from an origin) ...
+        assert_eq!(read(&cache, id, (20 * bs, 21 * bs), len).await, None);
+        assert!(matches!(
+            cache.lookup(&id, Purpose::Read, false, || Fill::new(id, None)),
+            Lookup::NoOrigin
+        ));
+        // ... and once cached again, a whole read that reaches the rotten
+        // block after its first frame is aborted, not ended cleanly.
+        let id2 = fill_one(&cache, &data);
+        assert_eq!(id2, id);
+        cache.complete(id, Bytes::from(data.clone()), false).await;
+        flip(dir.path(), &id, 20 * bs + 7);
+        let whole = read(&cache, id, (0, len), len).await;
+        assert!(
+            matches!(whole, Some(Err(_))),
+            "{:?}",
+            whole.map(|r| r.map(|v| v.len()))
+        );
+        assert_eq!(cache.metrics.disk_corrupt.get(), 2);
     }
 
     #[tokio::test]

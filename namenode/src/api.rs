@@ -5,13 +5,14 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{MatchedPath, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use blob_common::auth::{self, RequestParts, CLUSTER_KEY_PREFIX};
+use blob_common::limits::{self, Budget};
 use blob_common::proto::heartbeat::{ChunkReport, Heartbeat};
 use blob_common::proto::multipart::*;
 use blob_common::proto::namenode::*;
@@ -20,9 +21,39 @@ use blob_common::UploadId;
 use crate::error::Error;
 use crate::Namenode;
 
-/// Largest control request body (full chunk reports of big nodes are the
-/// largest).
-const MAX_BODY: usize = 256 << 20;
+/// Body limit of the routes that carry chunk lists: commits, chunk
+/// batches, chunk reports, locate and multipart complete requests. Lists go
+/// in pages of at most 10,000 chunks, whose JSON (ids, receipts) stays well
+/// under this.
+pub(crate) const LIST_BODY_LIMIT: usize = 8 << 20;
+/// Body limit of heartbeats.
+const HEARTBEAT_BODY_LIMIT: usize = 1 << 20;
+/// Body limit of every other route (names, small JSON, or no body at all).
+const SMALL_BODY_LIMIT: usize = 64 << 10;
+
+/// The body limit of a route, by its template: sized to what the route
+/// needs, so that no route buffers more than that.
+fn body_limit(route: &str) -> usize {
+    match route {
+        "/v1/uploads"
+        | "/v1/uploads/{id}/chunks"
+        | "/v1/uploads/{id}/manifest"
+        | "/v1/uploads/{id}/commit"
+        | "/v1/datanodes/report"
+        | "/v1/chunks/locations"
+        | "/v1/multipart/{id}/complete" => LIST_BODY_LIMIT,
+        "/v1/datanodes/heartbeat" => HEARTBEAT_BODY_LIMIT,
+        _ => SMALL_BODY_LIMIT,
+    }
+}
+
+/// What the authentication layer needs: the namenode (keys) and the
+/// budget of request bytes in memory.
+#[derive(Clone)]
+struct Gate {
+    nn: Arc<Namenode>,
+    budget: Budget,
+}
 
 /// Who signed a request.
 #[derive(Debug, Clone)]
@@ -103,7 +134,13 @@ pub(crate) fn router(nn: Arc<Namenode>) -> Router {
         .route("/v1/admin/decommission", post(decommission))
         .route("/v1/datanodes/heartbeat", post(heartbeat))
         .route("/v1/datanodes/report", post(chunk_report))
-        .route_layer(middleware::from_fn_with_state(nn.clone(), authenticate));
+        .route_layer(middleware::from_fn_with_state(
+            Gate {
+                nn: nn.clone(),
+                budget: nn.config().limits.budget(),
+            },
+            authenticate,
+        ));
     Router::new()
         .route(
             "/v1/health",
@@ -117,31 +154,40 @@ pub(crate) fn router(nn: Arc<Namenode>) -> Router {
         .with_state(nn)
 }
 
-/// Verifies the request's signature and records who signed it.
-async fn authenticate(
-    State(nn): State<Arc<Namenode>>,
-    req: Request,
-    next: Next,
-) -> Result<Response, Error> {
+/// Authenticates a request before reading a byte of its body: the
+/// signature covers the method, path, query, date and the body's declared
+/// SHA-256, so it is checked first. Only then is the body read, within the
+/// route's limit ([`body_limit`]: 413 past it) and the namenode's budget of
+/// bytes in flight (503 with `Retry-After` when full), and checked against
+/// the declared hash. Records who signed it.
+async fn authenticate(State(gate): State<Gate>, req: Request, next: Next) -> Response {
+    match authenticate_inner(gate, req, next).await {
+        Ok(r) => r,
+        Err(r) => r,
+    }
+}
+
+async fn authenticate_inner(gate: Gate, req: Request, next: Next) -> Result<Response, Response> {
+    let nn = gate.nn;
     let (parts, body) = req.into_parts();
-    let body = axum::body::to_bytes(body, MAX_BODY)
-        .await
-        .map_err(|e| Error::BadRequest(format!("reading request body: {e}")))?;
     let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-    let cred = auth::parse_authorization(header(header::AUTHORIZATION.as_str()))?;
+    let refuse = |e: Error| e.into_response();
+    let cred = auth::parse_authorization(header(header::AUTHORIZATION.as_str()))
+        .map_err(|e| refuse(e.into()))?;
     let (secret, principal) = if let Some(kid) = cred.access_key.strip_prefix(CLUSTER_KEY_PREFIX) {
         let secret = nn
             .keyring
             .secret(kid)
-            .ok_or_else(|| auth::AuthError::UnknownKey(cred.access_key.clone()))?
+            .ok_or_else(|| refuse(auth::AuthError::UnknownKey(cred.access_key.clone()).into()))?
             .to_vec();
         (secret, Principal::Cluster)
     } else {
         let nn2 = nn.clone();
         let key = cred.access_key.clone();
         let rec = blocking(move || nn2.key_secret(&key))
-            .await?
-            .ok_or_else(|| auth::AuthError::UnknownKey(cred.access_key.clone()))?;
+            .await
+            .map_err(refuse)?
+            .ok_or_else(|| refuse(auth::AuthError::UnknownKey(cred.access_key.clone()).into()))?;
         (
             rec.secret.into_bytes(),
             Principal::User {
@@ -156,12 +202,30 @@ async fn authenticate(
         query: parts.uri.query().unwrap_or(""),
         date: header(auth::DATE_HEADER),
         content_sha256: header(auth::CONTENT_SHA_HEADER),
-        body: &body,
+        body: &[],
     };
-    auth::verify(&cred, &secret, &request, blob_common::now_secs())?;
+    auth::verify_signature(&cred, &secret, &request, blob_common::now_secs())
+        .map_err(|e| refuse(e.into()))?;
+    let limit = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map_or(SMALL_BODY_LIMIT, |m| body_limit(m.as_str()));
+    let (body, held) = limits::read_body(
+        body,
+        limits::declared_length(&parts.headers),
+        limit,
+        &gate.budget,
+    )
+    .await
+    .map_err(IntoResponse::into_response)?;
+    auth::check_body(header(auth::CONTENT_SHA_HEADER), &body).map_err(|e| refuse(e.into()))?;
     let mut req = Request::from_parts(parts, Body::from(body));
     req.extensions_mut().insert(principal);
-    Ok(next.run(req).await)
+    let resp = next.run(req).await;
+    // The body's bytes (and what the handler parsed from them) are gone
+    // once it answered.
+    drop(held);
+    Ok(resp)
 }
 
 /// Holds every answer until each metadata write it could have seen is
@@ -191,12 +255,14 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// Parses JSON bodies, answering malformed ones with a 400 in our format.
+/// The body is already in memory, read within its route's limit by
+/// [`authenticate`]: no other limit applies here.
 struct JsonBody<T>(T);
 
 impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for JsonBody<T> {
     type Rejection = Error;
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state)
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::to_bytes(req.into_body(), usize::MAX)
             .await
             .map_err(|e| Error::BadRequest(format!("reading body: {e}")))?;
         serde_json::from_slice(&bytes)

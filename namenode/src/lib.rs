@@ -91,6 +91,8 @@ pub struct Config {
     /// Fault injection for tests: every WAL sync is delayed this long, ms
     /// (0 in production).
     pub wal_sync_delay_ms: u64,
+    /// Connection cap and budget of request bytes in memory.
+    pub limits: blob_common::limits::Limits,
 }
 
 /// An edge cache readers of one zone go through.
@@ -126,6 +128,7 @@ impl Default for Config {
             edges: Vec::new(),
             min_write_replicas: None,
             wal_sync_delay_ms: 0,
+            limits: blob_common::limits::Limits::with_budget(128 << 20),
         }
     }
 }
@@ -154,6 +157,7 @@ impl Config {
         for e in &self.edges {
             e.validate()?;
         }
+        self.limits.validate(api::LIST_BODY_LIMIT as u64)?;
         Ok(())
     }
 }
@@ -268,6 +272,8 @@ pub async fn serve_with(
     spawn_clock_watch(nn.clone(), shutdown.clone());
     tracing::info!(addr = ?addr, data = %nn.cfg.data_dir.display(), "namenode listening");
     tokio::spawn(multipart::sweep_loop(nn.clone(), shutdown.clone()));
+    let listener =
+        blob_common::limits::LimitedListener::new(listener, nn.cfg.limits.connection_slots());
     let served = axum::serve(listener, api::router(nn))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 
 use base64::Engine as _;
 use blob_client::{Client, FileLocations};
+use blob_common::limits::Held;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::AsyncRead;
@@ -226,14 +227,33 @@ pub(crate) fn pieces(locs: &FileLocations, start: u64, end: u64) -> Vec<(u64, u6
 /// Bytes `[start, end)` of a file as a stream, `read_ahead` pieces in
 /// flight. A producer task feeds a one-slot channel, so an abandoned
 /// response stops the reads.
-pub(crate) fn range_stream(
+///
+/// Nothing is answered before the first piece is in hand: a chunk the
+/// namenode lists no replica for, or a first piece that cannot be read,
+/// fails here (an error status), never as a body that ends early. A piece
+/// that fails later ends the stream with an error, which aborts the
+/// response: its client sees a truncated transfer, never a clean short
+/// body. `held` (the read's place in the gateway's budget) is kept until
+/// the stream is done.
+pub(crate) async fn range_stream(
     client: Client,
     locs: Arc<FileLocations>,
-    start: u64,
-    end: u64,
+    (start, end): (u64, u64),
     read_ahead: usize,
-) -> impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + Unpin + 'static {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(1);
+    held: Held,
+) -> Result<
+    impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + Unpin + 'static,
+    blob_client::Error,
+> {
+    if let Some(c) = locs
+        .chunks
+        .iter()
+        .filter(|c| c.offset < end && c.offset + c.size > start && c.size > 0)
+        .find(|c| c.replicas.is_empty())
+    {
+        return Err(blob_client::Error::NoReplica { chunk: c.id });
+    }
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, blob_client::Error>>(1);
     let list = pieces(&locs, start, end);
     tokio::spawn(async move {
         let mut fetched = futures::stream::iter(list)
@@ -244,18 +264,38 @@ pub(crate) fn range_stream(
             })
             .buffered(read_ahead.max(1));
         while let Some(piece) = fetched.next().await {
-            let item = piece.map_err(|e| {
-                tracing::warn!(error = %e, "reading an object failed mid-body");
-                std::io::Error::other(e.to_string())
-            });
-            let failed = item.is_err();
-            if tx.send(item).await.is_err() || failed {
+            let failed = piece.is_err();
+            if tx.send(piece).await.is_err() || failed {
                 return;
             }
         }
     });
-    let mut rx = rx;
-    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+    let first = match rx.recv().await {
+        Some(Ok(b)) => Some(b),
+        Some(Err(e)) => return Err(e),
+        None => None,
+    };
+    let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    Ok(futures::stream::iter(first.map(Ok))
+        .chain(rest)
+        .map(move |item| {
+            // The read's window stays reserved until the body is done.
+            let _ = &held;
+            item.map_err(|e| {
+                tracing::warn!(error = %e, "reading an object failed mid-body; aborting the response");
+                std::io::Error::other(e.to_string())
+            })
+        }))
+}
+
+/// The largest chunk of `locs` that `[start, end)` touches: the biggest
+/// piece [`range_stream`] holds.
+pub(crate) fn largest_piece(locs: &FileLocations, start: u64, end: u64) -> u64 {
+    pieces(locs, start, end)
+        .iter()
+        .map(|&(_, len)| len)
+        .max()
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

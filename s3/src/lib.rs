@@ -11,11 +11,18 @@
 //! to the namenode, chunk bytes straight to and from the datanodes →
 //! errors become S3's XML error bodies, each with the request id.
 //!
+//! Memory is bounded ([`admit`]): `limits.max_connections` connections;
+//! nothing of a body is read before its signature verified; every body
+//! byte held (upload windows, read-ahead, XML bodies) is reserved first in
+//! one budget of `limits.max_bytes_in_flight` (503 `SlowDown` with
+//! `Retry-After` past it).
+//!
 //! What this crate must never do: keep state a second gateway would need
 //! (everything lives in the namenode), buffer a whole object (bodies stream
 //! through bounded buffers: `parallel` chunks in flight per request), or
 //! answer a client's mistake with a 5xx.
 
+mod admit;
 mod body;
 mod error;
 mod host;
@@ -65,6 +72,9 @@ pub struct Config {
     /// The gateway's zone: object reads go through this zone's edge cache
     /// (or the nearest one) when the cluster has edges.
     pub zone: Option<String>,
+    /// Connection cap and budget of bytes in memory (object bodies in
+    /// flight, read-ahead of reads, XML bodies).
+    pub limits: blob_common::limits::Limits,
 }
 
 impl Default for Config {
@@ -81,6 +91,7 @@ impl Default for Config {
             replication: None,
             max_header_bytes: 64 << 10,
             zone: None,
+            limits: blob_common::limits::Limits::with_budget(1 << 30),
         }
     }
 }
@@ -102,6 +113,8 @@ impl Config {
         }
         reqwest::Url::parse(&self.namenode)
             .map_err(|e| format!("namenode URL {:?}: {e}", self.namenode))?;
+        self.limits
+            .validate(admit::upload_window(self.parallel, self.chunk_size, None))?;
         Ok(())
     }
 }
@@ -129,17 +142,39 @@ pub async fn serve(
     cfg.validate().map_err(Error::Config)?;
     let cfg = Arc::new(cfg);
     let keys = keys::Keys::new(cfg.clone(), keyring).map_err(Error::Config)?;
+    let budget = cfg.limits.budget();
     let s3 = {
-        let mut b =
-            s3s::service::S3ServiceBuilder::new(service::Gateway::new(cfg.clone(), keys.clone()));
+        let mut b = s3s::service::S3ServiceBuilder::new(service::Gateway::new(
+            cfg.clone(),
+            keys.clone(),
+            budget.clone(),
+        ));
         b.set_auth(keys.clone());
+        b.set_access(admit::Gate::new(budget));
         b.set_host(host::Hosts::new(&cfg.domains));
+        let mut limits = s3s::config::S3Config::default();
+        limits.xml_max_body_size = admit::XML_BODY_LIMIT;
+        // Form uploads are refused before s3s sees them; these only bound
+        // what it would read of one.
+        limits.post_object_max_file_size = 0;
+        limits.form_max_fields_size = 64 << 10;
+        limits.form_max_field_size = 16 << 10;
+        b.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+            limits,
+        ))));
         b.build()
     };
+    let slots = cfg.limits.connection_slots();
     let addr = listener.local_addr().ok();
     tracing::info!(addr = ?addr, namenode = %cfg.namenode, region = %cfg.region, "S3 gateway listening");
     let conns = tokio_util::task::TaskTracker::new();
     loop {
+        // A connection is accepted only with a free slot; past the cap,
+        // new ones wait in the listen backlog.
+        let slot = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            s = slots.take() => s,
+        };
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             r = listener.accept() => match r {
@@ -157,6 +192,7 @@ pub async fn serve(
         let token = shutdown.clone();
         let max_headers = cfg.max_header_bytes;
         conns.spawn(async move {
+            let _slot = slot;
             let svc = hyper::service::service_fn(move |req| {
                 let s3 = s3.clone();
                 async move { Ok::<_, Infallible>(handle(&s3, req).await) }
@@ -206,6 +242,20 @@ async fn handle(
     let id = blob_common::http::new_request_id().to_ascii_uppercase();
     let started = Instant::now();
     let span = tracing::info_span!("s3", method = %req.method(), request_id = %id);
+    if admit::is_form_upload(req.method(), req.headers()) {
+        // Refused before a byte of the body is read.
+        span.in_scope(|| tracing::info!(status = 501, "form upload refused"));
+        let mut resp = error::xml_response(
+            501,
+            "NotImplemented",
+            "POST object (browser form uploads) is not supported; use PUT",
+            &id,
+        );
+        if let Ok(v) = http::HeaderValue::from_str(&id) {
+            resp.headers_mut().insert("x-amz-request-id", v);
+        }
+        return resp;
+    }
     let (mut parts, body) = req.into_parts();
     parts.extensions.insert(RequestId(id.clone()));
     let path = parts.uri.path().to_string();

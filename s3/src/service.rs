@@ -10,14 +10,16 @@ use std::time::{Duration, UNIX_EPOCH};
 use base64::Engine as _;
 use blob_client::{
     Client, CompleteMultipart, CompletePart, CopyFile, CopyPart, CreateMultipart, FileInfo,
-    ListFilesQuery, ListMultipartQuery, ListPartsQuery, PartTarget, UploadOptions,
+    FileLocations, ListFilesQuery, ListMultipartQuery, ListPartsQuery, PartTarget, UploadOptions,
 };
+use blob_common::limits::{Budget, Held};
 use blob_common::names::{validate_bucket, validate_path};
 use blob_common::UploadId;
 use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, S3};
 
+use crate::admit;
 use crate::body::{self, Algo, Digests};
 use crate::error::{bad_key, from_client, s3};
 use crate::keys::Keys;
@@ -59,11 +61,20 @@ const USER_META: &str = "x-amz-meta-";
 pub(crate) struct Gateway {
     cfg: Arc<Config>,
     keys: Keys,
+    /// Bytes of object bodies held in memory at once.
+    budget: Budget,
 }
 
 impl Gateway {
-    pub(crate) fn new(cfg: Arc<Config>, keys: Keys) -> Self {
-        Self { cfg, keys }
+    pub(crate) fn new(cfg: Arc<Config>, keys: Keys, budget: Budget) -> Self {
+        Self { cfg, keys, budget }
+    }
+
+    /// Reserves the memory a read of `[start, end)` of `locs` holds.
+    async fn reserve_read(&self, locs: &FileLocations, start: u64, end: u64) -> S3Result<Held> {
+        let piece = body::largest_piece(locs, start, end);
+        let want = admit::read_window(self.cfg.parallel, piece, end - start);
+        self.budget.admit(want).await.map_err(admit::slow_down)
     }
 
     /// The client acting as the request's signer.
@@ -169,11 +180,19 @@ impl Gateway {
         let blob = blob.unwrap_or_else(|| {
             StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
         });
+        // The upload holds at most its window of the body in memory.
+        let window = admit::upload_window(
+            self.cfg.parallel,
+            self.cfg.chunk_size,
+            declared.length.and_then(|l| u64::try_from(l).ok()),
+        );
+        let held = self.budget.admit(window).await.map_err(admit::slow_down)?;
         let reader = body::hashed(body::frames(blob), digests.clone(), MAX_PUT);
         let out = client
             .upload(reader, bucket, key, &opts)
             .await
             .map_err(from_client)?;
+        drop(held);
         let etag = out
             .file
             .meta
@@ -675,13 +694,16 @@ impl S3 for Gateway {
             }
             None => (0..size, None),
         };
+        let held = self.reserve_read(&locs, range.start, range.end).await?;
         let stream = body::range_stream(
             client,
             Arc::new(locs),
-            range.start,
-            range.end,
+            (range.start, range.end),
             self.cfg.parallel,
-        );
+            held,
+        )
+        .await
+        .map_err(from_client)?;
         let mut out = GetObjectOutput {
             body: Some(StreamingBlob::wrap(stream)),
             content_length: Some((range.end - range.start) as i64),
@@ -1121,13 +1143,26 @@ impl S3 for Gateway {
         }
         // Otherwise read the range and upload it as the part (chunks the
         // bucket already holds are not sent again).
+        // The read's window, and the upload's below, are reserved apart.
+        let held = self.reserve_read(&locs, range.start, range.end).await?;
         let stream = body::range_stream(
             client.clone(),
             Arc::new(locs),
-            range.start,
-            range.end,
+            (range.start, range.end),
             self.cfg.parallel,
-        );
+            held,
+        )
+        .await
+        .map_err(from_client)?;
+        let upload_held = self
+            .budget
+            .admit(admit::upload_window(
+                self.cfg.parallel,
+                self.cfg.chunk_size,
+                Some(range.end - range.start),
+            ))
+            .await
+            .map_err(admit::slow_down)?;
         let digests = Arc::new(Mutex::new(Digests::new(&[])));
         let reader = body::hashed(stream, digests.clone(), MAX_PUT);
         let d2 = digests.clone();
@@ -1142,6 +1177,7 @@ impl S3 for Gateway {
             .upload(reader, &i.bucket, &i.key, &opts)
             .await
             .map_err(from_client)?;
+        drop(upload_held);
         Ok(S3Response::new(UploadPartCopyOutput {
             copy_part_result: Some(CopyPartResult {
                 e_tag: Some(strong(&etag_of(&out.file))),

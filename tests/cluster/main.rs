@@ -3,6 +3,7 @@
 //! binary, one module per area.
 
 mod bad_input;
+mod budgets;
 mod cli;
 mod concurrency;
 mod dedup;

@@ -190,6 +190,11 @@ impl Service {
         }
     }
 
+    /// Its process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Whether the process is running.
     pub fn is_running(&mut self) -> bool {
         self.child

@@ -532,6 +532,19 @@ impl ReceiptBox {
     pub(crate) fn take(&self) -> Vec<Receipt> {
         std::mem::take(&mut *self.lock())
     }
+
+    /// At most one page of receipts; the reporter is woken again for the
+    /// rest.
+    fn take_page(&self) -> Vec<Receipt> {
+        let mut pending = self.lock();
+        if pending.len() <= MAX_PAGE {
+            return std::mem::take(&mut *pending);
+        }
+        let rest = pending.split_off(MAX_PAGE);
+        let page = std::mem::replace(&mut *pending, rest);
+        self.arrived.notify_one();
+        page
+    }
 }
 
 /// The background task reporting receipts.
@@ -580,7 +593,7 @@ async fn report_receipts(
         }
         let batch = ChunkBatch {
             chunks: Vec::new(),
-            receipts: receipts.take(),
+            receipts: receipts.take_page(),
         };
         if batch.receipts.is_empty() {
             continue;
@@ -720,7 +733,7 @@ impl Coordinator {
             Some(session) => {
                 let req = ChunkBatch {
                     chunks: refs.clone(),
-                    receipts: self.receipts.take(),
+                    receipts: self.receipts.take_page(),
                 };
                 let id = session.id;
                 match with_retries("plan chunks", || self.client.send_batch(&id, &req)).await {
@@ -811,24 +824,29 @@ impl Coordinator {
             reporter.finish().await;
         }
         let Some(session) = &self.session else { return };
-        let receipts = self.receipts.take();
-        if receipts.is_empty() {
-            return;
-        }
-        let n = receipts.len();
-        let req = ChunkBatch {
-            chunks: Vec::new(),
-            receipts,
-        };
-        match tokio::time::timeout(
-            FINAL_REPORT_TIMEOUT,
-            self.client.send_batch(&session.id, &req),
-        )
-        .await
-        {
-            Ok(Ok(_)) => tracing::debug!(receipts = n, "receipts handed over after failure"),
-            Ok(Err(e)) => tracing::warn!(receipts = n, error = %e, "could not hand over receipts"),
-            Err(_) => tracing::warn!(receipts = n, "timed out handing over receipts"),
+        let deadline = tokio::time::Instant::now() + FINAL_REPORT_TIMEOUT;
+        loop {
+            let receipts = self.receipts.take_page();
+            if receipts.is_empty() {
+                return;
+            }
+            let n = receipts.len();
+            let req = ChunkBatch {
+                chunks: Vec::new(),
+                receipts,
+            };
+            match tokio::time::timeout_at(deadline, self.client.send_batch(&session.id, &req)).await
+            {
+                Ok(Ok(_)) => tracing::debug!(receipts = n, "receipts handed over after failure"),
+                Ok(Err(e)) => {
+                    tracing::warn!(receipts = n, error = %e, "could not hand over receipts");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(receipts = n, "timed out handing over receipts");
+                    return;
+                }
+            }
         }
     }
 }
