@@ -3,24 +3,34 @@
 //! Every FUSE request is answered from a task on the tokio runtime, so a
 //! slow chunk fetch never holds up a `stat` or another file's read, and
 //! every task is bounded by a timeout: a dead cluster gives `EIO`, never a
-//! hung process. Reads are in [`read`], writes in [`write`], the inode table
-//! and metadata cache in [`inodes`].
+//! hung process. Reads are in [`read`], writes in [`write`] (staged ones in
+//! [`stage`] and [`commit`]), the inode table and metadata cache in
+//! [`inodes`].
 //!
 //! What it maps: files are files, directories are path prefixes (and
 //! `mkdir` writes the empty marker `DIR/` that S3 tools use), `rename` of a
 //! file is the namenode's atomic rename (replacing the target), `unlink`
-//! deletes, `statfs` sums the datanodes. What it refuses: writes into bytes
-//! already written (`EOPNOTSUPP`), truncation to anything but 0 or the
-//! current size, links, special files.
+//! deletes, `statfs` sums the datanodes. Any writer works: front to back
+//! streams, anything else (seeks back, in-place edits, truncation to any
+//! size) is staged locally within `--write-cache-size` and committed on
+//! close, sending only the chunks that changed. A file open for writing
+//! here reads as written so far, through this mount. What it refuses:
+//! links, special files, and a write the write cache has no room for
+//! (`ENOSPC`; that open then commits nothing).
+//!
+//! What it must never do: make part of a write visible before its commit,
+//! drop a write without an error, or block the FUSE thread on the network.
 
+mod commit;
 mod inodes;
 mod read;
+mod stage;
 mod write;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,7 +46,8 @@ use fuser::{
 
 use self::inodes::{join, parent_of, Inodes, Kind, MetaCache, ROOT};
 use self::read::{ChunkCache, Reader};
-use self::write::{WriteError, Writer};
+use self::stage::StagingArea;
+use self::write::{Opened, WriteError, Writer};
 use crate::{Client, Error, ListFilesQuery, UploadOptions};
 
 /// How a mount behaves.
@@ -60,6 +71,22 @@ pub struct MountOptions {
     pub allow_other: bool,
     /// Refuse every change with `EROFS`.
     pub read_only: bool,
+    /// Where files written out of order are staged (a directory per running
+    /// mount is made below it; what a killed mount left is removed when
+    /// the next one starts).
+    pub cache_dir: PathBuf,
+    /// Most bytes staged at once, all files together; 0 turns staging off
+    /// (then only front-to-back writes and appends work). A write that
+    /// needs more fails with `ENOSPC`.
+    pub write_cache_bytes: u64,
+}
+
+/// The default `--cache-dir`: `~/.cache/blobctl/mount`.
+pub fn default_cache_dir() -> PathBuf {
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("blobctl")
+        .join("mount")
 }
 
 impl Default for MountOptions {
@@ -75,6 +102,8 @@ impl Default for MountOptions {
             },
             allow_other: false,
             read_only: false,
+            cache_dir: default_cache_dir(),
+            write_cache_bytes: 16 << 30,
         }
     }
 }
@@ -109,7 +138,15 @@ pub async fn run(
         bail!("no such bucket: {bucket}");
     }
 
-    let fs = BlobFs::new(client, bucket.to_string(), opts.clone())?;
+    let staging = if opts.write_cache_bytes > 0 && !opts.read_only {
+        Some(StagingArea::open(&opts.cache_dir, opts.write_cache_bytes)?)
+    } else {
+        None
+    };
+    if let Some(area) = &staging {
+        tracing::info!(dir = %area.dir().display(), bytes = opts.write_cache_bytes, "write cache");
+    }
+    let fs = BlobFs::new(client, bucket.to_string(), opts.clone(), staging)?;
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         fuser::MountOption::FSName(format!("blob:{bucket}")),
@@ -246,6 +283,9 @@ fn unescape_mountinfo(s: &str) -> String {
 enum Handle {
     Read(Arc<Reader>),
     Write(Arc<Writer>),
+    /// Opened for reading while this mount writes the file: reads what was
+    /// written so far (muxers read back what they wrote).
+    Live(Arc<Writer>),
     Dir(Arc<tokio::sync::Mutex<DirList>>),
 }
 
@@ -276,6 +316,8 @@ struct Shared {
     next_fh: AtomicU64,
     /// Files open for writing, by path (their size while written).
     writers: Mutex<HashMap<String, Arc<Writer>>>,
+    /// Where out-of-order writes are staged (`None`: off).
+    staging: Option<Arc<StagingArea>>,
     chunks: Arc<ChunkCache>,
     statfs: Mutex<Option<(std::time::Instant, StatFs)>>,
     /// Directories (which have no times of their own) show this.
@@ -298,7 +340,12 @@ struct BlobFs {
 const BLKSIZE: u32 = 1 << 20;
 
 impl BlobFs {
-    fn new(client: Client, bucket: String, opts: MountOptions) -> anyhow::Result<Self> {
+    fn new(
+        client: Client,
+        bucket: String,
+        opts: MountOptions,
+        staging: Option<Arc<StagingArea>>,
+    ) -> anyhow::Result<Self> {
         let rt = tokio::runtime::Handle::try_current().context("no async runtime")?;
         let chunks = Arc::new(ChunkCache::new(opts.cache_bytes, opts.upload.chunk_size));
         let (uid, gid) = current_ids();
@@ -315,6 +362,7 @@ impl BlobFs {
                 handles: Mutex::new(HashMap::new()),
                 next_fh: AtomicU64::new(1),
                 writers: Mutex::new(HashMap::new()),
+                staging,
                 chunks,
                 statfs: Mutex::new(None),
                 mounted_ms: blob_common::now_ms(),
@@ -380,6 +428,10 @@ fn write_errno(op: &str, path: &str, e: WriteError) -> Errno {
         WriteError::Unsupported(why) => {
             tracing::warn!(op, path, %why, "EOPNOTSUPP");
             Errno::EOPNOTSUPP
+        }
+        WriteError::NoSpace(why) => {
+            tracing::warn!(op, path, %why, "ENOSPC");
+            Errno::ENOSPC
         }
         WriteError::Failed(why) => {
             tracing::warn!(op, path, error = %why, "EIO");
@@ -464,6 +516,37 @@ impl Shared {
             Some(Handle::Write(w)) => Some(w.clone()),
             _ => None,
         }
+    }
+
+    /// The writer behind a handle that reads through one (opened for
+    /// writing, or for reading while written here).
+    fn handle_written(&self, fh: u64) -> Option<Arc<Writer>> {
+        match self
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh)
+        {
+            Some(Handle::Write(w) | Handle::Live(w)) => Some(w.clone()),
+            _ => None,
+        }
+    }
+
+    /// A writer for `path`, registered as the one whose size `stat` shows.
+    fn new_writer(&self, path: &str, opened: Opened) -> Arc<Writer> {
+        let w = Arc::new(Writer::new(
+            self.client.clone(),
+            self.bucket.clone(),
+            path.to_string(),
+            self.opts.upload.clone(),
+            self.staging.clone(),
+            opened,
+        ));
+        self.writers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(path.to_string(), w.clone());
+        w
     }
 
     fn add_handle(&self, h: Handle) -> u64 {
@@ -722,6 +805,45 @@ impl Shared {
             .collect()
     }
 
+    /// `truncate(2)` of a file no handle here writes: a version of `size`
+    /// bytes is committed (stored chunks kept where they still fit).
+    async fn truncate_closed(&self, path: &str, size: u64) -> Result<(), Errno> {
+        let current = match self.resolve(path).await? {
+            Some(Kind::File { size, .. }) => size,
+            Some(Kind::Dir) => return Err(Errno::EISDIR),
+            None => return Err(Errno::ENOENT),
+        };
+        if size == current {
+            return Ok(());
+        }
+        if size == 0 {
+            self.put_empty(path).await?;
+            self.invalidate(path);
+            return Ok(());
+        }
+        if self.staging.is_none() {
+            tracing::warn!(%path, size, current, "truncation to a size other than 0 with the write cache off: EOPNOTSUPP");
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let locs = self
+            .client
+            .locations(&self.bucket, path)
+            .await
+            .map_err(|e| errno("truncate", path, &e))?;
+        let w = Arc::new(Writer::new(
+            self.client.clone(),
+            self.bucket.clone(),
+            path.to_string(),
+            self.opts.upload.clone(),
+            self.staging.clone(),
+            Opened::Existing(Arc::new(locs)),
+        ));
+        w.truncate(size)
+            .await
+            .map_err(|e| write_errno("truncate", path, e))?;
+        self.commit(&w).await
+    }
+
     /// Commits a writer and updates the caches; `EIO`/`EOPNOTSUPP` on
     /// failure.
     async fn commit(&self, w: &Arc<Writer>) -> Result<(), Errno> {
@@ -844,26 +966,13 @@ impl fuser::Filesystem for BlobFs {
                     if read_only {
                         return Err(Errno::EROFS);
                     }
-                    let current = match &writer {
-                        Some(w) => w.size(),
-                        None => match s.resolve(&path).await? {
-                            Some(Kind::File { size, .. }) => size,
-                            Some(Kind::Dir) => return Err(Errno::EISDIR),
-                            None => return Err(Errno::ENOENT),
-                        },
-                    };
-                    if size != current {
-                        if size != 0 {
-                            tracing::warn!(%path, size, current, "truncation to a size other than 0: EOPNOTSUPP");
-                            return Err(Errno::EOPNOTSUPP);
-                        }
-                        match &writer {
-                            Some(w) => w.truncate().await,
-                            None => {
-                                s.put_empty(&path).await?;
-                                s.invalidate(&path);
-                            }
-                        }
+                    match &writer {
+                        Some(w) if size != w.size() => w
+                            .truncate(size)
+                            .await
+                            .map_err(|e| write_errno("truncate", &path, e))?,
+                        Some(_) => {}
+                        None => s.truncate_closed(&path, size).await?,
                     }
                 }
                 let kind = s.resolve(&path).await?.ok_or(Errno::ENOENT)?;
@@ -1081,24 +1190,27 @@ impl fuser::Filesystem for BlobFs {
             async move {
                 let path = s.path_of(ino.0)?;
                 if write {
-                    let existing = match s.resolve(&path).await? {
-                        Some(Kind::File { size, .. }) => Some(size),
+                    let opened = match s.resolve(&path).await? {
                         Some(Kind::Dir) => return Err(Errno::EISDIR),
-                        None => None,
+                        None => Opened::New,
+                        Some(Kind::File { .. }) if truncate => Opened::Truncated,
+                        // Kept as it is: its committed version is the base.
+                        Some(Kind::File { .. }) => {
+                            match s.client.locations(&s.bucket, &path).await {
+                                Ok(l) => Opened::Existing(Arc::new(l)),
+                                // Being created here, nothing committed yet.
+                                Err(e) if e.is_not_found() => Opened::New,
+                                Err(e) => return Err(errno("open", &path, &e)),
+                            }
+                        }
                     };
-                    let w = Arc::new(Writer::new(
-                        s.client.clone(),
-                        s.bucket.clone(),
-                        path.clone(),
-                        s.opts.upload.clone(),
-                        existing,
-                        truncate,
-                    ));
-                    s.writers
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(path, w.clone());
+                    let w = s.new_writer(&path, opened);
                     return Ok(s.add_handle(Handle::Write(w)));
+                }
+                if let Some(w) = s.writer(&path) {
+                    if w.readable().await {
+                        return Ok(s.add_handle(Handle::Live(w)));
+                    }
                 }
                 let reader = match s.client.locations(&s.bucket, &path).await {
                     Ok(l) => Reader::new(Arc::new(l)),
@@ -1144,18 +1256,7 @@ impl fuser::Filesystem for BlobFs {
         if blob_common::names::validate_path(&path).is_err() {
             return reply.error(Errno::EINVAL);
         }
-        let w = Arc::new(Writer::new(
-            s.client.clone(),
-            s.bucket.clone(),
-            path.clone(),
-            s.opts.upload.clone(),
-            None,
-            true,
-        ));
-        s.writers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(path.clone(), w.clone());
+        let w = s.new_writer(&path, Opened::New);
         s.invalidate(&path);
         let fh = s.add_handle(Handle::Write(w));
         let ino = s.remember(&path);
@@ -1188,12 +1289,23 @@ impl fuser::Filesystem for BlobFs {
     ) {
         let s = self.shared.clone();
         let Some(reader) = s.handle_reader(fh.0) else {
-            // Reading a file open for writing is not supported.
-            return reply.error(if s.handle_writer(fh.0).is_some() {
-                Errno::EOPNOTSUPP
-            } else {
-                Errno::EBADF
-            });
+            // A file being written here: what was written so far.
+            let Some(w) = s.handle_written(fh.0) else {
+                return reply.error(Errno::EBADF);
+            };
+            return self.spawn(
+                "read",
+                self.timeout(),
+                async move {
+                    w.read(offset, u64::from(size))
+                        .await
+                        .map_err(|e| write_errno("read", &w.path(), e))
+                },
+                move |r: Result<Bytes, Errno>| match r {
+                    Ok(b) => reply.data(&b),
+                    Err(e) => reply.error(e),
+                },
+            );
         };
         // A sequential reader's next bytes are usually fetched already:
         // answered right here, without a task.
