@@ -178,7 +178,7 @@ enum Command {
 struct MountArgs {
     /// Bucket to mount
     bucket: String,
-    /// An existing empty directory
+    /// An existing empty directory (see --nonempty)
     mountpoint: PathBuf,
     /// Detach and run in the background once mounted (logs to --log-file)
     #[arg(short, long)]
@@ -219,6 +219,9 @@ struct MountArgs {
     /// Most bytes staged at once, all files together; 0 turns staging off
     #[arg(long, default_value = "16GiB", value_parser = parse_size)]
     write_cache_size: u64,
+    /// Mount over a directory that is not empty (its entries are hidden while mounted)
+    #[arg(long)]
+    nonempty: bool,
 }
 
 const MOUNT_AFTER_HELP: &str = "\
@@ -457,6 +460,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .clone()
                     .unwrap_or_else(crate::mount::default_cache_dir),
                 write_cache_bytes: m.write_cache_size,
+                nonempty: m.nonempty,
             };
             crate::mount::run(client, &m.bucket, &m.mountpoint, opts).await?;
         }

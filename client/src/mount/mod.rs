@@ -79,6 +79,9 @@ pub struct MountOptions {
     /// (then only front-to-back writes and appends work). A write that
     /// needs more fails with `ENOSPC`.
     pub write_cache_bytes: u64,
+    /// Mount over a directory that is not empty (its entries are hidden
+    /// while mounted).
+    pub nonempty: bool,
 }
 
 /// The default `--cache-dir`: `~/.cache/blobctl/mount`.
@@ -104,6 +107,7 @@ impl Default for MountOptions {
             read_only: false,
             cache_dir: default_cache_dir(),
             write_cache_bytes: 16 << 30,
+            nonempty: false,
         }
     }
 }
@@ -123,6 +127,16 @@ pub async fn run(
         .with_context(|| format!("mount point {}", mountpoint.display()))?;
     if !meta.is_dir() {
         bail!("mount point {} is not a directory", mountpoint.display());
+    }
+    let has_entries = std::fs::read_dir(mountpoint)
+        .with_context(|| format!("reading the mount point {}", mountpoint.display()))?
+        .next()
+        .is_some();
+    if has_entries && !opts.nonempty {
+        bail!(
+            "mount point {} is not empty (its files would be hidden); use an empty directory, or --nonempty",
+            mountpoint.display()
+        );
     }
     // Network waits bounded by the mount's timeout.
     let mut cfg = client.config().clone();
