@@ -332,6 +332,11 @@ struct Shared {
     writers: Mutex<HashMap<String, Arc<Writer>>>,
     /// Where out-of-order writes are staged (`None`: off).
     staging: Option<Arc<StagingArea>>,
+    /// Directories that existed only through their files until this mount
+    /// removed or moved those: they stay (empty) directories, as on a local
+    /// file system, until removed or for [`EMPTIED_TTL`], so `rm -r` can
+    /// remove them last.
+    emptied: Mutex<HashMap<String, std::time::Instant>>,
     chunks: Arc<ChunkCache>,
     statfs: Mutex<Option<(std::time::Instant, StatFs)>>,
     /// Directories (which have no times of their own) show this.
@@ -352,6 +357,10 @@ struct BlobFs {
 
 /// Block size reported to `stat` (programs size their buffers by it).
 const BLKSIZE: u32 = 1 << 20;
+
+/// How long a directory emptied through this mount stays (see
+/// `Shared::emptied`).
+const EMPTIED_TTL: Duration = Duration::from_secs(300);
 
 impl BlobFs {
     fn new(
@@ -377,6 +386,7 @@ impl BlobFs {
                 next_fh: AtomicU64::new(1),
                 writers: Mutex::new(HashMap::new()),
                 staging,
+                emptied: Mutex::new(HashMap::new()),
                 chunks,
                 statfs: Mutex::new(None),
                 mounted_ms: blob_common::now_ms(),
@@ -635,12 +645,15 @@ impl Shared {
                 mtime_ms: blob_common::now_ms(),
             }));
         }
-        if let Some(k) = self
+        let cached = self
             .meta
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(path)
-        {
+            .get(path);
+        if let Some(k) = cached {
+            if k.is_none() && self.was_emptied(path) {
+                return Ok(Some(Kind::Dir));
+            }
             return Ok(k);
         }
         let below = ListFilesQuery {
@@ -666,7 +679,39 @@ impl Shared {
             Err(e) => return Err(errno("lookup", path, &e)),
         };
         self.cache(path, kind);
+        if kind.is_none() && self.was_emptied(path) {
+            return Ok(Some(Kind::Dir));
+        }
         Ok(kind)
+    }
+
+    /// The directories above `path` may have lost their last file.
+    fn note_emptied(&self, path: &str) {
+        let now = std::time::Instant::now();
+        let mut e = self.emptied.lock().unwrap_or_else(|p| p.into_inner());
+        e.retain(|_, at| at.elapsed() < EMPTIED_TTL);
+        let mut dir = parent_of(path);
+        while !dir.is_empty() {
+            e.insert(dir.to_string(), now);
+            dir = parent_of(dir);
+        }
+    }
+
+    fn was_emptied(&self, dir: &str) -> bool {
+        self.emptied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(dir)
+            .is_some_and(|at| at.elapsed() < EMPTIED_TTL)
+    }
+
+    /// `dir` was removed: it and what was below it are gone for good.
+    fn forget_emptied(&self, dir: &str) {
+        let below = format!("{dir}/");
+        self.emptied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|p, _| p != dir && !p.starts_with(&below));
     }
 
     /// Files (and the directory marker) below `path`, any depth.
@@ -1059,6 +1104,7 @@ impl fuser::Filesystem for BlobFs {
                 };
                 let res = s.client.delete_file(&s.bucket, &path).await;
                 s.invalidate(&path);
+                s.note_emptied(&path);
                 match res {
                     Ok(()) => Ok(()),
                     Err(e) if e.is_not_found() && was_new => Ok(()),
@@ -1082,13 +1128,19 @@ impl fuser::Filesystem for BlobFs {
                 match s.resolve(&path).await? {
                     Some(Kind::Dir) => {}
                     Some(Kind::File { .. }) => return Err(Errno::ENOTDIR),
-                    None => return Err(Errno::ENOENT),
+                    // The kernel still knew it: a directory that existed
+                    // only through its files, gone with the last of them.
+                    None => {
+                        s.invalidate(&path);
+                        return Ok(());
+                    }
                 }
                 if s.dir_has_entries(&path).await? {
                     return Err(Errno::ENOTEMPTY);
                 }
                 let res = s.client.delete_file(&s.bucket, &format!("{path}/")).await;
                 s.invalidate(&path);
+                s.forget_emptied(&path);
                 match res {
                     Ok(()) => Ok(()),
                     Err(e) if e.is_not_found() => Ok(()),
@@ -1181,6 +1233,8 @@ impl fuser::Filesystem for BlobFs {
                 }
                 s.invalidate(&from);
                 s.invalidate(&to);
+                s.note_emptied(&from);
+                s.forget_emptied(&from);
                 s.inodes
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
