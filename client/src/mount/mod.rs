@@ -160,6 +160,8 @@ pub async fn run(
     if let Some(area) = &staging {
         tracing::info!(dir = %area.dir().display(), bytes = opts.write_cache_bytes, "write cache");
     }
+    // However this function ends, the staging directory goes with it.
+    let _staging_dir = StagingCleanup(staging.clone());
     let fs = BlobFs::new(client, bucket.to_string(), opts.clone(), staging)?;
     let mut config = fuser::Config::default();
     config.mount_options = vec![
@@ -235,6 +237,17 @@ pub async fn run(
         Err(_) => tracing::warn!("the FUSE session did not end within 10 s; exiting"),
     }
     Ok(())
+}
+
+/// Removes a mount's staging directory when dropped.
+struct StagingCleanup(Option<Arc<StagingArea>>);
+
+impl Drop for StagingCleanup {
+    fn drop(&mut self) {
+        if let Some(area) = &self.0 {
+            area.remove();
+        }
+    }
 }
 
 /// Kernel read-ahead for the mount. Files are opened for direct I/O, so it
@@ -421,6 +434,12 @@ impl BlobFs {
     /// Commits wait for the chunks still in flight: allowed longer.
     fn commit_timeout(&self) -> Duration {
         self.shared.opts.timeout.saturating_mul(4)
+    }
+
+    /// The commit of `w`: a staged file may have all its bytes to hash and
+    /// send, so it gets time for that too, at a floor of 4 MiB/s.
+    fn commit_timeout_for(&self, w: &Writer) -> Duration {
+        self.commit_timeout() + Duration::from_secs(w.size() / (4 << 20))
     }
 }
 
@@ -1459,7 +1478,7 @@ impl fuser::Filesystem for BlobFs {
         };
         self.spawn(
             "flush",
-            self.commit_timeout(),
+            self.commit_timeout_for(&w),
             async move { s.commit(&w).await },
             empty_reply(reply),
         );
@@ -1497,7 +1516,7 @@ impl fuser::Filesystem for BlobFs {
         };
         self.spawn(
             "release",
-            self.commit_timeout(),
+            self.commit_timeout_for(&w),
             async move {
                 let res = s.commit(&w).await;
                 let path = w.path();

@@ -78,6 +78,21 @@ impl StagingArea {
         }))
     }
 
+    /// Removes this mount's directory: a mount that stops cleanly leaves
+    /// nothing behind. Staging files still open lose their data.
+    pub(super) fn remove(&self) {
+        match std::fs::remove_dir_all(&self.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "could not remove the staging directory")
+            }
+        }
+        let mut lock = self.dir.clone().into_os_string();
+        lock.push(".lock");
+        let _ = std::fs::remove_file(lock);
+    }
+
     /// This mount's directory.
     pub(super) fn dir(&self) -> &Path {
         &self.dir
@@ -126,6 +141,12 @@ impl StagingArea {
     fn release(&self, n: u64) {
         let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
         *used = used.saturating_sub(n);
+    }
+}
+
+impl Drop for StagingArea {
+    fn drop(&mut self) {
+        self.remove();
     }
 }
 
