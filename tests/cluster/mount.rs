@@ -1169,6 +1169,18 @@ async fn a_killed_mount_leaves_the_previous_version_and_no_staging_files() {
             .count();
         assert_eq!(dirs, 1, "only the running mount's directory");
         assert_eq!(sha256_hex(&read_all(&again.path("f.bin"))), sha256_hex(&v1));
+
+        // A mount that stops cleanly takes its staging directory with it.
+        let mut again = again;
+        let status = again.terminate(Duration::from_secs(15)).expect("exit");
+        assert!(status.success(), "{status}: {}", again.log_tail(20));
+        let left: Vec<_> = std::fs::read_dir(cache.path())
+            .expect("cache")
+            .flatten()
+            .map(|e| e.file_name())
+            .filter(|n| n != ".lock")
+            .collect();
+        assert!(left.is_empty(), "left after a clean stop: {left:?}");
     })
     .await;
 }
