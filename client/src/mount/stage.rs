@@ -287,6 +287,165 @@ impl StageFile {
     pub(super) fn handle(&self) -> Arc<File> {
         self.file.clone()
     }
+
+    /// Takes `n` bytes of the budget for a write about to be made.
+    fn reserve(&mut self, n: u64) -> Result<(), StageError> {
+        if !self.area.reserve(n) {
+            return Err(StageError::Full {
+                want: n,
+                used: self.area.used(),
+                capacity: self.area.capacity,
+            });
+        }
+        self.reserved += n;
+        Ok(())
+    }
+
+    /// A second handle on the file that writes around the page cache
+    /// (`O_DIRECT`), where the file system allows it.
+    fn open_direct(&self) -> std::io::Result<File> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(&self.path)
+    }
+}
+
+/// Bytes a [`Tee`] gathers before it writes them out: a multiple of any
+/// block size `O_DIRECT` asks for.
+const TEE_BLOCK: usize = 4 << 20;
+/// Alignment of a [`Tee`]'s buffers in memory (`O_DIRECT` needs it).
+const TEE_ALIGN: usize = 4096;
+
+/// A buffer of [`TEE_BLOCK`] bytes starting at a [`TEE_ALIGN`]ed address.
+struct AlignedBuf {
+    vec: Vec<u8>,
+    start: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    fn new() -> Self {
+        let vec = vec![0u8; TEE_BLOCK + TEE_ALIGN];
+        let start = (TEE_ALIGN - vec.as_ptr() as usize % TEE_ALIGN) % TEE_ALIGN;
+        Self { vec, start, len: 0 }
+    }
+
+    fn room(&self) -> usize {
+        TEE_BLOCK - self.len
+    }
+
+    fn push(&mut self, b: &[u8]) {
+        let at = self.start + self.len;
+        self.vec[at..at + b.len()].copy_from_slice(b);
+        self.len += b.len();
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.vec[self.start..self.start + self.len]
+    }
+}
+
+/// The local copy of a file being streamed, so that it can be staged at
+/// any point. Appended in [`TEE_BLOCK`]s written with `O_DIRECT`: filling
+/// the page cache with a copy nobody may ever read costs more CPU than the
+/// upload itself on a busy machine, and evicts what readers use.
+pub(super) struct Tee {
+    file: StageFile,
+    direct: Option<Arc<File>>,
+    /// Bytes from `buf_at` on, not written out yet.
+    buf: AlignedBuf,
+    spare: Option<AlignedBuf>,
+    buf_at: u64,
+}
+
+impl Tee {
+    pub(super) fn new(file: StageFile) -> Self {
+        let direct = match file.open_direct() {
+            Ok(f) => Some(Arc::new(f)),
+            Err(e) => {
+                tracing::debug!(error = %e, "no O_DIRECT for the write cache: local copies go through the page cache");
+                None
+            }
+        };
+        Self {
+            file,
+            direct,
+            buf: AlignedBuf::new(),
+            spare: None,
+            buf_at: 0,
+        }
+    }
+
+    /// Bytes copied so far.
+    pub(super) fn len(&self) -> u64 {
+        self.buf_at + self.buf.len as u64
+    }
+
+    /// Appends `data`; `Full` when the write cache cannot take it.
+    pub(super) async fn append(&mut self, mut data: &[u8]) -> Result<(), StageError> {
+        while !data.is_empty() {
+            let k = data.len().min(self.buf.room());
+            self.buf.push(&data[..k]);
+            data = &data[k..];
+            if self.buf.room() == 0 {
+                self.write_block().await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the full buffer out at `buf_at`.
+    async fn write_block(&mut self) -> Result<(), StageError> {
+        self.file.reserve(TEE_BLOCK as u64)?;
+        let spare = self.spare.take().unwrap_or_else(AlignedBuf::new);
+        let full = std::mem::replace(&mut self.buf, spare);
+        let (at, direct, file) = (self.buf_at, self.direct.clone(), self.file.handle());
+        let (res, mut full) = tokio::task::spawn_blocking(move || {
+            let res = match &direct {
+                Some(d) => d.write_all_at(full.bytes(), at),
+                None => file.write_all_at(full.bytes(), at),
+            };
+            (res, full)
+        })
+        .await
+        .map_err(|e| StageError::Io(std::io::Error::other(format!("staging I/O task: {e}"))))?;
+        full.len = 0;
+        self.spare = Some(full);
+        self.file.settle();
+        res.map_err(StageError::Io)?;
+        self.buf_at += TEE_BLOCK as u64;
+        Ok(())
+    }
+
+    /// The copy as a staging file, what was still buffered written out.
+    pub(super) async fn finish(mut self) -> Result<StageFile, StageError> {
+        if self.buf.len > 0 {
+            let tail = Bytes::copy_from_slice(self.buf.bytes());
+            self.file.write_at(self.buf_at, tail).await?;
+        }
+        Ok(self.file)
+    }
+
+    /// `len` bytes from `offset` of the copy (cut at its end).
+    pub(super) async fn read_at(&self, offset: u64, len: u64) -> std::io::Result<Bytes> {
+        let end = offset.saturating_add(len).min(self.len());
+        if end <= offset {
+            return Ok(Bytes::new());
+        }
+        let mut out = BytesMut::with_capacity((end - offset) as usize);
+        if offset < self.buf_at {
+            let to = end.min(self.buf_at);
+            out.extend_from_slice(&self.file.read_at(offset, to - offset).await?);
+        }
+        if end > self.buf_at {
+            let from = (offset.max(self.buf_at) - self.buf_at) as usize;
+            let to = (end - self.buf_at) as usize;
+            out.extend_from_slice(&self.buf.bytes()[from..to]);
+        }
+        Ok(out.freeze())
+    }
 }
 
 impl Drop for StageFile {
@@ -807,6 +966,40 @@ mod tests {
         assert_eq!(area.used(), 0);
         drop(f);
         assert_eq!(std::fs::read_dir(area.dir()).expect("dir").count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_tee_keeps_every_byte_across_blocks_and_hands_over_a_staging_file() {
+        let root = tempfile::tempdir().expect("tmp");
+        let area = StagingArea::open(root.path(), 64 << 20).expect("area");
+        let mut tee = Tee::new(area.create().expect("file"));
+        // Pieces of odd sizes across several blocks.
+        let data: Vec<u8> = (0..(TEE_BLOCK * 2 + 12_345))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        for piece in data.chunks(300_001) {
+            tee.append(piece).await.expect("append");
+        }
+        assert_eq!(tee.len(), data.len() as u64);
+        // Reads across the written part and the buffered tail.
+        let at = TEE_BLOCK * 2 - 10;
+        let got = tee.read_at(at as u64, 100).await.expect("read");
+        assert_eq!(&got[..], &data[at..at + 100]);
+        let f = tee.finish().await.expect("finish");
+        let all = f.read_at(0, data.len() as u64).await.expect("read");
+        assert!(all[..] == data[..]);
+        assert!(area.used() >= data.len() as u64);
+        drop(f);
+        assert_eq!(area.used(), 0);
+
+        // Over the budget: refused.
+        let small = StagingArea::open(root.path(), 1 << 20).expect("area");
+        let mut tee = Tee::new(small.create().expect("file"));
+        let err = tee
+            .append(&vec![1u8; TEE_BLOCK])
+            .await
+            .expect_err("a block over the budget");
+        assert!(matches!(err, StageError::Full { .. }), "{err}");
     }
 
     #[test]

@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 use tokio_util::io::StreamReader;
 
 use super::commit::{commit_pieces, BaseSource};
-use super::stage::{Layout, Segment, StageError, StageFile, StagingArea};
+use super::stage::{Layout, Segment, StageError, StageFile, StagingArea, Tee};
 use crate::{Client, Error, FileInfo, FileLocations, UploadOptions, UploadOutcome};
 
 /// Writes in the pipe to the upload (each up to the kernel's write size).
@@ -129,7 +129,7 @@ struct Stream {
     pending: BTreeMap<u64, Bytes>,
     pending_bytes: usize,
     /// A local copy of `0..end`, so the file can be staged at any point.
-    tee: Option<StageFile>,
+    tee: Option<Tee>,
     /// Why there is no local copy (`None`: not made yet).
     no_tee: Option<String>,
 }
@@ -600,12 +600,15 @@ impl Writer {
         let Mode::Stream(s) = &mut st.mode else {
             return Ok(());
         };
-        let Some(tee) = s.tee.take().or_else(|| {
+        let tee = match s.tee.take() {
+            Some(t) => Some(t.finish().await?),
             // Nothing sent yet: a fresh staging file will do.
-            (s.end == 0 && s.base == 0)
-                .then(|| self.staging.as_ref().and_then(|a| a.create().ok()))
-                .flatten()
-        }) else {
+            None if s.end == 0 && s.base == 0 => {
+                self.staging.as_ref().and_then(|a| a.create().ok())
+            }
+            None => None,
+        };
+        let Some(tee) = tee else {
             let why = s
                 .no_tee
                 .clone()
@@ -664,7 +667,7 @@ impl Writer {
                     s.no_tee = Some("an append to a committed version is not copied".into())
                 }
                 Some(area) => match area.create() {
-                    Ok(f) => s.tee = Some(f),
+                    Ok(f) => s.tee = Some(Tee::new(f)),
                     Err(e) => s.no_tee = Some(format!("creating a staging file: {e}")),
                 },
             }
@@ -719,7 +722,7 @@ impl Writer {
         };
         let copy = async {
             match s.tee.as_mut() {
-                Some(t) => t.write_at(at, data.clone()).await,
+                Some(t) => t.append(&data).await,
                 None => Ok(()),
             }
         };
