@@ -896,13 +896,30 @@ async fn truncate_appends_after_seeks_and_concurrent_writers() {
 
         // Appending after a seek back; then O_APPEND on the committed file.
         let p = m.path("h.bin");
-        let (a, b) = (random_bytes(3 * MIB, 23), random_bytes(MIB + 5, 24));
+        // Long enough that the local copy kept while streaming is partly
+        // written out, partly still in memory when the seek comes.
+        let (a, b) = (random_bytes(10 * MIB + 7, 23), random_bytes(MIB + 5, 24));
         let (a2, b2) = (a.clone(), b.clone());
         blocking(move || {
-            let mut f = std::fs::File::create(&p).expect("create");
+            let mut f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&p)
+                .expect("create");
             f.write_all(&a2).expect("write");
             f.seek(SeekFrom::Start(10)).expect("seek back");
             f.write_all(b"XY").expect("patch");
+            f.seek(SeekFrom::Start(5 * MIB as u64 + 3))
+                .expect("seek back");
+            f.write_all(b"MID").expect("patch the middle");
+            let mut back = vec![0u8; 2 * MIB];
+            f.seek(SeekFrom::Start(4 * MIB as u64)).expect("seek");
+            f.read_exact(&mut back).expect("read back");
+            assert!(back[..MIB + 3] == a2[4 * MIB..5 * MIB + 3]);
+            assert_eq!(&back[MIB + 3..MIB + 6], b"MID");
+            assert!(back[MIB + 6..] == a2[5 * MIB + 6..6 * MIB]);
             f.seek(SeekFrom::End(0)).expect("seek to the end");
             f.write_all(&b2).expect("append after the patch");
             drop(f);
@@ -916,6 +933,7 @@ async fn truncate_appends_after_seeks_and_concurrent_writers() {
         .expect("writer");
         let mut want = a;
         want[10..12].copy_from_slice(b"XY");
+        want[5 * MIB + 3..5 * MIB + 6].copy_from_slice(b"MID");
         want.extend_from_slice(&b);
         want.extend_from_slice(b"end");
         assert!(
