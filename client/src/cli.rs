@@ -178,7 +178,7 @@ enum Command {
 struct MountArgs {
     /// Bucket to mount
     bucket: String,
-    /// An existing empty directory
+    /// An existing empty directory (see --nonempty)
     mountpoint: PathBuf,
     /// Detach and run in the background once mounted (logs to --log-file)
     #[arg(short, long)]
@@ -213,14 +213,25 @@ struct MountArgs {
     /// Refuse every change (EROFS)
     #[arg(long)]
     read_only: bool,
+    /// Where files written out of order are staged (default: ~/.cache/blobctl/mount)
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Most bytes staged at once, all files together; 0 turns staging off
+    #[arg(long, default_value = "16GiB", value_parser = parse_size)]
+    write_cache_size: u64,
+    /// Mount over a directory that is not empty (its entries are hidden while mounted)
+    #[arg(long)]
+    nonempty: bool,
 }
 
 const MOUNT_AFTER_HELP: &str = "\
-Files are read with read-ahead for sequential readers and written as a
-stream that is committed on close or fsync: other readers see the old
-version or the new one, never a part. Writes go front to back; writing
-into bytes already written fails with EOPNOTSUPP. A stopped cluster gives
-EIO after --timeout.
+Files are read with read-ahead for sequential readers. A file written front
+to back streams into the store; any other writer (a muxer patching its
+header, an edit in place, truncate) is staged in --cache-dir and only the
+chunks that changed are sent. Either way the file is committed on close or
+fsync: other readers see the old version or the new one, never a part. A
+write the write cache has no room for fails with ENOSPC, and that open then
+commits nothing. A stopped cluster gives EIO after --timeout.
 
 Unmount with `fusermount3 -u MOUNTPOINT`, or SIGTERM/Ctrl-C to blobctl.";
 
@@ -444,6 +455,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 },
                 allow_other: m.allow_other,
                 read_only: m.read_only,
+                cache_dir: m
+                    .cache_dir
+                    .clone()
+                    .unwrap_or_else(crate::mount::default_cache_dir),
+                write_cache_bytes: m.write_cache_size,
+                nonempty: m.nonempty,
             };
             crate::mount::run(client, &m.bucket, &m.mountpoint, opts).await?;
         }

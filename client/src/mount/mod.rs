@@ -3,24 +3,34 @@
 //! Every FUSE request is answered from a task on the tokio runtime, so a
 //! slow chunk fetch never holds up a `stat` or another file's read, and
 //! every task is bounded by a timeout: a dead cluster gives `EIO`, never a
-//! hung process. Reads are in [`read`], writes in [`write`], the inode table
-//! and metadata cache in [`inodes`].
+//! hung process. Reads are in [`read`], writes in [`write`] (staged ones in
+//! [`stage`] and [`commit`]), the inode table and metadata cache in
+//! [`inodes`].
 //!
 //! What it maps: files are files, directories are path prefixes (and
 //! `mkdir` writes the empty marker `DIR/` that S3 tools use), `rename` of a
 //! file is the namenode's atomic rename (replacing the target), `unlink`
-//! deletes, `statfs` sums the datanodes. What it refuses: writes into bytes
-//! already written (`EOPNOTSUPP`), truncation to anything but 0 or the
-//! current size, links, special files.
+//! deletes, `statfs` sums the datanodes. Any writer works: front to back
+//! streams, anything else (seeks back, in-place edits, truncation to any
+//! size) is staged locally within `--write-cache-size` and committed on
+//! close, sending only the chunks that changed. A file open for writing
+//! here reads as written so far, through this mount. What it refuses:
+//! links, special files, and a write the write cache has no room for
+//! (`ENOSPC`; that open then commits nothing).
+//!
+//! What it must never do: make part of a write visible before its commit,
+//! drop a write without an error, or block the FUSE thread on the network.
 
+mod commit;
 mod inodes;
 mod read;
+mod stage;
 mod write;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -36,7 +46,8 @@ use fuser::{
 
 use self::inodes::{join, parent_of, Inodes, Kind, MetaCache, ROOT};
 use self::read::{ChunkCache, Reader};
-use self::write::{WriteError, Writer};
+use self::stage::StagingArea;
+use self::write::{Opened, WriteError, Writer};
 use crate::{Client, Error, ListFilesQuery, UploadOptions};
 
 /// How a mount behaves.
@@ -60,6 +71,25 @@ pub struct MountOptions {
     pub allow_other: bool,
     /// Refuse every change with `EROFS`.
     pub read_only: bool,
+    /// Where files written out of order are staged (a directory per running
+    /// mount is made below it; what a killed mount left is removed when
+    /// the next one starts).
+    pub cache_dir: PathBuf,
+    /// Most bytes staged at once, all files together; 0 turns staging off
+    /// (then only front-to-back writes and appends work). A write that
+    /// needs more fails with `ENOSPC`.
+    pub write_cache_bytes: u64,
+    /// Mount over a directory that is not empty (its entries are hidden
+    /// while mounted).
+    pub nonempty: bool,
+}
+
+/// The default `--cache-dir`: `~/.cache/blobctl/mount`.
+pub fn default_cache_dir() -> PathBuf {
+    dirs::cache_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("blobctl")
+        .join("mount")
 }
 
 impl Default for MountOptions {
@@ -75,6 +105,9 @@ impl Default for MountOptions {
             },
             allow_other: false,
             read_only: false,
+            cache_dir: default_cache_dir(),
+            write_cache_bytes: 16 << 30,
+            nonempty: false,
         }
     }
 }
@@ -95,6 +128,16 @@ pub async fn run(
     if !meta.is_dir() {
         bail!("mount point {} is not a directory", mountpoint.display());
     }
+    let has_entries = std::fs::read_dir(mountpoint)
+        .with_context(|| format!("reading the mount point {}", mountpoint.display()))?
+        .next()
+        .is_some();
+    if has_entries && !opts.nonempty {
+        bail!(
+            "mount point {} is not empty (its files would be hidden); use an empty directory, or --nonempty",
+            mountpoint.display()
+        );
+    }
     // Network waits bounded by the mount's timeout.
     let mut cfg = client.config().clone();
     cfg.connect_timeout = cfg.connect_timeout.min(opts.timeout);
@@ -109,7 +152,17 @@ pub async fn run(
         bail!("no such bucket: {bucket}");
     }
 
-    let fs = BlobFs::new(client, bucket.to_string(), opts.clone())?;
+    let staging = if opts.write_cache_bytes > 0 && !opts.read_only {
+        Some(StagingArea::open(&opts.cache_dir, opts.write_cache_bytes)?)
+    } else {
+        None
+    };
+    if let Some(area) = &staging {
+        tracing::info!(dir = %area.dir().display(), bytes = opts.write_cache_bytes, "write cache");
+    }
+    // However this function ends, the staging directory goes with it.
+    let _staging_dir = StagingCleanup(staging.clone());
+    let fs = BlobFs::new(client, bucket.to_string(), opts.clone(), staging)?;
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         fuser::MountOption::FSName(format!("blob:{bucket}")),
@@ -186,6 +239,17 @@ pub async fn run(
     Ok(())
 }
 
+/// Removes a mount's staging directory when dropped.
+struct StagingCleanup(Option<Arc<StagingArea>>);
+
+impl Drop for StagingCleanup {
+    fn drop(&mut self) {
+        if let Some(area) = &self.0 {
+            area.remove();
+        }
+    }
+}
+
 /// Kernel read-ahead for the mount. Files are opened for direct I/O, so it
 /// only serves mmap readers (the page cache); for those the kernel's
 /// default for a FUSE mount, 128 KiB, keeps one small read in flight.
@@ -246,6 +310,9 @@ fn unescape_mountinfo(s: &str) -> String {
 enum Handle {
     Read(Arc<Reader>),
     Write(Arc<Writer>),
+    /// Opened for reading while this mount writes the file: reads what was
+    /// written so far (muxers read back what they wrote).
+    Live(Arc<Writer>),
     Dir(Arc<tokio::sync::Mutex<DirList>>),
 }
 
@@ -276,6 +343,13 @@ struct Shared {
     next_fh: AtomicU64,
     /// Files open for writing, by path (their size while written).
     writers: Mutex<HashMap<String, Arc<Writer>>>,
+    /// Where out-of-order writes are staged (`None`: off).
+    staging: Option<Arc<StagingArea>>,
+    /// Directories that existed only through their files until this mount
+    /// removed or moved those: they stay (empty) directories, as on a local
+    /// file system, until removed or for [`EMPTIED_TTL`], so `rm -r` can
+    /// remove them last.
+    emptied: Mutex<HashMap<String, std::time::Instant>>,
     chunks: Arc<ChunkCache>,
     statfs: Mutex<Option<(std::time::Instant, StatFs)>>,
     /// Directories (which have no times of their own) show this.
@@ -297,8 +371,17 @@ struct BlobFs {
 /// Block size reported to `stat` (programs size their buffers by it).
 const BLKSIZE: u32 = 1 << 20;
 
+/// How long a directory emptied through this mount stays (see
+/// `Shared::emptied`).
+const EMPTIED_TTL: Duration = Duration::from_secs(300);
+
 impl BlobFs {
-    fn new(client: Client, bucket: String, opts: MountOptions) -> anyhow::Result<Self> {
+    fn new(
+        client: Client,
+        bucket: String,
+        opts: MountOptions,
+        staging: Option<Arc<StagingArea>>,
+    ) -> anyhow::Result<Self> {
         let rt = tokio::runtime::Handle::try_current().context("no async runtime")?;
         let chunks = Arc::new(ChunkCache::new(opts.cache_bytes, opts.upload.chunk_size));
         let (uid, gid) = current_ids();
@@ -315,6 +398,8 @@ impl BlobFs {
                 handles: Mutex::new(HashMap::new()),
                 next_fh: AtomicU64::new(1),
                 writers: Mutex::new(HashMap::new()),
+                staging,
+                emptied: Mutex::new(HashMap::new()),
                 chunks,
                 statfs: Mutex::new(None),
                 mounted_ms: blob_common::now_ms(),
@@ -350,6 +435,12 @@ impl BlobFs {
     fn commit_timeout(&self) -> Duration {
         self.shared.opts.timeout.saturating_mul(4)
     }
+
+    /// The commit of `w`: a staged file may have all its bytes to hash and
+    /// send, so it gets time for that too, at a floor of 4 MiB/s.
+    fn commit_timeout_for(&self, w: &Writer) -> Duration {
+        self.commit_timeout() + Duration::from_secs(w.size() / (4 << 20))
+    }
 }
 
 fn current_ids() -> (u32, u32) {
@@ -380,6 +471,10 @@ fn write_errno(op: &str, path: &str, e: WriteError) -> Errno {
         WriteError::Unsupported(why) => {
             tracing::warn!(op, path, %why, "EOPNOTSUPP");
             Errno::EOPNOTSUPP
+        }
+        WriteError::NoSpace(why) => {
+            tracing::warn!(op, path, %why, "ENOSPC");
+            Errno::ENOSPC
         }
         WriteError::Failed(why) => {
             tracing::warn!(op, path, error = %why, "EIO");
@@ -466,6 +561,37 @@ impl Shared {
         }
     }
 
+    /// The writer behind a handle that reads through one (opened for
+    /// writing, or for reading while written here).
+    fn handle_written(&self, fh: u64) -> Option<Arc<Writer>> {
+        match self
+            .handles
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&fh)
+        {
+            Some(Handle::Write(w) | Handle::Live(w)) => Some(w.clone()),
+            _ => None,
+        }
+    }
+
+    /// A writer for `path`, registered as the one whose size `stat` shows.
+    fn new_writer(&self, path: &str, opened: Opened) -> Arc<Writer> {
+        let w = Arc::new(Writer::new(
+            self.client.clone(),
+            self.bucket.clone(),
+            path.to_string(),
+            self.opts.upload.clone(),
+            self.staging.clone(),
+            opened,
+        ));
+        self.writers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(path.to_string(), w.clone());
+        w
+    }
+
     fn add_handle(&self, h: Handle) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         self.handles
@@ -538,12 +664,15 @@ impl Shared {
                 mtime_ms: blob_common::now_ms(),
             }));
         }
-        if let Some(k) = self
+        let cached = self
             .meta
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(path)
-        {
+            .get(path);
+        if let Some(k) = cached {
+            if k.is_none() && self.was_emptied(path) {
+                return Ok(Some(Kind::Dir));
+            }
             return Ok(k);
         }
         let below = ListFilesQuery {
@@ -569,7 +698,39 @@ impl Shared {
             Err(e) => return Err(errno("lookup", path, &e)),
         };
         self.cache(path, kind);
+        if kind.is_none() && self.was_emptied(path) {
+            return Ok(Some(Kind::Dir));
+        }
         Ok(kind)
+    }
+
+    /// The directories above `path` may have lost their last file.
+    fn note_emptied(&self, path: &str) {
+        let now = std::time::Instant::now();
+        let mut e = self.emptied.lock().unwrap_or_else(|p| p.into_inner());
+        e.retain(|_, at| at.elapsed() < EMPTIED_TTL);
+        let mut dir = parent_of(path);
+        while !dir.is_empty() {
+            e.insert(dir.to_string(), now);
+            dir = parent_of(dir);
+        }
+    }
+
+    fn was_emptied(&self, dir: &str) -> bool {
+        self.emptied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(dir)
+            .is_some_and(|at| at.elapsed() < EMPTIED_TTL)
+    }
+
+    /// `dir` was removed: it and what was below it are gone for good.
+    fn forget_emptied(&self, dir: &str) {
+        let below = format!("{dir}/");
+        self.emptied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|p, _| p != dir && !p.starts_with(&below));
     }
 
     /// Files (and the directory marker) below `path`, any depth.
@@ -722,6 +883,45 @@ impl Shared {
             .collect()
     }
 
+    /// `truncate(2)` of a file no handle here writes: a version of `size`
+    /// bytes is committed (stored chunks kept where they still fit).
+    async fn truncate_closed(&self, path: &str, size: u64) -> Result<(), Errno> {
+        let current = match self.resolve(path).await? {
+            Some(Kind::File { size, .. }) => size,
+            Some(Kind::Dir) => return Err(Errno::EISDIR),
+            None => return Err(Errno::ENOENT),
+        };
+        if size == current {
+            return Ok(());
+        }
+        if size == 0 {
+            self.put_empty(path).await?;
+            self.invalidate(path);
+            return Ok(());
+        }
+        if self.staging.is_none() {
+            tracing::warn!(%path, size, current, "truncation to a size other than 0 with the write cache off: EOPNOTSUPP");
+            return Err(Errno::EOPNOTSUPP);
+        }
+        let locs = self
+            .client
+            .locations(&self.bucket, path)
+            .await
+            .map_err(|e| errno("truncate", path, &e))?;
+        let w = Arc::new(Writer::new(
+            self.client.clone(),
+            self.bucket.clone(),
+            path.to_string(),
+            self.opts.upload.clone(),
+            self.staging.clone(),
+            Opened::Existing(Arc::new(locs)),
+        ));
+        w.truncate(size)
+            .await
+            .map_err(|e| write_errno("truncate", path, e))?;
+        self.commit(&w).await
+    }
+
     /// Commits a writer and updates the caches; `EIO`/`EOPNOTSUPP` on
     /// failure.
     async fn commit(&self, w: &Arc<Writer>) -> Result<(), Errno> {
@@ -844,26 +1044,13 @@ impl fuser::Filesystem for BlobFs {
                     if read_only {
                         return Err(Errno::EROFS);
                     }
-                    let current = match &writer {
-                        Some(w) => w.size(),
-                        None => match s.resolve(&path).await? {
-                            Some(Kind::File { size, .. }) => size,
-                            Some(Kind::Dir) => return Err(Errno::EISDIR),
-                            None => return Err(Errno::ENOENT),
-                        },
-                    };
-                    if size != current {
-                        if size != 0 {
-                            tracing::warn!(%path, size, current, "truncation to a size other than 0: EOPNOTSUPP");
-                            return Err(Errno::EOPNOTSUPP);
-                        }
-                        match &writer {
-                            Some(w) => w.truncate().await,
-                            None => {
-                                s.put_empty(&path).await?;
-                                s.invalidate(&path);
-                            }
-                        }
+                    match &writer {
+                        Some(w) if size != w.size() => w
+                            .truncate(size)
+                            .await
+                            .map_err(|e| write_errno("truncate", &path, e))?,
+                        Some(_) => {}
+                        None => s.truncate_closed(&path, size).await?,
                     }
                 }
                 let kind = s.resolve(&path).await?.ok_or(Errno::ENOENT)?;
@@ -936,6 +1123,7 @@ impl fuser::Filesystem for BlobFs {
                 };
                 let res = s.client.delete_file(&s.bucket, &path).await;
                 s.invalidate(&path);
+                s.note_emptied(&path);
                 match res {
                     Ok(()) => Ok(()),
                     Err(e) if e.is_not_found() && was_new => Ok(()),
@@ -959,13 +1147,19 @@ impl fuser::Filesystem for BlobFs {
                 match s.resolve(&path).await? {
                     Some(Kind::Dir) => {}
                     Some(Kind::File { .. }) => return Err(Errno::ENOTDIR),
-                    None => return Err(Errno::ENOENT),
+                    // The kernel still knew it: a directory that existed
+                    // only through its files, gone with the last of them.
+                    None => {
+                        s.invalidate(&path);
+                        return Ok(());
+                    }
                 }
                 if s.dir_has_entries(&path).await? {
                     return Err(Errno::ENOTEMPTY);
                 }
                 let res = s.client.delete_file(&s.bucket, &format!("{path}/")).await;
                 s.invalidate(&path);
+                s.forget_emptied(&path);
                 match res {
                     Ok(()) => Ok(()),
                     Err(e) if e.is_not_found() => Ok(()),
@@ -1058,6 +1252,8 @@ impl fuser::Filesystem for BlobFs {
                 }
                 s.invalidate(&from);
                 s.invalidate(&to);
+                s.note_emptied(&from);
+                s.forget_emptied(&from);
                 s.inodes
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -1081,24 +1277,27 @@ impl fuser::Filesystem for BlobFs {
             async move {
                 let path = s.path_of(ino.0)?;
                 if write {
-                    let existing = match s.resolve(&path).await? {
-                        Some(Kind::File { size, .. }) => Some(size),
+                    let opened = match s.resolve(&path).await? {
                         Some(Kind::Dir) => return Err(Errno::EISDIR),
-                        None => None,
+                        None => Opened::New,
+                        Some(Kind::File { .. }) if truncate => Opened::Truncated,
+                        // Kept as it is: its committed version is the base.
+                        Some(Kind::File { .. }) => {
+                            match s.client.locations(&s.bucket, &path).await {
+                                Ok(l) => Opened::Existing(Arc::new(l)),
+                                // Being created here, nothing committed yet.
+                                Err(e) if e.is_not_found() => Opened::New,
+                                Err(e) => return Err(errno("open", &path, &e)),
+                            }
+                        }
                     };
-                    let w = Arc::new(Writer::new(
-                        s.client.clone(),
-                        s.bucket.clone(),
-                        path.clone(),
-                        s.opts.upload.clone(),
-                        existing,
-                        truncate,
-                    ));
-                    s.writers
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(path, w.clone());
+                    let w = s.new_writer(&path, opened);
                     return Ok(s.add_handle(Handle::Write(w)));
+                }
+                if let Some(w) = s.writer(&path) {
+                    if w.readable().await {
+                        return Ok(s.add_handle(Handle::Live(w)));
+                    }
                 }
                 let reader = match s.client.locations(&s.bucket, &path).await {
                     Ok(l) => Reader::new(Arc::new(l)),
@@ -1144,18 +1343,7 @@ impl fuser::Filesystem for BlobFs {
         if blob_common::names::validate_path(&path).is_err() {
             return reply.error(Errno::EINVAL);
         }
-        let w = Arc::new(Writer::new(
-            s.client.clone(),
-            s.bucket.clone(),
-            path.clone(),
-            s.opts.upload.clone(),
-            None,
-            true,
-        ));
-        s.writers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(path.clone(), w.clone());
+        let w = s.new_writer(&path, Opened::New);
         s.invalidate(&path);
         let fh = s.add_handle(Handle::Write(w));
         let ino = s.remember(&path);
@@ -1188,12 +1376,23 @@ impl fuser::Filesystem for BlobFs {
     ) {
         let s = self.shared.clone();
         let Some(reader) = s.handle_reader(fh.0) else {
-            // Reading a file open for writing is not supported.
-            return reply.error(if s.handle_writer(fh.0).is_some() {
-                Errno::EOPNOTSUPP
-            } else {
-                Errno::EBADF
-            });
+            // A file being written here: what was written so far.
+            let Some(w) = s.handle_written(fh.0) else {
+                return reply.error(Errno::EBADF);
+            };
+            return self.spawn(
+                "read",
+                self.timeout(),
+                async move {
+                    w.read(offset, u64::from(size))
+                        .await
+                        .map_err(|e| write_errno("read", &w.path(), e))
+                },
+                move |r: Result<Bytes, Errno>| match r {
+                    Ok(b) => reply.data(&b),
+                    Err(e) => reply.error(e),
+                },
+            );
         };
         // A sequential reader's next bytes are usually fetched already:
         // answered right here, without a task.
@@ -1279,7 +1478,7 @@ impl fuser::Filesystem for BlobFs {
         };
         self.spawn(
             "flush",
-            self.commit_timeout(),
+            self.commit_timeout_for(&w),
             async move { s.commit(&w).await },
             empty_reply(reply),
         );
@@ -1317,7 +1516,7 @@ impl fuser::Filesystem for BlobFs {
         };
         self.spawn(
             "release",
-            self.commit_timeout(),
+            self.commit_timeout_for(&w),
             async move {
                 let res = s.commit(&w).await;
                 let path = w.path();

@@ -1,61 +1,157 @@
-//! Writes through the mount: bytes stream into a background upload as the
-//! writer produces them (memory bounded by a short pipe plus the upload's
-//! chunks in flight), and the upload commits on `close` or `fsync`, so other
-//! readers see the old version or the new one, never a part.
+//! Writes through the mount. A file written front to back streams: bytes go
+//! into a background upload as the writer produces them (memory bounded by
+//! a short pipe plus the upload's chunks in flight), and the upload commits
+//! on `close` or `fsync`, so other readers see the old version or the new
+//! one, never a part.
 //!
-//! Files are written front to back. Writes that arrive slightly out of
-//! order (several threads, or the kernel's own concurrency) are held until
+//! Any other writer is staged ([`super::stage`]): the first write before
+//! the end (a muxer patching its header), a truncation to a size other
+//! than 0, or an open of an existing file without `O_TRUNC` backs that open
+//! file with a local staging file. A streamed file keeps a local copy of
+//! what it sent (within `--write-cache-size`) so that it can switch at any
+//! point; its upload is then parked, still holding the chunks it stored,
+//! so the staged commit finds them already stored and sends only what
+//! changed. An existing file is staged chunk by chunk: a chunk is copied
+//! locally only when written into, and the commit keeps every other chunk
+//! by id, so a 4 KiB edit of a 10 GiB file sends one chunk.
+//!
+//! Every write lands or fails loudly: a write that cannot be staged (the
+//! write cache is full or off) fails with `ENOSPC`, an upload error with
+//! `EIO`, and after either the open commits nothing (close and fsync fail
+//! with `EIO`; the previous version stays). Writes that arrive slightly out
+//! of order (several threads, the kernel's own concurrency) are held until
 //! the gap fills; a write past the end leaves a hole of zeros, as POSIX
-//! says; a write into bytes already sent is refused with `EOPNOTSUPP`, and
-//! then nothing of that open is committed (close fails with `EIO`).
-//! Writing on after a commit (a second `fsync`, or an existing file opened
-//! without `O_TRUNC`) starts a new version that begins with the committed
-//! bytes: its full chunks are already stored, so only the tail moves again.
+//! says.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::io::StreamReader;
 
-use crate::{Client, Error, FileInfo, UploadOptions, UploadOutcome};
+use super::commit::{commit_pieces, BaseSource};
+use super::stage::{Layout, Segment, StageError, StageFile, StagingArea, Tee};
+use crate::{Client, Error, FileInfo, FileLocations, UploadOptions, UploadOutcome};
 
 /// Writes in the pipe to the upload (each up to the kernel's write size).
 const PIPE_DEPTH: usize = 16;
 /// Out-of-order bytes held before the gap is taken for a hole.
 const MAX_PENDING: usize = 32 << 20;
+/// Longest a staged commit waits for a parked upload to finish storing the
+/// chunks it was given (they are then not sent again).
+const PARKED_WAIT: Duration = Duration::from_secs(30);
 static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
 
 /// Why a write or commit failed, for the errno.
 #[derive(Debug)]
 pub(super) enum WriteError {
-    /// Not something this mount does (`EOPNOTSUPP`); the reason is logged.
+    /// Not something this open file can do (`EOPNOTSUPP`).
     Unsupported(String),
-    /// The upload failed (`EIO`); the cause is logged.
+    /// The write needs the staging area and it has no room, or is off
+    /// (`ENOSPC`).
+    NoSpace(String),
+    /// The upload or the staging file failed (`EIO`).
     Failed(String),
 }
 
-struct Running {
-    tx: mpsc::Sender<Bytes>,
-    task: JoinHandle<Result<UploadOutcome, Error>>,
+impl WriteError {
+    fn message(&self) -> &str {
+        match self {
+            WriteError::Unsupported(m) | WriteError::NoSpace(m) | WriteError::Failed(m) => m,
+        }
+    }
 }
 
+impl From<StageError> for WriteError {
+    fn from(e: StageError) -> Self {
+        match e {
+            StageError::Full { .. } => WriteError::NoSpace(e.to_string()),
+            StageError::Io(_) => WriteError::Failed(e.to_string()),
+        }
+    }
+}
+
+/// How a file was opened for writing.
+pub(super) enum Opened {
+    /// Created by this open.
+    New,
+    /// An existing file, truncated to 0 by the open.
+    Truncated,
+    /// An existing file kept as it is: this version.
+    Existing(Arc<FileLocations>),
+}
+
+/// A running upload fed through a pipe.
+struct Running {
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
+    task: JoinHandle<Result<UploadOutcome, Error>>,
+    /// Bytes the upload has stored (or found stored) so far.
+    done: watch::Receiver<u64>,
+}
+
+impl Running {
+    /// Ends the upload without a commit: its session is aborted, so the
+    /// chunks it holds are released (a commit that took them holds its
+    /// own references by then).
+    fn stop(self, why: &'static str) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.task.abort();
+            return;
+        };
+        rt.spawn(async move {
+            let _ = self.tx.send(Err(std::io::Error::other(why))).await;
+            match self.task.await {
+                Ok(Err(e)) => tracing::debug!(error = %e, why, "upload stopped"),
+                Ok(Ok(_)) => tracing::warn!(why, "an upload meant to stop committed"),
+                Err(_) => {}
+            }
+        });
+    }
+}
+
+/// A file streamed front to back.
 #[derive(Default)]
-struct State {
+struct Stream {
     upload: Option<Running>,
-    /// Bytes of the committed version the next upload starts with.
+    /// Bytes of the committed version the upload starts with (appending to
+    /// an existing file with staging off).
     base: u64,
     /// The file's size as written so far.
     end: u64,
     /// Writes past `end`, by offset, waiting for the gap to fill.
     pending: BTreeMap<u64, Bytes>,
     pending_bytes: usize,
+    /// A local copy of `0..end`, so the file can be staged at any point.
+    tee: Option<Tee>,
+    /// Why there is no local copy (`None`: not made yet).
+    no_tee: Option<String>,
+}
+
+/// A file backed by a staging file.
+struct Staged {
+    layout: Layout,
+    file: Option<StageFile>,
+    base: BaseSource,
+    /// The upload the file was streaming into before it was staged: kept
+    /// (without a commit) until the staged commit, so the chunks it stored
+    /// stay in the bucket and are not sent again.
+    parked: Option<(Running, u64)>,
+}
+
+enum Mode {
+    Stream(Stream),
+    Staged(Staged),
+}
+
+struct State {
+    mode: Mode,
     /// Changes not committed yet.
     dirty: bool,
     /// A failure; every later write and commit reports it.
@@ -68,6 +164,7 @@ pub(super) struct Writer {
     bucket: String,
     path: std::sync::Mutex<String>,
     opts: UploadOptions,
+    staging: Option<Arc<StagingArea>>,
     state: tokio::sync::Mutex<State>,
     /// Size as written so far (for `stat` while writing).
     size: AtomicU64,
@@ -78,31 +175,52 @@ pub(super) struct Writer {
 }
 
 impl Writer {
-    /// A writer for `path`. `existing` is the size of the committed version
-    /// kept as the start of the file (0 for a new or truncated file); a new
-    /// or truncated file is committed on close even if nothing is written.
+    /// A writer for `path`, opened as `opened`; with `staging`, any writer
+    /// is taken (else only front-to-back writes and appends). A new or
+    /// truncated file is committed on close even if nothing is written.
     pub(super) fn new(
         client: Client,
         bucket: String,
         path: String,
         opts: UploadOptions,
-        existing: Option<u64>,
-        truncate: bool,
+        staging: Option<Arc<StagingArea>>,
+        opened: Opened,
     ) -> Self {
-        let base = if truncate { 0 } else { existing.unwrap_or(0) };
+        let (mode, size, new_file, dirty) = match opened {
+            Opened::New => (Mode::Stream(Stream::default()), 0, true, true),
+            Opened::Truncated => (Mode::Stream(Stream::default()), 0, false, true),
+            Opened::Existing(locs) => {
+                let size = locs.file.size;
+                let mode = if staging.is_some() {
+                    Mode::Staged(Staged {
+                        layout: Layout::stored(locs.chunks.iter().map(|c| (c.id, c.size))),
+                        file: None,
+                        base: BaseSource::new(Some(locs)),
+                        parked: None,
+                    })
+                } else {
+                    Mode::Stream(Stream {
+                        base: size,
+                        end: size,
+                        ..Stream::default()
+                    })
+                };
+                (mode, size, false, false)
+            }
+        };
         Self {
             client,
             bucket,
             path: std::sync::Mutex::new(path),
             opts,
+            staging,
             state: tokio::sync::Mutex::new(State {
-                base,
-                end: base,
-                dirty: truncate || existing.is_none(),
-                ..State::default()
+                mode,
+                dirty,
+                failed: None,
             }),
-            size: AtomicU64::new(base),
-            new_file: AtomicBool::new(existing.is_none()),
+            size: AtomicU64::new(size),
+            new_file: AtomicBool::new(new_file),
             discarded: AtomicBool::new(false),
         }
     }
@@ -124,15 +242,25 @@ impl Writer {
         self.new_file.load(Ordering::Relaxed)
     }
 
+    fn chunk_size(&self) -> u64 {
+        self.opts.chunk_size.max(1)
+    }
+
+    /// Whether [`Writer::read`] can serve what was written so far.
+    pub(super) async fn readable(&self) -> bool {
+        match &self.state.lock().await.mode {
+            Mode::Stream(s) => s.tee.is_some() || (s.end == 0 && s.base == 0),
+            Mode::Staged(_) => true,
+        }
+    }
+
     /// The file was unlinked: drop what was written, commit nothing.
     pub(super) async fn discard(&self) {
         self.discarded.store(true, Ordering::Relaxed);
         let mut st = self.state.lock().await;
-        if let Some(r) = st.upload.take() {
-            r.task.abort();
-        }
+        stop_uploads(&mut st.mode, "the file was unlinked");
+        st.mode = Mode::Stream(Stream::default());
         st.dirty = false;
-        st.pending.clear();
     }
 
     /// Writes `data` at `offset`.
@@ -144,35 +272,133 @@ impl Writer {
         if data.is_empty() {
             return Ok(());
         }
-        if offset < st.end {
-            // Refused, and the file is not committed either: without this
-            // write its content is not what the writer meant (an MP4 whose
-            // header was never patched, say). Close then fails with EIO and
-            // the previous version, if any, stays.
-            let why = format!(
-                "write of {} bytes at offset {offset}, before the end ({} bytes): files are written front to back",
-                data.len(),
-                st.end
-            );
-            st.failed = Some(format!("an earlier write was refused: {why}"));
-            if let Some(r) = st.upload.take() {
-                r.task.abort();
-            }
-            return Err(WriteError::Unsupported(why));
+        let res = self.write_at(&mut st, offset, data).await;
+        if let Err(e) = &res {
+            self.fail(&mut st, e.message().to_string());
         }
-        if offset > st.end {
-            st.pending_bytes += data.len();
-            if let Some(old) = st.pending.insert(offset, data) {
-                st.pending_bytes -= old.len();
+        res
+    }
+
+    async fn write_at(&self, st: &mut State, offset: u64, data: Bytes) -> Result<(), WriteError> {
+        st.dirty = true;
+        let Mode::Stream(s) = &mut st.mode else {
+            return self.staged_write(st, offset, data).await;
+        };
+        if offset < s.end {
+            tracing::info!(path = %self.path(), offset, end = s.end, "a write before the end: the file is staged from here on");
+            self.to_staged(st).await?;
+            return self.staged_write(st, offset, data).await;
+        }
+        if offset > s.end {
+            s.pending_bytes += data.len();
+            if let Some(old) = s.pending.insert(offset, data) {
+                s.pending_bytes -= old.len();
             }
-            if st.pending_bytes > MAX_PENDING {
+            if s.pending_bytes > MAX_PENDING {
                 // Too much is held out of order: the gaps are holes.
-                self.drain_pending(&mut st, true).await?;
+                return self.drain_pending(st, true).await;
             }
             return Ok(());
         }
-        self.push(&mut st, data).await?;
-        self.drain_pending(&mut st, false).await
+        self.push(s, data).await?;
+        self.drain_pending(st, false).await
+    }
+
+    /// Truncates (or extends) the file to `len` bytes.
+    pub(super) async fn truncate(&self, len: u64) -> Result<(), WriteError> {
+        let mut st = self.state.lock().await;
+        if let Some(e) = &st.failed {
+            return Err(WriteError::Failed(e.clone()));
+        }
+        let res = self.truncate_to(&mut st, len).await;
+        if let Err(e) = &res {
+            self.fail(&mut st, e.message().to_string());
+        }
+        res
+    }
+
+    async fn truncate_to(&self, st: &mut State, len: u64) -> Result<(), WriteError> {
+        if let Mode::Stream(s) = &mut st.mode {
+            if len == 0 {
+                // Whatever was sent is dropped: a new, empty version.
+                stop_uploads(&mut st.mode, "the file was truncated");
+                st.mode = Mode::Stream(Stream::default());
+                st.dirty = true;
+                self.size.store(0, Ordering::Relaxed);
+                return Ok(());
+            }
+            if len == s.end && s.pending.is_empty() {
+                return Ok(());
+            }
+            tracing::info!(path = %self.path(), len, end = s.end, "a truncation: the file is staged from here on");
+            self.to_staged(st).await?;
+        }
+        let chunk_size = self.chunk_size();
+        let path = self.path();
+        let Mode::Staged(g) = &mut st.mode else {
+            return Err(WriteError::Failed("not staged".into()));
+        };
+        if let Some(i) = g.layout.cut_by(len) {
+            self.copy_local(g, &path, i, true).await?;
+        }
+        if len > g.layout.size() {
+            let size = g.layout.size();
+            for (i, fetch) in g.layout.to_copy(size, len, chunk_size) {
+                self.copy_local(g, &path, i, fetch).await?;
+            }
+        }
+        g.layout.truncate(len);
+        self.stage_file(g)?.set_len(len).await?;
+        st.dirty = true;
+        self.size.store(len, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Up to `len` bytes from `offset`, as written so far.
+    pub(super) async fn read(&self, offset: u64, len: u64) -> Result<Bytes, WriteError> {
+        let mut st = self.state.lock().await;
+        let path = self.path();
+        match &mut st.mode {
+            Mode::Stream(s) => {
+                let end = offset.saturating_add(len).min(s.end);
+                if end <= offset {
+                    return Ok(Bytes::new());
+                }
+                match &s.tee {
+                    Some(t) => t
+                        .read_at(offset, end - offset)
+                        .await
+                        .map_err(|e| WriteError::Failed(format!("staging file: {e}"))),
+                    None => Err(WriteError::Unsupported(format!(
+                        "reading {path} while it is written without a local copy ({})",
+                        s.no_tee.as_deref().unwrap_or("none was made")
+                    ))),
+                }
+            }
+            Mode::Staged(g) => {
+                let mut out = BytesMut::new();
+                for seg in g.layout.segments(offset, len) {
+                    let part = match seg {
+                        Segment::Stored { index, range } => {
+                            let c = g.layout.base[index];
+                            g.base
+                                .read(&self.client, &self.bucket, &path, &c, range)
+                                .await
+                                .map_err(|e| WriteError::Failed(format!("{e:#}")))?
+                        }
+                        Segment::Local { offset, len } => match &g.file {
+                            Some(f) => f
+                                .read_at(offset, len)
+                                .await
+                                .map_err(|e| WriteError::Failed(format!("staging file: {e}")))?,
+                            None => Bytes::from(vec![0u8; len as usize]),
+                        },
+                    };
+                    out.extend_from_slice(&part);
+                }
+                Ok(out.freeze())
+            }
+        }
     }
 
     /// Commits what was written (close, fsync): the file then holds exactly
@@ -185,81 +411,267 @@ impl Writer {
         if self.discarded.load(Ordering::Relaxed) || !st.dirty {
             return Ok(None);
         }
-        self.drain_pending(&mut st, true).await?;
-        if st.upload.is_none() {
-            self.start(&mut st).await?;
-        }
-        let Some(Running { tx, task }) = st.upload.take() else {
-            return Err(WriteError::Failed("upload did not start".into()));
+        let res = match self.drain_pending(&mut st, true).await {
+            Err(e) => Err(e.message().to_string()),
+            Ok(()) => match st.mode {
+                Mode::Stream(_) => self.commit_stream(&mut st).await,
+                Mode::Staged(_) => self.commit_staged(&mut st).await,
+            },
         };
-        drop(tx);
-        let path = self.path();
-        let outcome = match task.await {
-            Ok(Ok(o)) => o,
-            Ok(Err(e)) => return Err(self.fail(&mut st, format!("{e:#}"))),
-            Err(e) => return Err(self.fail(&mut st, format!("upload task: {e}"))),
-        };
-        if outcome.file.size != st.end {
-            let msg = format!(
-                "committed {} bytes, {} were written",
-                outcome.file.size, st.end
-            );
-            return Err(self.fail(&mut st, msg));
+        match res {
+            Ok(file) => {
+                tracing::debug!(bucket = %self.bucket, path = %self.path(), size = file.size, "committed");
+                st.dirty = false;
+                self.new_file.store(false, Ordering::Relaxed);
+                Ok(Some(file))
+            }
+            Err(e) => Err(self.fail(&mut st, e)),
         }
-        tracing::debug!(bucket = %self.bucket, %path, size = st.end, "committed");
-        st.dirty = false;
-        st.base = st.end;
-        self.new_file.store(false, Ordering::Relaxed);
-        Ok(Some(outcome.file))
     }
 
-    /// Truncates to zero: what was written is dropped and the file is
-    /// committed empty unless written again first.
-    pub(super) async fn truncate(&self) {
-        let mut st = self.state.lock().await;
-        if let Some(r) = st.upload.take() {
-            r.task.abort();
-        }
-        *st = State {
-            dirty: true,
-            ..State::default()
+    async fn commit_stream(&self, st: &mut State) -> Result<FileInfo, String> {
+        let Mode::Stream(s) = &mut st.mode else {
+            return Err("not streaming".into());
         };
-        self.size.store(0, Ordering::Relaxed);
+        if s.upload.is_none() {
+            self.start(s).await.map_err(|e| e.message().to_string())?;
+        }
+        let Some(Running { tx, task, .. }) = s.upload.take() else {
+            return Err("upload did not start".into());
+        };
+        drop(tx);
+        let outcome = match task.await {
+            Ok(Ok(o)) => o,
+            Ok(Err(e)) => return Err(format!("{e:#}")),
+            Err(e) => return Err(format!("upload task: {e}")),
+        };
+        if outcome.file.size != s.end {
+            return Err(format!(
+                "committed {} bytes, {} were written",
+                outcome.file.size, s.end
+            ));
+        }
+        // Writing on stages on top of this version.
+        st.mode = if self.staging.is_some() {
+            Mode::Staged(Staged {
+                layout: Layout::stored(outcome.file.chunks.iter().map(|c| (c.id, c.size))),
+                file: None,
+                base: BaseSource::new(None),
+                parked: None,
+            })
+        } else {
+            Mode::Stream(Stream {
+                base: s.end,
+                end: s.end,
+                no_tee: Some("the write cache is off (--write-cache-size 0)".into()),
+                ..Stream::default()
+            })
+        };
+        Ok(outcome.file)
+    }
+
+    async fn commit_staged(&self, st: &mut State) -> Result<FileInfo, String> {
+        let path = self.path();
+        let Mode::Staged(g) = &mut st.mode else {
+            return Err("not staged".into());
+        };
+        if let Some((parked, fed)) = &g.parked {
+            // The chunks it was given whole: found already stored once it
+            // has stored them.
+            let want = fed / self.chunk_size() * self.chunk_size();
+            let mut done = parked.done.clone();
+            let _ = tokio::time::timeout(PARKED_WAIT, done.wait_for(|&n| n >= want)).await;
+        }
+        let started = std::time::Instant::now();
+        let pieces = g.layout.pieces(self.chunk_size());
+        let local = g.layout.local_bytes();
+        let res = commit_pieces(
+            &self.client,
+            &self.bucket,
+            &path,
+            &self.opts,
+            &pieces,
+            g.file.as_ref().map(StageFile::handle),
+            &mut g.base,
+            &g.layout.base,
+        )
+        .await;
+        if let Some((parked, _)) = g.parked.take() {
+            parked.stop("superseded by the staged commit");
+        }
+        let done = res.map_err(|e| format!("{e:#}"))?;
+        if done.file.size != g.layout.size() {
+            return Err(format!(
+                "committed {} bytes, the file has {}",
+                done.file.size,
+                g.layout.size()
+            ));
+        }
+        tracing::info!(
+            path = %path,
+            size = done.file.size,
+            local_bytes = local,
+            chunks_sent = done.chunks_sent,
+            bytes_sent = done.bytes_sent,
+            ms = started.elapsed().as_millis() as u64,
+            "staged commit"
+        );
+        // The committed version is the base of what comes next.
+        g.layout = Layout::stored(done.file.chunks.iter().map(|c| (c.id, c.size)));
+        g.file = None;
+        g.base = BaseSource::new(None);
+        Ok(done.file)
     }
 
     fn fail(&self, st: &mut State, msg: String) -> WriteError {
-        tracing::warn!(bucket = %self.bucket, path = %self.path(), error = %msg, "write failed");
+        tracing::warn!(bucket = %self.bucket, path = %self.path(), error = %msg, "write failed; this open commits nothing");
         st.failed = Some(msg.clone());
-        if let Some(r) = st.upload.take() {
-            r.task.abort();
-        }
+        stop_uploads(&mut st.mode, "the write failed");
+        st.mode = Mode::Stream(Stream::default());
         WriteError::Failed(msg)
+    }
+
+    /// The staging file of a staged file, created when first needed.
+    fn stage_file<'a>(&self, g: &'a mut Staged) -> Result<&'a mut StageFile, WriteError> {
+        if g.file.is_none() {
+            let Some(area) = &self.staging else {
+                return Err(WriteError::NoSpace(
+                    "the write cache is off (--write-cache-size 0)".into(),
+                ));
+            };
+            let f = area
+                .create()
+                .map_err(|e| WriteError::Failed(format!("creating a staging file: {e}")))?;
+            g.file = Some(f);
+        }
+        g.file
+            .as_mut()
+            .ok_or_else(|| WriteError::Failed("no staging file".into()))
+    }
+
+    /// Base chunk `index` goes into the staging file (its stored bytes
+    /// fetched first when `fetch`).
+    async fn copy_local(
+        &self,
+        g: &mut Staged,
+        path: &str,
+        index: usize,
+        fetch: bool,
+    ) -> Result<(), WriteError> {
+        let c = g.layout.base[index];
+        if fetch {
+            let bytes = g
+                .base
+                .read(&self.client, &self.bucket, path, &c, 0..c.size)
+                .await
+                .map_err(|e| {
+                    WriteError::Failed(format!("reading chunk {}: {e:#}", c.id.short()))
+                })?;
+            self.stage_file(g)?.write_at(c.offset, bytes).await?;
+        }
+        g.layout.mark_local(index);
+        Ok(())
+    }
+
+    async fn staged_write(
+        &self,
+        st: &mut State,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<(), WriteError> {
+        let chunk_size = self.chunk_size();
+        let path = self.path();
+        let Mode::Staged(g) = &mut st.mode else {
+            return Err(WriteError::Failed("not staged".into()));
+        };
+        let end = offset + data.len() as u64;
+        for (i, fetch) in g.layout.to_copy(offset, end, chunk_size) {
+            self.copy_local(g, &path, i, fetch).await?;
+        }
+        self.stage_file(g)?.write_at(offset, data).await?;
+        g.layout.extend(end);
+        self.size.store(g.layout.size(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Switches a streamed file to staging, on its local copy; the upload
+    /// is parked.
+    async fn to_staged(&self, st: &mut State) -> Result<(), WriteError> {
+        let Mode::Stream(s) = &mut st.mode else {
+            return Ok(());
+        };
+        let tee = match s.tee.take() {
+            Some(t) => Some(t.finish().await?),
+            // Nothing sent yet: a fresh staging file will do.
+            None if s.end == 0 && s.base == 0 => {
+                self.staging.as_ref().and_then(|a| a.create().ok())
+            }
+            None => None,
+        };
+        let Some(tee) = tee else {
+            let why = s
+                .no_tee
+                .clone()
+                .unwrap_or_else(|| "the write cache is off (--write-cache-size 0)".to_string());
+            return Err(WriteError::NoSpace(format!(
+                "a write before the end needs a local copy of the file, and there is none: {why}"
+            )));
+        };
+        let parked = s.upload.take().map(|r| (r, s.end));
+        let pending = std::mem::take(&mut s.pending);
+        let end = s.end;
+        st.mode = Mode::Staged(Staged {
+            layout: Layout::local(end),
+            file: Some(tee),
+            base: BaseSource::new(None),
+            parked,
+        });
+        for (offset, data) in pending {
+            self.staged_write(st, offset, data).await?;
+        }
+        Ok(())
     }
 
     /// Starts the upload of a new version, fed first with the committed
     /// version's first `base` bytes when appending.
-    async fn start(&self, st: &mut State) -> Result<(), WriteError> {
-        let (tx, rx) = mpsc::channel::<Bytes>(PIPE_DEPTH);
+    async fn start(&self, s: &mut Stream) -> Result<(), WriteError> {
+        let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(PIPE_DEPTH);
         let pipe = StreamReader::new(
-            futures::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|b| (Ok::<_, std::io::Error>(b), rx))
-            })
-            .boxed(),
+            futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|b| (b, rx)) })
+                .boxed(),
         );
         let path = self.path();
-        let reader: Pin<Box<dyn AsyncRead + Send>> = if st.base > 0 {
-            let prefix = self.committed_prefix(&path, st.base).await;
-            let prefix = match prefix {
-                Ok(p) => p,
-                Err(e) => return Err(self.fail(st, e)),
-            };
+        let reader: Pin<Box<dyn AsyncRead + Send>> = if s.base > 0 {
+            let prefix = self
+                .committed_prefix(&path, s.base)
+                .await
+                .map_err(WriteError::Failed)?;
             Box::pin(prefix.chain(pipe))
         } else {
             Box::pin(pipe)
         };
-        let (client, bucket, opts) = (self.client.clone(), self.bucket.clone(), self.opts.clone());
+        let (done_tx, done) = watch::channel(0u64);
+        let opts = UploadOptions {
+            progress: Some(Arc::new(move |n| {
+                done_tx.send_replace(n);
+            })),
+            ..self.opts.clone()
+        };
+        let (client, bucket) = (self.client.clone(), self.bucket.clone());
         let task = tokio::spawn(async move { client.upload(reader, &bucket, &path, &opts).await });
-        st.upload = Some(Running { tx, task });
+        s.upload = Some(Running { tx, task, done });
+        if s.tee.is_none() && s.no_tee.is_none() {
+            match &self.staging {
+                None => s.no_tee = Some("the write cache is off (--write-cache-size 0)".into()),
+                Some(_) if s.base > 0 => {
+                    s.no_tee = Some("an append to a committed version is not copied".into())
+                }
+                Some(area) => match area.create() {
+                    Ok(f) => s.tee = Some(Tee::new(f)),
+                    Err(e) => s.no_tee = Some(format!("creating a staging file: {e}")),
+                },
+            }
+        }
         Ok(())
     }
 
@@ -294,19 +706,36 @@ impl Writer {
         Ok(StreamReader::new(stream))
     }
 
-    /// Sends `data` (which starts at `end`) into the upload.
-    async fn push(&self, st: &mut State, data: Bytes) -> Result<(), WriteError> {
-        if st.upload.is_none() {
-            self.start(st).await?;
+    /// Sends `data` (which starts at `end`) into the upload, and into the
+    /// local copy.
+    async fn push(&self, s: &mut Stream, data: Bytes) -> Result<(), WriteError> {
+        if s.upload.is_none() {
+            self.start(s).await?;
         }
         let len = data.len() as u64;
-        let sent = match &st.upload {
-            Some(r) => r.tx.send(data).await.is_ok(),
-            None => false,
+        let at = s.end;
+        let send = async {
+            match &s.upload {
+                Some(r) => r.tx.send(Ok(data.clone())).await.is_ok(),
+                None => false,
+            }
         };
+        let copy = async {
+            match s.tee.as_mut() {
+                Some(t) => t.append(&data).await,
+                None => Ok(()),
+            }
+        };
+        let (sent, copied) = tokio::join!(send, copy);
+        if let Err(e) = copied {
+            // Streaming goes on; only a later write before the end fails.
+            tracing::info!(path = %self.path(), size = at + len, reason = %e, "no local copy of this file any more: a write before its end will fail");
+            s.tee = None;
+            s.no_tee = Some(e.to_string());
+        }
         if !sent {
             // The upload ended early: it failed; collect why.
-            let why = match st.upload.take() {
+            let why = match s.upload.take() {
                 Some(r) => match r.task.await {
                     Ok(Err(e)) => format!("{e:#}"),
                     Ok(Ok(_)) => "upload ended before the input did".to_string(),
@@ -314,60 +743,72 @@ impl Writer {
                 },
                 None => "upload did not start".to_string(),
             };
-            return Err(self.fail(st, why));
+            return Err(WriteError::Failed(why));
         }
-        st.end += len;
-        st.dirty = true;
-        self.size.store(st.end, Ordering::Relaxed);
+        s.end += len;
+        self.size.store(s.end, Ordering::Relaxed);
         Ok(())
     }
 
     /// Sends held writes that now continue the file; with `holes`, first
-    /// fills the gaps before them with zeros.
+    /// fills the gaps before them with zeros. A held write overlapping what
+    /// was sent stages the file.
     async fn drain_pending(&self, st: &mut State, holes: bool) -> Result<(), WriteError> {
         loop {
-            let Some((&offset, _)) = st.pending.first_key_value() else {
+            let Mode::Stream(s) = &mut st.mode else {
                 return Ok(());
             };
-            if offset > st.end {
+            let Some((&offset, _)) = s.pending.first_key_value() else {
+                return Ok(());
+            };
+            if offset > s.end {
                 if !holes {
                     return Ok(());
                 }
-                self.zeros(st, offset - st.end).await?;
+                self.zeros(s, offset - s.end).await?;
             }
-            let Some((offset, data)) = st.pending.pop_first() else {
+            if offset < s.end {
+                tracing::info!(path = %self.path(), offset, end = s.end, "overlapping writes: the file is staged from here on");
+                return self.to_staged(st).await;
+            }
+            let Some((_, data)) = s.pending.pop_first() else {
                 return Ok(());
             };
-            st.pending_bytes -= data.len();
-            let skip = (st.end - offset) as usize;
-            if skip >= data.len() {
-                continue;
-            }
-            if skip > 0 {
-                return Err(WriteError::Unsupported(format!(
-                    "overlapping writes at offset {offset}"
-                )));
-            }
-            self.push(st, data).await?;
+            s.pending_bytes -= data.len();
+            self.push(s, data).await?;
         }
     }
 
-    async fn zeros(&self, st: &mut State, mut n: u64) -> Result<(), WriteError> {
+    async fn zeros(&self, s: &mut Stream, mut n: u64) -> Result<(), WriteError> {
         while n > 0 {
             let k = n.min(ZEROS.len() as u64) as usize;
-            self.push(st, Bytes::from_static(&ZEROS[..k])).await?;
+            self.push(s, Bytes::from_static(&ZEROS[..k])).await?;
             n -= k as u64;
         }
         Ok(())
     }
 }
 
+/// Stops the uploads of `mode` without a commit.
+fn stop_uploads(mode: &mut Mode, why: &'static str) {
+    match mode {
+        Mode::Stream(s) => {
+            if let Some(r) = s.upload.take() {
+                r.stop(why);
+            }
+        }
+        Mode::Staged(g) => {
+            if let Some((r, _)) = g.parked.take() {
+                r.stop(why);
+            }
+        }
+    }
+}
+
 impl Drop for Writer {
     fn drop(&mut self) {
         if let Ok(mut st) = self.state.try_lock() {
-            if let Some(r) = st.upload.take() {
-                r.task.abort();
-            }
+            stop_uploads(&mut st.mode, "the file was closed without a commit");
         }
     }
 }

@@ -197,7 +197,7 @@ where
 /// batches, and a chunk list longer than a page is staged as manifest
 /// pages. Returns whether the chunk list was staged (the commit then names
 /// the manifest instead of listing the chunks).
-async fn stage_long_lists(
+pub(crate) async fn stage_long_lists(
     client: &Client,
     upload: &UploadId,
     chunks: &[ChunkRef],
@@ -234,7 +234,7 @@ async fn stage_long_lists(
 /// Commits, retrying transient failures. A retry that finds the session
 /// gone after an attempt whose answer was lost checks whether that attempt
 /// did commit (the file's version is the session id).
-async fn commit_upload(
+pub(crate) async fn commit_upload(
     client: &Client,
     bucket: &str,
     path: &str,
@@ -852,21 +852,21 @@ impl Coordinator {
 }
 
 /// One chunk to store on `replication` nodes, done once `quorum` hold it.
-struct PutJob {
-    client: Client,
-    upload: UploadId,
-    replication: u8,
-    quorum: u8,
-    chunk: ChunkRef,
-    bytes: Bytes,
-    receipts: Arc<ReceiptBox>,
+pub(crate) struct PutJob {
+    pub(crate) client: Client,
+    pub(crate) upload: UploadId,
+    pub(crate) replication: u8,
+    pub(crate) quorum: u8,
+    pub(crate) chunk: ChunkRef,
+    pub(crate) bytes: Bytes,
+    pub(crate) receipts: Arc<ReceiptBox>,
 }
 
 impl PutJob {
     /// PUTs the chunk, retargeting to new nodes for the replicas still
     /// missing after a short pipeline or an unreachable primary, with
     /// exponential backoff. Returns the chunk's size.
-    async fn run(self, first: PutTarget) -> Result<u64, Error> {
+    pub(crate) async fn run(self, first: PutTarget) -> Result<u64, Error> {
         let mut have: Vec<NodeId> = Vec::new();
         let mut exclude: Vec<NodeId> = Vec::new();
         let mut target = first;
