@@ -81,6 +81,11 @@ impl StagingArea {
     /// Removes this mount's directory: a mount that stops cleanly leaves
     /// nothing behind. Staging files still open lose their data.
     pub(super) fn remove(&self) {
+        // The lock file first: a directory left without one (the process
+        // killed right here) is swept by the next mount.
+        let mut lock = self.dir.clone().into_os_string();
+        lock.push(".lock");
+        let _ = std::fs::remove_file(lock);
         match std::fs::remove_dir_all(&self.dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -88,9 +93,6 @@ impl StagingArea {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "could not remove the staging directory")
             }
         }
-        let mut lock = self.dir.clone().into_os_string();
-        lock.push(".lock");
-        let _ = std::fs::remove_file(lock);
     }
 
     /// This mount's directory.
@@ -169,23 +171,32 @@ fn sweep(root: &Path) -> usize {
     let Ok(entries) = std::fs::read_dir(root) else {
         return 0;
     };
+    // Each mount's directory and lock file, whichever of the two is left.
+    let names: std::collections::BTreeSet<String> = entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let name = name.strip_suffix(".lock").unwrap_or(&name).to_string();
+            name.starts_with(INSTANCE_PREFIX).then_some(name)
+        })
+        .collect();
     let mut removed = 0;
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if !name.starts_with(INSTANCE_PREFIX) || name.ends_with(".lock") {
-            continue;
-        }
+    for name in names {
         let lock_path = root.join(format!("{name}.lock"));
         let lock = match lock_file(&lock_path, FlockArg::LockExclusiveNonblock) {
             Ok(l) => l,
             // Held: a running mount's.
             Err(_) => continue,
         };
-        let dir = e.path();
+        let dir = root.join(&name);
         removed += std::fs::read_dir(&dir).map_or(0, |d| d.count());
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            tracing::warn!(dir = %dir.display(), error = %e, "could not remove a stale staging directory");
-            continue;
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), error = %e, "could not remove a stale staging directory");
+                continue;
+            }
         }
         let _ = std::fs::remove_file(&lock_path);
         drop(lock);
@@ -271,10 +282,16 @@ impl StageFile {
 
     /// Brings the budget taken to the blocks the file really holds.
     fn settle(&mut self) {
+        self.settle_with(0);
+    }
+
+    /// [`StageFile::settle`], with `pending` bytes of writes under way on
+    /// top.
+    fn settle_with(&mut self, pending: u64) {
         let Ok(meta) = self.file.metadata() else {
             return;
         };
-        let held = meta.blocks() * 512;
+        let held = meta.blocks() * 512 + pending;
         if held > self.reserved {
             self.area.force(held - self.reserved);
         } else {
@@ -317,6 +334,12 @@ impl StageFile {
 const TEE_BLOCK: usize = 4 << 20;
 /// Alignment of a [`Tee`]'s buffers in memory (`O_DIRECT` needs it).
 const TEE_ALIGN: usize = 4096;
+/// Blocks a [`Tee`] has being written at once: the writer waits for the
+/// disk only when it is this far behind.
+const TEE_IN_FLIGHT: usize = 4;
+
+/// A block being written out; gives its buffer back.
+type BlockWrite = tokio::task::JoinHandle<(std::io::Result<()>, AlignedBuf)>;
 
 /// A buffer of [`TEE_BLOCK`] bytes starting at a [`TEE_ALIGN`]ed address.
 struct AlignedBuf {
@@ -348,15 +371,18 @@ impl AlignedBuf {
 }
 
 /// The local copy of a file being streamed, so that it can be staged at
-/// any point. Appended in [`TEE_BLOCK`]s written with `O_DIRECT`: filling
-/// the page cache with a copy nobody may ever read costs more CPU than the
-/// upload itself on a busy machine, and evicts what readers use.
+/// any point. Appended in [`TEE_BLOCK`]s written with `O_DIRECT` in the
+/// background (up to [`TEE_IN_FLIGHT`] at once): filling the page cache
+/// with a copy nobody may ever read costs more CPU than the upload itself
+/// on a busy machine, and evicts what readers use.
 pub(super) struct Tee {
     file: StageFile,
     direct: Option<Arc<File>>,
     /// Bytes from `buf_at` on, not written out yet.
     buf: AlignedBuf,
-    spare: Option<AlignedBuf>,
+    spares: Vec<AlignedBuf>,
+    /// Blocks before `buf_at` still being written, oldest first.
+    writing: std::collections::VecDeque<BlockWrite>,
     buf_at: u64,
 }
 
@@ -373,7 +399,8 @@ impl Tee {
             file,
             direct,
             buf: AlignedBuf::new(),
-            spare: None,
+            spares: Vec::new(),
+            writing: std::collections::VecDeque::new(),
             buf_at: 0,
         }
     }
@@ -396,31 +423,53 @@ impl Tee {
         Ok(())
     }
 
-    /// Writes the full buffer out at `buf_at`.
+    /// Starts writing the full buffer out at `buf_at`, once fewer than
+    /// [`TEE_IN_FLIGHT`] blocks are under way.
     async fn write_block(&mut self) -> Result<(), StageError> {
+        while self.writing.len() >= TEE_IN_FLIGHT {
+            self.wait_one().await?;
+        }
         self.file.reserve(TEE_BLOCK as u64)?;
-        let spare = self.spare.take().unwrap_or_else(AlignedBuf::new);
+        let spare = self.spares.pop().unwrap_or_else(AlignedBuf::new);
         let full = std::mem::replace(&mut self.buf, spare);
         let (at, direct, file) = (self.buf_at, self.direct.clone(), self.file.handle());
-        let (res, mut full) = tokio::task::spawn_blocking(move || {
+        self.writing.push_back(tokio::task::spawn_blocking(move || {
             let res = match &direct {
                 Some(d) => d.write_all_at(full.bytes(), at),
                 None => file.write_all_at(full.bytes(), at),
             };
             (res, full)
-        })
-        .await
-        .map_err(|e| StageError::Io(std::io::Error::other(format!("staging I/O task: {e}"))))?;
-        full.len = 0;
-        self.spare = Some(full);
-        self.file.settle();
-        res.map_err(StageError::Io)?;
+        }));
         self.buf_at += TEE_BLOCK as u64;
+        Ok(())
+    }
+
+    /// Waits for the oldest block under way.
+    async fn wait_one(&mut self) -> Result<(), StageError> {
+        let Some(h) = self.writing.pop_front() else {
+            return Ok(());
+        };
+        let (res, mut buf) = h
+            .await
+            .map_err(|e| StageError::Io(std::io::Error::other(format!("staging I/O task: {e}"))))?;
+        buf.len = 0;
+        self.spares.push(buf);
+        self.file
+            .settle_with(self.writing.len() as u64 * TEE_BLOCK as u64);
+        res.map_err(StageError::Io)
+    }
+
+    /// Waits until every block under way is written.
+    async fn drain(&mut self) -> Result<(), StageError> {
+        while !self.writing.is_empty() {
+            self.wait_one().await?;
+        }
         Ok(())
     }
 
     /// The copy as a staging file, what was still buffered written out.
     pub(super) async fn finish(mut self) -> Result<StageFile, StageError> {
+        self.drain().await?;
         if self.buf.len > 0 {
             let tail = Bytes::copy_from_slice(self.buf.bytes());
             self.file.write_at(self.buf_at, tail).await?;
@@ -429,10 +478,16 @@ impl Tee {
     }
 
     /// `len` bytes from `offset` of the copy (cut at its end).
-    pub(super) async fn read_at(&self, offset: u64, len: u64) -> std::io::Result<Bytes> {
+    pub(super) async fn read_at(&mut self, offset: u64, len: u64) -> std::io::Result<Bytes> {
         let end = offset.saturating_add(len).min(self.len());
         if end <= offset {
             return Ok(Bytes::new());
+        }
+        if offset < self.buf_at {
+            self.drain().await.map_err(|e| match e {
+                StageError::Io(e) => e,
+                other => std::io::Error::other(other.to_string()),
+            })?;
         }
         let mut out = BytesMut::with_capacity((end - offset) as usize);
         if offset < self.buf_at {
@@ -1014,8 +1069,16 @@ mod tests {
             b"",
         )
         .expect("lock file");
+        // A lock file whose directory went already.
+        let orphan = root.path().join(format!("{INSTANCE_PREFIX}2-gone.lock"));
+        std::fs::write(&orphan, b"").expect("orphan lock");
         let live = StagingArea::open(root.path(), 1 << 20).expect("live");
         assert!(!dead.exists());
+        assert!(!orphan.exists());
+        assert!(!root
+            .path()
+            .join(format!("{INSTANCE_PREFIX}1-dead.lock"))
+            .exists());
         let f = live.create().expect("file");
         let second = StagingArea::open(root.path(), 1 << 20).expect("second");
         assert!(live.dir().exists(), "a running mount's directory stays");

@@ -364,7 +364,7 @@ impl Writer {
                 if end <= offset {
                     return Ok(Bytes::new());
                 }
-                match &s.tee {
+                match &mut s.tee {
                     Some(t) => t
                         .read_at(offset, end - offset)
                         .await
