@@ -15,7 +15,7 @@ use crate::{bounded, chunked, get, put, start};
 const MIB: usize = 1 << 20;
 
 /// Short intervals: heartbeat 200 ms, stale 1 s, dead 2 s.
-fn fast() -> Builder {
+pub(crate) fn fast() -> Builder {
     TestCluster::builder().intervals(
         Duration::from_millis(200),
         Duration::from_secs(1),

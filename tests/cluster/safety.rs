@@ -17,18 +17,10 @@ use blob_common::proto::namenode::{BadReplica, ChunkBatch, ChunkRef, CreateUploa
 use blob_common::{ChunkId, NodeId};
 use blob_tests::{random_bytes, sha256_hex, wait_until, Builder, Mount, TestCluster};
 
+use crate::heal::fast;
 use crate::{blobctl_bin, bounded, chunked, get, put, start};
 
 const MIB: usize = 1 << 20;
-
-/// Short intervals: heartbeat 200 ms, stale 1 s, dead 2 s.
-fn fast() -> Builder {
-    TestCluster::builder().intervals(
-        Duration::from_millis(200),
-        Duration::from_secs(1),
-        Duration::from_secs(2),
-    )
-}
 
 async fn nn_metric(c: &TestCluster, name: &str) -> f64 {
     c.metric(&c.endpoint(), name)
