@@ -27,6 +27,18 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo is missing: install the Rust toolchain (https://rustup.rs) and run this again" >&2
   exit 1
 fi
+# CI checks formatting and lints with the toolchain's own tools.
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    if command -v rustup >/dev/null 2>&1; then
+      echo "installing the $component component" >&2
+      rustup component add "$component"
+    else
+      echo "cargo $component is missing and rustup is not there to add it" >&2
+      exit 1
+    fi
+  fi
+done
 
 # The S3 tests drive real clients: the AWS CLI, curl, and boto3 (latest,
 # in a virtualenv under ~/.cache/blobstore/venv).

@@ -12,7 +12,7 @@ use blob_common::ChunkId;
 use reqwest::{Method, Url};
 
 use crate::error::Error;
-use crate::meta::error_from_response;
+use crate::namenode::error_from_response;
 use crate::Client;
 
 /// Chunks sent to an edge per warm request.
@@ -55,8 +55,7 @@ impl Client {
     /// The edges the namenode points readers at, with a grant to read
     /// their stats (admin keys only).
     pub async fn list_edges(&self) -> Result<ListEdges, Error> {
-        let url = self.meta_url(&["admin", "edges"], &[]);
-        self.call_json(Method::GET, url, None::<&()>).await
+        Ok(self.nn(Method::GET, &["admin", "edges"]).decode().await?)
     }
 
     /// One edge's stats, with the grant from [`Client::list_edges`].

@@ -206,38 +206,39 @@ impl Error {
     }
 }
 
-/// A URL fit for logs and messages: scheme, host, port and path, no query,
-/// no fragment, no user info.
-pub(crate) fn redact_url(url: &reqwest::Url) -> String {
-    let mut u = url.clone();
-    u.set_query(None);
-    u.set_fragment(None);
-    // Both fail only for URLs that cannot have credentials; nothing to strip then.
-    let _ = u.set_username("");
-    let _ = u.set_password(None);
-    u.to_string()
-}
+pub(crate) use blob_rpc::{redact_str, redact_url};
 
-/// [`redact_url`] for a URL still in text form.
-pub(crate) fn redact_str(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(u) => redact_url(&u),
-        Err(_) => url.split('?').next().unwrap_or_default().to_string(),
+impl From<blob_rpc::Error> for Error {
+    /// A failed namenode call, in the variant that says what to do next.
+    fn from(e: blob_rpc::Error) -> Self {
+        match e {
+            blob_rpc::Error::Api {
+                status,
+                code,
+                message,
+                request_id,
+            } => Error::Api {
+                status,
+                code,
+                message,
+                request_id,
+            },
+            blob_rpc::Error::Transport { url, source } => Error::Transport { url, source },
+            blob_rpc::Error::Protocol { url, detail } => Error::Protocol { url, detail },
+            blob_rpc::Error::InvalidUrl { url, detail } => {
+                Error::Config(format!("namenode URL {url:?}: {detail}"))
+            }
+            other => Error::Protocol {
+                url: String::new(),
+                detail: other.to_string(),
+            },
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn urls_lose_their_signature() {
-        assert_eq!(
-            redact_str("http://u:p@127.0.0.1:9001/v1/chunks/ab?t=tok&s=sig#x"),
-            "http://127.0.0.1:9001/v1/chunks/ab"
-        );
-        assert_eq!(redact_str("not a url?s=sig"), "not a url");
-    }
 
     #[test]
     fn retryable_statuses() {

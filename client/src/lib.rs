@@ -1,7 +1,7 @@
 //! Client library of the blob store and the `blobctl` command line.
 //!
 //! This crate owns everything a user-side program needs: signed metadata
-//! calls to the namenode (module `meta`, methods on [`Client`]), parallel
+//! calls to the namenode (module `namenode`, methods on [`Client`]), parallel
 //! chunk transfers straight to the datanodes with retries and verification
 //! (module `transfer`: [`Client::upload`], [`Client::download`],
 //! [`Client::read_range`]), the configuration file format ([`config`]) and
@@ -41,8 +41,8 @@ pub mod cli;
 pub mod config;
 mod edge;
 pub mod error;
-mod meta;
 pub mod mount;
+mod namenode;
 mod objects;
 mod transfer;
 
@@ -81,8 +81,9 @@ pub struct Client {
 }
 
 struct Inner {
+    /// Every namenode call goes through this handle.
+    nn: blob_rpc::Namenode,
     cfg: ClientConfig,
-    base: reqwest::Url,
     http: reqwest::Client,
     /// For edge caches: a short connect timeout, so that a dead edge costs
     /// little before the datanodes are read instead.
@@ -122,10 +123,17 @@ impl Client {
             .user_agent(concat!("blobctl/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Config(format!("building the HTTP client: {e}")))?;
+        let nn = blob_rpc::Namenode::builder(
+            base.as_str(),
+            blob_rpc::Credentials::new(cfg.access_key.clone(), cfg.secret_key.as_bytes()),
+        )
+        .http(http.clone())
+        .timeout(cfg.request_timeout)
+        .build()?;
         Ok(Client {
             inner: Arc::new(Inner {
+                nn,
                 cfg,
-                base,
                 http,
                 edge_http,
                 edge_down_until: std::sync::Mutex::new(None),

@@ -22,16 +22,18 @@ impl Client {
         validate_path(&req.src_path)?;
         validate_bucket(&req.bucket)?;
         validate_path(&req.path)?;
-        let url = self.meta_url(&["copy"], &[]);
-        self.call_json(Method::POST, url, Some(req)).await
+        Ok(self.nn(Method::POST, &["copy"]).body(req).decode().await?)
     }
 
     /// Opens a multipart upload.
     pub async fn create_multipart(&self, req: &CreateMultipart) -> Result<MultipartInfo, Error> {
         validate_bucket(&req.bucket)?;
         validate_path(&req.path)?;
-        let url = self.meta_url(&["multipart"], &[]);
-        self.call_json(Method::POST, url, Some(req)).await
+        Ok(self
+            .nn(Method::POST, &["multipart"])
+            .body(req)
+            .decode()
+            .await?)
     }
 
     /// Lists this key's open multipart uploads in a bucket.
@@ -51,8 +53,11 @@ impl Client {
         if let Some(l) = &limit {
             pairs.push(("limit", l));
         }
-        let url = self.meta_url(&["multipart"], &pairs);
-        self.call_json(Method::GET, url, None::<&()>).await
+        Ok(self
+            .nn(Method::GET, &["multipart"])
+            .query(&pairs)
+            .decode()
+            .await?)
     }
 
     /// The parts uploaded so far, in number order.
@@ -71,15 +76,21 @@ impl Client {
         if let Some(l) = &limit {
             pairs.push(("limit", l));
         }
-        let url = self.meta_url(&["multipart", &id, "parts"], &pairs);
-        self.call_json(Method::GET, url, None::<&()>).await
+        Ok(self
+            .nn(Method::GET, &["multipart", &id, "parts"])
+            .query(&pairs)
+            .decode()
+            .await?)
     }
 
     /// Makes a whole file a part of a multipart upload, sharing its chunks.
     pub async fn copy_part(&self, upload: &UploadId, req: &CopyPart) -> Result<PartInfo, Error> {
         let id = upload.to_string();
-        let url = self.meta_url(&["multipart", &id, "copy-part"], &[]);
-        self.call_json(Method::POST, url, Some(req)).await
+        Ok(self
+            .nn(Method::POST, &["multipart", &id, "copy-part"])
+            .body(req)
+            .decode()
+            .await?)
     }
 
     /// Completes a multipart upload: the file is the named parts' chunks in
@@ -90,14 +101,16 @@ impl Client {
         req: &CompleteMultipart,
     ) -> Result<FileInfo, Error> {
         let id = upload.to_string();
-        let url = self.meta_url(&["multipart", &id, "complete"], &[]);
-        self.call_json(Method::POST, url, Some(req)).await
+        Ok(self
+            .nn(Method::POST, &["multipart", &id, "complete"])
+            .body(req)
+            .decode()
+            .await?)
     }
 
     /// Abandons a multipart upload and releases its parts.
     pub async fn abort_multipart(&self, upload: &UploadId) -> Result<(), Error> {
         let id = upload.to_string();
-        let url = self.meta_url(&["multipart", &id], &[]);
-        self.call_empty(Method::DELETE, url, None::<&()>).await
+        Ok(self.nn(Method::DELETE, &["multipart", &id]).ok().await?)
     }
 }

@@ -15,7 +15,7 @@ use reqwest::{StatusCode, Url};
 use sha2::{Digest, Sha256};
 
 use crate::error::{redact_str, redact_url, Error};
-use crate::meta::error_from_response;
+use crate::namenode::error_from_response;
 use crate::{Client, ProgressFn};
 
 pub(crate) mod download;

@@ -1,4 +1,7 @@
-//! Logging set-up: `tracing` to stderr, filtered by `RUST_LOG`.
+//! Logging set-up: `tracing` to stderr, filtered by `RUST_LOG`, in colour
+//! only when stderr is a terminal (log files and CI logs stay plain text).
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -9,5 +12,6 @@ pub fn init(default: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }

@@ -14,9 +14,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use blob_common::auth::{self, CONTENT_SHA_HEADER, DATE_HEADER};
-use blob_common::error::ErrorBody;
-use blob_common::http::{new_request_id, REQUEST_ID};
 use blob_common::proto::heartbeat::{
     ChunkReport, Command, Heartbeat, HeartbeatResponse, ReportRange,
 };
@@ -30,10 +27,10 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::Node;
 
-/// Route of the heartbeat call.
-pub const HEARTBEAT_PATH: &str = "/v1/datanodes/heartbeat";
-/// Route of the chunk report call.
-pub const REPORT_PATH: &str = "/v1/datanodes/report";
+/// Route of the heartbeat call, under `/v1`.
+const HEARTBEAT_ROUTE: &[&str] = &["datanodes", "heartbeat"];
+/// Route of the chunk report call, under `/v1`.
+const REPORT_ROUTE: &[&str] = &["datanodes", "report"];
 /// At most one "namenode unreachable" warning per this interval.
 const WARN_EVERY: Duration = Duration::from_secs(30);
 
@@ -78,19 +75,6 @@ pub fn node_id(data_dir: &Path) -> io::Result<NodeId> {
     }
 }
 
-/// Why a namenode call failed.
-#[derive(Debug, thiserror::Error)]
-enum CallError {
-    #[error("namenode URL is invalid: {0}")]
-    InvalidUrl(String),
-    #[error("could not encode the request: {0}")]
-    Encode(String),
-    #[error("namenode unreachable: {0}")]
-    Unreachable(String),
-    #[error("namenode answered {status}: {message}")]
-    Refused { status: u16, message: String },
-}
-
 /// Logs "namenode unreachable" at most once per [`WARN_EVERY`], and once
 /// more when it comes back.
 #[derive(Default)]
@@ -101,7 +85,7 @@ struct WarnLimiter {
 }
 
 impl WarnLimiter {
-    fn failed(&mut self, call: &'static str, err: &CallError) {
+    fn failed(&mut self, call: &'static str, err: &blob_rpc::Error) {
         self.failing = true;
         if self.last.is_none_or(|t| t.elapsed() >= WARN_EVERY) {
             warn!(call, error = %err, suppressed = self.suppressed, "namenode call failed; retrying");
@@ -201,7 +185,7 @@ impl Control {
             load: node.metrics.transfers_in_flight.get().max(0) as u64,
             read_only,
         };
-        let answer = match self.post(HEARTBEAT_PATH, &hb).await {
+        let answer = match self.post(HEARTBEAT_ROUTE, &hb).await {
             Ok(body) => body,
             Err(e) => {
                 self.limiter.failed("heartbeat", &e);
@@ -293,7 +277,7 @@ impl Control {
                 corrupt: take_page(&mut corrupt),
                 verified: take_page(&mut verified),
             };
-            match self.post(REPORT_PATH, &report).await {
+            match self.post(REPORT_ROUTE, &report).await {
                 Ok(_) => {
                     self.limiter.succeeded();
                     debug!(
@@ -344,7 +328,7 @@ impl Control {
                 corrupt: Vec::new(),
                 verified: Vec::new(),
             };
-            if let Err(e) = self.post(REPORT_PATH, &report).await {
+            if let Err(e) = self.post(REPORT_ROUTE, &report).await {
                 // Still owed: retried at the next report tick.
                 self.limiter.failed("full report", &e);
                 return;
@@ -355,50 +339,15 @@ impl Control {
         info!(chunks = all.len(), pages = count, "full chunk report sent");
     }
 
-    /// POSTs `body` as JSON to the namenode, signed with the cluster key.
-    async fn post(&self, path: &str, body: &impl Serialize) -> Result<Bytes, CallError> {
-        let node = &self.node;
-        let raw = format!("{}{path}", node.cfg.namenode.trim_end_matches('/'));
-        let url =
-            reqwest::Url::parse(&raw).map_err(|e| CallError::InvalidUrl(format!("{raw}: {e}")))?;
-        let body = serde_json::to_vec(body).map_err(|e| CallError::Encode(e.to_string()))?;
-        let (access_key, secret) = node.keyring.cluster_credentials();
-        let signed = auth::sign(
-            &access_key,
-            secret,
-            "POST",
-            url.path(),
-            url.query().unwrap_or(""),
-            blob_common::now_secs(),
-            &body,
-        );
-        let resp = node
-            .control_http
-            .post(url)
-            .header(reqwest::header::AUTHORIZATION, signed.authorization)
-            .header(DATE_HEADER, signed.date)
-            .header(CONTENT_SHA_HEADER, signed.content_sha256)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header(REQUEST_ID, new_request_id())
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| CallError::Unreachable(error_chain(&e)))?;
-        let status = resp.status();
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| CallError::Unreachable(error_chain(&e)))?;
-        if !status.is_success() {
-            let message = serde_json::from_slice::<ErrorBody>(&bytes)
-                .map(|b| format!("{}: {}", b.code, b.message))
-                .unwrap_or_else(|_| String::from_utf8_lossy(&bytes).chars().take(200).collect());
-            return Err(CallError::Refused {
-                status: status.as_u16(),
-                message,
-            });
-        }
-        Ok(bytes)
+    /// POSTs `body` as JSON to `/v1/<segments…>` on the namenode, signed
+    /// with the cluster key. Not retried here: the loop's next tick is the
+    /// retry.
+    async fn post(
+        &self,
+        segments: &[&str],
+        body: &impl Serialize,
+    ) -> Result<Bytes, blob_rpc::Error> {
+        self.node.namenode.post(segments).body(body).bytes().await
     }
 }
 
@@ -409,22 +358,6 @@ fn take_page<T>(v: &mut Vec<T>) -> Vec<T> {
 
 fn lock_list(m: &std::sync::Mutex<Vec<ChunkId>>) -> std::sync::MutexGuard<'_, Vec<ChunkId>> {
     m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-/// An error with its causes, `a: b: c` (reqwest hides the useful part,
-/// e.g. "connection refused", in the source chain).
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let c_s = c.to_string();
-        if !s.contains(&c_s) {
-            s.push_str(": ");
-            s.push_str(&c_s);
-        }
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]

@@ -34,10 +34,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use crate::control::error_chain;
 use crate::error::Error;
 use crate::metrics::StatusLabels;
 use crate::Node;
+use blob_rpc::chain as error_chain;
 
 /// How long the next pipeline node may refuse to take a frame before it is
 /// given up on (the local write goes on without it).

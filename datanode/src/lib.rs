@@ -128,7 +128,8 @@ pub(crate) struct Node {
     /// Client for pipeline forwards (connect timeout ~2 s, 60 s overall).
     pub(crate) pipeline_http: reqwest::Client,
     /// Client for namenode calls (short timeouts: a heartbeat is small).
-    pub(crate) control_http: reqwest::Client,
+    /// Heartbeats and chunk reports go through this handle (cluster key).
+    pub(crate) namenode: blob_rpc::Namenode,
     /// Bounds the replica copies this node sends at once.
     pub(crate) copies: Arc<tokio::sync::Semaphore>,
     /// Chunk bytes held in memory at once, across all requests.
@@ -194,6 +195,13 @@ pub async fn serve(
         .timeout(std::time::Duration::from_secs(10))
         .build()
         .map_err(|e| Error::Serve(std::io::Error::other(e)))?;
+    // Not retried per call: the control loop's next tick is the retry.
+    let namenode =
+        blob_rpc::Namenode::builder(&cfg.namenode, blob_rpc::Credentials::cluster(&keyring))
+            .http(control_http)
+            .retry(blob_rpc::RetryPolicy::NONE)
+            .build()
+            .map_err(|e| Error::Serve(std::io::Error::other(e.to_string())))?;
     let max_copies = cfg.max_copies.max(1);
     cfg.limits
         .validate(data::GET_WINDOW)
@@ -209,7 +217,7 @@ pub async fn serve(
         metrics,
         copies: Arc::new(tokio::sync::Semaphore::new(max_copies)),
         pipeline_http,
-        control_http,
+        namenode,
     });
     let span = tracing::info_span!("datanode", node = %id);
     span.in_scope(|| info!(%addr, url = %node.url, data_dir = %node.cfg.data_dir.display(), "datanode serving"));

@@ -16,8 +16,8 @@ use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
-use crate::control::error_chain;
 use crate::{data, Node};
+use blob_rpc::chain as error_chain;
 
 /// Starts a replica copy in the background, at most `max_copies` at once.
 pub(crate) fn spawn_copy(

@@ -6,24 +6,22 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, Bytes};
+use axum::body::Body;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use blob_common::auth;
 use blob_common::limits;
 use blob_common::presign::{self, EdgeAdminQuery, Op, PresignQuery};
 use blob_common::proto::edge::{EdgeStats, WarmRequest, WarmResponse};
 use blob_common::proto::namenode::{ChunkLocation, FileLocations, LocateChunks, LocatedChunks};
 use blob_common::ChunkId;
 use futures::StreamExt;
-use reqwest::{Method, Url};
 use tracing::{info, warn};
 
 use crate::error::Error;
-use crate::fill::{self, error_chain, Fill, Origin};
+use crate::fill::{self, Fill, Origin};
 use crate::get::origins;
 use crate::store::{Lookup, Purpose};
 use crate::Edge;
@@ -186,76 +184,11 @@ pub(crate) async fn stats(
     ))
 }
 
-/// A namenode call signed with the cluster credentials.
-pub(crate) async fn namenode_call(
-    edge: &Edge,
-    method: Method,
-    url: Url,
-    body: Option<Vec<u8>>,
-) -> Result<Bytes, String> {
-    let (access, secret) = edge.keyring.cluster_credentials();
-    let body = body.unwrap_or_default();
-    let signed = auth::sign(
-        &access,
-        secret,
-        method.as_str(),
-        url.path(),
-        url.query().unwrap_or(""),
-        blob_common::now_secs(),
-        &body,
-    );
-    let mut req = edge
-        .http
-        .request(method, url)
-        .timeout(std::time::Duration::from_secs(60))
-        .header(reqwest::header::AUTHORIZATION, signed.authorization)
-        .header(auth::DATE_HEADER, signed.date)
-        .header(auth::CONTENT_SHA_HEADER, signed.content_sha256);
-    if !body.is_empty() {
-        req = req
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body);
-    }
-    let resp = req
-        .send()
-        .await
-        .map_err(|e| error_chain(&e.without_url()))?;
-    let status = resp.status();
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| error_chain(&e.without_url()))?;
-    if !status.is_success() {
-        return Err(format!(
-            "namenode answered {status}: {}",
-            String::from_utf8_lossy(&bytes)
-                .chars()
-                .take(300)
-                .collect::<String>()
-        ));
-    }
-    Ok(bytes)
-}
-
-fn namenode_url(edge: &Edge, segments: &[&str], query: &[(&str, &str)]) -> Result<Url, String> {
-    let base = edge
-        .cfg
-        .namenode
-        .as_deref()
-        .ok_or("no namenode configured")?;
-    let mut url = Url::parse(base).map_err(|e| format!("namenode URL {base:?}: {e}"))?;
-    if let Ok(mut p) = url.path_segments_mut() {
-        p.pop_if_empty().push("v1").extend(segments);
-    }
-    if !query.is_empty() {
-        url.query_pairs_mut().extend_pairs(query);
-    }
-    Ok(url)
-}
-
-/// `{namenode}/v1/<segments…>`.
-pub(crate) fn namenode_url_for(edge: &Edge, segments: &[&str]) -> Result<Url, String> {
-    namenode_url(edge, segments, &[])
+/// The namenode handle (cluster key), or why there is none.
+pub(crate) fn namenode(edge: &Edge) -> Result<&blob_rpc::Namenode, String> {
+    edge.namenode
+        .as_ref()
+        .ok_or_else(|| "no namenode configured".to_string())
 }
 
 /// A job from a namenode location: the datanode URLs (not the edges').
@@ -291,17 +224,16 @@ async fn locate(edge: &Edge, entries: &[String]) -> (Vec<Job>, Vec<String>) {
             errors.push(format!("{entry:?}: expected a chunk id or bucket/path"));
             continue;
         };
-        let res = match namenode_url(
-            edge,
-            &["file", "locations"],
-            &[("bucket", bucket), ("path", path), ("zone", zone)],
-        ) {
-            Ok(url) => namenode_call(edge, Method::GET, url, None).await,
+        let res = match namenode(edge) {
+            Ok(nn) => nn
+                .get(&["file", "locations"])
+                .query(&[("bucket", bucket), ("path", path), ("zone", zone)])
+                .decode::<FileLocations>()
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e),
         };
-        match res.and_then(|b| {
-            serde_json::from_slice::<FileLocations>(&b).map_err(|e| format!("bad answer: {e}"))
-        }) {
+        match res {
             Ok(locs) => jobs.extend(locs.chunks.into_iter().map(job_of)),
             Err(e) => errors.push(format!("{entry}: {e}")),
         }
@@ -311,17 +243,16 @@ async fn locate(edge: &Edge, entries: &[String]) -> (Vec<Job>, Vec<String>) {
             chunks: batch.to_vec(),
             zone: Some(zone.to_string()),
         };
-        let res = match (
-            namenode_url(edge, &["chunks", "locations"], &[]),
-            serde_json::to_vec(&body),
-        ) {
-            (Ok(url), Ok(body)) => namenode_call(edge, Method::POST, url, Some(body)).await,
-            (Err(e), _) => Err(e),
-            (_, Err(e)) => Err(e.to_string()),
+        let res = match namenode(edge) {
+            Ok(nn) => nn
+                .post(&["chunks", "locations"])
+                .body(&body)
+                .decode::<LocatedChunks>()
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
         };
-        match res.and_then(|b| {
-            serde_json::from_slice::<LocatedChunks>(&b).map_err(|e| format!("bad answer: {e}"))
-        }) {
+        match res {
             Ok(found) => {
                 if found.chunks.len() < batch.len() {
                     errors.push(format!(

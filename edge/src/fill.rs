@@ -368,15 +368,14 @@ fn report_bad_replica(
                 reason,
                 actual,
             };
-            let res = match (
-                crate::admin::namenode_url_for(&edge, &["chunks", "bad"]),
-                serde_json::to_vec(&report),
-            ) {
-                (Ok(url), Ok(body)) => {
-                    crate::admin::namenode_call(&edge, reqwest::Method::POST, url, Some(body)).await
-                }
-                (Err(e), _) => Err(e),
-                (_, Err(e)) => Err(e.to_string()),
+            let res = match crate::admin::namenode(&edge) {
+                Ok(nn) => nn
+                    .post(&["chunks", "bad"])
+                    .body(&report)
+                    .ok()
+                    .await
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e),
             };
             match res {
                 Ok(_) => info!(%node, "reported a corrupt replica to the namenode"),
@@ -387,17 +386,7 @@ fn report_bad_replica(
     );
 }
 
-/// An error and its causes on one line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
+pub(crate) use blob_rpc::chain as error_chain;
 
 #[cfg(test)]
 mod tests {

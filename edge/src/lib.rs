@@ -142,8 +142,11 @@ pub(crate) struct Edge {
     pub(crate) keyring: Keyring,
     pub(crate) cache: Arc<store::Cache>,
     pub(crate) metrics: metrics::Metrics,
-    /// Client for origins and the namenode.
+    /// Client for origins.
     pub(crate) http: reqwest::Client,
+    /// Warm-up lookups and bad-replica reports (cluster key), when a
+    /// namenode is configured.
+    pub(crate) namenode: Option<blob_rpc::Namenode>,
     /// Bounds the fills in flight ([`Config::max_fills`]).
     pub(crate) fill_permits: tokio::sync::Semaphore,
     /// Bytes held in memory for requests (disk reads, warm bodies).
@@ -181,8 +184,19 @@ pub async fn serve(
         .user_agent(concat!("blob-edge/", env!("CARGO_PKG_VERSION")))
         .build()
         .map_err(|e| Error::Serve(std::io::Error::other(e)))?;
+    let namenode = match &cfg.namenode {
+        Some(url) => Some(
+            blob_rpc::Namenode::builder(url, blob_rpc::Credentials::cluster(&keyring))
+                .http(http.clone())
+                .timeout(Duration::from_secs(60))
+                .build()
+                .map_err(|e| Error::Serve(std::io::Error::other(e.to_string())))?,
+        ),
+        None => None,
+    };
     let slots = cfg.limits.connection_slots();
     let edge = Arc::new(Edge {
+        namenode,
         fill_permits: tokio::sync::Semaphore::new(cfg.max_fills),
         budget: cfg.limits.budget(),
         cfg,

@@ -34,28 +34,24 @@ pub(crate) struct Keys {
 
 struct Inner {
     cfg: Arc<Config>,
-    keyring: Keyring,
-    http: reqwest::Client,
-    base: reqwest::Url,
+    /// Key lookups, signed with the cluster key.
+    namenode: blob_rpc::Namenode,
     ttl: Duration,
     cache: Mutex<HashMap<String, Arc<Entry>>>,
 }
 
 impl Keys {
     pub(crate) fn new(cfg: Arc<Config>, keyring: Keyring) -> Result<Self, String> {
-        let base = reqwest::Url::parse(&cfg.namenode)
-            .map_err(|e| format!("namenode URL {:?}: {e}", cfg.namenode))?;
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .map_err(|e| format!("building the HTTP client: {e}"))?;
+        let namenode =
+            blob_rpc::Namenode::builder(&cfg.namenode, blob_rpc::Credentials::cluster(&keyring))
+                .timeout(Duration::from_secs(10))
+                .build()
+                .map_err(|e| e.to_string())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 ttl: Duration::from_secs(cfg.key_cache_secs),
                 cfg,
-                keyring,
-                http,
-                base,
+                namenode,
                 cache: Mutex::new(HashMap::new()),
             }),
         })
@@ -109,47 +105,31 @@ impl Keys {
     }
 
     async fn fetch(&self, access_key: &str) -> S3Result<AccessKeyInfo> {
-        let mut url = self.inner.base.clone();
-        if let Ok(mut p) = url.path_segments_mut() {
-            p.pop_if_empty().extend(["v1", "admin", "keys", access_key]);
-        }
-        let (cred, secret) = self.inner.keyring.cluster_credentials();
-        let signed = auth::sign(
-            &cred,
-            secret,
-            "GET",
-            url.path(),
-            url.query().unwrap_or(""),
-            blob_common::now_secs(),
-            b"",
-        );
-        let resp = self
+        let answer = self
             .inner
-            .http
-            .get(url)
-            .header(reqwest::header::AUTHORIZATION, signed.authorization)
-            .header(auth::DATE_HEADER, signed.date)
-            .header(auth::CONTENT_SHA_HEADER, signed.content_sha256)
-            .send()
-            .await
-            .map_err(|e| {
-                tracing::warn!(error = %e.without_url(), "namenode unreachable for a key lookup");
-                s3(
-                    S3ErrorCode::ServiceUnavailable,
-                    "the namenode is unreachable",
-                )
-            })?;
-        match resp.status().as_u16() {
-            200 => resp.json::<AccessKeyInfo>().await.map_err(|e| {
-                tracing::warn!(error = %e.without_url(), "bad key lookup answer");
-                S3Error::new(S3ErrorCode::InternalError)
-            }),
-            403 | 404 => Err(s3(
+            .namenode
+            .get(&["admin", "keys", access_key])
+            .decode::<AccessKeyInfo>()
+            .await;
+        match answer {
+            Ok(info) => Ok(info),
+            Err(e) if matches!(e.status(), Some(403 | 404)) => Err(s3(
                 S3ErrorCode::InvalidAccessKeyId,
                 "The AWS Access Key Id you provided does not exist in our records.",
             )),
-            s => {
-                tracing::warn!(status = s, "key lookup failed");
+            Err(e @ blob_rpc::Error::Transport { .. }) => {
+                tracing::warn!(error = %e, "namenode unreachable for a key lookup");
+                Err(s3(
+                    S3ErrorCode::ServiceUnavailable,
+                    "the namenode is unreachable",
+                ))
+            }
+            Err(e @ blob_rpc::Error::Protocol { .. }) => {
+                tracing::warn!(error = %e, "bad key lookup answer");
+                Err(S3Error::new(S3ErrorCode::InternalError))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "key lookup failed");
                 Err(s3(S3ErrorCode::ServiceUnavailable, "key lookup failed"))
             }
         }

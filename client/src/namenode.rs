@@ -1,13 +1,9 @@
-//! Control path: signed JSON calls to the namenode, one method per route of
-//! [`blob_common::proto::namenode`].
-//!
-//! Every call is signed with [`blob_common::auth::sign`] over exactly the
-//! path and query that go on the wire, and carries the operation's
-//! `x-request-id`. Names are validated locally before anything is sent.
+//! Control path: the client's calls to the namenode, one method per route
+//! of [`blob_common::proto::namenode`] (and of `proto::multipart` in
+//! `objects.rs`), all sent through the shared namenode client
+//! [`blob_rpc::Namenode`] (signing, request ids, retries, error answers).
+//! Names are validated locally before anything is sent.
 
-use blob_common::auth;
-use blob_common::error::ErrorBody;
-use blob_common::http::REQUEST_ID;
 use blob_common::names::{validate_bucket, validate_path};
 use blob_common::proto::namenode::{
     BadReplica, BucketInfo, ChunkBatch, ChunkRef, ClusterStatus, CommitUpload, CreateUpload,
@@ -16,125 +12,51 @@ use blob_common::proto::namenode::{
     UploadPlan, MAX_PAGE,
 };
 use blob_common::{NodeId, UploadId};
-use reqwest::{Method, StatusCode, Url};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
+use reqwest::{Method, Url};
 
-use crate::error::{redact_url, Error};
+use crate::error::Error;
 use crate::Client;
 
-/// Longest error body kept when it is not an [`ErrorBody`].
-const MAX_ERROR_TEXT: usize = 512;
-
 impl Client {
-    /// The namenode URL for `/v1/<segments…>` with `query` pairs
-    /// (percent-encoded; omitted entirely when empty).
+    /// The namenode URL for `/v1/<segments…>` with `query` pairs.
     pub(crate) fn meta_url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
-        let mut url = self.inner.base.clone();
-        if let Ok(mut path) = url.path_segments_mut() {
-            path.pop_if_empty().push("v1").extend(segments);
-        }
-        if !query.is_empty() {
-            url.query_pairs_mut().extend_pairs(query);
-        }
-        url
+        self.inner.nn.url(segments, query)
     }
 
-    /// Sends one signed call and returns the response when its status is a
-    /// success; an error status becomes [`Error::Api`].
-    async fn send_signed(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<Vec<u8>>,
-    ) -> Result<reqwest::Response, Error> {
-        let request_id = self.request_id();
-        let body = body.unwrap_or_default();
-        let signed = auth::sign(
-            &self.inner.cfg.access_key,
-            self.inner.cfg.secret_key.as_bytes(),
-            method.as_str(),
-            url.path(),
-            url.query().unwrap_or(""),
-            blob_common::now_secs(),
-            &body,
-        );
-        let mut req = self
-            .inner
-            .http
-            .request(method.clone(), url.clone())
-            .timeout(self.inner.cfg.request_timeout)
-            .header(reqwest::header::AUTHORIZATION, signed.authorization)
-            .header(auth::DATE_HEADER, signed.date)
-            .header(auth::CONTENT_SHA_HEADER, signed.content_sha256)
-            .header(REQUEST_ID, &request_id);
-        if !body.is_empty() {
-            req = req
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body);
-        }
-        tracing::debug!(%method, url = %redact_url(&url), %request_id, "namenode call");
-        let resp = req.send().await.map_err(|e| Error::transport(&url, e))?;
-        if resp.status().is_success() {
-            Ok(resp)
-        } else {
-            Err(error_from_response(resp, &url, &request_id).await)
-        }
-    }
-
-    /// A signed call whose answer is JSON.
-    pub(crate) async fn call_json<T: DeserializeOwned>(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<&(impl Serialize + ?Sized)>,
-    ) -> Result<T, Error> {
-        let body = encode(&url, body)?;
-        let resp = self.send_signed(method, url.clone(), body).await?;
-        let bytes = resp.bytes().await.map_err(|e| Error::transport(&url, e))?;
-        serde_json::from_slice(&bytes).map_err(|e| Error::protocol(&url, format!("bad JSON: {e}")))
-    }
-
-    /// A signed call whose answer has no body of interest.
-    pub(crate) async fn call_empty(
-        &self,
-        method: Method,
-        url: Url,
-        body: Option<&(impl Serialize + ?Sized)>,
-    ) -> Result<(), Error> {
-        let body = encode(&url, body)?;
-        self.send_signed(method, url, body).await.map(drop)
+    /// A namenode call on `/v1/<segments…>` carrying this handle's
+    /// request id.
+    pub(crate) fn nn(&self, method: Method, segments: &[&str]) -> blob_rpc::Call<'_> {
+        self.inner
+            .nn
+            .call(method, segments)
+            .request_id(self.request_id())
     }
 
     /// Creates a bucket (409 `BucketAlreadyExists` if it exists).
     pub async fn create_bucket(&self, bucket: &str) -> Result<BucketInfo, Error> {
         validate_bucket(bucket)?;
-        let url = self.meta_url(&["buckets", bucket], &[]);
-        self.call_json(Method::PUT, url, None::<&()>).await
+        Ok(self.nn(Method::PUT, &["buckets", bucket]).decode().await?)
     }
 
     /// Deletes an empty bucket (409 `BucketNotEmpty`, 404 `NoSuchBucket`).
     pub async fn delete_bucket(&self, bucket: &str) -> Result<(), Error> {
         validate_bucket(bucket)?;
-        let url = self.meta_url(&["buckets", bucket], &[]);
-        self.call_empty(Method::DELETE, url, None::<&()>).await
+        Ok(self.nn(Method::DELETE, &["buckets", bucket]).ok().await?)
     }
 
     /// Whether a bucket exists.
     pub async fn head_bucket(&self, bucket: &str) -> Result<bool, Error> {
         validate_bucket(bucket)?;
-        let url = self.meta_url(&["buckets", bucket], &[]);
-        match self.call_empty(Method::HEAD, url, None::<&()>).await {
+        match self.nn(Method::HEAD, &["buckets", bucket]).ok().await {
             Ok(()) => Ok(true),
             Err(e) if e.is_not_found() => Ok(false),
-            Err(e) => Err(e),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Every bucket, by name.
     pub async fn list_buckets(&self) -> Result<ListBuckets, Error> {
-        let url = self.meta_url(&["buckets"], &[]);
-        self.call_json(Method::GET, url, None::<&()>).await
+        Ok(self.nn(Method::GET, &["buckets"]).decode().await?)
     }
 
     /// One page of a bucket listing.
@@ -154,8 +76,11 @@ impl Client {
         if let Some(l) = &limit {
             query.push(("limit", l));
         }
-        let url = self.meta_url(&["buckets", bucket, "files"], &query);
-        self.call_json(Method::GET, url, None::<&()>).await
+        Ok(self
+            .nn(Method::GET, &["buckets", bucket, "files"])
+            .query(&query)
+            .decode()
+            .await?)
     }
 
     /// A whole listing: follows `next_start_after` until the end and
@@ -187,8 +112,11 @@ impl Client {
     pub async fn stat(&self, bucket: &str, path: &str) -> Result<FileInfo, Error> {
         validate_bucket(bucket)?;
         validate_path(path)?;
-        let url = self.meta_url(&["file"], &[("bucket", bucket), ("path", path)]);
-        self.call_json(Method::GET, url, None::<&()>).await
+        Ok(self
+            .nn(Method::GET, &["file"])
+            .query(&[("bucket", bucket), ("path", path)])
+            .decode()
+            .await?)
     }
 
     /// A file with a pre-signed GET URL per replica of each chunk (the
@@ -213,8 +141,11 @@ impl Client {
                 }
                 query.push(("first", &first_s));
                 query.push(("limit", &limit));
-                let url = self.meta_url(&["file", "locations"], &query);
-                let page: FileLocations = self.call_json(Method::GET, url, None::<&()>).await?;
+                let page: FileLocations = self
+                    .nn(Method::GET, &["file", "locations"])
+                    .query(&query)
+                    .decode()
+                    .await?;
                 let next = page.next;
                 match &mut all {
                     None => all = Some(page),
@@ -260,8 +191,11 @@ impl Client {
     pub async fn delete_file(&self, bucket: &str, path: &str) -> Result<(), Error> {
         validate_bucket(bucket)?;
         validate_path(path)?;
-        let url = self.meta_url(&["file"], &[("bucket", bucket), ("path", path)]);
-        self.call_empty(Method::DELETE, url, None::<&()>).await
+        Ok(self
+            .nn(Method::DELETE, &["file"])
+            .query(&[("bucket", bucket), ("path", path)])
+            .ok()
+            .await?)
     }
 
     /// Renames a file inside a bucket; a file at `to` is replaced.
@@ -274,16 +208,22 @@ impl Client {
             from: from.to_string(),
             to: to.to_string(),
         };
-        let url = self.meta_url(&["rename"], &[]);
-        self.call_json(Method::POST, url, Some(&body)).await
+        Ok(self
+            .nn(Method::POST, &["rename"])
+            .body(&body)
+            .decode()
+            .await?)
     }
 
     /// Opens an upload session, planning its first batch of chunks.
     pub async fn create_upload(&self, req: &CreateUpload) -> Result<UploadPlan, Error> {
         validate_bucket(&req.bucket)?;
         validate_path(&req.path)?;
-        let url = self.meta_url(&["uploads"], &[]);
-        self.call_json(Method::POST, url, Some(req)).await
+        Ok(self
+            .nn(Method::POST, &["uploads"])
+            .body(req)
+            .decode()
+            .await?)
     }
 
     /// Plans more chunks of a session and/or reports receipts.
@@ -293,15 +233,21 @@ impl Client {
         batch: &ChunkBatch,
     ) -> Result<UploadPlan, Error> {
         let id = upload.to_string();
-        let url = self.meta_url(&["uploads", &id, "chunks"], &[]);
-        self.call_json(Method::POST, url, Some(batch)).await
+        Ok(self
+            .nn(Method::POST, &["uploads", &id, "chunks"])
+            .body(batch)
+            .decode()
+            .await?)
     }
 
     /// A new pipeline for the replicas a chunk still lacks.
     pub async fn retarget(&self, upload: &UploadId, req: &Retarget) -> Result<PutTarget, Error> {
         let id = upload.to_string();
-        let url = self.meta_url(&["uploads", &id, "retarget"], &[]);
-        self.call_json(Method::POST, url, Some(req)).await
+        Ok(self
+            .nn(Method::POST, &["uploads", &id, "retarget"])
+            .body(req)
+            .decode()
+            .await?)
     }
 
     /// Stages one page of a long chunk list for the session's commit.
@@ -311,8 +257,11 @@ impl Client {
         page: &ManifestPage,
     ) -> Result<(), Error> {
         let id = upload.to_string();
-        let url = self.meta_url(&["uploads", &id, "manifest"], &[]);
-        self.call_empty(Method::POST, url, Some(page)).await
+        Ok(self
+            .nn(Method::POST, &["uploads", &id, "manifest"])
+            .body(page)
+            .ok()
+            .await?)
     }
 
     /// Commits a session: the file becomes visible atomically.
@@ -322,36 +271,39 @@ impl Client {
         req: &CommitUpload,
     ) -> Result<FileInfo, Error> {
         let id = upload.to_string();
-        let url = self.meta_url(&["uploads", &id, "commit"], &[]);
-        self.call_json(Method::POST, url, Some(req)).await
+        Ok(self
+            .nn(Method::POST, &["uploads", &id, "commit"])
+            .body(req)
+            .decode()
+            .await?)
     }
 
     /// Abandons a session. [`Client::upload`] never does this by itself:
     /// a session left behind lets the same upload resume.
     pub async fn abort_upload(&self, upload: &UploadId) -> Result<(), Error> {
         let id = upload.to_string();
-        let url = self.meta_url(&["uploads", &id], &[]);
-        self.call_empty(Method::DELETE, url, None::<&()>).await
+        Ok(self.nn(Method::DELETE, &["uploads", &id]).ok().await?)
     }
 
     /// Reports a replica that served bytes not matching its chunk id.
     pub async fn report_bad_replica(&self, req: &BadReplica) -> Result<(), Error> {
-        let url = self.meta_url(&["chunks", "bad"], &[]);
-        self.call_empty(Method::POST, url, Some(req)).await
+        Ok(self
+            .nn(Method::POST, &["chunks", "bad"])
+            .body(req)
+            .ok()
+            .await?)
     }
 
     /// Every datanode the namenode knows, with its state and usage
     /// (admin keys only).
     pub async fn list_nodes(&self) -> Result<ListNodes, Error> {
-        let url = self.meta_url(&["admin", "nodes"], &[]);
-        self.call_json(Method::GET, url, None::<&()>).await
+        Ok(self.nn(Method::GET, &["admin", "nodes"]).decode().await?)
     }
 
     /// Nodes plus chunk health counts, from a scan of every chunk
     /// (admin keys only).
     pub async fn cluster_status(&self) -> Result<ClusterStatus, Error> {
-        let url = self.meta_url(&["admin", "status"], &[]);
-        self.call_json(Method::GET, url, None::<&()>).await
+        Ok(self.nn(Method::GET, &["admin", "status"]).decode().await?)
     }
 
     /// Checks every file under `q.bucket` (all buckets when `None`) and
@@ -366,81 +318,30 @@ impl Client {
         if let Some(p) = &q.prefix {
             query.push(("prefix", p));
         }
-        let url = self.meta_url(&["admin", "fsck"], &query);
-        self.call_json(Method::GET, url, None::<&()>).await
+        Ok(self
+            .nn(Method::GET, &["admin", "fsck"])
+            .query(&query)
+            .decode()
+            .await?)
     }
 
     /// Starts draining a datanode: it takes no new replicas and its chunks
     /// are copied elsewhere. Returns the node's new status (admin keys only).
     pub async fn decommission(&self, node: NodeId) -> Result<NodeStatus, Error> {
-        let url = self.meta_url(&["admin", "decommission"], &[]);
-        self.call_json(Method::POST, url, Some(&Decommission { node }))
-            .await
+        Ok(self
+            .nn(Method::POST, &["admin", "decommission"])
+            .body(&Decommission { node })
+            .decode()
+            .await?)
     }
 }
 
-fn encode(url: &Url, body: Option<&(impl Serialize + ?Sized)>) -> Result<Option<Vec<u8>>, Error> {
-    body.map(serde_json::to_vec)
-        .transpose()
-        .map_err(|e| Error::protocol(url, format!("encoding request: {e}")))
-}
-
-/// Turns an error response into [`Error::Api`], reading its
-/// [`ErrorBody`] when there is one.
+/// Reads an error answer of any service (namenode, datanode, edge) into
+/// [`Error::Api`].
 pub(crate) async fn error_from_response(
     resp: reqwest::Response,
     url: &Url,
     request_id: &str,
 ) -> Error {
-    let status = resp.status();
-    let header_id = resp
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = resp.bytes().await.unwrap_or_default();
-    let fallback_id = header_id.unwrap_or_else(|| request_id.to_string());
-    match serde_json::from_slice::<ErrorBody>(&body) {
-        Ok(b) => Error::Api {
-            status: status.as_u16(),
-            code: b.code,
-            message: b.message,
-            request_id: if b.request_id.is_empty() {
-                fallback_id
-            } else {
-                b.request_id
-            },
-        },
-        Err(_) => {
-            let mut message = String::from_utf8_lossy(&body).trim().to_string();
-            if message.len() > MAX_ERROR_TEXT {
-                let mut cut = MAX_ERROR_TEXT;
-                while !message.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                message.truncate(cut);
-            }
-            if message.is_empty() {
-                message = format!("{} answered without details", redact_url(url));
-            }
-            Error::Api {
-                status: status.as_u16(),
-                code: default_code(status).to_string(),
-                message,
-                request_id: fallback_id,
-            }
-        }
-    }
-}
-
-/// A code for an error answer without an [`ErrorBody`] (e.g. a HEAD).
-fn default_code(status: StatusCode) -> &'static str {
-    match status.as_u16() {
-        404 => "NotFound",
-        403 => "AccessDenied",
-        401 => "Unauthorized",
-        409 => "Conflict",
-        s if s >= 500 => "ServerError",
-        _ => status.canonical_reason().unwrap_or("Error"),
-    }
+    blob_rpc::from_response(resp, url, request_id).await.into()
 }
