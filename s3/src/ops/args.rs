@@ -10,14 +10,17 @@ use s3s::{S3ErrorCode, S3Result};
 
 use crate::error::{bad_key, s3};
 
+/// A bucket name the store accepts, or `InvalidBucketName`.
 pub(super) fn check_bucket(bucket: &str) -> S3Result<()> {
     validate_bucket(bucket).map_err(|e| s3(S3ErrorCode::InvalidBucketName, e.to_string()))
 }
 
+/// A key the store can hold as a path, or S3's error for it.
 pub(super) fn check_key(key: &str) -> S3Result<()> {
     validate_path(key).map_err(|e| bad_key(key, &e))
 }
 
+/// An upload id; one that cannot be ours is `NoSuchUpload`.
 pub(super) fn parse_upload(id: &str) -> S3Result<UploadId> {
     UploadId::from_str(id).map_err(|_| {
         s3(
@@ -27,6 +30,7 @@ pub(super) fn parse_upload(id: &str) -> S3Result<UploadId> {
     })
 }
 
+/// A part number, 1 to 10000.
 pub(super) fn part_number(n: i32) -> S3Result<u32> {
     u32::try_from(n)
         .ok()
@@ -39,6 +43,7 @@ pub(super) fn part_number(n: i32) -> S3Result<u32> {
         })
 }
 
+/// A key as `encoding-type=url` asks for it.
 pub(super) fn url_encode(s: &str) -> String {
     // S3's encoding-type=url: everything but unreserved characters and '/'.
     const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC

@@ -17,10 +17,13 @@ pub(super) const CONTENT_LANGUAGE: &str = "content-language";
 pub(super) const CACHE_CONTROL: &str = "cache-control";
 pub(super) const USER_META: &str = "x-amz-meta-";
 
+/// Milliseconds since the epoch as an S3 timestamp.
 pub(super) fn timestamp(ms: u64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms))
 }
 
+/// A file's ETag: the stored one, or its version for a file written
+/// outside S3.
 pub(super) fn etag_of(file: &FileInfo) -> String {
     file.meta
         .get(ETAG)
@@ -28,6 +31,7 @@ pub(super) fn etag_of(file: &FileInfo) -> String {
         .unwrap_or_else(|| file.version.to_string())
 }
 
+/// `etag` as a strong ETag, the only kind S3 answers with.
 pub(super) fn strong(etag: &str) -> ETag {
     ETag::Strong(etag.to_string())
 }
@@ -59,6 +63,7 @@ pub(super) fn object_meta(
     m
 }
 
+/// The `x-amz-meta-*` entries of a file, without their prefix.
 pub(super) fn user_meta(file: &FileInfo) -> Option<Metadata> {
     let m: Metadata = file
         .meta

@@ -10,10 +10,12 @@ use s3s::{S3Error, S3ErrorCode, S3Result};
 use super::attrs::etag_of;
 use crate::error::s3;
 
+/// A timestamp in whole seconds (HTTP dates have no finer unit).
 pub(super) fn secs(ts: &Timestamp) -> i64 {
     time::OffsetDateTime::from(ts.clone()).unix_timestamp()
 }
 
+/// Whether an `If-Match` / `If-None-Match` value names `etag`.
 pub(super) fn cond_matches(cond: &ETagCondition, etag: &str) -> bool {
     match cond {
         ETagCondition::Any => true,
@@ -65,12 +67,15 @@ pub(super) fn check_conditions(
     Ok(())
 }
 
+/// 304 Not Modified: the object did not change since the client's copy.
 pub(super) fn not_modified() -> S3Error {
     let mut e = S3Error::new(S3ErrorCode::NotModified);
     e.set_status_code(http::StatusCode::NOT_MODIFIED);
     e
 }
 
+/// Evaluates the `x-amz-copy-source-if-*` headers against the copy's
+/// source: every failed one is a 412.
 pub(super) fn check_copy_conditions(
     src: &FileInfo,
     if_match: Option<&ETagCondition>,

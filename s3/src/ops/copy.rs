@@ -193,6 +193,7 @@ pub(crate) async fn upload_part_copy(
     }))
 }
 
+/// The bucket and key of `x-amz-copy-source`.
 fn copy_source(src: &CopySource) -> S3Result<(String, String)> {
     match src {
         CopySource::Bucket { bucket, key, .. } => Ok((bucket.to_string(), key.to_string())),

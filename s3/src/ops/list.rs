@@ -95,10 +95,12 @@ pub(crate) async fn list_objects_v2(
     }))
 }
 
+/// A ListObjectsV2 continuation token: the key to resume after.
 fn token_encode(s: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
 }
 
+/// The key a continuation token resumes after.
 fn token_decode(t: &str) -> S3Result<String> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(t)
@@ -119,6 +121,8 @@ struct Page {
     next: Option<String>,
 }
 
+/// One page of the namenode's listing; `max_keys <= 0` only checks that
+/// the bucket exists.
 async fn list_page(
     client: &Client,
     bucket: &str,

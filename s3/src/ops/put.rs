@@ -206,6 +206,7 @@ pub(super) struct Declared {
     checksums: Vec<(Algo, String)>,
 }
 
+/// What a request declares about its body, from its headers.
 pub(super) fn declared(
     length: Option<i64>,
     content_md5: Option<String>,

@@ -119,6 +119,7 @@ impl Coordinator {
         }
     }
 
+    /// A chunk not to send (repeated, or already stored): done at once.
     fn skip(&mut self, c: ReadyChunk) {
         self.skipped += 1;
         self.progress.add(c.chunk.size);
@@ -218,6 +219,8 @@ impl Coordinator {
         Ok(())
     }
 
+    /// Checks that a plan answers this session and lists exactly the
+    /// chunks asked for, in order.
     fn check_plan(&self, plan: &UploadPlan, refs: &[ChunkRef]) -> Result<(), Error> {
         if let Some(s) = &self.session {
             if plan.upload != s.id {
@@ -236,12 +239,11 @@ impl Coordinator {
         Ok(())
     }
 
+    /// The error for a plan that does not fit what was asked.
     fn bad_plan(&self, detail: &str) -> Error {
         Error::protocol(&self.client.meta_url(&["uploads"], &[]), detail)
     }
 
-    /// After a failure: stops every PUT and hands the receipts gathered so
-    /// far to the namenode (best effort), so a re-run skips those chunks.
     /// Stops the PUTs still running and abandons the session (best
     /// effort: an unreachable namenode leaves it behind).
     pub(super) async fn abort(&mut self) {
@@ -256,6 +258,8 @@ impl Coordinator {
         }
     }
 
+    /// After a failure: stops every PUT and hands the receipts gathered so
+    /// far to the namenode (best effort), so a re-run skips those chunks.
     pub(super) async fn hand_over_receipts(&mut self) {
         self.puts.shutdown().await;
         if let Some(reporter) = self.reporter.take() {

@@ -91,6 +91,9 @@ impl Reporter {
     }
 }
 
+/// The reporter's loop: wakes on new receipts, gathers for
+/// [`REPORT_GATHER`], reports a page; a failed report keeps its receipts
+/// for the next call.
 async fn report_receipts(
     client: Client,
     upload: UploadId,
