@@ -1,8 +1,9 @@
-//! Bodies: request bodies stream through [`Hashing`] (MD5 for the ETag, and
-//! the CRC32 / CRC32C / SHA-256 a client declared, in a header or an
-//! aws-chunked trailer) into the client library's upload; response bodies
-//! are chunk-aligned pieces read a few at a time. Memory per request stays
-//! bounded whatever the object size.
+//! Bodies: request bodies stream through [`Hashing`] (MD5 for the ETag, on
+//! the shared hashing thread of [`crate::md5`], and the CRC32 / CRC32C /
+//! SHA-256 a client declared, in a header or an aws-chunked trailer) into
+//! the client library's upload; response bodies are chunk-aligned pieces
+//! read a few at a time. Memory per request stays bounded whatever the
+//! object size.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};

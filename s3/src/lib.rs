@@ -6,10 +6,12 @@
 //! routes it, verifies AWS Signature V4 (header or pre-signed query, signed
 //! or unsigned payloads, aws-chunked bodies with per-chunk signatures or
 //! checksum trailers) with the secret [`keys`] looks up at the namenode
-//! under the cluster credentials → [`service`] runs the operation as that
-//! user, through one [`blob_client::Client`] per access key: metadata calls
-//! to the namenode, chunk bytes straight to and from the datanodes →
-//! errors become S3's XML error bodies, each with the request id.
+//! under the cluster credentials → [`service`] hands the operation to its
+//! family in [`ops`] (bucket, get, put, copy, delete, list, multipart),
+//! which runs it as that user through one [`blob_client::Client`] per
+//! access key: metadata calls to the namenode, chunk bytes straight to and
+//! from the datanodes → errors become S3's XML error bodies, each with the
+//! request id ([`error`]).
 //!
 //! Memory is bounded ([`admit`]): `limits.max_connections` connections;
 //! nothing of a body is read before its signature verified; every body
@@ -28,6 +30,7 @@ mod error;
 mod host;
 mod keys;
 mod md5;
+mod ops;
 mod service;
 
 use std::convert::Infallible;

@@ -1,0 +1,239 @@
+//! Server-side copies: CopyObject (a new file sharing the source's
+//! chunks, with `x-amz-metadata-directive`) and UploadPartCopy (the whole
+//! source shared as a part, or a byte range read and uploaded), both with
+//! the `x-amz-copy-source-if-*` conditions.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use blob_client::{CopyFile, CopyPart, PartTarget};
+use s3s::dto::*;
+use s3s::{S3ErrorCode, S3Request, S3Response, S3Result};
+
+use super::args::{check_bucket, check_key, parse_upload, part_number};
+use super::attrs::{etag_of, object_meta, strong, timestamp, ETAG};
+use super::conditions::check_copy_conditions;
+use super::put::MAX_PUT;
+use crate::admit;
+use crate::body::{self, Digests};
+use crate::error::{from_client, s3};
+use crate::service::Gateway;
+
+/// CopyObject: a new file sharing the source's chunks (no bytes copied).
+pub(crate) async fn copy_object(
+    gw: &Gateway,
+    req: S3Request<CopyObjectInput>,
+) -> S3Result<S3Response<CopyObjectOutput>> {
+    let client = gw.client(&req).await?;
+    let i = &req.input;
+    check_bucket(&i.bucket)?;
+    check_key(&i.key)?;
+    let (src_bucket, src_key) = copy_source(&i.copy_source)?;
+    check_bucket(&src_bucket)?;
+    check_key(&src_key)?;
+    let src = client
+        .stat(&src_bucket, &src_key)
+        .await
+        .map_err(from_client)?;
+    check_copy_conditions(
+        &src,
+        i.copy_source_if_match.as_ref(),
+        i.copy_source_if_none_match.as_ref(),
+        i.copy_source_if_modified_since.as_ref(),
+        i.copy_source_if_unmodified_since.as_ref(),
+    )?;
+    let replace = i
+        .metadata_directive
+        .as_ref()
+        .is_some_and(|d| d.as_str().eq_ignore_ascii_case(MetadataDirective::REPLACE));
+    if src_bucket == i.bucket && src_key == i.key && !replace {
+        return Err(s3(
+            S3ErrorCode::InvalidRequest,
+            "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata.",
+        ));
+    }
+    let meta = replace.then(|| {
+        let mut m = object_meta(
+            i.content_type.clone(),
+            i.content_disposition.clone(),
+            i.content_encoding.clone(),
+            i.content_language.clone(),
+            i.cache_control.clone(),
+            i.metadata.clone(),
+        );
+        if let Some(e) = src.meta.get(ETAG) {
+            m.insert(ETAG.into(), e.clone());
+        }
+        m
+    });
+    let file = client
+        .copy_file(&CopyFile {
+            src_bucket,
+            src_path: src_key,
+            bucket: i.bucket.clone(),
+            path: i.key.clone(),
+            meta,
+        })
+        .await
+        .map_err(from_client)?;
+    Ok(S3Response::new(CopyObjectOutput {
+        copy_object_result: Some(CopyObjectResult {
+            e_tag: Some(strong(&etag_of(&file))),
+            last_modified: Some(timestamp(file.created_ms)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}
+
+/// UploadPartCopy: a whole single-part source shares its chunks; a range (or a multipart source) is read and uploaded as the part.
+pub(crate) async fn upload_part_copy(
+    gw: &Gateway,
+    req: S3Request<UploadPartCopyInput>,
+) -> S3Result<S3Response<UploadPartCopyOutput>> {
+    let client = gw.client(&req).await?;
+    let i = &req.input;
+    check_bucket(&i.bucket)?;
+    check_key(&i.key)?;
+    let number = part_number(i.part_number)?;
+    let upload = parse_upload(&i.upload_id)?;
+    let (src_bucket, src_key) = copy_source(&i.copy_source)?;
+    check_bucket(&src_bucket)?;
+    check_key(&src_key)?;
+    let locs = client
+        .locations(&src_bucket, &src_key)
+        .await
+        .map_err(from_client)?;
+    let src = locs.file.clone();
+    check_copy_conditions(
+        &src,
+        i.copy_source_if_match.as_ref(),
+        i.copy_source_if_none_match.as_ref(),
+        i.copy_source_if_modified_since.as_ref(),
+        i.copy_source_if_unmodified_since.as_ref(),
+    )?;
+    let range = match &i.copy_source_range {
+        Some(r) => parse_copy_range(r, src.size)?,
+        None => 0..src.size,
+    };
+    if range.end - range.start > MAX_PUT {
+        return Err(s3(S3ErrorCode::EntityTooLarge, "a part is at most 5 GiB"));
+    }
+    // The whole of a single-part object: share its chunks.
+    if range == (0..src.size) {
+        match client
+            .copy_part(
+                &upload,
+                &CopyPart {
+                    number,
+                    src_bucket: src_bucket.clone(),
+                    src_path: src_key.clone(),
+                },
+            )
+            .await
+        {
+            Ok(p) => {
+                return Ok(S3Response::new(UploadPartCopyOutput {
+                    copy_part_result: Some(CopyPartResult {
+                        e_tag: Some(strong(&p.etag)),
+                        last_modified: Some(timestamp(p.created_ms)),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }))
+            }
+            Err(e) if e.code() == Some("NotCopyable") => {}
+            Err(e) => return Err(from_client(e)),
+        }
+    }
+    // Otherwise read the range and upload it as the part (chunks the
+    // bucket already holds are not sent again).
+    // The read's window, and the upload's below, are reserved apart.
+    let held = gw.reserve_read(&locs, range.start, range.end).await?;
+    let stream = body::range_stream(
+        client.clone(),
+        Arc::new(locs),
+        (range.start, range.end),
+        gw.cfg.parallel,
+        held,
+    )
+    .await
+    .map_err(from_client)?;
+    let upload_held = gw
+        .budget
+        .admit(admit::upload_window(
+            gw.cfg.parallel,
+            gw.cfg.chunk_size,
+            Some(range.end - range.start),
+        ))
+        .await
+        .map_err(admit::slow_down)?;
+    let digests = Arc::new(Mutex::new(Digests::new(&[])));
+    let reader = body::hashed(stream, digests.clone(), MAX_PUT);
+    let d2 = digests.clone();
+    let mut opts = gw.upload_options(BTreeMap::new());
+    opts.part = Some(PartTarget { upload, number });
+    opts.before_commit = Some(Arc::new(move |_| {
+        let md5 = d2.lock().unwrap_or_else(|p| p.into_inner()).md5();
+        let md5 = md5.ok_or("the source was not read to its end")?;
+        Ok(BTreeMap::from([(ETAG.to_string(), hex::encode(md5))]))
+    }));
+    let out = client
+        .upload(reader, &i.bucket, &i.key, &opts)
+        .await
+        .map_err(from_client)?;
+    drop(upload_held);
+    Ok(S3Response::new(UploadPartCopyOutput {
+        copy_part_result: Some(CopyPartResult {
+            e_tag: Some(strong(&etag_of(&out.file))),
+            last_modified: Some(timestamp(out.file.created_ms)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }))
+}
+
+/// The bucket and key of `x-amz-copy-source`.
+fn copy_source(src: &CopySource) -> S3Result<(String, String)> {
+    match src {
+        CopySource::Bucket { bucket, key, .. } => Ok((bucket.to_string(), key.to_string())),
+        _ => Err(s3(
+            S3ErrorCode::InvalidArgument,
+            "copy from an access point is not supported",
+        )),
+    }
+}
+
+/// `bytes=first-last` of `x-amz-copy-source-range`, within the source.
+fn parse_copy_range(r: &str, size: u64) -> S3Result<std::ops::Range<u64>> {
+    let bad = || {
+        s3(S3ErrorCode::InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy")
+    };
+    let (a, b) = r
+        .trim()
+        .strip_prefix("bytes=")
+        .and_then(|s| s.split_once('-'))
+        .ok_or_else(bad)?;
+    let first: u64 = a.parse().map_err(|_| bad())?;
+    let last: u64 = b.parse().map_err(|_| bad())?;
+    if first > last || last >= size {
+        return Err(s3(
+            S3ErrorCode::InvalidRange,
+            "The requested range is not satisfiable",
+        ));
+    }
+    Ok(first..last + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_ranges_parse_and_check() {
+        assert_eq!(parse_copy_range("bytes=0-9", 10).ok(), Some(0..10));
+        assert!(parse_copy_range("bytes=0-10", 10).is_err());
+        assert!(parse_copy_range("0-1", 10).is_err());
+        assert!(parse_copy_range("bytes=5-1", 10).is_err());
+    }
+}
