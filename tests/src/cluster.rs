@@ -165,6 +165,16 @@ impl Builder {
         self
     }
 
+    /// Silence after which the namenode declares a datanode dead.
+    pub fn dead_after(&self) -> Duration {
+        self.dead_after
+    }
+
+    /// How long unreferenced chunks are kept before deletion.
+    pub fn gc_grace(&self) -> Duration {
+        self.gc_grace
+    }
+
     /// Also start an S3 gateway (default off), with multipart parts of at
     /// least [`TEST_MIN_PART_SIZE`] so tests need not move 5 MiB per part.
     pub fn s3(mut self, on: bool) -> Self {
@@ -448,6 +458,16 @@ impl TestCluster {
     /// Process id of the namenode.
     pub fn namenode_pid(&self) -> Option<u32> {
         self.namenode.pid()
+    }
+
+    /// The default replication factor it started with.
+    pub fn replication(&self) -> u8 {
+        self.settings.replication
+    }
+
+    /// Whether its datanodes fsync.
+    pub fn fsync(&self) -> bool {
+        self.settings.fsync
     }
 
     /// Settings this cluster started with.
