@@ -4,6 +4,10 @@
 //! which `client.toml` and the gateway name, so their reads go through it). Writes `DIR/client.toml` for
 //! blobctl, `DIR/s3.env` for S3 tools (`AWS_ENDPOINT_URL`, keys, region) and
 //! `DIR/cluster.json` describing every service.
+//!
+//! Both modes build each service's flags the same way (the `*_args`
+//! functions below); the processes mode starts them through
+//! [`crate::cluster`], the launcher the whole-cluster tests use too.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
