@@ -4,10 +4,14 @@
 //! which `client.toml` and the gateway name, so their reads go through it). Writes `DIR/client.toml` for
 //! blobctl, `DIR/s3.env` for S3 tools (`AWS_ENDPOINT_URL`, keys, region) and
 //! `DIR/cluster.json` describing every service.
+//!
+//! Both modes build each service's flags the same way (the `*_args`
+//! functions below); the processes mode starts them through
+//! [`crate::cluster`], the launcher the whole-cluster tests use too.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -15,7 +19,11 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::{bind, cancel_on_signals, parse_duration, secrets};
+use crate::cluster::{
+    free_port, stop_all, write_atomic, write_client_config, write_s3_env, Credentials, Launcher,
+    Layout, Service, ServiceArgs,
+};
+use crate::{bind, cancel_on_signals, parse_duration, secrets, CommonArgs};
 
 /// `blobd dev` flags.
 #[derive(Debug, Args, Clone)]
@@ -96,13 +104,13 @@ pub struct ClusterFile {
     pub pid: u32,
 }
 
-fn port_at(base: u16, offset: usize) -> Result<std::net::SocketAddr> {
+fn port_at(base: u16, offset: usize) -> Result<SocketAddr> {
     let port = if base == 0 {
         0
     } else {
         u16::try_from(base as usize + offset).context("port out of range: choose a lower --port")?
     };
-    Ok(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
+    Ok(SocketAddr::from(([127, 0, 0, 1], port)))
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -115,74 +123,7 @@ fn absolute(p: &Path) -> Result<PathBuf> {
     }
 }
 
-fn write_atomic(path: &Path, text: &str) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
-}
-
-#[derive(Deserialize)]
-struct Credentials {
-    access_key: String,
-    secret_key: String,
-}
-
-fn read_credentials(creds_file: &Path) -> Result<Credentials> {
-    let text = std::fs::read_to_string(creds_file)
-        .with_context(|| format!("reading admin credentials {}", creds_file.display()))?;
-    toml::from_str(&text).with_context(|| format!("parsing {}", creds_file.display()))
-}
-
-/// Writes a file holding the admin secret: owner-only, atomically.
-fn write_secret_file(path: &Path, text: &str) -> Result<()> {
-    blob_common::write_private(path, text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
-}
-
-fn write_client_config(
-    dir: &Path,
-    endpoint: &str,
-    creds_file: &Path,
-    zone: Option<&str>,
-) -> Result<PathBuf> {
-    let c = read_credentials(creds_file)?;
-    let path = dir.join("client.toml");
-    let zone = zone.map_or(String::new(), |z| format!("zone = \"{z}\"\n"));
-    write_secret_file(
-        &path,
-        &format!(
-            "# blobctl config for the dev cluster in {}\nendpoint = \"{endpoint}\"\naccess_key = \"{}\"\nsecret_key = \"{}\"\n{zone}",
-            dir.display(),
-            c.access_key,
-            c.secret_key
-        ),
-    )?;
-    Ok(path)
-}
-
-/// A free port on `host` for a service whose URL others need before it
-/// starts: bound and released here, bound again by the service. It is
-/// taken below the kernel's ephemeral range, so that no outgoing
-/// connection can take it as its local port in between.
-pub fn free_port(host: std::net::IpAddr) -> Result<std::net::SocketAddr> {
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let (low, high) = (10_000u16, ephemeral_low.saturating_sub(1));
-    if high > low {
-        for _ in 0..200 {
-            let port = rand::Rng::gen_range(&mut rand::thread_rng(), low..high);
-            if let Ok(l) = std::net::TcpListener::bind((host, port)) {
-                return l.local_addr().context("reading a free port");
-            }
-        }
-    }
-    let l = std::net::TcpListener::bind((host, 0)).context("finding a free port")?;
-    l.local_addr().context("reading a free port")
-}
-
-fn edge_addr(a: &DevArgs) -> Result<std::net::SocketAddr> {
+fn edge_addr(a: &DevArgs) -> Result<SocketAddr> {
     if a.port == 0 {
         free_port(std::net::IpAddr::from([127, 0, 0, 1]))
     } else {
@@ -192,21 +133,6 @@ fn edge_addr(a: &DevArgs) -> Result<std::net::SocketAddr> {
 
 /// Region the dev cluster's S3 gateway answers for.
 const DEV_REGION: &str = "us-east-1";
-
-/// Writes `DIR/s3.env`: what S3 tools need to reach the dev gateway as the
-/// admin key (`set -a; . DIR/s3.env`).
-fn write_s3_env(dir: &Path, endpoint: &str, creds_file: &Path) -> Result<PathBuf> {
-    let c = read_credentials(creds_file)?;
-    let path = dir.join("s3.env");
-    write_secret_file(
-        &path,
-        &format!(
-            "AWS_ENDPOINT_URL={endpoint}\nAWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\nAWS_REGION={DEV_REGION}\n",
-            c.access_key, c.secret_key
-        ),
-    )?;
-    Ok(path)
-}
 
 fn print_usage(dir: &Path, cluster: &ClusterFile) {
     let cfg = cluster.client_config.display();
@@ -258,30 +184,18 @@ fn replication(a: &DevArgs) -> u8 {
     a.replication.unwrap_or_else(|| a.datanodes.min(3) as u8)
 }
 
-async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -> Result<()> {
-    let keyring = secrets::load_or_create(&dir.join("cluster.secret"))?;
-    // The edge is bound first: the namenode hands out its URL.
-    let edge_listener = match a.no_edge {
-        true => None,
-        false => Some(bind(edge_addr(&a)?, "edge").await?),
-    };
-    let edge_url = match &edge_listener {
-        Some(l) => Some(format!(
-            "http://{}",
-            l.local_addr().context("reading edge address")?
-        )),
-        None => None,
-    };
-    let mut nn_args = crate::NamenodeArgs {
-        common: crate::CommonArgs {
-            config: None,
-            secret_file: None,
-            addr_file: None,
-            ..Default::default()
-        },
+/// The namenode's flags; with an edge at `edge`, readers of zone `local`
+/// are sent to it.
+fn namenode_args(
+    a: &DevArgs,
+    layout: &Layout,
+    edge: Option<SocketAddr>,
+) -> Result<crate::NamenodeArgs> {
+    Ok(crate::NamenodeArgs {
+        common: CommonArgs::default(),
         listen: Some(port_at(a.port, 0)?),
-        data: Some(dir.join("namenode")),
-        replication: Some(replication(&a)),
+        data: Some(layout.data("namenode")),
+        replication: Some(replication(a)),
         heartbeat: a.heartbeat,
         stale_after: a.stale_after,
         dead_after: a.dead_after,
@@ -291,30 +205,132 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
         orphan_grace: None,
         min_write_replicas: a.min_write_replicas,
         wal_sync_delay: None,
-        edges: edge_url
+        edges: edge
             .iter()
-            .map(|url| blob_namenode::EdgeConfig {
+            .map(|addr| blob_namenode::EdgeConfig {
                 zone: DEV_ZONE.into(),
-                url: url.clone(),
+                url: format!("http://{addr}"),
             })
             .collect(),
+    })
+}
+
+/// Datanode `i`'s flags.
+fn datanode_args(
+    a: &DevArgs,
+    layout: &Layout,
+    i: usize,
+    nn_url: &str,
+) -> Result<crate::DatanodeArgs> {
+    Ok(crate::DatanodeArgs {
+        common: CommonArgs::default(),
+        listen: Some(port_at(a.port, i + 1)?),
+        public_url: None,
+        data: Some(layout.data(&format!("datanode-{i}"))),
+        namenode: Some(nn_url.to_string()),
+        heartbeat: a.heartbeat,
+        no_fsync: a.no_fsync,
+        scrub_interval: None,
+        full_report_interval: None,
+        min_free_bytes: None,
+    })
+}
+
+/// The S3 gateway's flags; with a zone, it reads through that zone's edge.
+fn s3_args(a: &DevArgs, nn_url: &str, zone: Option<&str>) -> Result<crate::S3Args> {
+    Ok(crate::S3Args {
+        common: CommonArgs::default(),
+        listen: Some(port_at(a.port, a.datanodes + 1)?),
+        namenode: Some(nn_url.to_string()),
+        region: Some(DEV_REGION.into()),
+        min_part_size: None,
+        domains: vec![],
+        zone: zone.map(String::from),
+    })
+}
+
+/// The edge's flags.
+fn edge_args(layout: &Layout, addr: SocketAddr, nn_url: &str) -> crate::EdgeArgs {
+    crate::EdgeArgs {
+        common: CommonArgs::default(),
+        listen: Some(addr),
+        data: Some(layout.data("edge")),
+        zone: Some(DEV_ZONE.into()),
+        namenode: Some(nn_url.to_string()),
+        policy: None,
+        memory: None,
+        disk: None,
+        warm_file: None,
+        no_fsync: false,
+    }
+}
+
+/// Writes `DIR/client.toml` (blobctl) and `DIR/s3.env` (S3 tools), both
+/// with the admin key.
+fn write_client_files(
+    layout: &Layout,
+    nn_url: &str,
+    s3_url: &str,
+    zone: Option<&str>,
+) -> Result<PathBuf> {
+    let creds = Credentials::read(&layout.credentials())?;
+    let dir = &layout.root;
+    let client_config = dir.join("client.toml");
+    write_client_config(
+        &client_config,
+        &format!("blobctl config for the dev cluster in {}", dir.display()),
+        nn_url,
+        &creds,
+        zone,
+    )?;
+    write_s3_env(&dir.join("s3.env"), s3_url, &creds, DEV_REGION)?;
+    Ok(client_config)
+}
+
+fn in_process_entry(url: String, data: PathBuf) -> ServiceEntry {
+    ServiceEntry {
+        url,
+        data,
+        pid: None,
+        command: vec![],
+        log: None,
+    }
+}
+
+fn write_cluster_file(cluster: &ClusterFile) -> Result<()> {
+    let dir = cluster
+        .client_config
+        .parent()
+        .context("the client config has a directory")?;
+    write_atomic(
+        &dir.join("cluster.json"),
+        &serde_json::to_string_pretty(cluster)?,
+    )?;
+    print_usage(dir, cluster);
+    Ok(())
+}
+
+async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -> Result<()> {
+    let layout = Layout::split(&dir);
+    let keyring = secrets::load_or_create(&layout.secret())?;
+    // The edge is bound first: the namenode hands out its URL.
+    let edge_listener = match a.no_edge {
+        true => None,
+        false => Some(bind(edge_addr(&a)?, "edge").await?),
     };
-    let nn_cfg = crate::namenode_config(&nn_args)?;
+    let edge_at = match &edge_listener {
+        Some(l) => Some(l.local_addr().context("reading edge address")?),
+        None => None,
+    };
+    let zone = edge_at.map(|_| DEV_ZONE);
+    let nn_cfg = crate::namenode_config(&namenode_args(&a, &layout, edge_at)?)?;
     let nn_listener = bind(nn_cfg.listen, "namenode").await?;
     let nn_addr = nn_listener
         .local_addr()
         .context("reading namenode address")?;
-    nn_args.listen = Some(nn_addr);
     let nn_url = format!("http://{nn_addr}");
     let nn = blob_namenode::Namenode::open(nn_cfg.clone(), keyring.clone())
         .context("opening the namenode")?;
-    let zone = (!a.no_edge).then_some(DEV_ZONE);
-    let client_config = write_client_config(
-        &dir,
-        &nn_url,
-        &blob_namenode::Namenode::credentials_path(&nn_cfg.data_dir),
-        zone,
-    )?;
 
     let mut tasks = JoinSet::new();
     let token = shutdown.clone();
@@ -326,33 +342,13 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
 
     let mut datanodes = Vec::new();
     for i in 0..a.datanodes {
-        let dn_args = crate::DatanodeArgs {
-            common: crate::CommonArgs {
-                config: None,
-                secret_file: None,
-                addr_file: None,
-                ..Default::default()
-            },
-            listen: Some(port_at(a.port, i + 1)?),
-            public_url: None,
-            data: Some(dir.join(format!("datanode-{i}"))),
-            namenode: Some(nn_url.clone()),
-            heartbeat: a.heartbeat,
-            no_fsync: a.no_fsync,
-            scrub_interval: None,
-            full_report_interval: None,
-            min_free_bytes: None,
-        };
-        let cfg = crate::datanode_config(&dn_args)?;
+        let cfg = crate::datanode_config(&datanode_args(&a, &layout, i, &nn_url)?)?;
         let listener = bind(cfg.listen, "datanode").await?;
         let addr = listener.local_addr().context("reading datanode address")?;
-        datanodes.push(ServiceEntry {
-            url: format!("http://{addr}"),
-            data: cfg.data_dir.clone(),
-            pid: None,
-            command: vec![],
-            log: None,
-        });
+        datanodes.push(in_process_entry(
+            format!("http://{addr}"),
+            cfg.data_dir.clone(),
+        ));
         let (ring, token) = (keyring.clone(), shutdown.clone());
         tasks.spawn(async move {
             blob_datanode::serve(cfg, ring, listener, token)
@@ -360,31 +356,13 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
                 .with_context(|| format!("datanode {i}"))
         });
     }
-    let s3_args = crate::S3Args {
-        common: crate::CommonArgs {
-            config: None,
-            secret_file: None,
-            addr_file: None,
-            ..Default::default()
-        },
-        listen: Some(port_at(a.port, a.datanodes + 1)?),
-        namenode: Some(nn_url.clone()),
-        region: Some(DEV_REGION.into()),
-        min_part_size: None,
-        domains: vec![],
-        zone: zone.map(String::from),
-    };
-    let s3_cfg = crate::s3_config(&s3_args)?;
+    let s3_cfg = crate::s3_config(&s3_args(&a, &nn_url, zone)?)?;
     let s3_listener = bind(s3_cfg.listen, "S3 gateway").await?;
     let s3_addr = s3_listener
         .local_addr()
         .context("reading S3 gateway address")?;
     let s3_url = format!("http://{s3_addr}");
-    write_s3_env(
-        &dir,
-        &s3_url,
-        &blob_namenode::Namenode::credentials_path(&nn_cfg.data_dir),
-    )?;
+    let client_config = write_client_files(&layout, &nn_url, &s3_url, zone)?;
     let (ring, token) = (keyring.clone(), shutdown.clone());
     tasks.spawn(async move {
         blob_s3::serve(s3_cfg, ring, s3_listener, token)
@@ -392,21 +370,12 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
             .context("S3 gateway")
     });
     let mut edge = None;
-    if let (Some(listener), Some(url)) = (edge_listener, edge_url) {
-        let edge_cfg = blob_edge::Config {
-            listen: listener.local_addr().context("reading edge address")?,
-            data_dir: dir.join("edge"),
-            zone: DEV_ZONE.into(),
-            namenode: Some(nn_url.clone()),
-            ..Default::default()
-        };
-        edge = Some(ServiceEntry {
-            url,
-            data: edge_cfg.data_dir.clone(),
-            pid: None,
-            command: vec![],
-            log: None,
-        });
+    if let (Some(listener), Some(addr)) = (edge_listener, edge_at) {
+        let edge_cfg = crate::edge_config(&edge_args(&layout, addr, &nn_url))?;
+        edge = Some(in_process_entry(
+            format!("http://{addr}"),
+            edge_cfg.data_dir.clone(),
+        ));
         let (ring, token) = (keyring.clone(), shutdown.clone());
         tasks.spawn(async move {
             blob_edge::serve(edge_cfg, ring, listener, token)
@@ -414,31 +383,14 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
                 .context("edge")
         });
     }
-    let cluster = ClusterFile {
-        namenode: ServiceEntry {
-            url: nn_url,
-            data: nn_cfg.data_dir.clone(),
-            pid: None,
-            command: vec![],
-            log: None,
-        },
+    write_cluster_file(&ClusterFile {
+        namenode: in_process_entry(nn_url, nn_cfg.data_dir.clone()),
         datanodes,
-        s3: Some(ServiceEntry {
-            url: s3_url,
-            data: dir.clone(),
-            pid: None,
-            command: vec![],
-            log: None,
-        }),
+        s3: Some(in_process_entry(s3_url, dir.clone())),
         edge,
         client_config,
         pid: std::process::id(),
-    };
-    write_atomic(
-        &dir.join("cluster.json"),
-        &serde_json::to_string_pretty(&cluster)?,
-    )?;
-    print_usage(&dir, &cluster);
+    })?;
 
     // Run until a signal, or until any service fails (then stop the rest).
     let mut result = Ok(());
@@ -454,258 +406,92 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
     result
 }
 
-fn service_command(exe: &Path, args: &[String]) -> Vec<String> {
-    std::iter::once(exe.display().to_string())
-        .chain(args.iter().cloned())
-        .collect()
-}
-
-fn duration_flags(flag: &str, d: Option<Duration>) -> Vec<String> {
-    d.map(|d| vec![flag.to_string(), format!("{}ms", d.as_millis())])
-        .unwrap_or_default()
-}
-
-/// Starts a service as a child process with its output in `log`, and waits
-/// until it has written its address to `addr_file`.
-async fn spawn_service(
-    command: &[String],
-    addr_file: &Path,
-    log: &Path,
-) -> Result<(tokio::process::Child, std::net::SocketAddr)> {
-    let _ = std::fs::remove_file(addr_file);
-    let log_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .with_context(|| format!("opening log {}", log.display()))?;
-    let err_file = log_file.try_clone().context("duplicating log handle")?;
-    let mut child = tokio::process::Command::new(&command[0])
-        .args(&command[1..])
-        .stdin(Stdio::null())
-        .stdout(log_file)
-        .stderr(err_file)
-        .spawn()
-        .with_context(|| format!("starting {}", command.join(" ")))?;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(addr_file) {
-            if let Ok(addr) = text.trim().parse() {
-                return Ok((child, addr));
-            }
-        }
-        if let Some(status) = child.try_wait().context("checking child")? {
-            bail!(
-                "{} exited with {status} during start; see {}",
-                command[1],
-                log.display()
-            );
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{} did not start within 60 s; see {}",
-                command[1],
-                log.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// A service's `cluster.json` entry.
+fn process_entry(s: &Service) -> ServiceEntry {
+    ServiceEntry {
+        url: s.url(),
+        data: s.data.clone(),
+        pid: s.pid(),
+        command: s.command.clone(),
+        log: Some(s.log.clone()),
     }
+}
+
+/// How long stopped services get to exit before they are killed.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// Starts every service as a child process of this one, each on its port
+/// (pinned once bound, so that its recorded command line restarts it
+/// there). On failure, the ones already started are stopped.
+fn start_processes(a: &DevArgs, dir: &Path, started: &mut Vec<Service>) -> Result<ClusterFile> {
+    let exe = std::env::current_exe().context("locating the blobd executable")?;
+    let launcher = Launcher::new(exe, Layout::split(dir));
+    launcher.prepare()?;
+    let layout = &launcher.layout;
+    let start = |started: &mut Vec<Service>, name: &str, args: ServiceArgs| -> Result<usize> {
+        let mut s = launcher.service(name, args, &[]);
+        s.pin_port = true;
+        s.start()?;
+        started.push(s);
+        Ok(started.len() - 1)
+    };
+    let edge_at = match a.no_edge {
+        true => None,
+        false => Some(edge_addr(a)?),
+    };
+    let zone = edge_at.map(|_| DEV_ZONE);
+    let nn = start(
+        started,
+        "namenode",
+        ServiceArgs::Namenode(namenode_args(a, layout, edge_at)?),
+    )?;
+    let nn_url = started[nn].url();
+    let mut datanodes = Vec::new();
+    for i in 0..a.datanodes {
+        let args = ServiceArgs::Datanode(datanode_args(a, layout, i, &nn_url)?);
+        datanodes.push(start(started, &format!("datanode-{i}"), args)?);
+    }
+    let s3 = start(started, "s3", ServiceArgs::S3(s3_args(a, &nn_url, zone)?))?;
+    let client_config = write_client_files(layout, &nn_url, &started[s3].url(), zone)?;
+    let edge = match edge_at {
+        Some(addr) => Some(start(
+            started,
+            "edge",
+            ServiceArgs::Edge(edge_args(layout, addr, &nn_url)),
+        )?),
+        None => None,
+    };
+    Ok(ClusterFile {
+        namenode: process_entry(&started[nn]),
+        datanodes: datanodes
+            .iter()
+            .map(|&i| process_entry(&started[i]))
+            .collect(),
+        s3: Some(process_entry(&started[s3])),
+        edge: edge.map(|i| process_entry(&started[i])),
+        client_config,
+        pid: std::process::id(),
+    })
 }
 
 async fn run_processes(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -> Result<()> {
-    let exe = std::env::current_exe().context("locating the blobd executable")?;
-    let run = dir.join("run");
-    let logs = dir.join("logs");
-    for d in [&run, &logs] {
-        std::fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
-    }
-    let secret = dir.join("cluster.secret");
-    secrets::load_or_create(&secret)?;
-    let edge_at = match a.no_edge {
-        true => None,
-        false => Some(edge_addr(&a)?),
-    };
-    let zone = edge_at.map(|_| DEV_ZONE);
-    let nn_data = dir.join("namenode");
-    let mut args: Vec<String> = vec![
-        "namenode".into(),
-        "--listen".into(),
-        port_at(a.port, 0)?.to_string(),
-        "--data".into(),
-        nn_data.display().to_string(),
-        "--secret-file".into(),
-        secret.display().to_string(),
-        "--addr-file".into(),
-        run.join("namenode.addr").display().to_string(),
-        "--replication".into(),
-        replication(&a).to_string(),
-    ];
-    args.extend(duration_flags("--heartbeat", a.heartbeat));
-    args.extend(duration_flags("--stale-after", a.stale_after));
-    args.extend(duration_flags("--dead-after", a.dead_after));
-    if let Some(m) = a.min_write_replicas {
-        args.extend(["--min-write-replicas".into(), m.to_string()]);
-    }
-    if let Some(addr) = edge_at {
-        args.extend(["--edge".into(), format!("{DEV_ZONE}=http://{addr}")]);
-    }
-    let mut command = service_command(&exe, &args);
-    let nn_log = logs.join("namenode.log");
-    let (nn_child, nn_addr) = spawn_service(&command, &run.join("namenode.addr"), &nn_log).await?;
-    // Pin the port so that a restart with this command line comes back on it.
-    if let Some(i) = command.iter().position(|c| c == "--listen") {
-        command[i + 1] = nn_addr.to_string();
-    }
-    let nn_url = format!("http://{nn_addr}");
-    let client_config = write_client_config(
-        &dir,
-        &nn_url,
-        &blob_namenode::Namenode::credentials_path(&nn_data),
-        zone,
-    )?;
-    let mut children = vec![nn_child];
-    let namenode = ServiceEntry {
-        url: nn_url.clone(),
-        data: nn_data,
-        pid: children[0].id(),
-        command,
-        log: Some(nn_log),
-    };
-
-    let mut datanodes = Vec::new();
-    for i in 0..a.datanodes {
-        let data = dir.join(format!("datanode-{i}"));
-        let addr_file = run.join(format!("datanode-{i}.addr"));
-        let mut args: Vec<String> = vec![
-            "datanode".into(),
-            "--listen".into(),
-            port_at(a.port, i + 1)?.to_string(),
-            "--data".into(),
-            data.display().to_string(),
-            "--namenode".into(),
-            nn_url.clone(),
-            "--secret-file".into(),
-            secret.display().to_string(),
-            "--addr-file".into(),
-            addr_file.display().to_string(),
-        ];
-        args.extend(duration_flags("--heartbeat", a.heartbeat));
-        if a.no_fsync {
-            args.push("--no-fsync".into());
+    // Starting waits on child processes: off the async workers.
+    let (cluster, mut services) = tokio::task::spawn_blocking(move || {
+        let mut started = Vec::new();
+        match start_processes(&a, &dir, &mut started) {
+            Ok(cluster) => Ok((cluster, started)),
+            Err(e) => {
+                stop_all(&mut started, STOP_GRACE);
+                Err(e)
+            }
         }
-        let mut command = service_command(&exe, &args);
-        let log = logs.join(format!("datanode-{i}.log"));
-        let (child, addr) = spawn_service(&command, &addr_file, &log).await?;
-        if let Some(i) = command.iter().position(|c| c == "--listen") {
-            command[i + 1] = addr.to_string();
-        }
-        datanodes.push(ServiceEntry {
-            url: format!("http://{addr}"),
-            data,
-            pid: child.id(),
-            command,
-            log: Some(log),
-        });
-        children.push(child);
-    }
-    let addr_file = run.join("s3.addr");
-    let args: Vec<String> = vec![
-        "s3".into(),
-        "--listen".into(),
-        port_at(a.port, a.datanodes + 1)?.to_string(),
-        "--namenode".into(),
-        nn_url.clone(),
-        "--secret-file".into(),
-        secret.display().to_string(),
-        "--addr-file".into(),
-        addr_file.display().to_string(),
-        "--region".into(),
-        DEV_REGION.into(),
-    ];
-    let mut args = args;
-    if let Some(z) = zone {
-        args.extend(["--zone".into(), z.into()]);
-    }
-    let mut command = service_command(&exe, &args);
-    let log = logs.join("s3.log");
-    let (child, addr) = spawn_service(&command, &addr_file, &log).await?;
-    if let Some(i) = command.iter().position(|c| c == "--listen") {
-        command[i + 1] = addr.to_string();
-    }
-    let s3_url = format!("http://{addr}");
-    write_s3_env(
-        &dir,
-        &s3_url,
-        &blob_namenode::Namenode::credentials_path(&namenode.data),
-    )?;
-    let s3 = ServiceEntry {
-        url: s3_url,
-        data: dir.clone(),
-        pid: child.id(),
-        command,
-        log: Some(log),
-    };
-    children.push(child);
-    let mut edge = None;
-    if let Some(addr) = edge_at {
-        let addr_file = run.join("edge.addr");
-        let data = dir.join("edge");
-        let args: Vec<String> = vec![
-            "edge".into(),
-            "--listen".into(),
-            addr.to_string(),
-            "--data".into(),
-            data.display().to_string(),
-            "--zone".into(),
-            DEV_ZONE.into(),
-            "--namenode".into(),
-            nn_url.clone(),
-            "--secret-file".into(),
-            secret.display().to_string(),
-            "--addr-file".into(),
-            addr_file.display().to_string(),
-        ];
-        let command = service_command(&exe, &args);
-        let log = logs.join("edge.log");
-        let (child, addr) = spawn_service(&command, &addr_file, &log).await?;
-        edge = Some(ServiceEntry {
-            url: format!("http://{addr}"),
-            data,
-            pid: child.id(),
-            command,
-            log: Some(log),
-        });
-        children.push(child);
-    }
-    let cluster = ClusterFile {
-        namenode,
-        datanodes,
-        s3: Some(s3),
-        edge,
-        client_config,
-        pid: std::process::id(),
-    };
-    write_atomic(
-        &dir.join("cluster.json"),
-        &serde_json::to_string_pretty(&cluster)?,
-    )?;
-    print_usage(&dir, &cluster);
+    })
+    .await
+    .context("starting the services")??;
+    write_cluster_file(&cluster)?;
 
     shutdown.cancelled().await;
-    for child in &mut children {
-        if let Some(pid) = child.id() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-    }
-    for child in &mut children {
-        if tokio::time::timeout(Duration::from_secs(10), child.wait())
-            .await
-            .is_err()
-        {
-            let _ = child.kill().await;
-        }
-    }
-    Ok(())
+    tokio::task::spawn_blocking(move || stop_all(&mut services, STOP_GRACE))
+        .await
+        .context("stopping the services")
 }

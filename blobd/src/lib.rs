@@ -5,6 +5,7 @@
 //! `BLOB_CONFIG`), then environment (`BLOB_<SERVICE>_<KEY>`), then flags.
 //! This crate only parses, loads and wires; the services are libraries.
 
+pub mod cluster;
 mod dev;
 mod secrets;
 
@@ -17,7 +18,8 @@ use clap::{Args, Parser, Subcommand};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use dev::{free_port, ClusterFile, ServiceEntry};
+pub use cluster::free_port;
+pub use dev::{ClusterFile, ServiceEntry};
 
 /// The blob store server.
 #[derive(Debug, Parser)]

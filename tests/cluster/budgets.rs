@@ -701,7 +701,8 @@ async fn s3_get_of_an_object_with_a_lost_chunk_never_ends_cleanly() {
             let url = presign(&c, key);
             let got = deliver(&url).await;
             println!(
-                "S3 GET of a 5 MiB object whose chunk {lost} is lost on every replica: {got:?}"
+                "S3 GET of a {} MiB object whose chunk {lost} is lost on every replica: {got:?}",
+                data.len() / MIB as usize
             );
             match &got {
                 Delivered::Clean { status, len } => {

@@ -139,10 +139,13 @@ async fn a_killed_datanode_is_replaced_and_its_return_trimmed() {
         let detect = wait_state(&cluster, id, "dead").await;
         let restore = wait_healthy(&cluster, Duration::from_secs(120)).await;
         let copies = cluster.metric(&cluster.endpoint(), "blob_namenode_replica_copies_total").await.expect("metric") - copies_before;
-        let mib = on_victim as f64; // 1 MiB chunks
+        let chunk = c.stat("heal", &files[0].0).await.expect("stat").chunk_size;
+        let mib = (on_victim as u64 * chunk) as f64 / MIB as f64;
         let lost = bytes_lost(&c, "heal", &files).await;
+        let killed = cluster.datanodes.iter().filter(|d| !d.is_started()).count();
         eprintln!(
-            "FIGURES kill 1 of 4: detect {:.1} s, restore {:.1} s after detection, {} copies, {:.1} MiB/s re-replicated, no client traffic during the fault, bytes lost {lost}",
+            "FIGURES kill {killed} of {}: detect {:.1} s, restore {:.1} s after detection, {} copies, {:.1} MiB/s re-replicated, no client traffic during the fault, bytes lost {lost}",
+            cluster.datanodes.len(),
             detect.as_secs_f64(),
             restore.as_secs_f64(),
             copies,
@@ -198,8 +201,10 @@ async fn two_of_five_killed_at_once_lose_nothing() {
         let detect = wait_state(&cluster, ids[1], "dead").await;
         let restore = wait_healthy(&cluster, Duration::from_secs(120)).await;
         let lost = bytes_lost(&c, "two", &files).await;
+        let killed = cluster.datanodes.iter().filter(|d| !d.is_started()).count();
         eprintln!(
-            "FIGURES kill 2 of 5: detect {:.1} s, restore {:.1} s after detection, no client traffic during the fault, bytes lost {lost}",
+            "FIGURES kill {killed} of {}: detect {:.1} s, restore {:.1} s after detection, no client traffic during the fault, bytes lost {lost}",
+            cluster.datanodes.len(),
             detect.as_secs_f64(),
             restore.as_secs_f64()
         );
@@ -254,7 +259,8 @@ async fn the_scrubber_finds_rot_and_replicas_are_recopied() {
             .unwrap_or_else(|e| panic!("{e:#}"));
         let lost = bytes_lost(&c, "rot", &files).await;
         eprintln!(
-            "FIGURES bit rot x3: found by scrubber in {:.1} s, replicas restored {:.1} s later, no client traffic during the fault, bytes lost {lost}",
+            "FIGURES bit rot x{}: found by scrubber in {:.1} s, replicas restored {:.1} s later, no client traffic during the fault, bytes lost {lost}",
+            rotted.len(),
             found.as_secs_f64(),
             restore.as_secs_f64()
         );
@@ -305,8 +311,10 @@ async fn deleted_files_leave_the_disks_after_the_grace_period() {
         let total: usize = (0..3).map(|i| cluster.chunk_files(i)).sum();
         assert_eq!(total, 3 * (3 + 999), "every replica on disk");
         let t = Instant::now();
+        let mut deleted = 0;
         for i in 0..1000u64 {
             c.delete_file("gcb", &format!("tmp/{i:04}")).await.expect("rm");
+            deleted += 1;
         }
         let deleting = t.elapsed();
         let t = Instant::now();
@@ -316,9 +324,10 @@ async fn deleted_files_leave_the_disks_after_the_grace_period() {
         .await
         .unwrap_or_else(|e| panic!("{e:#}"));
         eprintln!(
-            "FIGURES delete 1000 files: deletes took {:.1} s, chunks gone from disks {:.1} s later (grace 2 s), referenced chunks kept",
+            "FIGURES delete {deleted} files: deletes took {:.1} s, chunks gone from disks {:.1} s later (grace {:.0} s), referenced chunks kept",
             deleting.as_secs_f64(),
-            t.elapsed().as_secs_f64()
+            t.elapsed().as_secs_f64(),
+            cluster.settings().gc_grace().as_secs_f64()
         );
         assert_eq!(sha256_hex(&get(&c, "gcb", "keep").await), sha256_hex(&keep));
         assert!(cluster.fsck().await.expect("fsck").healthy());
@@ -356,6 +365,7 @@ async fn namenode_killed_during_twenty_uploads() {
             results.push(t.await.expect("task"));
         }
         cluster.restart_namenode().await.expect("restart");
+        let uploads = results.len();
         let failed = results.iter().filter(|(_, _, ok)| !ok).count();
         let mut lost = 0u64;
         for (i, data, ok) in results {
@@ -368,7 +378,7 @@ async fn namenode_killed_during_twenty_uploads() {
                 lost += data.len() as u64;
             }
         }
-        eprintln!("FIGURES namenode SIGKILL during 20 uploads: {} committed, {failed} client errors (interrupted uploads, each resumed to completion), bytes lost {lost}", 20 - failed);
+        eprintln!("FIGURES namenode SIGKILL during {uploads} uploads: {} committed, {failed} client errors (interrupted uploads, each resumed to completion), bytes lost {lost}", uploads - failed);
         assert_eq!(lost, 0);
     })
     .await;
@@ -464,9 +474,13 @@ async fn full_disks_send_writes_elsewhere_and_a_full_cluster_says_so() {
         .await;
         let full = cluster.nodes().await.expect("nodes");
         let n0 = full.nodes.iter().find(|n| n.node == id0).expect("node 0");
+        let file_mib = match files.first() {
+            Some((path, _)) => c.stat("fill", path).await.expect("stat").size as usize / MIB,
+            None => 0,
+        };
         eprintln!(
-            "FIGURES one full disk of four: {} of 12 files of 10 MiB uploaded, small node holds {} chunks, read-only {}, client errors {errors}, bytes lost {lost}",
-            files.len(), n0.chunk_count, n0.read_only
+            "FIGURES one full disk of {}: {} of {} files of {file_mib} MiB uploaded, small node holds {} chunks, read-only {}, client errors {errors}, bytes lost {lost}",
+            full.nodes.len(), files.len(), files.len() + errors, n0.chunk_count, n0.read_only
         );
         assert_eq!((errors, lost), (0, 0));
         assert!(n0.read_only, "the small node reports itself read-only");

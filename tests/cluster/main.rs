@@ -5,6 +5,7 @@
 mod bad_input;
 mod budgets;
 mod cli;
+mod client_lib;
 mod concurrency;
 mod dedup;
 mod dev;

@@ -114,10 +114,12 @@ async fn files_round_trip_through_the_mount_both_ways() {
             .expect("read");
         let read_s = started.elapsed().as_secs_f64();
         assert_eq!(got, want, "256 MiB read through the mount");
+        // Sized from the file that was written and read back.
+        let mib = std::fs::metadata(&local).expect("stat").len() as f64 / MIB as f64;
         eprintln!(
-            "FIGURES mount 256 MiB: write {:.0} MiB/s, read {:.0} MiB/s",
-            256.0 / write_s,
-            256.0 / read_s
+            "FIGURES mount {mib:.0} MiB: write {:.0} MiB/s, read {:.0} MiB/s",
+            mib / write_s,
+            mib / read_s
         );
 
         // Namespace operations.
@@ -481,7 +483,10 @@ async fn a_seek_moves_only_the_blocks_it_reads() {
         let client = cluster.client();
         client.create_bucket("seek").await.expect("bucket");
         let data = random_bytes(64 * MIB, 3);
-        put(&client, "seek", "movie.ts", &data, &Default::default()).await;
+        let chunk = put(&client, "seek", "movie.ts", &data, &Default::default())
+            .await
+            .file
+            .chunk_size;
         let m = mount(&cluster, "seek", &[]);
         let before = cluster
             .datanode_metric("blob_datanode_sent_bytes_total")
@@ -499,13 +504,15 @@ async fn a_seek_moves_only_the_blocks_it_reads() {
         .await
         .expect("reader");
         assert!(got == data[at..at + 100_000], "bytes after the seek");
+        let read = got.len();
         let moved = cluster
             .datanode_metric("blob_datanode_sent_bytes_total")
             .await
             .expect("metric")
             - before;
         eprintln!(
-            "FIGURES mount seek: 100000 bytes read, {moved} bytes sent by datanodes (chunk 8 MiB)"
+            "FIGURES mount seek: {read} bytes read, {moved} bytes sent by datanodes (chunk {} MiB)",
+            chunk / MIB as u64
         );
         assert!(moved >= 100_000.0, "moved {moved}");
         assert!(
@@ -791,6 +798,8 @@ async fn a_4k_edit_of_a_1gib_file_sends_one_chunk() {
 
         // The same edit on the local copy.
         let patch: Vec<u8> = (0..=255u8).cycle().take(4096).collect();
+        // The edit `blobctl cat` must show, byte for byte, below.
+        let patch_len = patch.len();
         {
             use std::os::unix::fs::FileExt;
             let f = std::fs::OpenOptions::new()
@@ -820,7 +829,9 @@ async fn a_4k_edit_of_a_1gib_file_sends_one_chunk() {
         );
         let replication = f64::from(after.replication);
         eprintln!(
-            "FIGURES mount 4 KiB edit of a 1 GiB file: write+close {close_s:.2} s, datanodes received {received} bytes (one {chunk}-byte chunk x RF {replication} = {})",
+            "FIGURES mount {} KiB edit of a {} GiB file: write+close {close_s:.2} s, datanodes received {received} bytes (one {chunk}-byte chunk x RF {replication} = {})",
+            patch_len / 1024,
+            after.size >> 30,
             chunk as f64 * replication
         );
         assert!(received > 0.0, "the edited chunk was stored");

@@ -220,11 +220,16 @@ async fn main() -> Result<()> {
 
     let chunk_mib = 8.0;
     let floor = dd.min(sha).min(lo);
-    println!("\nblobstore core benchmark: 3 datanodes, RF 3, fsync on, one machine\n");
+    let rf = f64::from(cluster.replication());
+    println!(
+        "\nblobstore core benchmark: {} datanodes, RF {rf}, fsync {}, one machine\n",
+        cluster.datanodes.len(),
+        if cluster.fsync() { "on" } else { "off" }
+    );
     println!("baselines (same run):");
     println!(
-        "  disk write with fsync (dd 512 MiB)   {dd:>9.1} MiB/s   (÷3 replicas: {:.1})",
-        dd / 3.0
+        "  disk write with fsync (dd 512 MiB)   {dd:>9.1} MiB/s   (÷{rf} replicas: {:.1})",
+        dd / rf
     );
     println!("  SHA-256, one core                     {sha:>9.1} MiB/s");
     println!("  loopback HTTP GET                     {lo:>9.1} MiB/s\n");

@@ -330,8 +330,15 @@ impl Zipf {
 
 /// The same Zipf sequence through the `Policy` code the edge runs, without
 /// HTTP, at a larger scale.
+/// Cache size of the simulated hit ratios, in chunks.
+const SIM_CAPACITY: usize = 1000;
+/// Requests in a simulated run.
+const SIM_REQUESTS: usize = 1_000_000;
+/// Distinct chunks per cache slot in a simulated run.
+const SIM_UNIVERSE: usize = 10;
+
 fn simulate(kind: PolicyKind, capacity: usize, requests: usize, seed: u64) -> f64 {
-    let universe = capacity * 10;
+    let universe = capacity * SIM_UNIVERSE;
     let zipf = Zipf::new(universe, 1.0);
     // Popularity rank → a random chunk id, as chunk ids are.
     let ids: Vec<blob_common::ChunkId> = (0..universe)
@@ -558,7 +565,7 @@ async fn main() -> Result<()> {
             .await?;
         let (h, m) = edge_counts(&text);
         let http_ratio = h / (h + m);
-        let sim = simulate(kind, 1000, 1_000_000, 7);
+        let sim = simulate(kind, SIM_CAPACITY, SIM_REQUESTS, 7);
         println!(
             "  {:<10} {:>9.1}% {:>9.1}%",
             kind.name(),
@@ -567,7 +574,10 @@ async fn main() -> Result<()> {
         );
         ratios.push((kind, http_ratio, sim));
     }
-    println!("  (simulated: the same Policy code without HTTP, cache of 1000 chunks, 10000 chunks, 1M requests)");
+    println!(
+        "  (simulated: the same Policy code without HTTP, cache of {SIM_CAPACITY} chunks, {} chunks, {SIM_REQUESTS} requests)",
+        SIM_CAPACITY * SIM_UNIVERSE
+    );
     let get = |k: PolicyKind| {
         ratios
             .iter()

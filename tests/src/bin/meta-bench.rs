@@ -134,7 +134,12 @@ async fn main() -> Result<()> {
     eprintln!("{} files of 4 KiB, {} in flight…", a.files, a.in_flight);
     let small = run(&c, "small", a.files, 4096, a.in_flight).await?;
 
-    println!("\nblobstore metadata benchmark: 3 datanodes, RF 3, fsync on, one machine");
+    println!(
+        "\nblobstore metadata benchmark: {} datanodes, RF {}, fsync {}, one machine",
+        cluster.datanodes.len(),
+        cluster.replication(),
+        if cluster.fsync() { "on" } else { "off" }
+    );
     println!("server: {}\n", blobd.display());
     println!("baseline (same run):");
     println!("  fsyncs/s, one thread, 4 KiB writes     {fsyncs:>9.0}   (one sync per operation caps a namenode here)\n");
