@@ -801,7 +801,7 @@ async fn blobctl(endpoint: &str, args: &[&str]) -> std::process::ExitCode {
     argv.extend(args.iter().map(Into::into));
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::spawn(move || {
-        let _ = tx.send(blob_client::cli::main_with_args(argv));
+        let _ = tx.send(blobctl::main_with_args(argv));
     });
     rx.await.unwrap_or_else(|e| panic!("{e}"))
 }
