@@ -1,11 +1,15 @@
-//! `blobctl mount`: a bucket as a directory tree, through FUSE.
+//! `blob-mount`: a bucket as a directory tree, through FUSE (what
+//! `blobctl mount` runs), on top of `blob_client::Client`.
 //!
 //! Every FUSE request is answered from a task on the tokio runtime, so a
 //! slow chunk fetch never holds up a `stat` or another file's read, and
 //! every task is bounded by a timeout: a dead cluster gives `EIO`, never a
-//! hung process. Reads are in [`read`], writes in [`write`] (staged ones in
-//! [`stage`] and [`commit`]), the inode table and metadata cache in
-//! [`inodes`].
+//! hung process. The entry points are in [`fuse`], handing off to
+//! [`names`] (lookup, attributes, mkdir, unlink, rename), [`files`] (open,
+//! read, write, release) and [`listing`] (readdir); the shared state and
+//! handle table are in [`state`] and [`shared`]. Reads are in [`read`],
+//! writes in [`write`] (staged ones in [`stage`] and [`commit`]), the inode
+//! table and metadata cache in [`inodes`].
 //!
 //! What it maps: files are files, directories are path prefixes (and
 //! `mkdir` writes the empty marker `DIR/` that S3 tools use), `rename` of a
