@@ -1,11 +1,9 @@
 //! Client configuration: where the namenode is, the credentials to sign
-//! with, and timeouts; plus the TOML file format `blobctl` and `blobd dev`
-//! share (`endpoint`, `access_key`, `secret_key`, and optionally `zone`).
+//! with, the reader's zone, and timeouts. Built in code; reading it from
+//! files, the environment or flags is the calling program's business
+//! (`blobctl` does it in its own `config` module).
 
-use std::path::Path;
 use std::time::Duration;
-
-use serde::Deserialize;
 
 use crate::error::Error;
 
@@ -112,114 +110,12 @@ impl std::fmt::Debug for ClientConfig {
     }
 }
 
-/// One source of settings (flags, environment, a file). Any field may be
-/// missing; sources are laid over each other, first one set wins.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct ConfigLayer {
-    /// Namenode base URL.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// Access key id.
-    #[serde(default)]
-    pub access_key: Option<String>,
-    /// Secret key.
-    #[serde(default)]
-    pub secret_key: Option<String>,
-    /// The reader's zone (picks the edge cache).
-    #[serde(default)]
-    pub zone: Option<String>,
-}
-
-impl std::fmt::Debug for ConfigLayer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ConfigLayer")
-            .field("endpoint", &self.endpoint)
-            .field("access_key", &self.access_key)
-            .field(
-                "secret_key",
-                &self.secret_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field("zone", &self.zone)
-            .finish()
-    }
-}
-
-impl ConfigLayer {
-    /// Parses the TOML config file format. Unknown keys are ignored, so a
-    /// file may carry settings for other tools.
-    pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
-        let mut layer: Self = toml::from_str(text)?;
-        layer.drop_empty();
-        Ok(layer)
-    }
-
-    /// Reads a TOML config file. `Ok(None)` when it does not exist.
-    pub fn load(path: &Path) -> Result<Option<Self>, Error> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => {
-                return Err(Error::io(
-                    format!("reading config file {}", path.display()),
-                    e,
-                ))
-            }
-        };
-        Self::from_toml(&text)
-            .map(Some)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))
-    }
-
-    /// Treats empty strings (e.g. `BLOBCTL_SECRET_KEY=`) as unset.
-    pub fn drop_empty(&mut self) {
-        for f in [
-            &mut self.endpoint,
-            &mut self.access_key,
-            &mut self.secret_key,
-            &mut self.zone,
-        ] {
-            if f.as_deref().is_some_and(str::is_empty) {
-                *f = None;
-            }
-        }
-    }
-
-    /// Fills this layer's unset fields from `lower`.
-    pub fn or(mut self, lower: &ConfigLayer) -> Self {
-        if self.endpoint.is_none() {
-            self.endpoint.clone_from(&lower.endpoint);
-        }
-        if self.access_key.is_none() {
-            self.access_key.clone_from(&lower.access_key);
-        }
-        if self.secret_key.is_none() {
-            self.secret_key.clone_from(&lower.secret_key);
-        }
-        if self.zone.is_none() {
-            self.zone.clone_from(&lower.zone);
-        }
-        self
-    }
-}
-
-/// The default config file: `~/.config/blobctl/config.toml`.
-pub fn default_config_path() -> Option<std::path::PathBuf> {
-    dirs::home_dir().map(|h| h.join(".config").join("blobctl").join("config.toml"))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn toml_file_is_parsed_and_secret_is_redacted() {
-        let l = ConfigLayer::from_toml(
-            "endpoint = \"http://127.0.0.1:9870\"\naccess_key = \"AK\"\nsecret_key = \"SK\"\nother = 1\n",
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(l.endpoint.as_deref(), Some("http://127.0.0.1:9870"));
-        assert_eq!(l.secret_key.as_deref(), Some("SK"));
-        assert!(!format!("{l:?}").contains("SK"));
+    fn secret_is_redacted() {
         let c = ClientConfig::new("http://x:1", "AK", "very-secret");
         assert!(!format!("{c:?}").contains("very-secret"));
     }
@@ -237,17 +133,5 @@ mod tests {
         }
         assert!(ClientConfig::new("http://x", "", "s").validate().is_err());
         assert!(ClientConfig::new("http://x", "a", "").validate().is_err());
-    }
-
-    #[test]
-    fn missing_file_is_none() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(
-            ConfigLayer::load(&dir.path().join("nope.toml")).ok(),
-            Some(None)
-        );
-        let p = dir.path().join("bad.toml");
-        std::fs::write(&p, "endpoint = ").unwrap_or_else(|e| panic!("{e}"));
-        assert!(matches!(ConfigLayer::load(&p), Err(Error::Config(_))));
     }
 }

@@ -1,12 +1,15 @@
-//! Client library of the blob store and the `blobctl` command line.
+//! Client library of the blob store.
 //!
 //! This crate owns everything a user-side program needs: signed metadata
 //! calls to the namenode (module `namenode`, methods on [`Client`]), parallel
 //! chunk transfers straight to the datanodes with retries and verification
 //! (module `transfer`: [`Client::upload`], [`Client::download`],
-//! [`Client::read_range`]), the configuration file format ([`config`]) and
-//! the CLI ([`cli`]). Everything goes through [`Client`], so tests and other
-//! crates (the S3 gateway, the FUSE mount) drive it the same way.
+//! [`Client::read_range`]), the client configuration ([`config`]) and
+//! chunk-by-chunk upload sessions for writers that compose a file
+//! themselves ([`session`]). Everything goes through [`Client`], so tests
+//! and other crates (`blobctl`, the S3 gateway, the FUSE mount in
+//! `blob-mount`) drive it the same way. It has no command line, terminal or
+//! FUSE code, so what links it links none of that.
 //!
 //! With edge caches configured at the namenode, each chunk's first URL
 //! points at the edge of the client's zone ([`ClientConfig::zone`]) and
@@ -37,13 +40,12 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub mod cli;
 pub mod config;
 mod edge;
 pub mod error;
-pub mod mount;
 mod namenode;
 mod objects;
+pub mod session;
 mod transfer;
 
 pub use blob_common::proto::edge::{EdgeStats, TierStats, WarmResponse};
@@ -57,7 +59,7 @@ pub use blob_common::proto::namenode::{
 };
 pub use blob_common::proto::namenode::{EdgeInfo, ListEdges};
 pub use blob_common::NodeId;
-pub use config::{ClientConfig, ConfigLayer};
+pub use config::ClientConfig;
 pub use edge::EdgeWarmReport;
 pub use error::Error;
 
@@ -159,15 +161,15 @@ impl Client {
 
     /// A handle with one request id for a whole operation: this handle's
     /// if it has one, else a fresh one.
-    pub(crate) fn scoped(&self) -> Client {
+    pub fn scoped(&self) -> Client {
         match &self.request_id {
             Some(_) => self.clone(),
             None => self.with_request_id(blob_common::http::new_request_id()),
         }
     }
 
-    /// The request id for the next call.
-    pub(crate) fn request_id(&self) -> String {
+    /// The request id for the next call: this handle's, else a fresh one.
+    pub fn request_id(&self) -> String {
         match &self.request_id {
             Some(id) => id.to_string(),
             None => blob_common::http::new_request_id(),

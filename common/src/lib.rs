@@ -18,6 +18,7 @@ pub mod limits;
 pub mod names;
 pub mod presign;
 pub mod proto;
+#[cfg(feature = "telemetry")]
 pub mod telemetry;
 
 pub use ids::{ChunkId, NodeId, UploadId};

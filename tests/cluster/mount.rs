@@ -226,7 +226,7 @@ async fn a_daemon_mount_detaches_and_unmounts_with_fusermount() {
             String::from_utf8_lossy(&out.stderr)
         );
         assert!(
-            blob_client::mount::is_mounted(&mnt),
+            blob_mount::is_mounted(&mnt),
             "mounted once the command returns"
         );
         assert_eq!(std::fs::read(mnt.join("a/b.txt")).expect("read"), b"hello");
@@ -236,7 +236,7 @@ async fn a_daemon_mount_detaches_and_unmounts_with_fusermount() {
             .status()
             .expect("fusermount3");
         assert!(st.success());
-        assert!(!blob_client::mount::is_mounted(&mnt));
+        assert!(!blob_mount::is_mounted(&mnt));
         blob_tests::wait_until("daemon logs its unmount", Duration::from_secs(10), || {
             let log = log.clone();
             async move {
@@ -1067,7 +1067,7 @@ async fn a_mount_point_that_is_not_empty_is_refused_unless_asked() {
         assert_eq!(out.status.code(), Some(2));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("not empty"), "{stderr}");
-        assert!(!blob_client::mount::is_mounted(&mnt));
+        assert!(!blob_mount::is_mounted(&mnt));
 
         let out = Command::new(blobctl_bin())
             .arg("--config")
@@ -1083,7 +1083,7 @@ async fn a_mount_point_that_is_not_empty_is_refused_unless_asked() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(blob_client::mount::is_mounted(&mnt));
+        assert!(blob_mount::is_mounted(&mnt));
         assert!(!mnt.join("local.txt").exists(), "hidden while mounted");
         let st = Command::new("fusermount3")
             .arg("-u")

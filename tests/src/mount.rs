@@ -51,7 +51,7 @@ impl Mount {
             log,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while !blob_client::mount::is_mounted(m.dir.path()) {
+        while !blob_mount::is_mounted(m.dir.path()) {
             if let Some(c) = m.child.as_mut() {
                 if let Ok(Some(status)) = c.try_wait() {
                     bail!("blobctl mount exited ({status}):\n{}", tail(&m.log, 20));
@@ -127,7 +127,7 @@ impl Mount {
 
     /// Whether the kernel still shows the mount.
     pub fn is_mounted(&self) -> bool {
-        blob_client::mount::is_mounted(self.dir.path())
+        blob_mount::is_mounted(self.dir.path())
     }
 }
 

@@ -1,4 +1,4 @@
 //! `blobctl` for the whole-cluster tests.
 fn main() -> std::process::ExitCode {
-    blob_client::cli::main()
+    blobctl::main()
 }

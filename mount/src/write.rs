@@ -4,7 +4,7 @@
 //! on `close` or `fsync`, so other readers see the old version or the new
 //! one, never a part.
 //!
-//! Any other writer is staged ([`super::stage`]): the first write before
+//! Any other writer is staged ([`crate::stage`]): the first write before
 //! the end (a muxer patching its header), a truncation to a size other
 //! than 0, or an open of an existing file without `O_TRUNC` backs that open
 //! file with a local staging file. A streamed file keeps a local copy of
@@ -36,9 +36,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::io::StreamReader;
 
-use super::commit::{commit_pieces, BaseSource};
-use super::stage::{Layout, Segment, StageError, StageFile, StagingArea, Tee};
-use crate::{Client, Error, FileInfo, FileLocations, UploadOptions, UploadOutcome};
+use crate::commit::{commit_pieces, BaseSource};
+use crate::stage::{Layout, Segment, StageError, StageFile, StagingArea, Tee};
+use blob_client::{Client, Error, FileInfo, FileLocations, UploadOptions, UploadOutcome};
 
 /// Writes in the pipe to the upload (each up to the kernel's write size).
 const PIPE_DEPTH: usize = 16;
@@ -51,7 +51,7 @@ static ZEROS: [u8; 1 << 20] = [0; 1 << 20];
 
 /// Why a write or commit failed, for the errno.
 #[derive(Debug)]
-pub(super) enum WriteError {
+pub(crate) enum WriteError {
     /// Not something this open file can do (`EOPNOTSUPP`).
     Unsupported(String),
     /// The write needs the staging area and it has no room, or is off
@@ -79,7 +79,7 @@ impl From<StageError> for WriteError {
 }
 
 /// How a file was opened for writing.
-pub(super) enum Opened {
+pub(crate) enum Opened {
     /// Created by this open.
     New,
     /// An existing file, truncated to 0 by the open.
@@ -159,7 +159,7 @@ struct State {
 }
 
 /// A file open for writing (shared by every handle writing the same open).
-pub(super) struct Writer {
+pub(crate) struct Writer {
     client: Client,
     bucket: String,
     path: std::sync::Mutex<String>,
@@ -178,7 +178,7 @@ impl Writer {
     /// A writer for `path`, opened as `opened`; with `staging`, any writer
     /// is taken (else only front-to-back writes and appends). A new or
     /// truncated file is committed on close even if nothing is written.
-    pub(super) fn new(
+    pub(crate) fn new(
         client: Client,
         bucket: String,
         path: String,
@@ -225,20 +225,20 @@ impl Writer {
         }
     }
 
-    pub(super) fn path(&self) -> String {
+    pub(crate) fn path(&self) -> String {
         self.path.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The file was renamed while open: commits go to the new path.
-    pub(super) fn set_path(&self, path: String) {
+    pub(crate) fn set_path(&self, path: String) {
         *self.path.lock().unwrap_or_else(|p| p.into_inner()) = path;
     }
 
-    pub(super) fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.size.load(Ordering::Relaxed)
     }
 
-    pub(super) fn is_new(&self) -> bool {
+    pub(crate) fn is_new(&self) -> bool {
         self.new_file.load(Ordering::Relaxed)
     }
 
@@ -247,7 +247,7 @@ impl Writer {
     }
 
     /// Whether [`Writer::read`] can serve what was written so far.
-    pub(super) async fn readable(&self) -> bool {
+    pub(crate) async fn readable(&self) -> bool {
         match &self.state.lock().await.mode {
             Mode::Stream(s) => s.tee.is_some() || (s.end == 0 && s.base == 0),
             Mode::Staged(_) => true,
@@ -255,7 +255,7 @@ impl Writer {
     }
 
     /// The file was unlinked: drop what was written, commit nothing.
-    pub(super) async fn discard(&self) {
+    pub(crate) async fn discard(&self) {
         self.discarded.store(true, Ordering::Relaxed);
         let mut st = self.state.lock().await;
         stop_uploads(&mut st.mode, "the file was unlinked");
@@ -264,7 +264,7 @@ impl Writer {
     }
 
     /// Writes `data` at `offset`.
-    pub(super) async fn write(&self, offset: u64, data: Bytes) -> Result<(), WriteError> {
+    pub(crate) async fn write(&self, offset: u64, data: Bytes) -> Result<(), WriteError> {
         let mut st = self.state.lock().await;
         if let Some(e) = &st.failed {
             return Err(WriteError::Failed(e.clone()));
@@ -305,7 +305,7 @@ impl Writer {
     }
 
     /// Truncates (or extends) the file to `len` bytes.
-    pub(super) async fn truncate(&self, len: u64) -> Result<(), WriteError> {
+    pub(crate) async fn truncate(&self, len: u64) -> Result<(), WriteError> {
         let mut st = self.state.lock().await;
         if let Some(e) = &st.failed {
             return Err(WriteError::Failed(e.clone()));
@@ -355,7 +355,7 @@ impl Writer {
     }
 
     /// Up to `len` bytes from `offset`, as written so far.
-    pub(super) async fn read(&self, offset: u64, len: u64) -> Result<Bytes, WriteError> {
+    pub(crate) async fn read(&self, offset: u64, len: u64) -> Result<Bytes, WriteError> {
         let mut st = self.state.lock().await;
         let path = self.path();
         match &mut st.mode {
@@ -403,7 +403,7 @@ impl Writer {
 
     /// Commits what was written (close, fsync): the file then holds exactly
     /// the bytes written. A no-op when nothing changed since the last commit.
-    pub(super) async fn commit(&self) -> Result<Option<FileInfo>, WriteError> {
+    pub(crate) async fn commit(&self) -> Result<Option<FileInfo>, WriteError> {
         let mut st = self.state.lock().await;
         if let Some(e) = &st.failed {
             return Err(WriteError::Failed(e.clone()));

@@ -11,11 +11,11 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Inode number of the bucket's root directory.
-pub(super) const ROOT: u64 = 1;
+pub(crate) const ROOT: u64 = 1;
 
 /// What a path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Kind {
+pub(crate) enum Kind {
     /// A file of `size` bytes committed at `mtime_ms`.
     File { size: u64, mtime_ms: u64 },
     /// A directory.
@@ -28,14 +28,14 @@ struct Entry {
 }
 
 /// Inode number ↔ path, with the kernel's lookup counts.
-pub(super) struct Inodes {
+pub(crate) struct Inodes {
     by_ino: HashMap<u64, Entry>,
     by_path: HashMap<String, u64>,
     next: u64,
 }
 
 impl Inodes {
-    pub(super) fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut t = Self {
             by_ino: HashMap::new(),
             by_path: HashMap::new(),
@@ -53,12 +53,12 @@ impl Inodes {
     }
 
     /// The path of inode `ino` ("" for the root).
-    pub(super) fn path(&self, ino: u64) -> Option<String> {
+    pub(crate) fn path(&self, ino: u64) -> Option<String> {
         self.by_ino.get(&ino).map(|e| e.path.clone())
     }
 
     /// The inode of `path`, counting one more kernel lookup of it.
-    pub(super) fn remember(&mut self, path: &str) -> u64 {
+    pub(crate) fn remember(&mut self, path: &str) -> u64 {
         if let Some(&ino) = self.by_path.get(path) {
             if let Some(e) = self.by_ino.get_mut(&ino) {
                 e.lookups += 1;
@@ -80,12 +80,12 @@ impl Inodes {
 
     /// The inode of `path` if the kernel holds one (for directory
     /// listings, which must not count as lookups).
-    pub(super) fn peek(&self, path: &str) -> Option<u64> {
+    pub(crate) fn peek(&self, path: &str) -> Option<u64> {
         self.by_path.get(path).copied()
     }
 
     /// The kernel dropped `n` lookups of `ino`.
-    pub(super) fn forget(&mut self, ino: u64, n: u64) {
+    pub(crate) fn forget(&mut self, ino: u64, n: u64) {
         if ino == ROOT {
             return;
         }
@@ -103,7 +103,7 @@ impl Inodes {
     }
 
     /// `from` (and, for a directory, everything below it) is now `to`.
-    pub(super) fn rename(&mut self, from: &str, to: &str) {
+    pub(crate) fn rename(&mut self, from: &str, to: &str) {
         let below = format!("{from}/");
         let moved: Vec<(u64, String)> = self
             .by_ino
@@ -124,13 +124,13 @@ impl Inodes {
 
     /// Inodes held (for tests and logs).
     #[cfg(test)]
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.by_ino.len()
     }
 }
 
 /// `parent/name` as a store path ("" is the root).
-pub(super) fn join(parent: &str, name: &str) -> String {
+pub(crate) fn join(parent: &str, name: &str) -> String {
     if parent.is_empty() {
         name.to_string()
     } else {
@@ -139,13 +139,13 @@ pub(super) fn join(parent: &str, name: &str) -> String {
 }
 
 /// The directory holding `path`.
-pub(super) fn parent_of(path: &str) -> &str {
+pub(crate) fn parent_of(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(p, _)| p)
 }
 
 /// Answers about paths, each good for `ttl` (negative answers too), so a
 /// burst of `stat`s costs one namenode call per path.
-pub(super) struct MetaCache {
+pub(crate) struct MetaCache {
     ttl: Duration,
     map: HashMap<String, (Instant, Option<Kind>)>,
 }
@@ -154,7 +154,7 @@ pub(super) struct MetaCache {
 const SWEEP_AT: usize = 65_536;
 
 impl MetaCache {
-    pub(super) fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         Self {
             ttl,
             map: HashMap::new(),
@@ -162,14 +162,14 @@ impl MetaCache {
     }
 
     /// `Some(answer)` while a fresh answer is cached.
-    pub(super) fn get(&self, path: &str) -> Option<Option<Kind>> {
+    pub(crate) fn get(&self, path: &str) -> Option<Option<Kind>> {
         match self.map.get(path) {
             Some((at, kind)) if at.elapsed() < self.ttl => Some(*kind),
             _ => None,
         }
     }
 
-    pub(super) fn put(&mut self, path: &str, kind: Option<Kind>) {
+    pub(crate) fn put(&mut self, path: &str, kind: Option<Kind>) {
         if self.ttl.is_zero() {
             return;
         }
@@ -182,7 +182,7 @@ impl MetaCache {
 
     /// Forgets `path`, what is below it, and the answers about its parent
     /// directories (whose existence may hang on it).
-    pub(super) fn invalidate(&mut self, path: &str) {
+    pub(crate) fn invalidate(&mut self, path: &str) {
         let below = format!("{path}/");
         self.map.retain(|p, _| {
             p != path && !p.starts_with(&below) && !path.starts_with(&format!("{p}/"))

@@ -24,10 +24,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::stage::{read_padded, BaseChunk, Piece};
-use crate::transfer::upload::{commit_upload, stage_long_lists, PutJob, ReceiptBox};
-use crate::transfer::with_retries;
-use crate::{Client, Error, FileLocations, UploadOptions};
+use crate::stage::{read_padded, BaseChunk, Piece};
+use blob_client::session::{self, with_retries, ChunkPut, Receipts};
+use blob_client::{Client, Error, FileLocations, UploadOptions};
 
 /// Most pieces planned in one namenode call.
 const MAX_BATCH: usize = 256;
@@ -36,17 +35,17 @@ const MAX_BATCH: usize = 256;
 /// the version it started from, fetched when first needed and again when
 /// they no longer serve (expired URLs, or a newer version that shares the
 /// chunk).
-pub(super) struct BaseSource {
+pub(crate) struct BaseSource {
     locs: Option<Arc<FileLocations>>,
 }
 
 impl BaseSource {
-    pub(super) fn new(locs: Option<Arc<FileLocations>>) -> Self {
+    pub(crate) fn new(locs: Option<Arc<FileLocations>>) -> Self {
         Self { locs }
     }
 
     /// Bytes `range` of stored chunk `c` of `bucket/path`.
-    pub(super) async fn read(
+    pub(crate) async fn read(
         &mut self,
         client: &Client,
         bucket: &str,
@@ -101,10 +100,10 @@ impl BaseSource {
 }
 
 /// What a staged commit did.
-pub(super) struct Committed {
-    pub(super) file: FileInfo,
-    pub(super) chunks_sent: u64,
-    pub(super) bytes_sent: u64,
+pub(crate) struct Committed {
+    pub(crate) file: FileInfo,
+    pub(crate) chunks_sent: u64,
+    pub(crate) bytes_sent: u64,
 }
 
 /// One piece, ready to plan: its chunk, and its bytes if local.
@@ -119,7 +118,7 @@ struct Ready {
 /// read from `file` (the staging file), stored ones that must be sent
 /// again from `base` (`chunks` are the layout's base chunks).
 #[allow(clippy::too_many_arguments)]
-pub(super) async fn commit_pieces(
+pub(crate) async fn commit_pieces(
     client: &Client,
     bucket: &str,
     path: &str,
@@ -171,7 +170,7 @@ async fn run(
     let started = std::time::Instant::now();
     let parallel = opts.parallel.max(1);
     let permits = Arc::new(Semaphore::new(parallel));
-    let receipts = Arc::new(ReceiptBox::default());
+    let receipts = Receipts::default();
     let mut puts: JoinSet<Result<u64, Error>> = JoinSet::new();
     let mut refs = Vec::with_capacity(pieces.len());
     let mut seen: HashSet<ChunkId> = HashSet::new();
@@ -260,8 +259,7 @@ async fn run(
                    bytes: Bytes,
                    permit: OwnedSemaphorePermit,
                    target| {
-            let job = PutJob {
-                client: client.clone(),
+            let job = ChunkPut {
                 upload,
                 replication,
                 quorum,
@@ -269,11 +267,12 @@ async fn run(
                 bytes,
                 receipts: receipts.clone(),
             };
+            let client = client.clone();
             let span = tracing::debug_span!("put_chunk", chunk = %chunk.id.short());
             puts.spawn(
                 async move {
                     let _permit = permit;
-                    job.run(target).await
+                    job.run(&client, target).await
                 }
                 .instrument(span),
             );
@@ -327,7 +326,7 @@ async fn run(
     };
     let chunk_count = refs.len();
     let mut pending = receipts.take();
-    let staged = match stage_long_lists(client, &upload, &refs, &mut pending).await {
+    let staged = match session::stage_long_lists(client, &upload, &refs, &mut pending).await {
         Ok(staged) => staged,
         Err(e) => {
             receipts.put_back(pending);
@@ -341,7 +340,7 @@ async fn run(
         meta: opts.meta.clone(),
         part: None,
     };
-    let file = commit_upload(client, bucket, path, &upload, &commit).await?;
+    let file = session::commit(client, bucket, path, &upload, &commit).await?;
     tracing::info!(
         upload = %upload,
         size = file.size,
@@ -386,7 +385,10 @@ async fn prepare(
             })
             .await
             .map_err(|e| Error::Task(format!("hashing a chunk: {e}")))?
-            .map_err(|e| Error::io("reading the staging file", e))?;
+            .map_err(|e| Error::Io {
+                context: "reading the staging file".into(),
+                source: e,
+            })?;
             Ok(Ready {
                 chunk: ChunkRef { id, size },
                 stored: None,

@@ -163,7 +163,7 @@ fn blobctl(endpoint: &str, args: &[&str]) -> ExitCode {
         .collect();
     argv.extend(["--access-key", AK, "--secret-key", SK].map(OsString::from));
     argv.extend(args.iter().map(OsString::from));
-    blob_client::cli::main_with_args(argv)
+    blobctl::main_with_args(argv)
 }
 
 #[test]

@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use futures::future::{BoxFuture, Shared};
 use futures::FutureExt;
 
-use crate::{Client, Error, FileLocations};
+use blob_client::{Client, Error, FileLocations};
 
 /// A read this close to where the last one ended still counts as
 /// sequential: the kernel sends a read-ahead window of requests at once
@@ -29,7 +29,7 @@ const SEQ_STREAK: u32 = 3;
 
 /// Whole chunks in memory, shared by every reader of the mount, with a
 /// byte capacity. Concurrent requests for a chunk fetch it once.
-pub(super) struct ChunkCache {
+pub(crate) struct ChunkCache {
     cache: quick_cache::sync::Cache<ChunkId, Bytes, ByteWeighter>,
 }
 
@@ -43,7 +43,7 @@ impl quick_cache::Weighter<ChunkId, Bytes> for ByteWeighter {
 }
 
 impl ChunkCache {
-    pub(super) fn new(capacity: u64, chunk_size: u64) -> Self {
+    pub(crate) fn new(capacity: u64, chunk_size: u64) -> Self {
         let items = (capacity / chunk_size.max(1)).max(1) as usize;
         // One shard: a shard's capacity is its share of the total, and a
         // chunk bigger than a shard would never be kept. Lookups are one per
@@ -113,7 +113,7 @@ struct ReadState {
 type Fetch = Shared<BoxFuture<'static, Result<Bytes, Arc<Error>>>>;
 
 /// One open file: the version it was opened on, and how it is being read.
-pub(super) struct Reader {
+pub(crate) struct Reader {
     locs: Arc<FileLocations>,
     state: Mutex<ReadState>,
     /// Chunks fetched ahead of a sequential reader, held until it passes
@@ -123,7 +123,7 @@ pub(super) struct Reader {
 }
 
 impl Reader {
-    pub(super) fn new(locs: Arc<FileLocations>) -> Self {
+    pub(crate) fn new(locs: Arc<FileLocations>) -> Self {
         Self {
             locs,
             state: Mutex::new(ReadState {
@@ -135,9 +135,9 @@ impl Reader {
     }
 
     /// A reader of nothing: a new file not committed yet.
-    pub(super) fn empty(bucket: &str, path: &str) -> Self {
+    pub(crate) fn empty(bucket: &str, path: &str) -> Self {
         Self::new(Arc::new(FileLocations {
-            file: crate::FileInfo {
+            file: blob_client::FileInfo {
                 bucket: bucket.to_string(),
                 path: path.to_string(),
                 size: 0,
@@ -153,15 +153,15 @@ impl Reader {
         }))
     }
 
-    pub(super) fn size(&self) -> u64 {
+    pub(crate) fn size(&self) -> u64 {
         self.locs.file.size
     }
 
-    pub(super) fn mtime_ms(&self) -> u64 {
+    pub(crate) fn mtime_ms(&self) -> u64 {
         self.locs.file.created_ms
     }
 
-    pub(super) fn path(&self) -> String {
+    pub(crate) fn path(&self) -> String {
         self.locs.file.path.clone()
     }
 
@@ -285,7 +285,7 @@ impl Reader {
 
     /// A sequential read whose chunks are already fetched, served at once
     /// by the caller (no task, no thread hop); `None` when it is not that.
-    pub(super) fn read_ready(
+    pub(crate) fn read_ready(
         &self,
         rt: &tokio::runtime::Handle,
         client: &Client,
@@ -323,7 +323,7 @@ impl Reader {
     }
 
     /// Up to `len` bytes from `offset` (fewer at the end of the file).
-    pub(super) async fn read(
+    pub(crate) async fn read(
         &self,
         client: &Client,
         cache: &Arc<ChunkCache>,

@@ -1,0 +1,369 @@
+//! The command line's shape: every command, flag and help text of
+//! `blobctl`, as clap definitions. Parsing only; the commands run in
+//! [`crate::commands`].
+
+use std::path::PathBuf;
+
+use blob_client::NodeId;
+use clap::{Parser, Subcommand};
+
+use crate::args::{parse_chunk_size, parse_node_id, parse_size};
+
+const AFTER_HELP: &str = "\
+Configuration (first found wins, per setting):
+  1. --endpoint, --access-key, --secret-key, --zone
+  2. BLOBCTL_ENDPOINT, BLOBCTL_ACCESS_KEY, BLOBCTL_SECRET_KEY, BLOBCTL_ZONE
+  3. the TOML file named by --config or BLOBCTL_CONFIG
+  4. ~/.config/blobctl/config.toml
+  The file holds: endpoint = \"http://127.0.0.1:9870\", access_key = \"...\",
+  secret_key = \"...\", optionally zone = \"...\" (the client.toml that
+  `blobd dev` writes). The zone picks the edge cache reads go through.
+
+Remote paths are written BUCKET/PATH; `-` as a local file is stdin/stdout.
+Logs go to stderr at level warn; RUST_LOG overrides.
+
+Exit status:
+  0  success (a broken pipe on stdout, as in `blobctl cat b/f | head`, too)
+  1  not found: no such bucket or file; for `admin fsck`, missing chunks too
+  2  any other error";
+
+const FSCK_AFTER_HELP: &str = "\
+Prints one line per file with trouble
+  BUCKET/PATH: M missing, U under-replicated, C corrupt chunks
+then a summary ending in one of
+  Status: HEALTHY           every chunk has all the replicas asked for
+  Status: UNDER-REPLICATED  no chunk is lost, but some have fewer good
+                            replicas than asked for (or a corrupt one)
+  Status: CORRUPT           some chunk has no live replica: data is missing
+--json prints the namenode's report (with the chunk ids) instead.
+
+Exit status:
+  0  nothing is missing (HEALTHY or UNDER-REPLICATED)
+  1  some chunk is missing (CORRUPT), or no such bucket
+  2  any other error (bad arguments, not an admin key, unreachable, ...)";
+
+/// The blob store's command line.
+#[derive(Debug, Parser)]
+#[command(name = "blobctl", version, about, after_help = AFTER_HELP)]
+pub(crate) struct Cli {
+    /// Namenode URL, e.g. http://127.0.0.1:9870 [env: BLOBCTL_ENDPOINT]
+    #[arg(long, global = true, value_name = "URL")]
+    pub(crate) endpoint: Option<String>,
+    /// Access key id [env: BLOBCTL_ACCESS_KEY]
+    #[arg(long, global = true, value_name = "KEY")]
+    pub(crate) access_key: Option<String>,
+    /// Secret key; visible to other local users in the process list, so
+    /// prefer the environment or the config file [env: BLOBCTL_SECRET_KEY]
+    #[arg(long, global = true, value_name = "SECRET")]
+    pub(crate) secret_key: Option<String>,
+    /// Config file (TOML) [env: BLOBCTL_CONFIG]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
+    /// This reader's zone: reads go through its edge cache, if the cluster
+    /// has edges [env: BLOBCTL_ZONE]
+    #[arg(long, global = true, value_name = "ZONE")]
+    pub(crate) zone: Option<String>,
+    /// No progress bar or summary
+    #[arg(short, long, global = true)]
+    pub(crate) quiet: bool,
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Make a bucket
+    Mb {
+        /// Bucket name
+        bucket: String,
+    },
+    /// Remove an empty bucket
+    Rb {
+        /// Bucket name
+        bucket: String,
+    },
+    /// List buckets, or files of BUCKET[/PREFIX] (directories as `PRE dir/`)
+    Ls {
+        /// BUCKET[/PREFIX]; none lists the buckets
+        target: Option<String>,
+        /// List every file under the prefix instead of one level
+        #[arg(short, long)]
+        recursive: bool,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a file's size, chunks, replication, version and creation time
+    Stat {
+        /// BUCKET/PATH
+        target: String,
+        /// Print JSON, with the chunk list
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a file
+    Rm {
+        /// BUCKET/PATH
+        target: String,
+    },
+    /// Rename a file inside a bucket
+    Mv {
+        /// BUCKET/FROM
+        from: String,
+        /// BUCKET/TO (ending in `/`: keep the file name)
+        to: String,
+    },
+    /// Upload a local file or stdin
+    Upload {
+        /// Local file, or `-` for stdin
+        local: String,
+        /// BUCKET/PATH; `BUCKET/` or a path ending in `/` keeps the local name
+        target: String,
+        /// Chunk size, 64KiB to 256MiB (e.g. 8MiB, 512KiB, 1M, 65536)
+        #[arg(long, default_value = "8MiB", value_parser = parse_chunk_size)]
+        chunk_size: u64,
+        /// Chunks in flight
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        parallel: u16,
+        /// Replication factor (default: the cluster's)
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
+        replication: Option<u8>,
+    },
+    /// Download a file to a local path (a directory keeps the name) or stdout
+    Download {
+        /// BUCKET/PATH
+        target: String,
+        /// Local file or directory, or `-` for stdout
+        local: String,
+        /// Chunks fetched at once
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        parallel: u16,
+    },
+    /// Write a file to stdout
+    Cat {
+        /// BUCKET/PATH
+        target: String,
+    },
+    /// Mount a bucket as a directory tree (FUSE) until unmounted
+    #[command(after_help = MOUNT_AFTER_HELP)]
+    Mount(MountArgs),
+    /// Cluster administration (needs an admin key)
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct MountArgs {
+    /// Bucket to mount
+    pub(crate) bucket: String,
+    /// An existing empty directory (see --nonempty)
+    pub(crate) mountpoint: PathBuf,
+    /// Detach and run in the background once mounted (logs to --log-file)
+    #[arg(short, long)]
+    pub(crate) daemon: bool,
+    /// Where a daemon writes its log (default: ~/.cache/blobctl/mount-BUCKET.log)
+    #[arg(long, value_name = "FILE")]
+    pub(crate) log_file: Option<PathBuf>,
+    /// How long file and directory answers are cached (e.g. 1s, 500ms, 0)
+    #[arg(long, default_value = "1s", value_parser = blob_common::parse_duration)]
+    pub(crate) ttl: std::time::Duration,
+    /// Longest a read or metadata call may take before it fails with EIO
+    #[arg(long, default_value = "30s", value_parser = blob_common::parse_duration)]
+    pub(crate) timeout: std::time::Duration,
+    /// Memory for whole chunks cached for readers (read-ahead windows come on top)
+    #[arg(long, default_value = "128MiB", value_parser = parse_size)]
+    pub(crate) cache_size: u64,
+    /// Most chunks fetched ahead of a sequential reader
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub(crate) readahead: u16,
+    /// Chunk size of files written, 64KiB to 256MiB
+    #[arg(long, default_value = "8MiB", value_parser = parse_chunk_size)]
+    pub(crate) chunk_size: u64,
+    /// Chunks in flight per file written
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub(crate) parallel: u16,
+    /// Replication factor of files written (default: the cluster's)
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
+    pub(crate) replication: Option<u8>,
+    /// Let other users use the mount
+    #[arg(long)]
+    pub(crate) allow_other: bool,
+    /// Refuse every change (EROFS)
+    #[arg(long)]
+    pub(crate) read_only: bool,
+    /// Where files written out of order are staged (default: ~/.cache/blobctl/mount)
+    #[arg(long, value_name = "DIR")]
+    pub(crate) cache_dir: Option<PathBuf>,
+    /// Most bytes staged at once, all files together; 0 turns staging off
+    #[arg(long, default_value = "16GiB", value_parser = parse_size)]
+    pub(crate) write_cache_size: u64,
+    /// Mount over a directory that is not empty (its entries are hidden while mounted)
+    #[arg(long)]
+    pub(crate) nonempty: bool,
+}
+
+const MOUNT_AFTER_HELP: &str = "\
+Files are read with read-ahead for sequential readers. A file written front
+to back streams into the store; any other writer (a muxer patching its
+header, an edit in place, truncate) is staged in --cache-dir and only the
+chunks that changed are sent. Either way the file is committed on close or
+fsync: other readers see the old version or the new one, never a part. A
+write the write cache has no room for fails with ENOSPC, and that open then
+commits nothing. A stopped cluster gives EIO after --timeout.
+
+Unmount with `fusermount3 -u MOUNTPOINT`, or SIGTERM/Ctrl-C to blobctl.";
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Show every datanode (state, heartbeat, space, chunks, load) and the
+    /// cluster's chunk health counts
+    Status {
+        /// Print the namenode's answer as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check that every file's chunks have their replicas; exit status 1
+    /// when a chunk is missing
+    #[command(after_help = FSCK_AFTER_HELP)]
+    Fsck {
+        /// BUCKET[/PREFIX]; none checks every bucket
+        target: Option<String>,
+        /// Print the namenode's report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Edge caches: fill one on demand, or show their hit ratios
+    Edge {
+        #[command(subcommand)]
+        command: EdgeCommand,
+    },
+    /// Drain a datanode: it takes no new replicas and its chunks are copied
+    /// elsewhere; follow with `admin status`
+    Decommission {
+        /// Node id: 16 hex characters, as shown by `blobctl admin status`
+        #[arg(value_parser = parse_node_id)]
+        node: NodeId,
+        /// Print the node's new status as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum EdgeCommand {
+    /// Fill this client's edge (the one the namenode picks for --zone) with
+    /// every chunk of every file under BUCKET[/PREFIX]
+    Warm {
+        /// BUCKET[/PREFIX]
+        target: String,
+        /// Print the result as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show every edge's tiers, hits, misses and origin traffic
+    Stats {
+        /// Print the edges' answers as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[test]
+    fn edge_commands_parse() {
+        assert!(Cli::try_parse_from(["blobctl", "admin", "edge", "stats", "--json"]).is_ok());
+        assert!(Cli::try_parse_from(["blobctl", "admin", "edge", "warm", "b/pre"]).is_ok());
+        assert!(Cli::try_parse_from(["blobctl", "admin", "edge", "warm"]).is_err());
+        assert!(Cli::try_parse_from(["blobctl", "--zone", "z1", "cat", "b/f"]).is_ok());
+    }
+
+    #[test]
+    fn arguments_parse() {
+        let cli = Cli::try_parse_from([
+            "blobctl",
+            "upload",
+            "-",
+            "b/x",
+            "--chunk-size",
+            "1M",
+            "--parallel",
+            "4",
+            "-q",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(cli.quiet);
+        match cli.command {
+            Command::Upload {
+                chunk_size,
+                parallel,
+                ..
+            } => {
+                assert_eq!(chunk_size, 1 << 20);
+                assert_eq!(parallel, 4);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            Cli::try_parse_from(["blobctl", "upload", "a", "b/x", "--chunk-size", "1K"]).is_err()
+        );
+        assert!(Cli::try_parse_from(["blobctl", "ls", "-r", "--json", "b/p"]).is_ok());
+        assert!(Cli::try_parse_from(["blobctl", "--endpoint", "http://x:1", "ls"]).is_ok());
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn admin_arguments_parse() {
+        let cli = Cli::try_parse_from([
+            "blobctl",
+            "admin",
+            "decommission",
+            "0A0B0C0D0E0F1011",
+            "--json",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        match cli.command {
+            Command::Admin {
+                command: AdminCommand::Decommission { node, json },
+            } => {
+                assert_eq!(node.to_string(), "0a0b0c0d0e0f1011");
+                assert!(json);
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in [
+            "xyz",
+            "0a0b0c0d0e0f10",
+            "0a0b0c0d0e0f1011aa",
+            "0a0b0c0d0e0f101g",
+        ] {
+            let e = match Cli::try_parse_from(["blobctl", "admin", "decommission", bad]) {
+                Err(e) => e,
+                Ok(c) => panic!("{bad} parsed: {c:?}"),
+            };
+            assert!(e.use_stderr());
+            assert!(e.to_string().contains("16 hex characters"), "{e}");
+        }
+        let cli = Cli::try_parse_from(["blobctl", "admin", "fsck", "b/pre", "--json"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        match cli.command {
+            Command::Admin {
+                command: AdminCommand::Fsck { target, json },
+            } => {
+                assert_eq!(target.as_deref(), Some("b/pre"));
+                assert!(json);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(Cli::try_parse_from(["blobctl", "admin", "fsck"]).is_ok());
+        assert!(Cli::try_parse_from(["blobctl", "admin", "status", "--json"]).is_ok());
+        assert!(Cli::try_parse_from(["blobctl", "admin"]).is_err());
+    }
+}

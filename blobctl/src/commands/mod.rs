@@ -1,0 +1,72 @@
+//! Runs one parsed command: builds the [`Client`] from the layered
+//! configuration, then hands off to the module of the command's family.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use blob_client::{Client, UploadOptions};
+
+use crate::cli::{Cli, Command};
+use crate::config::{default_config_path, load_config, ConfigLayer};
+
+pub(crate) mod admin;
+pub(crate) mod buckets;
+pub(crate) mod edge;
+pub(crate) mod mount;
+pub(crate) mod objects;
+pub(crate) mod transfer;
+
+/// Runs `cli`'s command; returns the exit status it calls for (errors are
+/// mapped by the caller).
+pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let flags = ConfigLayer {
+        endpoint: cli.endpoint.clone(),
+        access_key: cli.access_key.clone(),
+        secret_key: cli.secret_key.clone(),
+        zone: cli.zone.clone(),
+    };
+    let cfg = load_config(
+        flags,
+        cli.config.clone(),
+        &|k| std::env::var(k).ok(),
+        default_config_path(),
+    )?;
+    let client = Client::new(cfg).context("configuring the client")?;
+    let quiet = cli.quiet;
+    match cli.command {
+        Command::Mb { bucket } => buckets::mb(&client, &bucket, quiet).await?,
+        Command::Rb { bucket } => buckets::rb(&client, &bucket, quiet).await?,
+        Command::Ls {
+            target,
+            recursive,
+            json,
+        } => objects::ls(&client, target.as_deref(), recursive, json).await?,
+        Command::Stat { target, json } => objects::stat(&client, &target, json).await?,
+        Command::Rm { target } => objects::rm(&client, &target, quiet).await?,
+        Command::Mv { from, to } => objects::mv(&client, &from, &to, quiet).await?,
+        Command::Upload {
+            local,
+            target,
+            chunk_size,
+            parallel,
+            replication,
+        } => {
+            let opts = UploadOptions {
+                chunk_size,
+                parallel: usize::from(parallel),
+                replication,
+                ..UploadOptions::default()
+            };
+            transfer::upload(&client, &local, &target, opts, quiet).await?;
+        }
+        Command::Download {
+            target,
+            local,
+            parallel,
+        } => transfer::download(&client, &target, &local, usize::from(parallel), quiet).await?,
+        Command::Cat { target } => transfer::download(&client, &target, "-", 8, true).await?,
+        Command::Mount(m) => mount::mount(client, &m).await?,
+        Command::Admin { command } => return admin::admin(&client, command, quiet).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
