@@ -23,6 +23,8 @@ mod error;
 mod metrics;
 mod nodes;
 mod ops;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

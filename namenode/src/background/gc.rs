@@ -26,8 +26,9 @@ impl Namenode {
             .unwrap_or(0))
     }
 
-    pub(super) fn collect_garbage(&self) -> Result<(), Error> {
-        let now = now_ms();
+    /// Deletes chunks unreferenced for `gc_grace_ms` at `now` (Unix ms)
+    /// and not marked pending by an upload.
+    pub(crate) fn collect_garbage(&self, now: u64) -> Result<(), Error> {
         let mut due = Vec::new();
         self.meta.scan(CF_GC, b"", b"", |k, v| {
             let since = <[u8; 8]>::try_from(v).map(u64::from_le_bytes).unwrap_or(0);

@@ -262,9 +262,9 @@ impl Namenode {
             .missing_chunks
             .set(self.repair_state().missing.len() as i64);
         // 3. Collect garbage, orphans and stale sessions.
-        self.collect_garbage()?;
+        self.collect_garbage(now_ms())?;
         self.collect_orphans()?;
-        self.expire_uploads()?;
+        self.expire_uploads(now_ms())?;
         // 4. Finish draining nodes.
         self.finish_decommissions(now)?;
         Ok(())

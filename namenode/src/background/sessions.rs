@@ -34,8 +34,9 @@ pub(crate) async fn sweep_loop(nn: Arc<Namenode>, shutdown: CancellationToken) {
 }
 
 impl Namenode {
-    pub(super) fn expire_uploads(&self) -> Result<(), Error> {
-        let now = now_ms();
+    /// Drops the upload sessions older than `upload_ttl_ms` at `now` (Unix
+    /// ms), releasing their references.
+    pub(crate) fn expire_uploads(&self, now: u64) -> Result<(), Error> {
         let ttl = self.cfg.upload_ttl_ms;
         let stale: Vec<(UploadId, UploadRecord)> =
             self.uploads_matching(|u| now.saturating_sub(u.created_ms) >= ttl)?;
