@@ -13,6 +13,17 @@
 //!
 //! The namenode never touches chunk bytes: no handler here takes a
 //! streaming body, and the data path runs client ↔ datanode only.
+//!
+//! Where things are:
+//! - `api/`: the route table with the role each route requires, request
+//!   authentication, and the HTTP handlers by family.
+//! - `ops/`: the operations by family (buckets, files, uploads, multipart,
+//!   replicas, datanodes, admin), synchronous over the metadata store.
+//! - `background/`: re-replication, garbage collection, session expiry and
+//!   decommission, run by the repair loop.
+//! - `db`: the RocksDB column families and records (crate-private);
+//!   `nodes`: the datanode registry and placement; `claims`: corruption
+//!   claims; [`edges`]: picking a reader's edge cache.
 
 mod api;
 mod background;
