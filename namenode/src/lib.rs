@@ -13,17 +13,29 @@
 //!
 //! The namenode never touches chunk bytes: no handler here takes a
 //! streaming body, and the data path runs client ↔ datanode only.
+//!
+//! Where things are:
+//! - `api/`: the route table with the role each route requires, request
+//!   authentication, and the HTTP handlers by family.
+//! - `ops/`: the operations by family (buckets, files, uploads, multipart,
+//!   replicas, datanodes, admin), synchronous over the metadata store.
+//! - `background/`: re-replication, garbage collection, session expiry and
+//!   decommission, run by the repair loop.
+//! - `db`: the RocksDB column families and records (crate-private);
+//!   `nodes`: the datanode registry and placement; `claims`: corruption
+//!   claims; [`edges`]: picking a reader's edge cache.
 
 mod api;
+mod background;
 mod claims;
-pub mod db;
+mod db;
 pub mod edges;
 mod error;
 mod metrics;
-mod multipart;
-pub mod nodes;
+mod nodes;
 mod ops;
-mod repair;
+#[cfg(test)]
+mod tests;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -175,7 +187,7 @@ pub struct Namenode {
     /// or a WAL sync.
     write_lock: Mutex<()>,
     nodes: RwLock<nodes::Nodes>,
-    repair: Mutex<repair::Repair>,
+    repair: Mutex<background::Repair>,
     claims: claims::Claims,
     metrics: metrics::Metrics,
 }
@@ -202,7 +214,7 @@ impl Namenode {
             meta,
             write_lock: Mutex::new(()),
             nodes: RwLock::new(nodes),
-            repair: Mutex::new(repair::Repair::default()),
+            repair: Mutex::new(background::Repair::default()),
             claims: claims::Claims::default(),
             metrics: metrics::Metrics::new(),
         });
@@ -268,10 +280,10 @@ pub async fn serve_with(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let addr = listener.local_addr().ok();
-    let repair = tokio::spawn(repair::run(nn.clone(), shutdown.clone()));
+    let repair = tokio::spawn(background::run(nn.clone(), shutdown.clone()));
     spawn_clock_watch(nn.clone(), shutdown.clone());
     tracing::info!(addr = ?addr, data = %nn.cfg.data_dir.display(), "namenode listening");
-    tokio::spawn(multipart::sweep_loop(nn.clone(), shutdown.clone()));
+    tokio::spawn(background::sweep_loop(nn.clone(), shutdown.clone()));
     let listener =
         blob_common::limits::LimitedListener::new(listener, nn.cfg.limits.connection_slots());
     let served = axum::serve(listener, api::router(nn))

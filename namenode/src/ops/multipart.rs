@@ -1,7 +1,7 @@
-//! S3 support in the namenode: metadata-only copies, multipart uploads and
-//! their expiry. Every operation only writes metadata: a copy or a completed
-//! upload is a new file record whose chunk list reuses existing chunks, and
-//! references move with it in one [`Txn`].
+//! S3 multipart uploads in the namenode, and their expiry. Every operation
+//! only writes metadata: a completed upload is a new file record whose chunk
+//! list reuses the parts' chunks, and references move with it in one
+//! [`Txn`].
 //!
 //! A part is uploaded as a normal session whose commit names the part
 //! ([`CommitUpload::part`]); the part record then holds one reference per
@@ -9,18 +9,17 @@
 //! file (parts not named lose theirs); aborting or expiring drops them.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use blob_common::names::{validate_bucket, validate_path};
 use blob_common::proto::multipart::*;
 use blob_common::proto::namenode::{ChunkRef, CommitUpload, FileInfo};
 use blob_common::{now_ms, UploadId};
-use tokio_util::sync::CancellationToken;
 
+use super::files::file_info;
+use super::uploads::Taken;
 use crate::db::*;
 use crate::error::Error;
-use crate::ops::file_info;
 use crate::Namenode;
 
 fn part_key(upload: &UploadId, number: u32) -> Vec<u8> {
@@ -80,38 +79,6 @@ impl Namenode {
                 Ok(true)
             })?;
         Ok(out)
-    }
-
-    /// A metadata-only copy: a new file record sharing the source's chunks.
-    pub(crate) fn copy_file(&self, req: &CopyFile) -> Result<FileInfo, Error> {
-        validate_bucket(&req.bucket)?;
-        validate_path(&req.path)?;
-        let file = {
-            let _g = self.lock();
-            let src = self.file_record(&req.src_bucket, &req.src_path)?;
-            self.head_bucket(&req.bucket)?;
-            let mut t = Txn::new(&self.meta, now_ms());
-            for c in &src.chunks {
-                t.add_ref(&req.bucket, &c.id, 1)?;
-            }
-            let key = file_key(&req.bucket, &req.path);
-            if let Some(old) = self.meta.get::<FileRecord>(CF_FILES, &key)? {
-                for c in &old.chunks {
-                    t.add_ref(&req.bucket, &c.id, -1)?;
-                }
-            }
-            let file = FileRecord {
-                created_ms: now_ms(),
-                version: UploadId::random(),
-                meta: req.meta.clone().unwrap_or_else(|| src.meta.clone()),
-                ..src
-            };
-            t.put(CF_FILES, &key, &file);
-            t.commit()?;
-            file
-        };
-        self.meta.sync()?;
-        Ok(file_info(&req.bucket, &req.path, file))
     }
 
     pub(crate) fn create_multipart(
@@ -255,7 +222,7 @@ impl Namenode {
             }
             let mut t = Txn::new(&self.meta, now_ms());
             let chunks = self.commit_chunks(id, &req.chunks, req.manifest)?;
-            let crate::ops::Taken { size, added, under } =
+            let Taken { size, added, under } =
                 self.take_chunks(&mut t, id, &rec, &chunks, &req.receipts, now)?;
             let part = PartRecord {
                 etag: etag.trim_matches('"').to_ascii_lowercase(),
@@ -510,25 +477,6 @@ impl Namenode {
     pub(crate) fn expire_multiparts(&self, now_ms: u64) -> Result<usize, Error> {
         let ttl = self.cfg.multipart_ttl_secs.saturating_mul(1000);
         self.drop_multiparts_where(|r| now_ms.saturating_sub(r.created_ms) > ttl)
-    }
-}
-
-/// Expires stale multipart uploads every `multipart_sweep_secs` until
-/// `shutdown`.
-pub(crate) async fn sweep_loop(nn: Arc<Namenode>, shutdown: CancellationToken) {
-    let every = Duration::from_secs(nn.cfg.multipart_sweep_secs.max(1));
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        let nn2 = nn.clone();
-        match tokio::task::spawn_blocking(move || nn2.expire_multiparts(now_ms())).await {
-            Ok(Ok(0)) => {}
-            Ok(Ok(n)) => tracing::info!(expired = n, "expired stale multipart uploads"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "multipart expiry failed"),
-            Err(e) => tracing::warn!(error = %e, "multipart expiry task failed"),
-        }
     }
 }
 

@@ -1,0 +1,46 @@
+//! Bucket handlers: list, create, head, delete (a user key).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use blob_common::proto::namenode::*;
+
+use super::blocking;
+use crate::error::Error;
+use crate::Namenode;
+
+pub(super) async fn list_buckets(
+    State(nn): State<Arc<Namenode>>,
+) -> Result<Json<ListBuckets>, Error> {
+    blocking(move || nn.list_buckets()).await.map(Json)
+}
+
+pub(super) async fn create_bucket(
+    State(nn): State<Arc<Namenode>>,
+    Path(bucket): Path<String>,
+) -> Result<Json<BucketInfo>, Error> {
+    blocking(move || nn.create_bucket(&bucket)).await.map(Json)
+}
+
+pub(super) async fn head_bucket(
+    State(nn): State<Arc<Namenode>>,
+    Path(bucket): Path<String>,
+) -> Result<StatusCode, Error> {
+    blocking(move || nn.head_bucket(&bucket))
+        .await
+        .map(|_| StatusCode::OK)
+}
+
+pub(super) async fn delete_bucket(
+    State(nn): State<Arc<Namenode>>,
+    Path(bucket): Path<String>,
+) -> Result<StatusCode, Error> {
+    blocking(move || {
+        nn.delete_bucket(&bucket)?;
+        nn.drop_bucket_multiparts(&bucket)
+    })
+    .await
+    .map(|_| StatusCode::NO_CONTENT)
+}

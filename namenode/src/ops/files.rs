@@ -1,0 +1,211 @@
+//! File operations on the namespace: look up, list (paged, with prefix
+//! and delimiter), delete, rename and metadata-only copy. A file record names its chunks; each
+//! change moves the per-bucket chunk references in the same batch.
+
+use blob_common::names::{validate_bucket, validate_path};
+use blob_common::proto::multipart::CopyFile;
+use blob_common::proto::namenode::*;
+use blob_common::{now_ms, UploadId};
+
+use crate::db::*;
+use crate::error::Error;
+use crate::Namenode;
+
+/// The smallest key greater than every key starting with `prefix`.
+fn prefix_successor(prefix: &[u8]) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    while let Some(last) = k.pop() {
+        if last < 0xff {
+            k.push(last + 1);
+            return k;
+        }
+    }
+    vec![0xff; prefix.len() + 1]
+}
+
+pub(crate) fn file_info(bucket: &str, path: &str, rec: FileRecord) -> FileInfo {
+    FileInfo {
+        bucket: bucket.to_string(),
+        path: path.to_string(),
+        size: rec.size,
+        created_ms: rec.created_ms,
+        version: rec.version,
+        replication: rec.replication,
+        chunk_size: rec.chunk_size,
+        chunks: rec.chunks,
+        meta: rec.meta,
+    }
+}
+
+impl Namenode {
+    pub(crate) fn file_record(&self, bucket: &str, path: &str) -> Result<FileRecord, Error> {
+        validate_bucket(bucket)?;
+        validate_path(path)?;
+        match self.meta.get(CF_FILES, &file_key(bucket, path))? {
+            Some(rec) => Ok(rec),
+            None => {
+                self.head_bucket(bucket)?;
+                Err(Error::NoSuchFile {
+                    bucket: bucket.to_string(),
+                    path: path.to_string(),
+                })
+            }
+        }
+    }
+
+    pub(crate) fn stat(&self, bucket: &str, path: &str) -> Result<FileInfo, Error> {
+        Ok(file_info(bucket, path, self.file_record(bucket, path)?))
+    }
+
+    pub(crate) fn list_files(&self, bucket: &str, q: &ListFilesQuery) -> Result<ListFiles, Error> {
+        self.head_bucket(bucket)?;
+        let prefix = q.prefix.clone().unwrap_or_default();
+        let delimiter = q.delimiter.clone().filter(|d| !d.is_empty());
+        let limit = q.limit.unwrap_or(1000).clamp(1, 1000);
+        let base = file_key(bucket, "");
+        let prefix_key = file_key(bucket, &prefix);
+        let mut it = self.meta.raw_iter(CF_FILES);
+        match &q.start_after {
+            Some(after) if after.as_str() >= prefix.as_str() => {
+                let after_key = file_key(bucket, after);
+                let rolled = delimiter
+                    .as_deref()
+                    .is_some_and(|d| after.ends_with(d) && after.len() > prefix.len());
+                if rolled {
+                    it.seek(prefix_successor(&after_key));
+                } else {
+                    it.seek(&after_key);
+                    if it.key() == Some(after_key.as_slice()) {
+                        it.next();
+                    }
+                }
+            }
+            _ => it.seek(&prefix_key),
+        }
+        let mut out = ListFiles::default();
+        let mut count = 0usize;
+        let mut last: Option<String> = None;
+        while it.valid() {
+            let Some(key) = it.key() else { break };
+            if !key.starts_with(&prefix_key) {
+                break;
+            }
+            if count == limit {
+                out.next_start_after = last.clone();
+                break;
+            }
+            let path = String::from_utf8_lossy(&key[base.len()..]).into_owned();
+            if let Some(d) = &delimiter {
+                if let Some(pos) = path[prefix.len()..].find(d.as_str()) {
+                    let cp = path[..prefix.len() + pos + d.len()].to_string();
+                    it.seek(prefix_successor(&file_key(bucket, &cp)));
+                    out.common_prefixes.push(cp.clone());
+                    last = Some(cp);
+                    count += 1;
+                    continue;
+                }
+            }
+            let rec: FileRecord = serde_json::from_slice(it.value().unwrap_or_default())
+                .map_err(|e| Error::Corrupt(format!("file record: {e}")))?;
+            out.files.push(FileEntry {
+                path: path.clone(),
+                size: rec.size,
+                created_ms: rec.created_ms,
+                version: rec.version,
+                etag: rec.meta.get("etag").cloned(),
+            });
+            last = Some(path);
+            count += 1;
+            it.next();
+        }
+        it.status().map_err(|e| Error::Db {
+            context: "listing files".into(),
+            source: e,
+        })?;
+        Ok(out)
+    }
+
+    pub(crate) fn delete_file(&self, bucket: &str, path: &str) -> Result<(), Error> {
+        {
+            let _g = self.lock();
+            let rec = self.file_record(bucket, path)?;
+            let mut t = Txn::new(&self.meta, now_ms());
+            for c in &rec.chunks {
+                t.add_ref(bucket, &c.id, -1)?;
+            }
+            t.delete(CF_FILES, &file_key(bucket, path));
+            t.commit()?;
+        }
+        self.meta.sync()
+    }
+
+    pub(crate) fn rename(&self, req: &RenameRequest) -> Result<FileInfo, Error> {
+        validate_path(&req.to)?;
+        let rec = {
+            let _g = self.lock();
+            let rec = self.file_record(&req.bucket, &req.from)?;
+            if req.from == req.to {
+                return Ok(file_info(&req.bucket, &req.to, rec));
+            }
+            let mut t = Txn::new(&self.meta, now_ms());
+            if let Some(old) = self
+                .meta
+                .get::<FileRecord>(CF_FILES, &file_key(&req.bucket, &req.to))?
+            {
+                for c in &old.chunks {
+                    t.add_ref(&req.bucket, &c.id, -1)?;
+                }
+            }
+            t.put(CF_FILES, &file_key(&req.bucket, &req.to), &rec);
+            t.delete(CF_FILES, &file_key(&req.bucket, &req.from));
+            t.commit()?;
+            rec
+        };
+        self.meta.sync()?;
+        Ok(file_info(&req.bucket, &req.to, rec))
+    }
+
+    /// A metadata-only copy: a new file record sharing the source's chunks.
+    pub(crate) fn copy_file(&self, req: &CopyFile) -> Result<FileInfo, Error> {
+        validate_bucket(&req.bucket)?;
+        validate_path(&req.path)?;
+        let file = {
+            let _g = self.lock();
+            let src = self.file_record(&req.src_bucket, &req.src_path)?;
+            self.head_bucket(&req.bucket)?;
+            let mut t = Txn::new(&self.meta, now_ms());
+            for c in &src.chunks {
+                t.add_ref(&req.bucket, &c.id, 1)?;
+            }
+            let key = file_key(&req.bucket, &req.path);
+            if let Some(old) = self.meta.get::<FileRecord>(CF_FILES, &key)? {
+                for c in &old.chunks {
+                    t.add_ref(&req.bucket, &c.id, -1)?;
+                }
+            }
+            let file = FileRecord {
+                created_ms: now_ms(),
+                version: UploadId::random(),
+                meta: req.meta.clone().unwrap_or_else(|| src.meta.clone()),
+                ..src
+            };
+            t.put(CF_FILES, &key, &file);
+            t.commit()?;
+            file
+        };
+        self.meta.sync()?;
+        Ok(file_info(&req.bucket, &req.path, file))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_successor;
+
+    #[test]
+    fn prefix_successor_skips_everything_under_the_prefix() {
+        assert_eq!(prefix_successor(b"ab/"), b"ab0".to_vec());
+        assert_eq!(prefix_successor(b"a\xff"), b"b".to_vec());
+        assert!(prefix_successor(b"ab/") > b"ab/zzzz".to_vec());
+    }
+}
