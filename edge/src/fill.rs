@@ -368,7 +368,7 @@ fn report_bad_replica(
                 reason,
                 actual,
             };
-            let res = match crate::admin::namenode(&edge) {
+            let res = match crate::warm::namenode(&edge) {
                 Ok(nn) => nn
                     .post(&["chunks", "bad"])
                     .body(&report)

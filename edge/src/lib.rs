@@ -43,13 +43,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, Instrument};
 
-mod admin;
 pub mod error;
 mod fill;
-mod get;
 pub mod metrics;
 pub mod policy;
+mod read;
+mod routes;
 mod store;
+mod warm;
 
 pub use error::Error;
 pub use policy::{Policy, PolicyKind};
@@ -131,7 +132,7 @@ impl Config {
             return Err("warm_parallel and the timeouts must be positive".into());
         }
         self.limits
-            .validate(store::DISK_WINDOW.max(admin::WARM_BODY_LIMIT as u64))?;
+            .validate(store::DISK_WINDOW.max(warm::WARM_BODY_LIMIT as u64))?;
         Ok(())
     }
 }
@@ -223,7 +224,7 @@ pub async fn serve(
         tracker.spawn(
             async move {
                 tokio::select! {
-                    _ = admin::warm_at_start(e) => {}
+                    _ = warm::warm_at_start(e) => {}
                     _ = s.cancelled() => {}
                 }
             }
@@ -231,7 +232,7 @@ pub async fn serve(
         );
     }
     tracker.close();
-    let app = get::router(edge);
+    let app = routes::router(edge);
     let graceful = shutdown.cancelled_owned();
     let listener = blob_common::limits::LimitedListener::new(listener, slots);
     let res = async move {

@@ -1,20 +1,18 @@
-//! Warm-up and stats: `POST /v1/warm` (chunks named by pre-signed GET
-//! URLs, each verified, so only holders of namenode-issued URLs can fill
-//! the cache), `GET /v1/admin/stats` (a namenode-signed grant), and the
-//! warm-up list filled at start through the namenode with the cluster
-//! secret.
+//! Warm-up: `POST /v1/warm` (chunks named by pre-signed GET URLs, each
+//! verified, so only holders of namenode-issued URLs can fill the cache),
+//! and the warm-up list filled at start, located through the namenode
+//! with the cluster key.
 
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use blob_common::limits;
-use blob_common::presign::{self, EdgeAdminQuery, Op, PresignQuery};
-use blob_common::proto::edge::{EdgeStats, WarmRequest, WarmResponse};
+use blob_common::presign::{self, Op, PresignQuery};
+use blob_common::proto::edge::{WarmRequest, WarmResponse};
 use blob_common::proto::namenode::{ChunkLocation, FileLocations, LocateChunks, LocatedChunks};
 use blob_common::ChunkId;
 use futures::StreamExt;
@@ -22,7 +20,7 @@ use tracing::{info, warn};
 
 use crate::error::Error;
 use crate::fill::{self, Fill, Origin};
-use crate::get::origins;
+use crate::read::origins;
 use crate::store::{Lookup, Purpose};
 use crate::Edge;
 
@@ -162,26 +160,6 @@ pub(crate) async fn warm(
         "warm request done"
     );
     Json(out).into_response()
-}
-
-/// `GET /v1/admin/stats?scope=stats&exp=&kid=&s=`.
-pub(crate) async fn stats(
-    State(edge): State<Arc<Edge>>,
-    query: Result<Query<EdgeAdminQuery>, QueryRejection>,
-) -> Result<Json<EdgeStats>, Error> {
-    let check = query
-        .map_err(|e| Error::BadRequest(e.body_text()))
-        .and_then(|Query(q)| {
-            presign::verify_edge_admin(&edge.keyring, &q, "stats", blob_common::now_secs())
-                .map_err(Error::from)
-        });
-    if let Err(e) = check {
-        edge.metrics.refused.inc();
-        return Err(e);
-    }
-    Ok(Json(
-        edge.metrics.stats(&edge.cfg.zone, edge.cfg.policy.name()),
-    ))
 }
 
 /// The namenode handle (cluster key), or why there is none.

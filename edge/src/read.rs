@@ -1,17 +1,14 @@
-//! The edge's HTTP routes, and the chunk read path (`GET|HEAD
-//! /v1/chunks/{id}`): verify, 304, memory, disk, fill.
+//! The chunk read path (`GET|HEAD /v1/chunks/{id}`): verify the URL,
+//! answer 304, else serve from memory, disk, or a fill from the origins.
 
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::rejection::{PathRejection, QueryRejection};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{Path, Query, State};
 use axum::http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH, RANGE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use blob_common::error::ApiError;
 use blob_common::http::{
     ascii_header, chunk_answer, parse_range, range_not_satisfiable, RangeSpec, IMMUTABLE,
 };
@@ -24,37 +21,11 @@ use crate::error::Error;
 use crate::fill::{self, Fill, Origin};
 use crate::metrics::{TierLabel, DISK, FILL, MEMORY};
 use crate::store::{DiskRead, Lookup, Purpose, DISK_WINDOW};
-use crate::{admin, Edge};
+use crate::Edge;
 
 /// Response header naming where the body came from: `memory`, `disk`,
 /// `miss` (this request started the fill) or `coalesced` (it joined one).
 pub const CACHE_HEADER: &str = "x-blob-cache";
-
-pub(crate) fn router(edge: Arc<Edge>) -> Router {
-    Router::new()
-        .route("/v1/chunks/{id}", get(get_chunk).head(head_chunk))
-        .route("/v1/warm", post(admin::warm))
-        .route("/v1/admin/stats", get(admin::stats))
-        .route("/v1/health", get(health))
-        .route("/metrics", get(metrics))
-        .fallback(|| async { ApiError::new(404, "NoSuchRoute", "no such route") })
-        .method_not_allowed_fallback(|| async {
-            ApiError::new(405, "MethodNotAllowed", "method not allowed on this route")
-        })
-        // The one route with a body (warm) reads it itself, within its
-        // limit and the budget.
-        .layer(DefaultBodyLimit::max(admin::WARM_BODY_LIMIT))
-        .layer(axum::middleware::from_fn(blob_common::http::trace_requests))
-        .with_state(edge)
-}
-
-async fn health(State(edge): State<Arc<Edge>>) -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "zone": edge.cfg.zone, "status": "ok" }))
-}
-
-async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
-    blob_common::http::metrics_response(edge.metrics.encode())
-}
 
 fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<ChunkId, Error> {
     blob_common::http::chunk_id_from_path(path).map_err(Error::InvalidChunkId)
@@ -93,7 +64,7 @@ pub(crate) fn origins(id: &ChunkId, q: &PresignQuery, claims: &presign::Claims) 
         .collect()
 }
 
-async fn get_chunk(
+pub(crate) async fn get_chunk(
     State(edge): State<Arc<Edge>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<PresignQuery>, QueryRejection>,
@@ -105,7 +76,7 @@ async fn get_chunk(
     }
 }
 
-async fn head_chunk(
+pub(crate) async fn head_chunk(
     State(edge): State<Arc<Edge>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<PresignQuery>, QueryRejection>,
