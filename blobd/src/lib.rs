@@ -71,7 +71,7 @@ pub struct CommonArgs {
 
 impl CommonArgs {
     /// Lays the limit flags over a service's limits.
-    fn apply_limits(&self, limits: &mut blob_common::limits::Limits) {
+    fn apply_limits(&self, limits: &mut blob_server::limits::Limits) {
         if let Some(v) = self.max_connections {
             limits.max_connections = v;
         }

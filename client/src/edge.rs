@@ -155,7 +155,7 @@ impl Client {
             .inner
             .edge_http
             .post(url.clone())
-            .header(blob_common::http::REQUEST_ID, &request_id)
+            .header(blob_common::REQUEST_ID, &request_id)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()

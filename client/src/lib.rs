@@ -164,7 +164,7 @@ impl Client {
     pub fn scoped(&self) -> Client {
         match &self.request_id {
             Some(_) => self.clone(),
-            None => self.with_request_id(blob_common::http::new_request_id()),
+            None => self.with_request_id(blob_common::new_request_id()),
         }
     }
 
@@ -172,7 +172,7 @@ impl Client {
     pub fn request_id(&self) -> String {
         match &self.request_id {
             Some(id) => id.to_string(),
-            None => blob_common::http::new_request_id(),
+            None => blob_common::new_request_id(),
         }
     }
 

@@ -7,9 +7,9 @@ use std::ops::Range;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use blob_common::http::REQUEST_ID;
 use blob_common::proto::datanode::PutChunkResponse;
 use blob_common::ChunkId;
+use blob_common::REQUEST_ID;
 use bytes::{Bytes, BytesMut};
 use reqwest::{StatusCode, Url};
 use sha2::{Digest, Sha256};

@@ -1,4 +1,5 @@
-//! The JSON error body every service answers with.
+//! The JSON error body every service answers with (servers build it from
+//! `blob_server::ApiError`; clients read it).
 
 use serde::{Deserialize, Serialize};
 
@@ -12,45 +13,4 @@ pub struct ErrorBody {
     /// The request's id, for finding it in logs.
     #[serde(default)]
     pub request_id: String,
-}
-
-/// An HTTP error in the making: status, code and message. Services convert
-/// their own error enums into this at the HTTP edge.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: axum::http::StatusCode,
-    /// Stable code.
-    pub code: &'static str,
-    /// Explanation.
-    pub message: String,
-}
-
-impl ApiError {
-    /// Builds an error.
-    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status: axum::http::StatusCode::from_u16(status)
-                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-impl axum::response::IntoResponse for ApiError {
-    fn into_response(self) -> axum::response::Response {
-        if self.status.is_server_error() {
-            tracing::warn!(status = self.status.as_u16(), code = self.code, error = %self.message, "request failed");
-        } else {
-            tracing::info!(status = self.status.as_u16(), code = self.code, error = %self.message, "request refused");
-        }
-        let request_id = crate::http::current_request_id().unwrap_or_default();
-        let body = ErrorBody {
-            code: self.code.to_string(),
-            message: self.message,
-            request_id,
-        };
-        (self.status, axum::Json(body)).into_response()
-    }
 }

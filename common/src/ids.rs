@@ -130,6 +130,15 @@ impl UploadId {
     }
 }
 
+/// Header carrying a request's id, forwarded across services so one
+/// operation can be followed through every log.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// A fresh random request id (16 hex characters).
+pub fn new_request_id() -> String {
+    hex::encode(rand::random::<[u8; 8]>())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

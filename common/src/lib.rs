@@ -4,24 +4,25 @@
 //! Every service and the client depend on this crate and on nothing of each
 //! other: the namenode and the datanode agree only through [`proto`]. A JSON
 //! shape or a canonical string to sign is therefore written exactly once,
-//! here. This crate never does I/O beyond what its helpers are asked to do
-//! (binding a listener, installing a tracing subscriber).
+//! here. It has no HTTP server or client code (services share theirs in
+//! `blob-server`, callers of the namenode use `blob-rpc`), so every crate
+//! can depend on it cheaply. It never does I/O beyond what its helpers are
+//! asked to do (writing a private file; installing a tracing subscriber,
+//! with the `telemetry` feature).
 #![warn(missing_docs)]
 
 pub mod auth;
 pub mod checksum;
 pub mod chunkfile;
 pub mod error;
-pub mod http;
 pub mod ids;
-pub mod limits;
 pub mod names;
 pub mod presign;
 pub mod proto;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 
-pub use ids::{ChunkId, NodeId, UploadId};
+pub use ids::{new_request_id, ChunkId, NodeId, UploadId, REQUEST_ID};
 
 /// Milliseconds since the Unix epoch, the one clock every record uses.
 pub fn now_ms() -> u64 {

@@ -22,12 +22,13 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use blob_common::error::{ApiError, ErrorBody};
-use blob_common::http::{chunk_answer, current_request_id, range_not_satisfiable, REQUEST_ID};
-use blob_common::limits::Held;
+use blob_common::error::ErrorBody;
 use blob_common::presign::{self, Op, PipelineNode, PresignError, PresignQuery, Receipt};
 use blob_common::proto::datanode::{PipelineFailure, PutChunkResponse};
 use blob_common::ChunkId;
+use blob_server::http::{chunk_answer, current_request_id, range_not_satisfiable, REQUEST_ID};
+use blob_server::limits::Held;
+use blob_server::ApiError;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -65,7 +66,7 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         // Chunk bodies are streamed and bounded by the signed size, never
         // buffered by an extractor.
         .layer(DefaultBodyLimit::disable())
-        .layer(axum::middleware::from_fn(blob_common::http::trace_requests))
+        .layer(axum::middleware::from_fn(blob_server::http::trace_requests))
         .with_state(node)
 }
 
@@ -82,11 +83,11 @@ async fn health(State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> Response {
-    blob_common::http::metrics_response(node.metrics.encode())
+    blob_server::http::metrics_response(node.metrics.encode())
 }
 
 fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<ChunkId, Error> {
-    blob_common::http::chunk_id_from_path(path).map_err(Error::InvalidChunkId)
+    blob_server::http::chunk_id_from_path(path).map_err(Error::InvalidChunkId)
 }
 
 fn parse_query(q: Result<Query<PresignQuery>, QueryRejection>) -> Result<PresignQuery, Error> {
@@ -403,7 +404,7 @@ async fn head_chunk(
         .unwrap_or_else(IntoResponse::into_response)
 }
 
-pub use blob_common::http::{parse_range, RangeSpec};
+pub use blob_server::http::{parse_range, RangeSpec};
 
 async fn get_inner(
     node: &Arc<Node>,

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use axum::response::{IntoResponse, Response};
-use blob_common::error::ApiError;
 use blob_common::presign::PresignError;
 use blob_common::ChunkId;
+use blob_server::ApiError;
 
 /// Everything that can go wrong in the datanode. Each variant says what the
 /// caller should do next: fix the request (4xx), try another replica or
@@ -78,7 +78,7 @@ pub enum Error {
     TaskFailed(String),
     /// The node's budget of bytes in flight stayed full: retry shortly.
     #[error(transparent)]
-    Busy(#[from] blob_common::limits::Busy),
+    Busy(#[from] blob_server::limits::Busy),
 }
 
 impl Error {

@@ -94,7 +94,7 @@ pub struct Config {
     /// Connection cap and budget of chunk bytes in memory (frames queued
     /// toward the disk and the next pipeline node, read-ahead of reads and
     /// copies).
-    pub limits: blob_common::limits::Limits,
+    pub limits: blob_server::limits::Limits,
 }
 
 impl Default for Config {
@@ -112,7 +112,7 @@ impl Default for Config {
             scrub_interval_ms: 24 * 3_600_000,
             scrub_rate: 64 * 1024 * 1024,
             max_copies: 4,
-            limits: blob_common::limits::Limits::with_budget(256 << 20),
+            limits: blob_server::limits::Limits::with_budget(256 << 20),
         }
     }
 }
@@ -133,7 +133,7 @@ pub(crate) struct Node {
     /// Bounds the replica copies this node sends at once.
     pub(crate) copies: Arc<tokio::sync::Semaphore>,
     /// Chunk bytes held in memory at once, across all requests.
-    pub(crate) budget: blob_common::limits::Budget,
+    pub(crate) budget: blob_server::limits::Budget,
 }
 
 impl Node {
@@ -232,7 +232,7 @@ pub async fn serve(
 
     let app = data::router(Arc::clone(&node));
     let graceful = shutdown.cancelled_owned();
-    let listener = blob_common::limits::LimitedListener::new(listener, slots);
+    let listener = blob_server::limits::LimitedListener::new(listener, slots);
     let res = async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(graceful)

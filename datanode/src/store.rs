@@ -25,9 +25,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use blob_common::checksum::BlockCrcs;
 use blob_common::chunkfile::{self, ReadFailure};
-use blob_common::limits::Held;
 use blob_common::proto::namenode::ChunkRef;
 use blob_common::ChunkId;
+use blob_server::limits::Held;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;

@@ -772,7 +772,7 @@ async fn reads_past_the_budget_wait_their_turn_then_get_503_with_retry_after() {
         let ring = Keyring::generate();
         let shutdown = CancellationToken::new();
         // Room for exactly one read window.
-        let limits = blob_common::limits::Limits {
+        let limits = blob_server::limits::Limits {
             max_connections: 16,
             max_bytes_in_flight: crate::data::GET_WINDOW,
             budget_wait_ms: 200,

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 use axum::response::{IntoResponse, Response};
-use blob_common::error::ApiError;
 use blob_common::presign::PresignError;
 use blob_common::ChunkId;
+use blob_server::ApiError;
 
 /// Everything that can go wrong in the edge. A 4xx tells the caller to fix
 /// the request; a 502 to read from a datanode directly instead.
@@ -49,10 +49,10 @@ pub enum Error {
     TaskFailed(String),
     /// The edge's budget of bytes in flight stayed full: retry shortly.
     #[error(transparent)]
-    Busy(#[from] blob_common::limits::Busy),
+    Busy(#[from] blob_server::limits::Busy),
     /// A request body over its route's limit.
     #[error(transparent)]
-    TooLarge(#[from] blob_common::limits::TooLarge),
+    TooLarge(#[from] blob_server::limits::TooLarge),
 }
 
 impl Error {

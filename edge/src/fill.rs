@@ -17,8 +17,8 @@ use std::io;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use blob_common::http::REQUEST_ID;
 use blob_common::proto::namenode::BadReplica;
+use blob_common::REQUEST_ID;
 use blob_common::{ChunkId, NodeId};
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
@@ -292,7 +292,7 @@ pub(crate) async fn run(edge: Arc<Edge>, fill: Arc<Fill>, origins: Vec<Origin>, 
 async fn attempt(edge: &Edge, fill: &Fill, origin: &Origin) -> Result<Bytes, AttemptError> {
     let id = fill.id;
     let mut req = edge.http.get(&origin.url);
-    if let Some(rid) = blob_common::http::current_request_id() {
+    if let Some(rid) = blob_server::http::current_request_id() {
         req = req.header(REQUEST_ID, rid);
     }
     let failed = |e: reqwest::Error| AttemptError::Failed(error_chain(&e.without_url()));

@@ -92,7 +92,7 @@ pub struct Config {
     pub max_fills: usize,
     /// Connection cap and budget of bytes in memory (disk-tier reads, warm
     /// request bodies).
-    pub limits: blob_common::limits::Limits,
+    pub limits: blob_server::limits::Limits,
 }
 
 impl Default for Config {
@@ -111,7 +111,7 @@ impl Default for Config {
             origin_idle_timeout_ms: 30_000,
             warm_parallel: 4,
             max_fills: 32,
-            limits: blob_common::limits::Limits::with_budget(256 << 20),
+            limits: blob_server::limits::Limits::with_budget(256 << 20),
         }
     }
 }
@@ -151,7 +151,7 @@ pub(crate) struct Edge {
     /// Bounds the fills in flight ([`Config::max_fills`]).
     pub(crate) fill_permits: tokio::sync::Semaphore,
     /// Bytes held in memory for requests (disk reads, warm bodies).
-    pub(crate) budget: blob_common::limits::Budget,
+    pub(crate) budget: blob_server::limits::Budget,
 }
 
 /// Runs an edge on `listener` until `shutdown` is cancelled: loads the disk
@@ -234,7 +234,7 @@ pub async fn serve(
     tracker.close();
     let app = routes::router(edge);
     let graceful = shutdown.cancelled_owned();
-    let listener = blob_common::limits::LimitedListener::new(listener, slots);
+    let listener = blob_server::limits::LimitedListener::new(listener, slots);
     let res = async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(graceful)

@@ -9,11 +9,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::{CACHE_CONTROL, ETAG, IF_NONE_MATCH, RANGE};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use blob_common::http::{
-    ascii_header, chunk_answer, parse_range, range_not_satisfiable, RangeSpec, IMMUTABLE,
-};
 use blob_common::presign::{self, Op, PresignQuery};
 use blob_common::ChunkId;
+use blob_server::http::{
+    ascii_header, chunk_answer, parse_range, range_not_satisfiable, RangeSpec, IMMUTABLE,
+};
 use bytes::Bytes;
 use futures::StreamExt;
 
@@ -28,7 +28,7 @@ use crate::Edge;
 pub const CACHE_HEADER: &str = "x-blob-cache";
 
 fn parse_id(path: Result<Path<String>, PathRejection>) -> Result<ChunkId, Error> {
-    blob_common::http::chunk_id_from_path(path).map_err(Error::InvalidChunkId)
+    blob_server::http::chunk_id_from_path(path).map_err(Error::InvalidChunkId)
 }
 
 /// Verifies a pre-signed GET URL for `id`: every refusal is a 403 (or 400

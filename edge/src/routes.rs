@@ -9,9 +9,9 @@ use axum::extract::{DefaultBodyLimit, Query, State};
 use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use blob_common::error::ApiError;
 use blob_common::presign::{self, EdgeAdminQuery};
 use blob_common::proto::edge::EdgeStats;
+use blob_server::ApiError;
 
 use crate::error::Error;
 use crate::{read, warm, Edge};
@@ -34,7 +34,7 @@ pub(crate) fn router(edge: Arc<Edge>) -> Router {
         // The one route with a body (warm) reads it itself, within its
         // limit and the budget.
         .layer(DefaultBodyLimit::max(warm::WARM_BODY_LIMIT))
-        .layer(axum::middleware::from_fn(blob_common::http::trace_requests))
+        .layer(axum::middleware::from_fn(blob_server::http::trace_requests))
         .with_state(edge)
 }
 
@@ -43,7 +43,7 @@ async fn health(State(edge): State<Arc<Edge>>) -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(edge): State<Arc<Edge>>) -> Response {
-    blob_common::http::metrics_response(edge.metrics.encode())
+    blob_server::http::metrics_response(edge.metrics.encode())
 }
 
 /// `GET /v1/admin/stats?scope=stats&exp=&kid=&s=`.

@@ -32,8 +32,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use blob_common::checksum::{block_crc, BLOCK_SIZE};
 use blob_common::chunkfile::{self, ReadFailure};
-use blob_common::limits::Held;
 use blob_common::ChunkId;
+use blob_server::limits::Held;
 use bytes::{Bytes, BytesMut};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -618,7 +618,7 @@ mod tests {
         range: (u64, u64),
         len: u64,
     ) -> Option<Result<Vec<u8>, String>> {
-        let budget = blob_common::limits::Budget::new(64 << 20, std::time::Duration::from_secs(1));
+        let budget = blob_server::limits::Budget::new(64 << 20, std::time::Duration::from_secs(1));
         let held = budget.admit(range.1 - range.0).await.ok()?;
         let mut r = cache.read_disk(id, range, len, false, held).await?;
         let mut out = r.first.to_vec();

@@ -10,11 +10,11 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use blob_common::limits;
 use blob_common::presign::{self, Op, PresignQuery};
 use blob_common::proto::edge::{WarmRequest, WarmResponse};
 use blob_common::proto::namenode::{ChunkLocation, FileLocations, LocateChunks, LocatedChunks};
 use blob_common::ChunkId;
+use blob_server::limits;
 use futures::StreamExt;
 use tracing::{info, warn};
 

@@ -1,10 +1,10 @@
 //! The namenode's error type and its mapping to HTTP.
 
 use blob_common::auth::AuthError;
-use blob_common::error::ApiError;
 use blob_common::names::NameError;
 use blob_common::presign::PresignError;
 use blob_common::ChunkId;
+use blob_server::ApiError;
 
 /// Everything a namenode call can fail with. Each variant maps to one HTTP
 /// status and code; a client's mistake is always a 4xx.

@@ -104,7 +104,7 @@ pub struct Config {
     /// (0 in production).
     pub wal_sync_delay_ms: u64,
     /// Connection cap and budget of request bytes in memory.
-    pub limits: blob_common::limits::Limits,
+    pub limits: blob_server::limits::Limits,
 }
 
 /// An edge cache readers of one zone go through.
@@ -140,7 +140,7 @@ impl Default for Config {
             edges: Vec::new(),
             min_write_replicas: None,
             wal_sync_delay_ms: 0,
-            limits: blob_common::limits::Limits::with_budget(128 << 20),
+            limits: blob_server::limits::Limits::with_budget(128 << 20),
         }
     }
 }
@@ -285,7 +285,7 @@ pub async fn serve_with(
     tracing::info!(addr = ?addr, data = %nn.cfg.data_dir.display(), "namenode listening");
     tokio::spawn(background::sweep_loop(nn.clone(), shutdown.clone()));
     let listener =
-        blob_common::limits::LimitedListener::new(listener, nn.cfg.limits.connection_slots());
+        blob_server::limits::LimitedListener::new(listener, nn.cfg.limits.connection_slots());
     let served = axum::serve(listener, api::router(nn))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await

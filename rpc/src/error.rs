@@ -5,7 +5,7 @@
 //! credentials.
 
 use blob_common::error::ErrorBody;
-use blob_common::http::REQUEST_ID;
+use blob_common::REQUEST_ID;
 use reqwest::{StatusCode, Url};
 
 /// Longest error text kept when an answer is not an [`ErrorBody`].

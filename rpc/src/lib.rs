@@ -32,8 +32,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use blob_common::auth;
-use blob_common::http::{new_request_id, REQUEST_ID};
 use blob_common::presign::Keyring;
+use blob_common::{new_request_id, REQUEST_ID};
 use bytes::Bytes;
 use reqwest::Url;
 use serde::de::DeserializeOwned;

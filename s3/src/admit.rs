@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use blob_common::limits::{Budget, Busy, Held, RETRY_AFTER_SECS};
+use blob_server::limits::{Budget, Busy, Held, RETRY_AFTER_SECS};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::{S3Error, S3ErrorCode, S3Result};
 
@@ -55,7 +55,7 @@ impl S3Access for Gate {
             return Ok(());
         }
         let headers = cx.headers();
-        let declared = blob_common::limits::declared_length(headers);
+        let declared = blob_server::limits::declared_length(headers);
         let chunked = headers.contains_key(http::header::TRANSFER_ENCODING);
         let want = match declared {
             Some(0) | None if !chunked => return Ok(()),

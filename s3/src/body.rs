@@ -11,7 +11,7 @@ use std::task::{Context, Poll};
 
 use base64::Engine as _;
 use blob_client::{Client, FileLocations};
-use blob_common::limits::Held;
+use blob_server::limits::Held;
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::AsyncRead;

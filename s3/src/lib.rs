@@ -77,7 +77,7 @@ pub struct Config {
     pub zone: Option<String>,
     /// Connection cap and budget of bytes in memory (object bodies in
     /// flight, read-ahead of reads, XML bodies).
-    pub limits: blob_common::limits::Limits,
+    pub limits: blob_server::limits::Limits,
 }
 
 impl Default for Config {
@@ -94,7 +94,7 @@ impl Default for Config {
             replication: None,
             max_header_bytes: 64 << 10,
             zone: None,
-            limits: blob_common::limits::Limits::with_budget(1 << 30),
+            limits: blob_server::limits::Limits::with_budget(1 << 30),
         }
     }
 }
@@ -242,7 +242,7 @@ async fn handle(
     s3: &s3s::service::S3Service,
     req: http::Request<Incoming>,
 ) -> http::Response<s3s::Body> {
-    let id = blob_common::http::new_request_id().to_ascii_uppercase();
+    let id = blob_common::new_request_id().to_ascii_uppercase();
     let started = Instant::now();
     let span = tracing::info_span!("s3", method = %req.method(), request_id = %id);
     if admit::is_form_upload(req.method(), req.headers()) {
@@ -280,7 +280,7 @@ async fn handle(
     }
     if let Ok(v) = http::HeaderValue::from_str(&id) {
         parts.headers.insert("x-amz-request-id", v.clone());
-        parts.headers.insert(blob_common::http::REQUEST_ID, v);
+        parts.headers.insert(blob_common::REQUEST_ID, v);
     }
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use blob_client::{Client, FileLocations, UploadOptions};
-use blob_common::limits::{Budget, Held};
+use blob_server::limits::{Budget, Held};
 use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, S3};
 

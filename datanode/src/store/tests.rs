@@ -253,7 +253,7 @@ async fn spawned_writer_streams_frames_to_disk() {
     let store = Arc::new(open(dir.path()));
     let buf = data(2 * BLOCK_SIZE + 3, 8);
     let id = ChunkId::of(&buf);
-    let budget = blob_common::limits::Budget::new(1 << 20, std::time::Duration::from_secs(1));
+    let budget = blob_server::limits::Budget::new(1 << 20, std::time::Duration::from_secs(1));
     let held = |n: usize| {
         let b = budget.clone();
         async move { Arc::new(b.admit(n as u64).await.unwrap_or_else(|e| panic!("{e}"))) }

@@ -12,7 +12,7 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use blob_common::auth::{self, RequestParts, CLUSTER_KEY_PREFIX};
-use blob_common::limits::{self, Budget};
+use blob_server::limits::{self, Budget};
 
 use super::{blocking, body_limit, SMALL_BODY_LIMIT};
 use crate::error::Error;

@@ -128,7 +128,7 @@ pub(crate) fn router(nn: Arc<Namenode>) -> Router {
         .merge(signed)
         .fallback(|| async { Error::BadRequest("no such route".into()) })
         .layer(middleware::from_fn_with_state(nn.clone(), durable_answers))
-        .layer(middleware::from_fn(blob_common::http::trace_requests))
+        .layer(middleware::from_fn(blob_server::http::trace_requests))
         .with_state(nn)
 }
 

@@ -9,8 +9,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument;
 
-/// Header carrying the request id, forwarded across services.
-pub const REQUEST_ID: &str = "x-request-id";
+pub use blob_common::{new_request_id, REQUEST_ID};
 
 tokio::task_local! {
     static REQUEST_ID_SLOT: String;
@@ -19,11 +18,6 @@ tokio::task_local! {
 /// The id of the request being served on this task, if any.
 pub fn current_request_id() -> Option<String> {
     REQUEST_ID_SLOT.try_with(|s| s.clone()).ok()
-}
-
-/// A fresh random request id.
-pub fn new_request_id() -> String {
-    hex::encode(rand::random::<[u8; 8]>())
 }
 
 /// Middleware: takes `x-request-id` from the request (or makes one), opens a
@@ -127,7 +121,7 @@ pub fn ascii_header(v: String) -> HeaderValue {
 /// ranges. Datanodes and edges answer chunk GETs alike.
 pub fn chunk_answer(
     mut resp: Response,
-    id: &crate::ChunkId,
+    id: &blob_common::ChunkId,
     (start, end): (u64, u64),
     len: u64,
     whole: bool,
@@ -192,7 +186,7 @@ pub fn metrics_response(text: String) -> Response {
 /// most 80 characters of it).
 pub fn chunk_id_from_path(
     path: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
-) -> Result<crate::ChunkId, String> {
+) -> Result<blob_common::ChunkId, String> {
     let axum::extract::Path(raw) = path.map_err(|e| e.body_text())?;
     raw.parse().map_err(|_| raw.chars().take(80).collect())
 }
