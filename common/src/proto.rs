@@ -4,5 +4,6 @@
 pub mod datanode;
 pub mod edge;
 pub mod heartbeat;
+pub mod keys;
 pub mod multipart;
 pub mod namenode;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use blob_client::{Client, ClientConfig};
 use blob_common::auth;
 use blob_common::presign::Keyring;
-use blob_common::proto::multipart::AccessKeyInfo;
+use blob_common::proto::keys::AccessKeyInfo;
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::{S3Error, S3ErrorCode, S3Result};
 

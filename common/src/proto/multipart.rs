@@ -1,9 +1,7 @@
-//! The namenode's object API for the S3 gateway: metadata-only copies,
-//! multipart uploads, and access-key lookup.
+//! The namenode's object API for the S3 gateway: metadata-only copies and
+//! multipart uploads.
 //!
 //! Routes (signed like every namenode call, see [`crate::auth`]):
-//! - `GET /v1/admin/keys/{access_key}` → [`AccessKeyInfo`] (cluster
-//!   credentials only: the S3 gateway verifies SigV4 with the user's secret)
 //! - `POST /v1/copy` [`CopyFile`] → [`super::namenode::FileInfo`]: a new file
 //!   record sharing the source's chunks (no bytes copied)
 //! - `POST /v1/multipart` [`CreateMultipart`] → [`MultipartInfo`];
@@ -26,26 +24,6 @@ use crate::UploadId;
 
 /// Most parts in one multipart upload (S3's limit).
 pub const MAX_PARTS: u32 = 10_000;
-
-/// Answer to `GET /v1/admin/keys/{access_key}`.
-#[derive(Clone, Serialize, Deserialize)]
-pub struct AccessKeyInfo {
-    /// The access key.
-    pub access_key: String,
-    /// Its secret.
-    pub secret_key: String,
-    /// Whether it is an admin key.
-    pub admin: bool,
-}
-
-impl std::fmt::Debug for AccessKeyInfo {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessKeyInfo")
-            .field("access_key", &self.access_key)
-            .field("admin", &self.admin)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Body of `POST /v1/copy`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

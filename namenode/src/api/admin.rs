@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::Json;
 use blob_common::auth;
-use blob_common::proto::multipart::*;
+use blob_common::proto::keys::AccessKeyInfo;
 use blob_common::proto::namenode::*;
 
 use super::{blocking, query};
