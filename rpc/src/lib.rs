@@ -200,7 +200,7 @@ impl Namenode {
             nn: self,
             method,
             url: self.url(segments, &[]),
-            body: Ok(Vec::new()),
+            body: Ok(Bytes::new()),
             request_id: None,
             timeout: None,
             retry: None,
@@ -225,8 +225,9 @@ pub struct Call<'a> {
     nn: &'a Namenode,
     method: Method,
     url: Url,
-    /// The encoded JSON body, or why it could not be encoded.
-    body: Result<Vec<u8>, String>,
+    /// The encoded JSON body (shared, not copied, by retries), or why it
+    /// could not be encoded.
+    body: Result<Bytes, String>,
     request_id: Option<String>,
     timeout: Option<Duration>,
     retry: Option<RetryPolicy>,
@@ -243,7 +244,9 @@ impl Call<'_> {
 
     /// Sends `body` as JSON.
     pub fn body(mut self, body: &(impl Serialize + ?Sized)) -> Self {
-        self.body = serde_json::to_vec(body).map_err(|e| format!("encoding the request: {e}"));
+        self.body = serde_json::to_vec(body)
+            .map(Bytes::from)
+            .map_err(|e| format!("encoding the request: {e}"));
         self
     }
 
@@ -319,7 +322,7 @@ impl Call<'_> {
     /// One attempt; on failure also the wait the server asked for.
     async fn once(
         &self,
-        body: &[u8],
+        body: &Bytes,
         request_id: &str,
     ) -> Result<Bytes, (Error, Option<Duration>)> {
         let inner = &self.nn.inner;
@@ -344,7 +347,7 @@ impl Call<'_> {
         if !body.is_empty() {
             req = req
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body.to_vec());
+                .body(body.clone());
         }
         tracing::debug!(method = %self.method, url = %redact_url(url), %request_id, "namenode call");
         let resp = req
