@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use fuser::{
     Errno, FileHandle, FopenFlags, Generation, INodeNo, LockOwner, OpenAccMode, OpenFlags,
-    ReplyCreate, ReplyData, ReplyEmpty, ReplyOpen, ReplyWrite, Request, WriteFlags,
+    ReplyCreate, ReplyData, ReplyEmpty, ReplyOpen, ReplyWrite, Request,
 };
 
 use crate::inodes::Kind;
@@ -17,10 +17,9 @@ use crate::state::*;
 use crate::write::Opened;
 use fuser::Filesystem;
 
-// The callbacks take fuser's arguments as they come.
-#[allow(clippy::too_many_arguments)]
+// Each callback takes only the fuser arguments it uses.
 impl BlobFs {
-    pub(crate) fn on_open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    pub(crate) fn on_open(&self, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let s = self.shared.clone();
         let write = !matches!(flags.acc_mode(), OpenAccMode::O_RDONLY);
         let truncate = flags.0 & libc::O_TRUNC != 0;
@@ -81,16 +80,7 @@ impl BlobFs {
         );
     }
 
-    pub(crate) fn on_create(
-        &self,
-        _req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        _flags: i32,
-        reply: ReplyCreate,
-    ) {
+    pub(crate) fn on_create(&self, parent: INodeNo, name: &OsStr, reply: ReplyCreate) {
         let s = self.shared.clone();
         let path = match s.path_to_change(parent.0, name) {
             Ok(p) => p,
@@ -119,17 +109,7 @@ impl BlobFs {
         );
     }
 
-    pub(crate) fn on_read(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        size: u32,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyData,
-    ) {
+    pub(crate) fn on_read(&self, fh: FileHandle, offset: u64, size: u32, reply: ReplyData) {
         let s = self.shared.clone();
         let Some(reader) = s.handle_reader(fh.0) else {
             // A file being written here: what was written so far.
@@ -187,18 +167,7 @@ impl BlobFs {
         );
     }
 
-    pub(crate) fn on_write(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        offset: u64,
-        data: &[u8],
-        _write_flags: WriteFlags,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        reply: ReplyWrite,
-    ) {
+    pub(crate) fn on_write(&self, fh: FileHandle, offset: u64, data: &[u8], reply: ReplyWrite) {
         let s = self.shared.clone();
         let Some(w) = s.handle_writer(fh.0) else {
             return reply.error(Errno::EBADF);
@@ -220,14 +189,7 @@ impl BlobFs {
         );
     }
 
-    pub(crate) fn on_flush(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _lock_owner: LockOwner,
-        reply: ReplyEmpty,
-    ) {
+    pub(crate) fn on_flush(&self, fh: FileHandle, reply: ReplyEmpty) {
         let s = self.shared.clone();
         let Some(w) = s.handle_writer(fh.0) else {
             return reply.ok();
@@ -240,27 +202,11 @@ impl BlobFs {
         );
     }
 
-    pub(crate) fn on_fsync(
-        &self,
-        req: &Request,
-        ino: INodeNo,
-        fh: FileHandle,
-        _datasync: bool,
-        reply: ReplyEmpty,
-    ) {
+    pub(crate) fn on_fsync(&self, req: &Request, ino: INodeNo, fh: FileHandle, reply: ReplyEmpty) {
         self.flush(req, ino, fh, LockOwner(0), reply);
     }
 
-    pub(crate) fn on_release(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
-        _flush: bool,
-        reply: ReplyEmpty,
-    ) {
+    pub(crate) fn on_release(&self, fh: FileHandle, reply: ReplyEmpty) {
         let s = self.shared.clone();
         let handle = s
             .handles

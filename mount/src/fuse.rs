@@ -28,7 +28,7 @@ impl fuser::Filesystem for BlobFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.on_lookup(_req, parent, name, reply)
+        self.on_lookup(parent, name, reply)
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
@@ -40,7 +40,7 @@ impl fuser::Filesystem for BlobFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.on_getattr(_req, ino, _fh, reply)
+        self.on_getattr(ino, reply)
     }
 
     fn setattr(
@@ -61,10 +61,7 @@ impl fuser::Filesystem for BlobFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.on_setattr(
-            _req, ino, _mode, _uid, _gid, size, _atime, _mtime, _ctime, fh, _crtime, _chgtime,
-            _bkuptime, _flags, reply,
-        )
+        self.on_setattr(ino, size, fh, reply)
     }
 
     fn mkdir(
@@ -76,15 +73,15 @@ impl fuser::Filesystem for BlobFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        self.on_mkdir(_req, parent, name, _mode, _umask, reply)
+        self.on_mkdir(parent, name, reply)
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.on_unlink(_req, parent, name, reply)
+        self.on_unlink(parent, name, reply)
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.on_rmdir(_req, parent, name, reply)
+        self.on_rmdir(parent, name, reply)
     }
 
     fn rename(
@@ -97,11 +94,11 @@ impl fuser::Filesystem for BlobFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.on_rename(_req, parent, name, newparent, newname, flags, reply)
+        self.on_rename(parent, name, newparent, newname, flags, reply)
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.on_open(_req, ino, flags, reply)
+        self.on_open(ino, flags, reply)
     }
 
     fn create(
@@ -114,7 +111,7 @@ impl fuser::Filesystem for BlobFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        self.on_create(_req, parent, name, _mode, _umask, _flags, reply)
+        self.on_create(parent, name, reply)
     }
 
     fn read(
@@ -128,7 +125,7 @@ impl fuser::Filesystem for BlobFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.on_read(_req, _ino, fh, offset, size, _flags, _lock_owner, reply)
+        self.on_read(fh, offset, size, reply)
     }
 
     fn write(
@@ -143,17 +140,7 @@ impl fuser::Filesystem for BlobFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.on_write(
-            _req,
-            _ino,
-            fh,
-            offset,
-            data,
-            _write_flags,
-            _flags,
-            _lock_owner,
-            reply,
-        )
+        self.on_write(fh, offset, data, reply)
     }
 
     fn flush(
@@ -164,7 +151,7 @@ impl fuser::Filesystem for BlobFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.on_flush(_req, _ino, fh, _lock_owner, reply)
+        self.on_flush(fh, reply)
     }
 
     fn fsync(
@@ -175,7 +162,7 @@ impl fuser::Filesystem for BlobFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.on_fsync(req, ino, fh, _datasync, reply)
+        self.on_fsync(req, ino, fh, reply)
     }
 
     fn release(
@@ -188,11 +175,11 @@ impl fuser::Filesystem for BlobFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.on_release(_req, _ino, fh, _flags, _lock_owner, _flush, reply)
+        self.on_release(fh, reply)
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.on_opendir(_req, ino, _flags, reply)
+        self.on_opendir(ino, reply)
     }
 
     fn readdir(
@@ -203,7 +190,7 @@ impl fuser::Filesystem for BlobFs {
         offset: u64,
         reply: ReplyDirectory,
     ) {
-        self.on_readdir(_req, ino, fh, offset, reply)
+        self.on_readdir(ino, fh, offset, reply)
     }
 
     fn releasedir(
@@ -214,7 +201,7 @@ impl fuser::Filesystem for BlobFs {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.on_releasedir(_req, _ino, fh, _flags, reply)
+        self.on_releasedir(fh, reply)
     }
 
     fn getxattr(

@@ -4,21 +4,14 @@
 use std::sync::Arc;
 
 use fuser::{
-    Errno, FileHandle, FileType, FopenFlags, INodeNo, OpenFlags, ReplyDirectory, ReplyEmpty,
-    ReplyOpen, Request,
+    Errno, FileHandle, FileType, FopenFlags, INodeNo, ReplyDirectory, ReplyEmpty, ReplyOpen,
 };
 
 use crate::inodes::{join, parent_of, Kind, ROOT};
 use crate::state::*;
 
 impl BlobFs {
-    pub(crate) fn on_opendir(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _flags: OpenFlags,
-        reply: ReplyOpen,
-    ) {
+    pub(crate) fn on_opendir(&self, ino: INodeNo, reply: ReplyOpen) {
         let s = self.shared.clone();
         let path = match s.path_of(ino.0) {
             Ok(p) => p,
@@ -36,7 +29,6 @@ impl BlobFs {
 
     pub(crate) fn on_readdir(
         &self,
-        _req: &Request,
         ino: INodeNo,
         fh: FileHandle,
         offset: u64,
@@ -128,14 +120,7 @@ impl BlobFs {
         );
     }
 
-    pub(crate) fn on_releasedir(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
-        _flags: OpenFlags,
-        reply: ReplyEmpty,
-    ) {
+    pub(crate) fn on_releasedir(&self, fh: FileHandle, reply: ReplyEmpty) {
         self.shared
             .handles
             .lock()

@@ -2,26 +2,18 @@
 //! truncation), `mkdir`, `unlink`, `rmdir` and `rename`.
 
 use std::ffi::OsStr;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use fuser::{
     Errno, FileHandle, Generation, INodeNo, RenameFlags, ReplyAttr, ReplyEmpty, ReplyEntry,
-    Request, TimeOrNow,
 };
 
 use crate::inodes::Kind;
 use crate::state::*;
 
-// The callbacks take fuser's arguments as they come.
-#[allow(clippy::too_many_arguments)]
+// Each callback takes only the fuser arguments it uses.
 impl BlobFs {
-    pub(crate) fn on_lookup(
-        &self,
-        _req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        reply: ReplyEntry,
-    ) {
+    pub(crate) fn on_lookup(&self, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let s = self.shared.clone();
         let path = match s.child_path(parent.0, name) {
             Ok(p) => p,
@@ -47,13 +39,7 @@ impl BlobFs {
         );
     }
 
-    pub(crate) fn on_getattr(
-        &self,
-        _req: &Request,
-        ino: INodeNo,
-        _fh: Option<FileHandle>,
-        reply: ReplyAttr,
-    ) {
+    pub(crate) fn on_getattr(&self, ino: INodeNo, reply: ReplyAttr) {
         let s = self.shared.clone();
         let ttl = s.opts.meta_ttl;
         self.spawn(
@@ -75,20 +61,9 @@ impl BlobFs {
 
     pub(crate) fn on_setattr(
         &self,
-        _req: &Request,
         ino: INodeNo,
-        _mode: Option<u32>,
-        _uid: Option<u32>,
-        _gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
-        _mtime: Option<TimeOrNow>,
-        _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
-        _crtime: Option<SystemTime>,
-        _chgtime: Option<SystemTime>,
-        _bkuptime: Option<SystemTime>,
-        _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
         // Modes, owners and times are not stored: accepted and ignored, as
@@ -126,15 +101,7 @@ impl BlobFs {
         );
     }
 
-    pub(crate) fn on_mkdir(
-        &self,
-        _req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        _mode: u32,
-        _umask: u32,
-        reply: ReplyEntry,
-    ) {
+    pub(crate) fn on_mkdir(&self, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let s = self.shared.clone();
         let path = match s.path_to_change(parent.0, name) {
             Ok(p) => p,
@@ -161,13 +128,7 @@ impl BlobFs {
         );
     }
 
-    pub(crate) fn on_unlink(
-        &self,
-        _req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        reply: ReplyEmpty,
-    ) {
+    pub(crate) fn on_unlink(&self, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let s = self.shared.clone();
         let path = match s.path_to_change(parent.0, name) {
             Ok(p) => p,
@@ -203,13 +164,7 @@ impl BlobFs {
         );
     }
 
-    pub(crate) fn on_rmdir(
-        &self,
-        _req: &Request,
-        parent: INodeNo,
-        name: &OsStr,
-        reply: ReplyEmpty,
-    ) {
+    pub(crate) fn on_rmdir(&self, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let s = self.shared.clone();
         let path = match s.path_to_change(parent.0, name) {
             Ok(p) => p,
@@ -247,7 +202,6 @@ impl BlobFs {
 
     pub(crate) fn on_rename(
         &self,
-        _req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
