@@ -258,7 +258,9 @@ pub(crate) async fn run(edge: Arc<Edge>, fill: Arc<Fill>, origins: Vec<Origin>, 
             match attempt(&edge, &fill, origin).await {
                 Ok(whole) => {
                     let size = whole.len();
-                    edge.cache.complete(id, whole.clone(), force).await;
+                    // Cached (the disk write queued) before the last
+                    // frame goes out: the next request is a hit.
+                    edge.cache.complete(id, whole.clone(), force);
                     fill.finish(Ok(whole));
                     let secs = started.elapsed().as_secs_f64();
                     edge.metrics.fill_seconds.observe(secs);

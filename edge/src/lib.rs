@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, Instrument};
+use tracing::{info, warn, Instrument};
 
 pub mod error;
 mod fill;
@@ -90,6 +90,10 @@ pub struct Config {
     /// Fills from origins running at once; more wait their turn. Bounds
     /// the memory of fills in flight to about twice this many chunks.
     pub max_fills: usize,
+    /// Most bytes of verified chunks waiting for their disk-tier write.
+    /// Writes happen beside the readers, never in their way; a fill that
+    /// finds this many bytes still queued skips the disk tier.
+    pub disk_write_backlog: u64,
     /// Connection cap and budget of bytes in memory (disk-tier reads, warm
     /// request bodies).
     pub limits: blob_server::limits::Limits,
@@ -111,6 +115,7 @@ impl Default for Config {
             origin_idle_timeout_ms: 30_000,
             warm_parallel: 4,
             max_fills: 32,
+            disk_write_backlog: 256 << 20,
             limits: blob_server::limits::Limits::with_budget(256 << 20),
         }
     }
@@ -173,9 +178,12 @@ pub async fn serve(
             cfg.disk_capacity,
             cfg.fsync,
         );
-        tokio::task::spawn_blocking(move || store::Cache::open(&dir, policy, mem, disk, fsync, m))
-            .await
-            .map_err(|e| Error::TaskFailed(e.to_string()))??
+        let backlog = cfg.disk_write_backlog;
+        tokio::task::spawn_blocking(move || {
+            store::Cache::open(&dir, policy, mem, disk, fsync, backlog, m)
+        })
+        .await
+        .map_err(|e| Error::TaskFailed(e.to_string()))??
     };
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(64)
@@ -232,6 +240,7 @@ pub async fn serve(
         );
     }
     tracker.close();
+    let cache = edge.cache.clone();
     let app = routes::router(edge);
     let graceful = shutdown.cancelled_owned();
     let listener = blob_server::limits::LimitedListener::new(listener, slots);
@@ -244,6 +253,9 @@ pub async fn serve(
     .await;
     stop.cancel();
     tracker.wait().await;
+    if !cache.settle(Duration::from_secs(30)).await {
+        span.in_scope(|| warn!("disk-tier writes still queued at exit are lost"));
+    }
     span.in_scope(|| info!("edge stopped"));
     res.map_err(Error::Serve)
 }

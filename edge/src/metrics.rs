@@ -71,6 +71,12 @@ pub struct Metrics {
     /// Disk-tier files found corrupt on a read (a block CRC, the SHA-256 or
     /// the footer failed) and dropped (`blob_edge_disk_corrupt_total`).
     pub disk_corrupt: Counter,
+    /// Verified fills the disk tier would have taken but did not, because
+    /// its writes were too far behind (`blob_edge_disk_skipped_total`).
+    pub disk_skipped: Counter,
+    /// Bytes of verified chunks waiting for their disk-tier write
+    /// (`blob_edge_disk_backlog_bytes`).
+    pub disk_backlog: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -184,8 +190,23 @@ impl Metrics {
             "Disk-tier files that failed verification on a read and were dropped",
             disk_corrupt.clone(),
         );
+        let disk_skipped = Counter::default();
+        r.register(
+            "disk_skipped",
+            "Fills not written to the disk tier because its writes were too far behind",
+            disk_skipped.clone(),
+        );
+        let disk_backlog = Gauge::default();
+        r.register_with_unit(
+            "disk_backlog",
+            "Verified chunk bytes waiting for their disk-tier write",
+            Unit::Bytes,
+            disk_backlog.clone(),
+        );
         Self {
             disk_corrupt,
+            disk_skipped,
+            disk_backlog,
             registry: Arc::new(r),
             hits,
             misses,

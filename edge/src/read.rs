@@ -237,6 +237,12 @@ async fn read_chunk(
                     "disk",
                 ));
             }
+            Lookup::Writing(bytes) => {
+                // Admitted to the disk tier, served from the bytes on their
+                // way there.
+                edge.metrics.hits.get_or_create(&DISK).inc();
+                return Ok(from_bytes(edge, &id, bytes, headers, false, &DISK, "disk"));
+            }
             Lookup::Joined(fill) => {
                 edge.metrics.misses.inc();
                 edge.metrics.coalesced.inc();
@@ -291,6 +297,7 @@ async fn head(
     {
         Lookup::Memory(b) => (b.len() as u64, "memory"),
         Lookup::Disk(len) => (len, "disk"),
+        Lookup::Writing(b) => (b.len() as u64, "disk"),
         Lookup::Joined(f) => (
             f.wait_started()
                 .await

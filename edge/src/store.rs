@@ -22,6 +22,12 @@
 //! Each tier's policy sees every request (a hit moves the chunk in its
 //! order, TinyLFU counts every request). A verified fill is offered to
 //! both tiers; a disk hit of a whole chunk is offered to the memory tier.
+//! The memory tier takes a fill at once; the disk tier's write (CRCs, data,
+//! fsync, rename) runs on a blocking thread beside the readers, who never
+//! wait for it. Until it is in place the chunk is served from the bytes
+//! being written, as a disk hit. When more than the configured backlog is
+//! queued, a fill skips the disk tier instead of the backlog growing: the
+//! disk cannot keep up, and readers come first.
 //! The disk index is rebuilt at start from the files (oldest first, so
 //! they are the first victims); temp files of a crash are removed.
 
@@ -50,6 +56,8 @@ pub(crate) enum Lookup {
     Memory(Bytes),
     /// In the disk tier (its size).
     Disk(u64),
+    /// Admitted to the disk tier, its write still under way (the bytes).
+    Writing(Bytes),
     /// Being filled by an earlier request.
     Joined(Arc<Fill>),
     /// Nowhere: this request started the fill, and must spawn its task.
@@ -73,6 +81,10 @@ struct State {
     /// Chunks being read whole from disk to be offered to the memory tier
     /// (one read per chunk gathers its bytes; others just stream).
     promoting: HashSet<ChunkId>,
+    /// Verified chunks the disk tier admitted, on their way to disk.
+    writing: HashMap<ChunkId, Bytes>,
+    /// Bytes in `writing`.
+    writing_bytes: u64,
 }
 
 /// Frames a disk read keeps ahead of its response.
@@ -96,6 +108,11 @@ pub(crate) struct Cache {
     state: Mutex<State>,
     dir: PathBuf,
     fsync: bool,
+    /// Most bytes queued for the disk tier ([`crate::Config::disk_write_backlog`]).
+    backlog: u64,
+    /// Disk-tier writes queued or under way (waited for by warm-ups and
+    /// at shutdown).
+    writes: tokio::sync::watch::Sender<usize>,
     metrics: Metrics,
 }
 
@@ -113,6 +130,7 @@ impl Cache {
         memory_capacity: u64,
         disk_capacity: u64,
         fsync: bool,
+        backlog: u64,
         metrics: Metrics,
     ) -> Result<Self, Error> {
         let tmp = dir.join("tmp");
@@ -188,9 +206,13 @@ impl Cache {
                 disk,
                 fills: HashMap::new(),
                 promoting: HashSet::new(),
+                writing: HashMap::new(),
+                writing_bytes: 0,
             }),
             dir: dir.to_path_buf(),
             fsync,
+            backlog,
+            writes: tokio::sync::watch::channel(0).0,
             metrics,
         };
         metrics_capacity(&cache.metrics, memory_capacity, disk_capacity);
@@ -245,6 +267,9 @@ impl Cache {
                 return Lookup::Disk(size);
             }
         }
+        if let Some(b) = st.writing.get(id) {
+            return Lookup::Writing(b.clone());
+        }
         if let Some(f) = st.fills.get(id) {
             return Lookup::Joined(f.clone());
         }
@@ -256,40 +281,60 @@ impl Cache {
         Lookup::Started(fill)
     }
 
-    /// Puts a verified chunk into the tiers that admit it, then retires
-    /// its fill. `force` skips TinyLFU's admission test (warm-up).
-    pub(crate) async fn complete(self: &Arc<Self>, id: ChunkId, bytes: Bytes, force: bool) {
+    /// Puts a verified chunk into the tiers that admit it and retires its
+    /// fill, without waiting for the disk: the memory tier takes it now,
+    /// the disk tier's write is queued on a blocking thread (or skipped when
+    /// the backlog is full). `force` skips TinyLFU's admission test
+    /// (warm-up). Returns once the chunk is servable from the cache.
+    pub(crate) fn complete(self: &Arc<Self>, id: ChunkId, bytes: Bytes, force: bool) {
         let size = bytes.len() as u64;
-        let write = {
-            let st = self.lock();
-            !st.disk.contains(&id)
-                && st.disk.capacity() > 0
-                && (if force {
-                    size <= st.disk.capacity()
-                } else {
-                    st.disk.would_admit(&id, size)
-                })
-        };
-        let cache = self.clone();
-        let res = tokio::task::spawn_blocking(move || {
-            let tmp = if write {
-                match cache.write_tmp(&id, &bytes) {
+        let mut st = self.lock();
+        let to_disk = !st.disk.contains(&id)
+            && !st.writing.contains_key(&id)
+            && st.disk.capacity() > 0
+            && (if force {
+                size <= st.disk.capacity()
+            } else {
+                st.disk.would_admit(&id, size)
+            });
+        // One chunk is always let through, however large.
+        let queued = to_disk && (st.writing.is_empty() || st.writing_bytes + size <= self.backlog);
+        if to_disk && !queued {
+            self.metrics.disk_skipped.inc();
+        }
+        if queued {
+            st.writing.insert(id, bytes.clone());
+            st.writing_bytes += size;
+            self.metrics.disk_backlog.set(st.writing_bytes as i64);
+            self.writes.send_replace(st.writing.len());
+        }
+        self.admit_memory(&mut st, id, bytes.clone(), force);
+        st.fills.remove(&id);
+        self.publish(&st);
+        drop(st);
+        if queued {
+            let cache = self.clone();
+            tokio::task::spawn_blocking(move || {
+                let tmp = match cache.write_tmp(&id, &bytes) {
                     Ok(t) => Some(t),
                     Err(e) => {
                         warn!(chunk = %id.short(), error = %e, "could not write to the disk tier");
                         None
                     }
-                }
-            } else {
-                None
-            };
-            cache.install(id, bytes, tmp, force);
-        })
-        .await;
-        if let Err(e) = res {
-            warn!(chunk = %id.short(), error = %e, "caching a filled chunk failed");
-            self.abandon(&id);
+                };
+                cache.install(id, size, tmp, force);
+            });
         }
+    }
+
+    /// Waits (up to `limit`) until no disk-tier write is queued: a
+    /// warm-up answers once its chunks are on disk, and the edge waits
+    /// before it exits, so what it served is on disk at the next start.
+    /// True if none is left.
+    pub(crate) async fn settle(&self, limit: std::time::Duration) -> bool {
+        let mut rx = self.writes.subscribe();
+        let done = tokio::time::timeout(limit, rx.wait_for(|n| *n == 0)).await;
+        matches!(done, Ok(Ok(_)))
     }
 
     fn write_tmp(&self, id: &ChunkId, bytes: &[u8]) -> Result<PathBuf, Error> {
@@ -311,13 +356,16 @@ impl Cache {
         Ok(tmp)
     }
 
-    /// Under the lock: the new file takes its place on disk (victims
-    /// unlinked first), the bytes go to memory if admitted, and the fill
-    /// is retired.
-    fn install(&self, id: ChunkId, bytes: Bytes, tmp: Option<PathBuf>, force: bool) {
-        let size = bytes.len() as u64;
+    /// Under the lock: a written file takes its place in the disk tier
+    /// (victims unlinked first) and leaves the write queue; `tmp` is `None`
+    /// when the write failed.
+    fn install(&self, id: ChunkId, size: u64, tmp: Option<PathBuf>, force: bool) {
         let mut sync_dir = None;
         let mut st = self.lock();
+        if st.writing.remove(&id).is_some() {
+            st.writing_bytes = st.writing_bytes.saturating_sub(size);
+            self.metrics.disk_backlog.set(st.writing_bytes as i64);
+        }
         if let Some(tmp) = tmp {
             match st.disk.insert(id, size, force) {
                 Some(victims) => {
@@ -346,15 +394,15 @@ impl Cache {
                 }
             }
         }
-        self.admit_memory(&mut st, id, bytes, force);
-        st.fills.remove(&id);
         self.publish(&st);
+        let left = st.writing.len();
         drop(st);
         // The rename is made durable outside the lock: readers never wait
         // for a directory fsync.
         if let Some(dir) = sync_dir {
             let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
         }
+        self.writes.send_replace(left);
     }
 
     fn admit_memory(&self, st: &mut State, id: ChunkId, bytes: Bytes, force: bool) {
@@ -564,9 +612,23 @@ mod tests {
 
     fn open(dir: &Path, disk: u64) -> Arc<Cache> {
         Arc::new(
-            Cache::open(dir, PolicyKind::Lru, 0, disk, false, Metrics::new())
-                .unwrap_or_else(|e| panic!("{e}")),
+            Cache::open(
+                dir,
+                PolicyKind::Lru,
+                0,
+                disk,
+                false,
+                1 << 30,
+                Metrics::new(),
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
         )
+    }
+
+    /// Completes a fill and waits for its disk-tier write.
+    async fn complete(cache: &Arc<Cache>, id: ChunkId, bytes: Bytes, force: bool) {
+        cache.complete(id, bytes, force);
+        assert!(cache.settle(std::time::Duration::from_secs(10)).await);
     }
 
     fn fill_one(cache: &Arc<Cache>, data: &[u8]) -> ChunkId {
@@ -589,7 +651,7 @@ mod tests {
             cache.lookup(&id, Purpose::Read, true, || Fill::new(id, None)),
             Lookup::Joined(_)
         ));
-        cache.complete(id, Bytes::from(a.clone()), false).await;
+        complete(&cache, id, Bytes::from(a.clone()), false).await;
         drop(cache);
         let cache = open(dir.path(), 100);
         assert!(matches!(
@@ -605,6 +667,71 @@ mod tests {
         assert!(read(&cache, id, (0, 40), 40).await.is_none());
         assert!(matches!(
             cache.lookup(&id, Purpose::Read, false, || Fill::new(id, None)),
+            Lookup::NoOrigin
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_filled_chunk_is_served_while_its_disk_write_is_under_way() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        // No memory tier: only the disk tier takes the chunk.
+        let cache = open(dir.path(), 100);
+        let a: Vec<u8> = (100..140u8).collect();
+        let id = fill_one(&cache, &a);
+        cache.complete(id, Bytes::from(a.clone()), false);
+        // Before or after the write lands, never a second fill.
+        match cache.lookup(&id, Purpose::Read, true, || Fill::new(id, None)) {
+            Lookup::Writing(b) => assert_eq!(&b[..], &a[..]),
+            Lookup::Disk(len) => assert_eq!(len, 40),
+            _ => panic!("a completed fill was neither being written nor on disk"),
+        }
+        assert!(cache.settle(std::time::Duration::from_secs(10)).await);
+        assert!(matches!(
+            cache.lookup(&id, Purpose::Read, true, || Fill::new(id, None)),
+            Lookup::Disk(40)
+        ));
+        assert_eq!(read(&cache, id, (0, 40), 40).await, Some(Ok(a)));
+    }
+
+    #[tokio::test]
+    async fn a_full_write_backlog_skips_the_disk_tier() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let cache = Arc::new(
+            Cache::open(
+                dir.path(),
+                PolicyKind::Lru,
+                0,
+                1000,
+                false,
+                50,
+                Metrics::new(),
+            )
+            .unwrap_or_else(|e| panic!("{e}")),
+        );
+        // Over the backlog on its own: let through, as nothing is queued.
+        let big: Vec<u8> = vec![7u8; 60];
+        let id = fill_one(&cache, &big);
+        cache.complete(id, Bytes::from(big), false);
+        assert!(cache.settle(std::time::Duration::from_secs(10)).await);
+        assert_eq!(cache.lock().disk.size_of(&id), Some(60));
+        // Queued writes that would pass the backlog are skipped, never
+        // waited for: with the backlog held full, a new fill goes nowhere.
+        let held: Vec<u8> = vec![8u8; 50];
+        let held_id = ChunkId::of(&held);
+        {
+            let mut st = cache.lock();
+            st.writing.insert(held_id, Bytes::from(held));
+            st.writing_bytes = 50;
+        }
+        let small: Vec<u8> = vec![9u8; 10];
+        let small_id = fill_one(&cache, &small);
+        cache.complete(small_id, Bytes::from(small), false);
+        assert_eq!(cache.metrics.disk_skipped.get(), 1);
+        assert!(!cache.lock().writing.contains_key(&small_id));
+        assert!(matches!(
+            cache.lookup(&small_id, Purpose::Read, false, || Fill::new(
+                small_id, None
+            )),
             Lookup::NoOrigin
         ));
     }
@@ -655,7 +782,7 @@ mod tests {
             .collect();
         let len = data.len() as u64;
         let id = fill_one(&cache, &data);
-        cache.complete(id, Bytes::from(data.clone()), false).await;
+        complete(&cache, id, Bytes::from(data.clone()), false).await;
         let bs = BLOCK_SIZE as u64;
         // Rot one byte in block 20 (inside the second frame).
         flip(dir.path(), &id, 20 * bs + 7);
@@ -673,7 +800,7 @@ mod tests {
         // block after its first frame is aborted, not ended cleanly.
         let id2 = fill_one(&cache, &data);
         assert_eq!(id2, id);
-        cache.complete(id, Bytes::from(data.clone()), false).await;
+        complete(&cache, id, Bytes::from(data.clone()), false).await;
         flip(dir.path(), &id, 20 * bs + 7);
         let whole = read(&cache, id, (0, len), len).await;
         assert!(
@@ -692,7 +819,7 @@ mod tests {
         for n in 0..3u8 {
             let data = vec![n; 30];
             let id = fill_one(&cache, &data);
-            cache.complete(id, Bytes::from(data), false).await;
+            complete(&cache, id, Bytes::from(data), false).await;
             ids.push(id);
             std::thread::sleep(std::time::Duration::from_millis(20));
         }

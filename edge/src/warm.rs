@@ -4,6 +4,7 @@
 //! with the cluster key.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -56,7 +57,7 @@ async fn warm_one(edge: &Arc<Edge>, job: Job) -> Warmed {
             Fill::new(id, size)
         });
     let fill = match lookup {
-        Lookup::Memory(_) | Lookup::Disk(_) => return Warmed::Cached,
+        Lookup::Memory(_) | Lookup::Disk(_) | Lookup::Writing(_) => return Warmed::Cached,
         Lookup::NoOrigin => return Warmed::Failed(format!("chunk {id}: no origin to fill from")),
         Lookup::Joined(f) => f,
         Lookup::Started(f) => {
@@ -89,6 +90,10 @@ async fn warm_all(edge: &Arc<Edge>, jobs: Vec<Job>) -> WarmResponse {
                 }
             }
         }
+    }
+    // Answered once what was filled is on disk too.
+    if out.filled > 0 && !edge.cache.settle(Duration::from_secs(60)).await {
+        warn!("warm-up answered before its disk-tier writes finished");
     }
     out
 }

@@ -6,11 +6,12 @@
 use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use blob_common::presign::{self, Claims, Op, PipelineNode};
 use blob_common::proto::namenode::FileLocations;
 use blob_common::{ChunkId, NodeId};
-use blob_tests::{random_bytes, sha256_hex, EdgeSpec, TestCluster};
+use blob_tests::{random_bytes, sha256_hex, wait_until, EdgeSpec, TestCluster};
 use reqwest::header::{CACHE_CONTROL, CONTENT_RANGE, ETAG, IF_NONE_MATCH, RANGE};
 use reqwest::StatusCode;
 
@@ -35,14 +36,24 @@ struct Counts {
     evictions: f64,
 }
 
+/// The edge's counters once its queued disk-tier writes are done (they run
+/// beside the readers, so a read can return before its chunk is on disk).
 async fn counts(c: &TestCluster, i: usize) -> Counts {
-    let text = reqwest::get(format!("{}/metrics", c.edge_url(i)))
-        .await
-        .and_then(|r| r.error_for_status())
-        .expect("edge metrics")
-        .text()
-        .await
-        .expect("edge metrics body");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = reqwest::get(format!("{}/metrics", c.edge_url(i)))
+            .await
+            .and_then(|r| r.error_for_status())
+            .expect("edge metrics")
+            .text()
+            .await
+            .expect("edge metrics body");
+        let backlog = blob_tests::metric_value(&text, "blob_edge_disk_backlog_bytes");
+        if backlog == 0.0 || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let v = |name: &str| blob_tests::metric_value(&text, name);
     let tier = |name: &str, tier: &str| {
         text.lines()
@@ -828,6 +839,15 @@ async fn edge_disk_tier_survives_a_restart() {
             );
         }
         let sent = datanode_reads(&c).await;
+        // Disk-tier writes run beside the readers; an edge killed before
+        // they end loses them (a clean stop waits for them).
+        wait_until(
+            "the disk tier holds the 3 chunks",
+            Duration::from_secs(10),
+            || async { Ok(counts(&c, 0).await.disk_used == (3 * MIB) as f64) },
+        )
+        .await
+        .expect("disk tier");
 
         tracing::info!("--- restart: the memory tier is empty, the disk tier is not");
         c.restart_edge(0).expect("restart edge");
