@@ -44,6 +44,25 @@ const WRITE_QUEUE: usize = 16;
 /// Buffer between the hasher and the temp file.
 const WRITE_BUFFER: usize = 256 * 1024;
 
+/// Tells the kernel `[start, end)` of a chunk's data is about to be read
+/// front to back (read-ahead over the range; best effort).
+fn advise_sequential(file: &File, start: u64, end: u64) {
+    use nix::fcntl::{posix_fadvise, PosixFadviseAdvice};
+    use std::os::fd::AsRawFd;
+    let (Ok(at), Ok(len)) = (i64::try_from(start), i64::try_from(end - start)) else {
+        return;
+    };
+    for advice in [
+        PosixFadviseAdvice::POSIX_FADV_SEQUENTIAL,
+        PosixFadviseAdvice::POSIX_FADV_WILLNEED,
+    ] {
+        if let Err(e) = posix_fadvise(file.as_raw_fd(), at, len, advice) {
+            tracing::debug!(error = %e, "posix_fadvise");
+            return;
+        }
+    }
+}
+
 /// Where a chunk's file lives under `data_dir`.
 pub fn chunk_path(data_dir: &Path, id: &ChunkId) -> PathBuf {
     let hex = id.to_string();
@@ -412,6 +431,12 @@ impl Store {
         mut each: impl FnMut(Bytes) -> bool,
     ) -> Result<(), Error> {
         let end = end.min(f.len);
+        if end > start + READ_FRAME as u64 {
+            // Read-ahead for the whole range at once, so a chunk that is not
+            // in the page cache comes off the disk while earlier frames are
+            // being sent.
+            advise_sequential(&f.file, start, end);
+        }
         let mut pos = start;
         while pos < end {
             let frame_end = chunkfile::frame_end(pos, end);
