@@ -18,6 +18,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tracing::Instrument;
 
 use super::{backoff, AbortOnDrop, ChunkBody, ProgressCounter};
+use crate::aligned::SequentialFile;
 use crate::error::redact_str;
 use crate::{Client, DownloadOptions, Error};
 
@@ -47,41 +48,63 @@ where
     .await
 }
 
-/// [`download`] into an open local file, written from the blocking pool.
+/// [`download`] into a local file, written from the blocking pool.
 async fn download_to_file(
     client: &Client,
     bucket: &str,
     path: &str,
-    file: std::fs::File,
+    mut out: Output<tokio::io::Sink>,
     opts: &DownloadOptions,
 ) -> Result<(FileInfo, std::fs::File), Error> {
     let client = client.scoped();
     let span = tracing::info_span!("download", bucket, path, request_id = %client.request_id());
-    let mut out: Output<tokio::io::Sink> = Output::File(Some(file));
     let info = async {
         let locs = client.locations(bucket, path).await?;
         write_file(&client, locs, &mut out, opts).await
     }
     .instrument(span)
     .await?;
-    match out {
-        Output::File(Some(f)) => Ok((info, f)),
-        _ => Err(Error::Task("output file lost".into())),
-    }
+    let file = match out {
+        Output::File(Some(f)) => f,
+        Output::Sequential(f) => f
+            .finish()
+            .await
+            .map_err(|e| Error::io("writing the output", e))?,
+        _ => return Err(Error::Task("output file lost".into())),
+    };
+    Ok((info, file))
 }
 
 /// Where a download's bytes go.
 enum Output<W> {
     /// Any async writer (stdout, a caller's buffer, …).
     Writer(W),
-    /// A local file, written from the blocking pool straight out of the
-    /// received frames (no copy through an async file's buffer).
+    /// A special file (`/dev/null`, a pipe), written from the blocking
+    /// pool straight out of the received frames.
     File(Option<std::fs::File>),
+    /// A new regular file: preallocated, written in aligned blocks past
+    /// the page cache ([`crate::aligned`]).
+    Sequential(SequentialFile),
 }
 
 impl<W: AsyncWrite + Unpin + Send> Output<W> {
+    /// Told the size of the file to come.
+    fn expect(&mut self, size: u64) {
+        if let Output::Sequential(f) = self {
+            f.preallocate(size);
+        }
+    }
+
     async fn write(&mut self, body: ChunkBody) -> Result<(), Error> {
         match self {
+            Output::Sequential(file) => {
+                for f in &body.frames {
+                    file.write(f)
+                        .await
+                        .map_err(|e| Error::io("writing the output", e))?;
+                }
+                Ok(())
+            }
             Output::Writer(w) => {
                 for f in &body.frames {
                     w.write_all(f)
@@ -112,7 +135,7 @@ impl<W: AsyncWrite + Unpin + Send> Output<W> {
                 .flush()
                 .await
                 .map_err(|e| Error::io("writing the output", e)),
-            Output::File(_) => Ok(()),
+            Output::File(_) | Output::Sequential(_) => Ok(()),
         }
     }
 }
@@ -130,6 +153,7 @@ where
     let started = std::time::Instant::now();
     let locator = Arc::new(Locator::new(client.clone(), Arc::new(locs))?);
     let file = locator.file().clone();
+    out.expect(file.size);
     let progress = ProgressCounter::new(opts.progress.clone());
     let n = locator.chunk_count();
     let mut chunks = futures::stream::iter(0..n)
@@ -181,7 +205,8 @@ pub(crate) async fn download_to_path(
             .into_std()
             .await;
         tracing::debug!(path = %local.display(), kind = special, "writing to a special file in place");
-        return Ok(download_to_file(client, bucket, path, f, opts).await?.0);
+        let out = Output::File(Some(f));
+        return Ok(download_to_file(client, bucket, path, out, opts).await?.0);
     }
     let name = local.file_name().ok_or_else(|| {
         Error::io(
@@ -203,7 +228,8 @@ pub(crate) async fn download_to_path(
         .map_err(|e| Error::io(format!("creating {}", tmp_path.display()), e))?
         .into_std()
         .await;
-    let (info, f) = download_to_file(client, bucket, path, f, opts).await?;
+    let out = Output::Sequential(SequentialFile::new(f, &tmp_path));
+    let (info, f) = download_to_file(client, bucket, path, out, opts).await?;
     tokio::task::spawn_blocking(move || f.sync_all())
         .await
         .map_err(|e| Error::Task(format!("syncing the output: {e}")))?
@@ -263,13 +289,25 @@ pub(crate) async fn read_range_at(
     start: u64,
     len: u64,
 ) -> Result<Bytes, Error> {
+    Ok(read_range_frames(client, locs, start, len)
+        .await?
+        .into_bytes())
+}
+
+/// [`read_range_at`] as the frames received (no copy into one buffer).
+pub(crate) async fn read_range_frames(
+    client: &Client,
+    locs: Arc<FileLocations>,
+    start: u64,
+    len: u64,
+) -> Result<ChunkBody, Error> {
     let size = locs.file.size;
     if start > size {
         return Err(Error::RangeNotSatisfiable { start, size });
     }
     let end = start.saturating_add(len).min(size);
     if end == start {
-        return Ok(Bytes::new());
+        return Ok(ChunkBody::default());
     }
     let locator = Arc::new(Locator::new(client.clone(), locs)?);
     let pieces = plan_range(&locator.initial_chunks(), start..end);
@@ -287,7 +325,7 @@ pub(crate) async fn read_range_at(
         body.len += part.len;
         body.frames.extend(part.frames);
     }
-    Ok(body.into_bytes())
+    Ok(body)
 }
 
 /// The chunks a byte range `want` of a file touches: `(index, None)` for a

@@ -323,11 +323,7 @@ impl StageFile {
     /// A second handle on the file that writes around the page cache
     /// (`O_DIRECT`), where the file system allows it.
     fn open_direct(&self) -> std::io::Result<File> {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(&self.path)
+        blob_client::aligned::open_direct(&self.path)
     }
 }
 

@@ -10,46 +10,10 @@ use bytes::{Bytes, BytesMut};
 
 use super::{StageError, StageFile};
 
-/// Bytes a [`Tee`] gathers before it writes them out: a multiple of any
-/// block size `O_DIRECT` asks for.
-pub(crate) const TEE_BLOCK: usize = 4 << 20;
-/// Alignment of a [`Tee`]'s buffers in memory (`O_DIRECT` needs it).
-pub(crate) const TEE_ALIGN: usize = 4096;
-/// Blocks a [`Tee`] has being written at once: the writer waits for the
-/// disk only when it is this far behind.
-pub(crate) const TEE_IN_FLIGHT: usize = 4;
+pub(crate) use blob_client::aligned::{AlignedBuf, BLOCK as TEE_BLOCK, IN_FLIGHT as TEE_IN_FLIGHT};
 
 /// A block being written out; gives its buffer back.
 pub(crate) type BlockWrite = tokio::task::JoinHandle<(std::io::Result<()>, AlignedBuf)>;
-
-/// A buffer of [`TEE_BLOCK`] bytes starting at a [`TEE_ALIGN`]ed address.
-pub(crate) struct AlignedBuf {
-    pub(crate) vec: Vec<u8>,
-    pub(crate) start: usize,
-    pub(crate) len: usize,
-}
-
-impl AlignedBuf {
-    pub(crate) fn new() -> Self {
-        let vec = vec![0u8; TEE_BLOCK + TEE_ALIGN];
-        let start = (TEE_ALIGN - vec.as_ptr() as usize % TEE_ALIGN) % TEE_ALIGN;
-        Self { vec, start, len: 0 }
-    }
-
-    pub(crate) fn room(&self) -> usize {
-        TEE_BLOCK - self.len
-    }
-
-    pub(crate) fn push(&mut self, b: &[u8]) {
-        let at = self.start + self.len;
-        self.vec[at..at + b.len()].copy_from_slice(b);
-        self.len += b.len();
-    }
-
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.vec[self.start..self.start + self.len]
-    }
-}
 
 /// The local copy of a file being streamed, so that it can be staged at
 /// any point. Appended in [`TEE_BLOCK`]s written with `O_DIRECT` in the
@@ -88,7 +52,7 @@ impl Tee {
 
     /// Bytes copied so far.
     pub(crate) fn len(&self) -> u64 {
-        self.buf_at + self.buf.len as u64
+        self.buf_at + self.buf.len() as u64
     }
 
     /// Appends `data`; `Full` when the write cache cannot take it.
@@ -111,7 +75,7 @@ impl Tee {
             self.wait_one().await?;
         }
         self.file.reserve(TEE_BLOCK as u64)?;
-        let spare = self.spares.pop().unwrap_or_else(AlignedBuf::new);
+        let spare = self.spares.pop().unwrap_or_default();
         let full = std::mem::replace(&mut self.buf, spare);
         let (at, direct, file) = (self.buf_at, self.direct.clone(), self.file.handle());
         self.writing.push_back(tokio::task::spawn_blocking(move || {
@@ -133,7 +97,7 @@ impl Tee {
         let (res, mut buf) = h
             .await
             .map_err(|e| StageError::Io(std::io::Error::other(format!("staging I/O task: {e}"))))?;
-        buf.len = 0;
+        buf.clear();
         self.spares.push(buf);
         self.file
             .settle_with(self.writing.len() as u64 * TEE_BLOCK as u64);
@@ -151,7 +115,7 @@ impl Tee {
     /// The copy as a staging file, what was still buffered written out.
     pub(crate) async fn finish(mut self) -> Result<StageFile, StageError> {
         self.drain().await?;
-        if self.buf.len > 0 {
+        if !self.buf.is_empty() {
             let tail = Bytes::copy_from_slice(self.buf.bytes());
             self.file.write_at(self.buf_at, tail).await?;
         }
