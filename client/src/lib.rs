@@ -40,6 +40,7 @@ use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
+pub mod aligned;
 pub mod config;
 mod edge;
 pub mod error;
@@ -252,6 +253,20 @@ impl Client {
         len: u64,
     ) -> Result<bytes::Bytes, Error> {
         transfer::download::read_range_at(&self.scoped(), locations, start, len).await
+    }
+
+    /// [`Client::read_range_at`] as the frames received, in order, without
+    /// gathering them into one buffer (a copy of every byte): for callers
+    /// that pass the bytes on as they are, like the S3 gateway's bodies.
+    pub async fn read_range_frames_at(
+        &self,
+        locations: Arc<FileLocations>,
+        start: u64,
+        len: u64,
+    ) -> Result<Vec<bytes::Bytes>, Error> {
+        transfer::download::read_range_frames(&self.scoped(), locations, start, len)
+            .await
+            .map(|b| b.frames)
     }
 }
 

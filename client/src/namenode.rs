@@ -125,9 +125,24 @@ impl Client {
     /// Large files come in pages of [`MAX_PAGE`] chunks; a file replaced
     /// between two pages is read again from the start.
     pub async fn locations(&self, bucket: &str, path: &str) -> Result<FileLocations, Error> {
+        self.locations_unless(bucket, path, None).await
+    }
+
+    /// [`Client::locations`], unless `known` is still the file's version:
+    /// then the answer is only the file, with
+    /// [`FileLocations::unchanged`] set and no chunks, so a caller that
+    /// keeps locations (the S3 gateway) checks them in one light round
+    /// trip.
+    pub async fn locations_unless(
+        &self,
+        bucket: &str,
+        path: &str,
+        known: Option<UploadId>,
+    ) -> Result<FileLocations, Error> {
         validate_bucket(bucket)?;
         validate_path(path)?;
         let limit = MAX_PAGE.to_string();
+        let known = known.map(|v| v.to_string());
         let mut attempts = 0;
         'file: loop {
             attempts += 1;
@@ -141,11 +156,17 @@ impl Client {
                 }
                 query.push(("first", &first_s));
                 query.push(("limit", &limit));
+                if let (Some(v), 0) = (&known, first) {
+                    query.push(("unless_version", v));
+                }
                 let page: FileLocations = self
                     .nn(Method::GET, &["file", "locations"])
                     .query(&query)
                     .decode()
                     .await?;
+                if page.unchanged {
+                    return Ok(page);
+                }
                 let next = page.next;
                 match &mut all {
                     None => all = Some(page),

@@ -312,6 +312,19 @@ pub fn url(base_url: &str, keyring: &Keyring, claims: &Claims) -> String {
     )
 }
 
+/// When a signed chunk URL expires (Unix seconds), read from its token
+/// without checking the signature: for a holder deciding how long to keep
+/// URLs it was given, never for trusting one. `None` when the URL carries
+/// no readable token.
+pub fn url_expiry(url: &str) -> Option<u64> {
+    let query = url.split_once('?')?.1;
+    let token = query.split('&').find_map(|kv| kv.strip_prefix("t="))?;
+    let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(token.as_bytes())
+        .ok()?;
+    serde_json::from_slice::<Claims>(&json).ok().map(|c| c.exp)
+}
+
 /// Verifies a signed URL for `op` on `chunk` at time `now` (Unix seconds).
 pub fn verify(
     keyring: &Keyring,
@@ -535,6 +548,15 @@ mod tests {
         let got = got.unwrap_or_else(|e| panic!("verify failed: {e}"));
         assert_eq!(got.size, Some(4));
         assert_eq!(got.kid, "k1");
+    }
+
+    #[test]
+    fn a_urls_expiry_is_read_from_its_token() {
+        let ring = Keyring::generate();
+        let u = url("http://127.0.0.1:1", &ring, &claims());
+        assert_eq!(url_expiry(&u), Some(1_000));
+        assert_eq!(url_expiry("http://127.0.0.1:1/v1/chunks/x?t=%%%&s=0"), None);
+        assert_eq!(url_expiry("http://127.0.0.1:1/v1/chunks/x"), None);
     }
 
     #[test]

@@ -150,6 +150,7 @@ impl Reader {
             },
             chunks: Vec::new(),
             next: None,
+            unchanged: false,
         }))
     }
 
@@ -426,6 +427,7 @@ mod tests {
             },
             chunks,
             next: None,
+            unchanged: false,
         }
     }
 

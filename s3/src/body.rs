@@ -254,14 +254,16 @@ pub(crate) async fn range_stream(
     {
         return Err(blob_client::Error::NoReplica { chunk: c.id });
     }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Bytes, blob_client::Error>>(1);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Bytes>, blob_client::Error>>(1);
     let list = pieces(&locs, start, end);
     tokio::spawn(async move {
+        // Each piece as the frames received: passed on as they are, never
+        // copied into one buffer.
         let mut fetched = futures::stream::iter(list)
             .map(|(s, len)| {
                 let client = client.clone();
                 let locs = locs.clone();
-                async move { client.read_range_at(locs, s, len).await }
+                async move { client.read_range_frames_at(locs, s, len).await }
             })
             .buffered(read_ahead.max(1));
         while let Some(piece) = fetched.next().await {
@@ -279,6 +281,10 @@ pub(crate) async fn range_stream(
     let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
     Ok(futures::stream::iter(first.map(Ok))
         .chain(rest)
+        .flat_map(|piece| match piece {
+            Ok(frames) => futures::stream::iter(frames.into_iter().map(Ok).collect::<Vec<_>>()),
+            Err(e) => futures::stream::iter(vec![Err(e)]),
+        })
         .map(move |item| {
             // The read's window stays reserved until the body is done.
             let _ = &held;

@@ -29,6 +29,7 @@ mod body;
 mod error;
 mod host;
 mod keys;
+mod locations;
 mod md5;
 mod ops;
 mod service;
@@ -75,6 +76,10 @@ pub struct Config {
     /// The gateway's zone: object reads go through this zone's edge cache
     /// (or the nearest one) when the cluster has edges.
     pub zone: Option<String>,
+    /// Chunk locations kept between reads of the same objects, counted
+    /// in chunks (0: none). Each use is confirmed with the namenode first,
+    /// so this saves work, never consistency.
+    pub location_cache_chunks: u64,
     /// Connection cap and budget of bytes in memory (object bodies in
     /// flight, read-ahead of reads, XML bodies).
     pub limits: blob_server::limits::Limits,
@@ -94,6 +99,7 @@ impl Default for Config {
             replication: None,
             max_header_bytes: 64 << 10,
             zone: None,
+            location_cache_chunks: 20_000,
             limits: blob_server::limits::Limits::with_budget(1 << 30),
         }
     }

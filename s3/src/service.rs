@@ -15,6 +15,7 @@ use crate::admit;
 use crate::body;
 use crate::error::s3;
 use crate::keys::Keys;
+use crate::locations::LocationCache;
 use crate::ops::{bucket, copy, delete, get, list, multipart, put};
 use crate::{Config, RequestId};
 
@@ -24,11 +25,19 @@ pub(crate) struct Gateway {
     keys: Keys,
     /// Bytes of object bodies held in memory at once.
     pub(crate) budget: Budget,
+    /// Locations of objects read recently.
+    pub(crate) locations: LocationCache,
 }
 
 impl Gateway {
     pub(crate) fn new(cfg: Arc<Config>, keys: Keys, budget: Budget) -> Self {
-        Self { cfg, keys, budget }
+        let locations = LocationCache::new(cfg.location_cache_chunks);
+        Self {
+            cfg,
+            keys,
+            budget,
+            locations,
+        }
     }
 
     /// Reserves the memory a read of `[start, end)` of `locs` holds.

@@ -178,6 +178,11 @@ pub struct FileLocations {
     /// Paged answers: the index of the next page's first chunk, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next: Option<u64>,
+    /// True when the query named the file's current version
+    /// (`unless_version`): `chunks` is then empty, and the asker's copy of
+    /// the locations still holds.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
 }
 
 /// Query naming one file: `?bucket=&path=`, and for locations the
@@ -198,6 +203,11 @@ pub struct FileQuery {
     /// absent: every chunk in one answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// Locations only: the version the asker already has locations for;
+    /// when it is still the file's version the answer is the file alone,
+    /// marked [`FileLocations::unchanged`] (nothing located or signed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unless_version: Option<UploadId>,
 }
 
 /// Body of `POST /v1/chunks/locations`: chunks to locate by id (an edge

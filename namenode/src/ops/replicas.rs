@@ -22,6 +22,15 @@ impl Namenode {
     /// file's own chunk list then left out of the answer.
     pub(crate) fn locations(&self, q: &FileQuery) -> Result<FileLocations, Error> {
         let mut rec = self.file_record(&q.bucket, &q.path)?;
+        if q.unless_version == Some(rec.version) {
+            rec.chunks = Vec::new();
+            return Ok(FileLocations {
+                file: file_info(&q.bucket, &q.path, rec),
+                chunks: Vec::new(),
+                next: None,
+                unchanged: true,
+            });
+        }
         let edge = crate::edges::pick(&self.cfg.edges, q.zone.as_deref());
         let total = rec.chunks.len();
         let first = usize::try_from(q.first.unwrap_or(0))
@@ -45,6 +54,7 @@ impl Namenode {
             file: file_info(&q.bucket, &q.path, rec),
             chunks,
             next,
+            unchanged: false,
         })
     }
 

@@ -17,6 +17,7 @@ pub(crate) async fn delete_object(
     let client = gw.client(&req).await?;
     check_bucket(&req.input.bucket)?;
     check_key(&req.input.key)?;
+    gw.locations.forget(&req.input.bucket, &req.input.key);
     match client.delete_file(&req.input.bucket, &req.input.key).await {
         Ok(()) => {}
         // Deleting a missing key succeeds in S3; a missing bucket does not.
@@ -58,6 +59,7 @@ pub(crate) async fn delete_objects(
         .map(|key| {
             let client = client.clone();
             let bucket = bucket.clone();
+            gw.locations.forget(&bucket, &key);
             async move {
                 let r = match check_key(&key) {
                     Err(e) => Err(e),

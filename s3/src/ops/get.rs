@@ -3,8 +3,6 @@
 //! datanodes a few chunks at a time, within a read window reserved in the
 //! gateway's byte budget.
 
-use std::sync::Arc;
-
 use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result};
 
@@ -48,8 +46,9 @@ pub(crate) async fn get_object(
     let i = &req.input;
     check_bucket(&i.bucket)?;
     check_key(&i.key)?;
-    let locs = client
-        .locations(&i.bucket, &i.key)
+    let locs = gw
+        .locations
+        .get(&client, &i.bucket, &i.key)
         .await
         .map_err(from_client)?;
     let file = locs.file.clone();
@@ -77,7 +76,7 @@ pub(crate) async fn get_object(
     let held = gw.reserve_read(&locs, range.start, range.end).await?;
     let stream = body::range_stream(
         client,
-        Arc::new(locs),
+        locs,
         (range.start, range.end),
         gw.cfg.parallel,
         held,

@@ -33,6 +33,7 @@ pub(crate) async fn put_object(
     let i = &req.input;
     check_bucket(&i.bucket)?;
     check_key(&i.key)?;
+    gw.locations.forget(&i.bucket, &i.key);
     let meta = object_meta(
         i.content_type.clone(),
         i.content_disposition.clone(),
