@@ -35,6 +35,7 @@ pub struct Builder {
     dead_after: Duration,
     fsync: bool,
     s3: bool,
+    s3_direct: bool,
     netns: Option<usize>,
     repair_interval: Duration,
     gc_grace: Duration,
@@ -104,6 +105,9 @@ pub struct TestCluster {
     pub datanodes: Vec<Service>,
     /// The S3 gateway, when asked for.
     pub s3: Option<Service>,
+    /// A second S3 gateway that reads straight from the datanodes (no
+    /// zone, so no edge), when asked for.
+    pub s3_direct: Option<Service>,
     /// The edge caches, in the order they were asked for.
     pub edges: Vec<Service>,
     /// Their zones.
@@ -127,6 +131,7 @@ impl Default for Builder {
             dead_after: Duration::from_secs(6),
             fsync: true,
             s3: false,
+            s3_direct: false,
             netns: None,
             repair_interval: Duration::from_millis(200),
             gc_grace: Duration::from_secs(3600),
@@ -179,6 +184,14 @@ impl Builder {
     /// least [`TEST_MIN_PART_SIZE`] so tests need not move 5 MiB per part.
     pub fn s3(mut self, on: bool) -> Self {
         self.s3 = on;
+        self
+    }
+
+    /// Also start a second S3 gateway outside every zone, reading straight
+    /// from the datanodes (to compare with the first, which reads through
+    /// the first edge's zone).
+    pub fn s3_direct(mut self, on: bool) -> Self {
+        self.s3_direct = on;
         self
     }
 
@@ -297,6 +310,7 @@ impl Builder {
             secret_key: creds.secret_key,
             datanodes: Vec::new(),
             s3: None,
+            s3_direct: None,
             edges: Vec::new(),
             edge_zones: self.edges.iter().map(|e| e.zone.clone()).collect(),
             settings: self.clone(),
@@ -361,17 +375,23 @@ impl Builder {
             let svc = launcher.start(&name, ServiceArgs::Edge(args), &e.args)?;
             cluster.edges.push(svc);
         }
+        let gateway = |zone: Option<String>| S3Args {
+            common: CommonArgs::default(),
+            listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            namenode: Some(cluster.namenode.url()),
+            region: Some("us-east-1".into()),
+            min_part_size: Some(TEST_MIN_PART_SIZE),
+            domains: vec![],
+            zone,
+        };
+        let zoned = gateway(self.edges.first().map(|e| e.zone.clone()));
+        let direct = gateway(None);
         if self.s3 {
-            let args = S3Args {
-                common: CommonArgs::default(),
-                listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
-                namenode: Some(cluster.namenode.url()),
-                region: Some("us-east-1".into()),
-                min_part_size: Some(TEST_MIN_PART_SIZE),
-                domains: vec![],
-                zone: self.edges.first().map(|e| e.zone.clone()),
-            };
-            cluster.s3 = Some(launcher.start("s3", ServiceArgs::S3(args), &[])?);
+            cluster.s3 = Some(launcher.start("s3", ServiceArgs::S3(zoned), &[])?);
+        }
+        if self.s3_direct {
+            let svc = launcher.start("s3-direct", ServiceArgs::S3(direct), &[])?;
+            cluster.s3_direct = Some(svc);
         }
         Ok(cluster)
     }
@@ -402,6 +422,15 @@ impl TestCluster {
             .as_ref()
             .map(Service::url)
             .expect("the cluster was started with .s3(true)")
+    }
+
+    /// The edge-less second gateway's base URL (panics when the cluster
+    /// has none).
+    pub fn s3_direct_endpoint(&self) -> String {
+        self.s3_direct
+            .as_ref()
+            .map(Service::url)
+            .expect("the cluster was started with .s3_direct(true)")
     }
 
     /// Base URL of edge `i`.

@@ -1,7 +1,12 @@
 //! Edge cache benchmark: the edge against nginx's `proxy_cache` in front of
 //! the same datanode, in one run on one machine, with the same chunks and
 //! the same load generator; then the hit ratio of each eviction policy
-//! under a Zipf(1.0) workload over ten times the cache's capacity.
+//! under a Zipf(1.0) workload over ten times the cache's capacity; then
+//! cold reads: a file never read before, fetched chunk by chunk (4 in
+//! flight, each checked against its SHA-256) straight from the datanode,
+//! then through an edge with a memory and a disk tier (fsync on) where
+//! every chunk is a miss, then through it again (hits). Goal: a cold read
+//! through the edge at ≥ 90% of the direct read.
 //!
 //! ```sh
 //! cargo build --release -p blob-tests --bins
@@ -33,6 +38,7 @@ struct Args {
     zipf_requests: usize,
     zipf_capacity: usize,
     skip_nginx: bool,
+    cold_mib: u64,
 }
 
 fn args() -> Result<Args> {
@@ -42,6 +48,7 @@ fn args() -> Result<Args> {
         zipf_requests: 20_000,
         zipf_capacity: 100,
         skip_nginx: false,
+        cold_mib: 1024,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -52,9 +59,10 @@ fn args() -> Result<Args> {
             "--zipf-requests" => a.zipf_requests = value()?.parse()?,
             "--zipf-capacity" => a.zipf_capacity = value()?.parse()?,
             "--skip-nginx" => a.skip_nginx = true,
+            "--cold-mib" => a.cold_mib = value()?.parse()?,
             other => bail!(
                 "unknown flag {other}; flags: --chunks N --seconds S --zipf-requests N \
-                 --zipf-capacity CHUNKS --skip-nginx"
+                 --zipf-capacity CHUNKS --skip-nginx --cold-mib N"
             ),
         }
     }
@@ -388,6 +396,9 @@ async fn main() -> Result<()> {
                 .capacity(zipf_cap, 0),
         );
     }
+    // Cold reads: tiers as `blobd dev` sizes them, TinyLFU.
+    let cold_edge = 1 + PolicyKind::ALL.len();
+    builder = builder.edge(EdgeSpec::new("cold").capacity(256 << 20, 4 << 30));
     let cluster = builder.start(&blobd).await?;
     let client = cluster.client();
     client.create_bucket("bench").await?;
@@ -591,5 +602,102 @@ async fn main() -> Result<()> {
         (t - l) * 100.0,
         (ts - ls) * 100.0
     );
+
+    // Cold reads.
+    let cold_mib = a.cold_mib;
+    println!(
+        "3. cold reads: one file of {cold_mib} MiB never read before, chunk by chunk, {COLD_IN_FLIGHT} in flight, each body checked against its SHA-256"
+    );
+    let cold = random_bytes((cold_mib * MIB) as usize, 4242);
+    let opts = UploadOptions {
+        chunk_size: CHUNK,
+        ..Default::default()
+    };
+    client
+        .upload(std::io::Cursor::new(cold), "bench", "cold", &opts)
+        .await?;
+    let locs = cluster.client_in("cold").locations("bench", "cold").await?;
+    let via_edge: Vec<String> = locs
+        .chunks
+        .iter()
+        .map(|c| c.replicas[0].url.clone())
+        .collect();
+    let direct: Vec<String> = locs
+        .chunks
+        .iter()
+        .map(|c| c.replicas[1].url.clone())
+        .collect();
+    let before = reqwest::get(format!("{}/metrics", cluster.edge_url(cold_edge)))
+        .await?
+        .text()
+        .await?;
+    let direct_rate = read_all(&direct).await?;
+    let cold_rate = read_all(&via_edge).await?;
+    let hot_rate = read_all(&via_edge).await?;
+    let after = reqwest::get(format!("{}/metrics", cluster.edge_url(cold_edge)))
+        .await?
+        .text()
+        .await?;
+    let misses = metric_value(&after, "blob_edge_misses_total")
+        - metric_value(&before, "blob_edge_misses_total");
+    let skipped = metric_value(&after, "blob_edge_disk_skipped_total");
+    println!(
+        "  {:<34} {:>9.1} MiB/s",
+        "straight from the datanode", direct_rate
+    );
+    println!(
+        "  {:<34} {:>9.1} MiB/s   {:.0}% of direct (goal ≥ 90%); {misses} misses, {skipped} fills skipped the disk tier",
+        "through the edge, cold",
+        cold_rate,
+        100.0 * cold_rate / direct_rate
+    );
+    println!(
+        "  {:<34} {:>9.1} MiB/s   {:.0}% of direct",
+        "through the edge, hot",
+        hot_rate,
+        100.0 * hot_rate / direct_rate
+    );
     Ok(())
+}
+
+/// Chunks read at once by the cold-read rows (a downloading client's
+/// default parallelism).
+const COLD_IN_FLIGHT: usize = 4;
+
+/// GETs every URL once, [`COLD_IN_FLIGHT`] at a time, checking each body's
+/// SHA-256 against the chunk id in its URL; MiB/s.
+async fn read_all(urls: &[String]) -> Result<f64> {
+    use futures::StreamExt;
+    use sha2::Digest;
+    let http = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let started = Instant::now();
+    let mut reads = futures::stream::iter(urls.iter().cloned())
+        .map(|u| {
+            let http = http.clone();
+            tokio::spawn(async move {
+                let id = u
+                    .split("/v1/chunks/")
+                    .nth(1)
+                    .and_then(|r| r.split('?').next())
+                    .unwrap_or_default()
+                    .to_string();
+                let mut resp = http.get(&u).send().await?.error_for_status()?;
+                let mut sha = sha2::Sha256::new();
+                let mut got = 0u64;
+                while let Some(f) = resp.chunk().await? {
+                    sha.update(&f);
+                    got += f.len() as u64;
+                }
+                if hex::encode(sha.finalize()) != id {
+                    bail!("a chunk's bytes do not hash to its id");
+                }
+                anyhow::Ok(got)
+            })
+        })
+        .buffered(COLD_IN_FLIGHT);
+    let mut bytes = 0u64;
+    while let Some(r) = reads.next().await {
+        bytes += r??;
+    }
+    Ok(bytes as f64 / MIB as f64 / started.elapsed().as_secs_f64())
 }

@@ -13,7 +13,15 @@
 //!    the client library: ops/s, p50 and p99 latency;
 //! 3. the gateway's RSS, sampled every 200 ms, while it serves one object of
 //!    `--big-mib` (default 10 GiB) to curl (one pre-signed GET) and to
-//!    `aws s3 cp … -` (goal: flat).
+//!    `aws s3 cp … -` (goal: flat);
+//! 4. read paths (`--reads-only` runs just this part): per run, a fresh
+//!    object downloaded with `aws s3 cp` through a gateway that reads
+//!    straight from the datanodes, then through the default gateway, whose
+//!    zone has an edge, cold (every chunk a miss) and hot; and 64 KiB GETs
+//!    through each gateway beside the client library.
+//!
+//! The cluster runs two gateways: the default one, reading in the zone of
+//! an edge (as `blobd dev` starts them), and one outside every zone.
 //!
 //! Every upload has its own content, so no upload is deduplicated against an
 //! earlier one; downloads go to a file in the cluster's directory for every
@@ -39,7 +47,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use blob_client::{Client, DownloadOptions, UploadOptions};
 use blob_tests::bench::{make_file, rss_mib, sibling};
-use blob_tests::{random_bytes, TestCluster};
+use blob_tests::{random_bytes, EdgeSpec, TestCluster};
 
 const SMALL: usize = 64 << 10;
 const BLOCK_MIB: u64 = 64;
@@ -49,6 +57,7 @@ struct Args {
     runs: usize,
     small: usize,
     big_mib: u64,
+    reads_only: bool,
 }
 
 fn args() -> Result<Args> {
@@ -57,6 +66,7 @@ fn args() -> Result<Args> {
         runs: 3,
         small: 1000,
         big_mib: 10240,
+        reads_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -66,8 +76,12 @@ fn args() -> Result<Args> {
             "--runs" => a.runs = val()?.parse()?,
             "--small" => a.small = val()?.parse()?,
             "--big-mib" => a.big_mib = val()?.parse()?,
+            "--reads-only" => a.reads_only = true,
             other => {
-                bail!("unknown flag {other}; use --size-mib N, --runs N, --small N, --big-mib N")
+                bail!(
+                    "unknown flag {other}; use --size-mib N, --runs N, --small N, --big-mib N, \
+                     --reads-only"
+                )
             }
         }
     }
@@ -99,8 +113,13 @@ fn dev_null_ok() -> bool {
 /// A command with the cluster's S3 endpoint and admin keys in its env, as
 /// tests/cluster/s3.rs sets them.
 fn s3_cmd(c: &TestCluster, program: impl AsRef<std::ffi::OsStr>) -> Command {
+    s3_cmd_at(c, &c.s3_endpoint(), program)
+}
+
+/// [`s3_cmd`] for the gateway at `endpoint`.
+fn s3_cmd_at(c: &TestCluster, endpoint: &str, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new(program);
-    cmd.env("AWS_ENDPOINT_URL", c.s3_endpoint())
+    cmd.env("AWS_ENDPOINT_URL", endpoint)
         .env("AWS_ACCESS_KEY_ID", &c.access_key)
         .env("AWS_SECRET_ACCESS_KEY", &c.secret_key)
         .env("AWS_REGION", "us-east-1")
@@ -389,9 +408,23 @@ async fn main() -> Result<()> {
         .replication(3)
         .fsync(true)
         .s3(true)
+        .s3_direct(true)
+        .edge(EdgeSpec::new("bench").capacity(256 << 20, 4 << 30))
         .start(&blobd)
         .await?;
-    match run(&a, &cluster, &blobctl_bin).await {
+    let result = if a.reads_only {
+        read_paths(&a, &cluster, &blobctl_bin)
+            .await
+            .map(|()| dev_null_ok())
+    } else {
+        match run(&a, &cluster, &blobctl_bin).await {
+            Ok(null_after) => read_paths(&a, &cluster, &blobctl_bin)
+                .await
+                .map(|()| null_after && dev_null_ok()),
+            Err(e) => Err(e),
+        }
+    };
+    match result {
         Ok(null_after) => {
             drop(cluster);
             if !null_after {
@@ -736,4 +769,157 @@ async fn run(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Result<bool
         if null_after { "yes" } else { "NO" }
     );
     Ok(null_after)
+}
+
+/// Median of a non-empty list.
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let mid = v.len() / 2;
+    if v.len().is_multiple_of(2) {
+        (v[mid - 1] + v[mid]) / 2.0
+    } else {
+        v[mid]
+    }
+}
+
+/// The figure the guide quotes for the established store's `aws s3 cp`
+/// download on this machine class, MiB/s.
+const ESTABLISHED_GET: f64 = 190.0;
+
+/// Part 4: the read paths side by side (see the module comment).
+async fn read_paths(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Result<()> {
+    let work = cluster.root().join("bench");
+    std::fs::create_dir_all(&work)?;
+    let config = cluster.client_config()?;
+    let c = cluster.client();
+    if !c.head_bucket("bench").await? {
+        c.create_bucket("bench").await?;
+    }
+    let mib = a.size_mib;
+    let size = mib << 20;
+    let input = work.join("reads-input.bin");
+    let output = work.join("reads-output.bin");
+    let (input_s, output_s) = (utf8(&input)?.to_string(), utf8(&output)?.to_string());
+    let (zoned, direct) = (cluster.s3_endpoint(), cluster.s3_direct_endpoint());
+    let aws_get = |endpoint: &str, key: &str| -> Result<f64> {
+        let mut cmd = s3_cmd_at(cluster, endpoint, "aws");
+        cmd.args([
+            "s3",
+            "cp",
+            "--no-progress",
+            &format!("s3://bench/{key}"),
+            &output_s,
+        ]);
+        let (secs, _) = timed(cmd)?;
+        let got = file_len(&output);
+        let _ = std::fs::remove_file(&output);
+        if got != size {
+            bail!("aws s3 cp via {endpoint}: downloaded {got} bytes, expected {size}");
+        }
+        Ok(mib as f64 / secs)
+    };
+    // (direct, edge cold, edge hot) per run, MiB/s.
+    let mut rows: Vec<(f64, f64, f64)> = Vec::new();
+    for run in 0..a.runs {
+        make_file(&input, mib, 500 + run as u64).await?;
+        let key = format!("reads-{run}.bin");
+        blobctl(
+            blobctl_bin,
+            &config,
+            &["upload", &input_s, &format!("bench/{key}")],
+        )?;
+        eprintln!(
+            "run {}: {mib} MiB with aws s3 cp: direct, edge cold, edge hot…",
+            run + 1
+        );
+        let d = aws_get(&direct, &key)?;
+        let cold = aws_get(&zoned, &key)?;
+        let hot = aws_get(&zoned, &key)?;
+        eprintln!("  direct {d:.1}, edge cold {cold:.1}, edge hot {hot:.1} MiB/s");
+        rows.push((d, cold, hot));
+        c.delete_file("bench", &key).await?;
+    }
+    let _ = std::fs::remove_file(&input);
+
+    eprintln!(
+        "{} objects of 64 KiB, 16 concurrent, through each gateway…",
+        a.small
+    );
+    let rust_client = sibling("s3-rust-client").ok();
+    let small_args = |prefix: &str| {
+        [
+            "small".to_string(),
+            "bench".into(),
+            prefix.to_string(),
+            a.small.to_string(),
+            "16".into(),
+            SMALL.to_string(),
+        ]
+    };
+    let mut small: Vec<(String, Ops)> = Vec::new();
+    for (name, endpoint) in [("edge zone", &zoned), ("direct", &direct)] {
+        let args = small_args(&format!("reads-boto3-{name}"));
+        let mut cmd = s3_cmd_at(cluster, endpoint, venv_python());
+        cmd.arg(sdk_script()).args(&args);
+        let v = client_output(cmd)?;
+        small.push((format!("S3 GET (boto3), {name}"), ops_from(&v["get"])?));
+        if let Some(bin) = &rust_client {
+            let args = small_args(&format!("reads-rust-{name}"));
+            let mut cmd = s3_cmd_at(cluster, endpoint, bin);
+            cmd.args(&args);
+            let v = client_output(cmd)?;
+            small.push((format!("S3 GET (Rust SDK), {name}"), ops_from(&v["get"])?));
+        }
+    }
+    let (_, lib_get) = lib_small(&c, "reads-lib", a.small, 16).await?;
+
+    println!(
+        "\n4. read paths: one fresh {mib} MiB object per run, {} runs, aws s3 cp to a file",
+        a.runs
+    );
+    println!("  {:<44} {:>9} {:>13}", "", "best MiB/s", "median ratio");
+    let best = |f: fn(&(f64, f64, f64)) -> f64| rows.iter().map(f).fold(0.0, f64::max);
+    let ratio = |f: fn(&(f64, f64, f64)) -> f64| median(rows.iter().map(|r| f(r) / r.0).collect());
+    println!(
+        "  {:<44} {:>9.1} {:>12.0}%   (of {ESTABLISHED_GET} MiB/s, the established store; goal ≥ 200%)",
+        "gateway reading from the datanodes",
+        best(|r| r.0),
+        100.0 * median(rows.iter().map(|r| r.0 / ESTABLISHED_GET).collect())
+    );
+    println!(
+        "  {:<44} {:>9.1} {:>12.0}%   (of direct in the same run; goal ≥ 90%)",
+        "gateway in the edge's zone, edge cold",
+        best(|r| r.1),
+        100.0 * ratio(|r| r.1)
+    );
+    println!(
+        "  {:<44} {:>9.1} {:>12.0}%   (of direct in the same run)",
+        "gateway in the edge's zone, edge hot",
+        best(|r| r.2),
+        100.0 * ratio(|r| r.2)
+    );
+    println!(
+        "  {:<44} {:>9} {:>12.0}%   (of {ESTABLISHED_GET} MiB/s)",
+        "the default path (edge cold) against the bar",
+        "",
+        100.0 * median(rows.iter().map(|r| r.1 / ESTABLISHED_GET).collect())
+    );
+    println!(
+        "  64 KiB GETs, 16 in flight          {:>9} {:>9} {:>9}   {:>12}",
+        "ops/s", "p50 ms", "p99 ms", "vs library"
+    );
+    for (name, o) in &small {
+        println!(
+            "  {name:<34} {:>9.1} {:>9.1} {:>9.1}   {:>11.0}%",
+            o.rate,
+            o.p50,
+            o.p99,
+            100.0 * o.rate / lib_get.rate
+        );
+    }
+    println!(
+        "  {:<34} {:>9.1} {:>9.1} {:>9.1}",
+        "client library", lib_get.rate, lib_get.p50, lib_get.p99
+    );
+    Ok(())
 }
