@@ -63,6 +63,10 @@ pub(crate) struct Cli {
     /// has edges [env: BLOBCTL_ZONE]
     #[arg(long, global = true, value_name = "ZONE")]
     pub(crate) zone: Option<String>,
+    /// Read from the datanodes only, never through an edge cache
+    /// [env: BLOBCTL_NO_EDGE; file: no_edge = true]
+    #[arg(long, global = true)]
+    pub(crate) no_edge: bool,
     /// No progress bar or summary
     #[arg(short, long, global = true)]
     pub(crate) quiet: bool,

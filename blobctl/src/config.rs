@@ -18,6 +18,9 @@ pub(crate) const ENV_ACCESS_KEY: &str = "BLOBCTL_ACCESS_KEY";
 pub(crate) const ENV_SECRET_KEY: &str = "BLOBCTL_SECRET_KEY";
 /// Environment variable naming the config file.
 pub(crate) const ENV_CONFIG: &str = "BLOBCTL_CONFIG";
+/// Environment variable that, set to `1`, `true` or `yes`, makes reads go
+/// to the datanodes only.
+pub(crate) const ENV_NO_EDGE: &str = "BLOBCTL_NO_EDGE";
 /// Environment variable naming the reader's zone.
 pub(crate) const ENV_ZONE: &str = "BLOBCTL_ZONE";
 
@@ -37,6 +40,9 @@ pub(crate) struct ConfigLayer {
     /// The reader's zone (picks the edge cache).
     #[serde(default)]
     pub(crate) zone: Option<String>,
+    /// Read from the datanodes only, never through an edge cache.
+    #[serde(default)]
+    pub(crate) no_edge: Option<bool>,
 }
 
 impl std::fmt::Debug for ConfigLayer {
@@ -49,6 +55,7 @@ impl std::fmt::Debug for ConfigLayer {
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
             )
             .field("zone", &self.zone)
+            .field("no_edge", &self.no_edge)
             .finish()
     }
 }
@@ -107,6 +114,9 @@ impl ConfigLayer {
         if self.zone.is_none() {
             self.zone.clone_from(&lower.zone);
         }
+        if self.no_edge.is_none() {
+            self.no_edge = lower.no_edge;
+        }
         self
     }
 }
@@ -133,6 +143,7 @@ pub(crate) fn load_config(
         access_key: env(ENV_ACCESS_KEY),
         secret_key: env(ENV_SECRET_KEY),
         zone: env(ENV_ZONE),
+        no_edge: env(ENV_NO_EDGE).map(|v| matches!(v.as_str(), "1" | "true" | "yes")),
     };
     from_env.drop_empty();
     let explicit =
@@ -162,7 +173,9 @@ pub(crate) fn load_config(
     let secret_key = merged
         .secret_key
         .ok_or_else(|| missing("secret key", "--secret-key", ENV_SECRET_KEY, "secret_key"))?;
-    Ok(ClientConfig::new(endpoint, access_key, secret_key).with_zone(merged.zone))
+    Ok(ClientConfig::new(endpoint, access_key, secret_key)
+        .with_zone(merged.zone)
+        .with_direct(merged.no_edge.unwrap_or(false)))
 }
 
 #[cfg(test)]
@@ -177,6 +190,7 @@ mod tests {
             access_key: a.map(String::from),
             secret_key: s.map(String::from),
             zone: None,
+            no_edge: None,
         }
     }
 

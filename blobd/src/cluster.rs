@@ -319,7 +319,8 @@ impl ServiceArgs {
                     .flag("--region", a.region.as_ref())
                     .flag("--min-part-size", a.min_part_size)
                     .each("--domain", &a.domains)
-                    .flag("--zone", a.zone.as_ref());
+                    .flag("--zone", a.zone.as_ref())
+                    .switch("--no-edge", a.no_edge);
             }
         }
         v.0
@@ -670,6 +671,7 @@ mod tests {
                 min_part_size: Some(5 << 10),
                 domains: vec!["s3.local".into(), "s3.test".into()],
                 zone: Some("z1".into()),
+                no_edge: true,
             }),
         ];
         for args in &all {
@@ -691,6 +693,7 @@ mod tests {
                 min_part_size: None,
                 domains: vec![],
                 zone: None,
+                no_edge: false,
             }),
             &["--region".into(), "eu".into()],
         );

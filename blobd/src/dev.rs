@@ -246,6 +246,7 @@ fn s3_args(a: &DevArgs, nn_url: &str, zone: Option<&str>) -> Result<crate::S3Arg
         min_part_size: None,
         domains: vec![],
         zone: zone.map(String::from),
+        no_edge: false,
     })
 }
 

@@ -187,6 +187,9 @@ pub struct S3Args {
     /// The gateway's zone: reads go through that zone's edge cache.
     #[arg(long, env = "BLOB_S3_ZONE")]
     pub zone: Option<String>,
+    /// Read objects from the datanodes only, never through an edge cache.
+    #[arg(long, env = "BLOB_S3_NO_EDGE")]
+    pub no_edge: bool,
 }
 
 /// `blobd edge` flags.
@@ -368,6 +371,9 @@ pub fn s3_config(a: &S3Args) -> Result<blob_s3::Config> {
     }
     if let Some(v) = &a.zone {
         cfg.zone = Some(v.clone());
+    }
+    if a.no_edge {
+        cfg.no_edge = true;
     }
     a.common.apply_limits(&mut cfg.limits);
     cfg.validate()

@@ -1,13 +1,7 @@
 //! Writing a stream of bytes to a local file without filling the page
-//! cache: the bytes are gathered into aligned blocks and written with
-//! `O_DIRECT`, a few blocks in flight on the blocking pool while the next
-//! ones arrive. Copying into the page cache costs more CPU than hashing the
-//! same bytes on a busy machine (a buffered `dd` of 1 GiB took 2.3 s of
-//! system time on the project's machine, against 0.1 s with `oflag=direct`),
-//! and a file written that way still has to be flushed at the end; written
-//! directly, the final fsync has only metadata left.
-//!
-//! Used by downloads to a file and by the mount's write cache.
+//! cache (see [`blob_common::aligned`]): whole blocks are written with
+//! `O_DIRECT`, a few in flight on the blocking pool while the next ones
+//! arrive. Used by downloads to a file and by the mount's write cache.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -16,96 +10,11 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-/// Bytes gathered before a block is written: a multiple of any block size
-/// `O_DIRECT` asks for.
-pub const BLOCK: usize = 4 << 20;
-/// Alignment of the buffers in memory and of every direct write's offset
-/// and length.
-pub const ALIGN: usize = 4096;
+pub use blob_common::aligned::{open_direct, AlignedBuf, ALIGN, BLOCK};
+
 /// Blocks being written at once: the writer waits for the disk only when it
 /// is this far behind.
 pub const IN_FLIGHT: usize = 4;
-
-/// A buffer of [`BLOCK`] bytes starting at an [`ALIGN`]ed address.
-pub struct AlignedBuf {
-    vec: Vec<u8>,
-    start: usize,
-    len: usize,
-}
-
-impl Default for AlignedBuf {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl AlignedBuf {
-    /// An empty buffer.
-    pub fn new() -> Self {
-        let vec = vec![0u8; BLOCK + ALIGN];
-        let start = (ALIGN - vec.as_ptr() as usize % ALIGN) % ALIGN;
-        Self { vec, start, len: 0 }
-    }
-
-    /// Bytes held.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether it holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Bytes it can still take.
-    pub fn room(&self) -> usize {
-        BLOCK - self.len
-    }
-
-    /// Appends `b` (at most [`AlignedBuf::room`] bytes).
-    pub fn push(&mut self, b: &[u8]) {
-        let at = self.start + self.len;
-        self.vec[at..at + b.len()].copy_from_slice(b);
-        self.len += b.len();
-    }
-
-    /// Forgets the bytes held.
-    pub fn clear(&mut self) {
-        self.len = 0;
-    }
-
-    /// The bytes held (aligned in memory).
-    pub fn bytes(&self) -> &[u8] {
-        &self.vec[self.start..self.start + self.len]
-    }
-}
-
-/// Opens `path` for writing with `O_DIRECT`, where the file system allows
-/// it (tmpfs, for one, does not).
-pub fn open_direct(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-}
-
-/// Reserves `len` bytes of disk for `file` (its size becomes at least
-/// `len`), so the writes that follow need no allocation of their own.
-/// Best effort: a file system without `fallocate` just grows the file as
-/// it is written.
-pub fn preallocate(file: &File, len: u64) {
-    use std::os::fd::AsRawFd;
-    let Ok(len) = libc::off_t::try_from(len) else {
-        return;
-    };
-    if len > 0 {
-        let flags = nix::fcntl::FallocateFlags::empty();
-        if let Err(e) = nix::fcntl::fallocate(file.as_raw_fd(), flags, 0, len) {
-            tracing::debug!(error = %e, "no preallocation");
-        }
-    }
-}
 
 type BlockWrite = tokio::task::JoinHandle<(io::Result<()>, AlignedBuf)>;
 
@@ -143,9 +52,12 @@ impl SequentialFile {
         }
     }
 
-    /// Reserves `len` bytes of disk for the file ([`preallocate`]).
+    /// Reserves `len` bytes of disk for the file (best effort; see
+    /// [`blob_common::aligned::preallocate`]).
     pub fn preallocate(&self, len: u64) {
-        preallocate(&self.file, len);
+        if let Err(e) = blob_common::aligned::preallocate(&self.file, len) {
+            tracing::debug!(error = %e, "no preallocation");
+        }
     }
 
     /// Bytes taken so far.

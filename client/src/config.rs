@@ -35,6 +35,8 @@ pub struct ClientConfig {
     /// The reader's zone: the namenode points reads at this zone's edge
     /// cache (or the nearest one) when edges are configured.
     pub zone: Option<String>,
+    /// Read from the datanodes only, never through an edge cache.
+    pub direct: bool,
     /// Time allowed to connect to an edge cache before reading from the
     /// datanodes instead.
     pub edge_connect_timeout: Duration,
@@ -58,6 +60,7 @@ impl ClientConfig {
             request_timeout: Duration::from_secs(60),
             data_idle_timeout: Duration::from_secs(120),
             zone: None,
+            direct: false,
             edge_connect_timeout: Duration::from_secs(1),
             edge_retry_after: Duration::from_secs(10),
         }
@@ -66,6 +69,13 @@ impl ClientConfig {
     /// The same configuration for a reader in `zone`.
     pub fn with_zone(mut self, zone: Option<String>) -> Self {
         self.zone = zone.filter(|z| !z.trim().is_empty());
+        self
+    }
+
+    /// The same configuration reading from the datanodes only (`true`),
+    /// never through an edge cache.
+    pub fn with_direct(mut self, direct: bool) -> Self {
+        self.direct = direct;
         self
     }
 
@@ -106,6 +116,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("request_timeout", &self.request_timeout)
             .field("data_idle_timeout", &self.data_idle_timeout)
             .field("zone", &self.zone)
+            .field("direct", &self.direct)
             .finish()
     }
 }

@@ -154,6 +154,9 @@ impl Client {
                 if let Some(zone) = &self.inner.cfg.zone {
                     query.push(("zone", zone));
                 }
+                if self.inner.cfg.direct {
+                    query.push(("direct", "true"));
+                }
                 query.push(("first", &first_s));
                 query.push(("limit", &limit));
                 if let (Some(v), 0) = (&known, first) {

@@ -11,6 +11,7 @@
 //! with the `telemetry` feature).
 #![warn(missing_docs)]
 
+pub mod aligned;
 pub mod auth;
 pub mod checksum;
 pub mod chunkfile;

@@ -84,7 +84,8 @@ impl Keys {
             &info.access_key,
             &info.secret_key,
         )
-        .with_zone(self.inner.cfg.zone.clone());
+        .with_zone(self.inner.cfg.zone.clone())
+        .with_direct(self.inner.cfg.no_edge);
         let client = Client::new(cfg).map_err(|e| {
             tracing::warn!(error = %e, "building a client");
             S3Error::new(S3ErrorCode::InternalError)

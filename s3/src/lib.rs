@@ -76,6 +76,8 @@ pub struct Config {
     /// The gateway's zone: object reads go through this zone's edge cache
     /// (or the nearest one) when the cluster has edges.
     pub zone: Option<String>,
+    /// Read objects from the datanodes only, never through an edge cache.
+    pub no_edge: bool,
     /// Chunk locations kept between reads of the same objects, counted
     /// in chunks (0: none). Each use is confirmed with the namenode first,
     /// so this saves work, never consistency.
@@ -99,6 +101,7 @@ impl Default for Config {
             replication: None,
             max_header_bytes: 64 << 10,
             zone: None,
+            no_edge: false,
             location_cache_chunks: 20_000,
             limits: blob_server::limits::Limits::with_budget(1 << 30),
         }

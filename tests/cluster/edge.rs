@@ -1030,6 +1030,29 @@ async fn edge_zone_picks_the_readers_edge_else_the_nearest_else_the_first() {
         // No zone named: the first configured edge.
         let locs = client.locations("edge", "f").await.expect("locations");
         assert_eq!(edge_of(&locs).0.as_deref(), Some("eu-west-1a"));
+        // A direct reader gets the datanodes only, and reads from them.
+        let locs = c
+            .client_direct()
+            .locations("edge", "f")
+            .await
+            .expect("locations");
+        for r in &locs.chunks[0].replicas {
+            assert!(
+                r.edge.is_none(),
+                "a direct reader was sent to an edge: {r:?}"
+            );
+            assert!(
+                !c.edges.iter().any(|e| r.url.starts_with(&e.url())),
+                "{}",
+                r.url
+            );
+        }
+        let mut out = Vec::new();
+        c.client_direct()
+            .download("edge", "f", &mut out, &Default::default())
+            .await
+            .expect("direct download");
+        assert_eq!(out, data);
     })
     .await;
 }

@@ -105,8 +105,8 @@ pub struct TestCluster {
     pub datanodes: Vec<Service>,
     /// The S3 gateway, when asked for.
     pub s3: Option<Service>,
-    /// A second S3 gateway that reads straight from the datanodes (no
-    /// zone, so no edge), when asked for.
+    /// A second S3 gateway that reads straight from the datanodes
+    /// (`--no-edge`), when asked for.
     pub s3_direct: Option<Service>,
     /// The edge caches, in the order they were asked for.
     pub edges: Vec<Service>,
@@ -375,7 +375,7 @@ impl Builder {
             let svc = launcher.start(&name, ServiceArgs::Edge(args), &e.args)?;
             cluster.edges.push(svc);
         }
-        let gateway = |zone: Option<String>| S3Args {
+        let gateway = |zone: Option<String>, no_edge: bool| S3Args {
             common: CommonArgs::default(),
             listen: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             namenode: Some(cluster.namenode.url()),
@@ -383,9 +383,10 @@ impl Builder {
             min_part_size: Some(TEST_MIN_PART_SIZE),
             domains: vec![],
             zone,
+            no_edge,
         };
-        let zoned = gateway(self.edges.first().map(|e| e.zone.clone()));
-        let direct = gateway(None);
+        let zoned = gateway(self.edges.first().map(|e| e.zone.clone()), false);
+        let direct = gateway(None, true);
         if self.s3 {
             cluster.s3 = Some(launcher.start("s3", ServiceArgs::S3(zoned), &[])?);
         }
@@ -444,6 +445,14 @@ impl TestCluster {
         Client::new(cfg).expect("a valid client config")
     }
 
+    /// A client with the admin key that reads from the datanodes only,
+    /// whatever edges the cluster has.
+    pub fn client_direct(&self) -> Client {
+        let cfg = ClientConfig::new(self.endpoint(), &self.access_key, &self.secret_key)
+            .with_direct(true);
+        Client::new(cfg).expect("a valid client config")
+    }
+
     /// A client with the admin key, reading in `zone` (through its edge).
     pub fn client_in(&self, zone: &str) -> Client {
         let cfg = ClientConfig::new(self.endpoint(), &self.access_key, &self.secret_key)
@@ -455,6 +464,18 @@ impl TestCluster {
     pub fn client_config(&self) -> Result<PathBuf> {
         let path = self.root().join("client.toml");
         self.write_client_config(&path, None)?;
+        Ok(path)
+    }
+
+    /// Writes a blobctl config file that reads from the datanodes only
+    /// (`no_edge = true`, whatever edges the cluster has) and returns its
+    /// path.
+    pub fn client_config_direct(&self) -> Result<PathBuf> {
+        let path = self.root().join("client-direct.toml");
+        self.write_client_config(&path, None)?;
+        let mut text = std::fs::read_to_string(&path)?;
+        text.push_str("no_edge = true\n");
+        std::fs::write(&path, text)?;
         Ok(path)
     }
 

@@ -24,6 +24,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         access_key: cli.access_key.clone(),
         secret_key: cli.secret_key.clone(),
         zone: cli.zone.clone(),
+        no_edge: cli.no_edge.then_some(true),
     };
     let cfg = load_config(
         flags,

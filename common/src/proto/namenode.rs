@@ -196,6 +196,11 @@ pub struct FileQuery {
     /// The reader's zone (locations only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone: Option<String>,
+    /// Locations only: URLs of the datanodes alone, whatever the zone and
+    /// the edges configured (a reader next to the datanodes, or one
+    /// comparing the two paths).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub direct: bool,
     /// Locations only: index of the first chunk to locate (paging).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first: Option<u64>,

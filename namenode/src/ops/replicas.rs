@@ -31,7 +31,10 @@ impl Namenode {
                 unchanged: true,
             });
         }
-        let edge = crate::edges::pick(&self.cfg.edges, q.zone.as_deref());
+        let edge = match q.direct {
+            true => None,
+            false => crate::edges::pick(&self.cfg.edges, q.zone.as_deref()),
+        };
         let total = rec.chunks.len();
         let first = usize::try_from(q.first.unwrap_or(0))
             .unwrap_or(usize::MAX)

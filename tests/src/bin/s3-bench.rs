@@ -791,7 +791,7 @@ async fn read_paths(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Resu
     let work = cluster.root().join("bench");
     std::fs::create_dir_all(&work)?;
     let config = cluster.client_config()?;
-    let c = cluster.client();
+    let c = cluster.client_direct();
     if !c.head_bucket("bench").await? {
         c.create_bucket("bench").await?;
     }
