@@ -531,6 +531,7 @@ impl Drop for TestCluster {
         for s in std::iter::once(&mut self.namenode)
             .chain(&mut self.datanodes)
             .chain(self.s3.as_mut())
+            .chain(self.s3_direct.as_mut())
             .chain(&mut self.edges)
         {
             s.kill();
@@ -542,6 +543,7 @@ impl Drop for TestCluster {
                 for s in std::iter::once(&self.namenode)
                     .chain(&self.datanodes)
                     .chain(self.s3.as_ref())
+                    .chain(self.s3_direct.as_ref())
                     .chain(&self.edges)
                 {
                     eprintln!(

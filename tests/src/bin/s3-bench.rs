@@ -667,16 +667,8 @@ async fn run(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Result<bool
         "", "best up", "vs ctl", "median", "best down", "vs ctl", "median"
     );
     let best = |tool: usize, f: Metric| runs.iter().map(|r| f(&r[tool])).fold(0.0, f64::max);
-    let median_ratio = |tool: usize, f: Metric| {
-        let mut v: Vec<f64> = runs.iter().map(|r| f(&r[tool]) / f(&r[0])).collect();
-        v.sort_by(f64::total_cmp);
-        let mid = v.len() / 2;
-        if v.len().is_multiple_of(2) {
-            (v[mid - 1] + v[mid]) / 2.0
-        } else {
-            v[mid]
-        }
-    };
+    let median_ratio =
+        |tool: usize, f: Metric| median(runs.iter().map(|r| f(&r[tool]) / f(&r[0])).collect());
     let up: Metric = |l| l.up;
     let down: Metric = |l| l.down;
     for (tool, name) in names.iter().enumerate() {
