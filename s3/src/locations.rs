@@ -10,7 +10,9 @@
 //! gateway or not, is never read from old locations, and the namenode
 //! still decides who may read what. Entries go when their signed URLs are
 //! about to expire, when the object is deleted or overwritten through this
-//! gateway, or when the cache is over its capacity (counted in chunks).
+//! gateway, after half a minute (the replicas' order is the namenode's
+//! view of the moment), or when the cache is over its capacity (counted in
+//! chunks).
 
 use std::sync::Arc;
 
@@ -19,11 +21,16 @@ use blob_common::presign::url_expiry;
 
 /// Seconds before its URLs expire that an entry stops being used.
 const EXPIRY_MARGIN_SECS: u64 = 60;
+/// Seconds an entry is used at most: the replicas' order (live and nearest
+/// first) is the namenode's view when the entry was made, so a node that
+/// went silent since is not tried first for longer than this.
+const MAX_AGE_SECS: u64 = 30;
 
 /// One object's locations and when the first of their URLs expires.
 struct Entry {
     locs: Arc<FileLocations>,
-    expires: u64,
+    /// When it stops being used (Unix seconds).
+    until: u64,
 }
 
 #[derive(Clone)]
@@ -61,10 +68,7 @@ impl LocationCache {
     ) -> Result<Arc<FileLocations>, blob_client::Error> {
         let id = (bucket.to_string(), key.to_string());
         let now = blob_common::now_secs();
-        let cached = self
-            .cache
-            .get(&id)
-            .filter(|e| e.expires > now + EXPIRY_MARGIN_SECS);
+        let cached = self.cache.get(&id).filter(|e| e.until > now);
         let known = cached.as_ref().map(|e| e.locs.file.version);
         let answer = match client.locations_unless(bucket, key, known).await {
             Ok(a) => a,
@@ -103,12 +107,15 @@ impl LocationCache {
             .map(|r| url_expiry(&r.url).unwrap_or(0))
             .min()
             .unwrap_or(u64::MAX);
-        if expires > now + EXPIRY_MARGIN_SECS && !locs.chunks.is_empty() {
+        let until = expires
+            .saturating_sub(EXPIRY_MARGIN_SECS)
+            .min(now + MAX_AGE_SECS);
+        if until > now && !locs.chunks.is_empty() {
             self.cache.insert(
                 id,
                 Arc::new(Entry {
                     locs: locs.clone(),
-                    expires,
+                    until,
                 }),
             );
         } else {
