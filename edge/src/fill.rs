@@ -20,7 +20,7 @@ use std::time::Instant;
 use blob_common::proto::namenode::BadReplica;
 use blob_common::REQUEST_ID;
 use blob_common::{ChunkId, NodeId};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 use tracing::{debug, info, warn, Instrument};
@@ -326,7 +326,7 @@ async fn attempt(edge: &Edge, fill: &Fill, origin: &Origin) -> Result<Bytes, Att
         .map_err(|_| AttemptError::Failed(format!("chunk of {size} bytes is too large")))?;
     fill.begin_attempt(size);
     let mut sha = Sha256::new();
-    let mut whole = BytesMut::with_capacity(cap);
+    let mut whole = edge.cache.fill_buffer(cap);
     while let Some(frame) = resp.chunk().await.map_err(failed)? {
         if whole.len() + frame.len() > cap {
             return Err(AttemptError::Failed(format!("sent more than {size} bytes")));
