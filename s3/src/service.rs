@@ -19,6 +19,60 @@ use crate::locations::LocationCache;
 use crate::ops::{bucket, copy, delete, get, list, multipart, put};
 use crate::{Config, RequestId};
 
+/// Longest validity of a pre-signed URL AWS accepts: 7 days, in seconds.
+const MAX_PRESIGN_EXPIRES: u64 = 604_800;
+
+/// Checks what `s3s` does not: the signature's credential scope names this
+/// gateway's region, and a pre-signed URL's `X-Amz-Expires` is between 1 s
+/// and 7 days. Errors are AWS's: `AuthorizationHeaderMalformed` (header
+/// signatures) or `AuthorizationQueryParametersError` (pre-signed URLs),
+/// naming the region expected.
+pub(crate) fn check_scope(ours: &str, signed: Option<&str>, query: Option<&str>) -> S3Result<()> {
+    let presigned_expires = query.and_then(|q| {
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("X-Amz-Expires="))
+            .map(str::to_string)
+    });
+    let presigned = presigned_expires.is_some();
+    if let Some(region) = signed {
+        if region != ours {
+            let (code, what) = if presigned {
+                (
+                    S3ErrorCode::AuthorizationQueryParametersError,
+                    "Error parsing the X-Amz-Credential parameter;",
+                )
+            } else {
+                (
+                    S3ErrorCode::AuthorizationHeaderMalformed,
+                    "The authorization header is malformed;",
+                )
+            };
+            return Err(s3(
+                code,
+                format!("{what} the region '{region}' is wrong; expecting '{ours}'"),
+            ));
+        }
+    }
+    if let Some(v) = presigned_expires {
+        match v.parse::<u64>() {
+            Ok(n) if (1..=MAX_PRESIGN_EXPIRES).contains(&n) => {}
+            Ok(n) if n > MAX_PRESIGN_EXPIRES => {
+                return Err(s3(
+                    S3ErrorCode::AuthorizationQueryParametersError,
+                    "X-Amz-Expires must be less than a week (in seconds) that is 604800",
+                ))
+            }
+            _ => {
+                return Err(s3(
+                    S3ErrorCode::AuthorizationQueryParametersError,
+                    "X-Amz-Expires should be a number between 1 and 604800",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The S3 service.
 pub(crate) struct Gateway {
     pub(crate) cfg: Arc<Config>,
@@ -60,6 +114,11 @@ impl Gateway {
                 "anonymous access is not allowed",
             ));
         };
+        check_scope(
+            &self.cfg.region,
+            req.region.as_ref().map(|r| r.as_str()),
+            req.uri.query(),
+        )?;
         let client = self.keys.client(&cred.access_key).await?;
         Ok(match req.extensions.get::<RequestId>() {
             Some(id) => client.with_request_id(id.0.clone()),
@@ -221,5 +280,43 @@ impl S3 for Gateway {
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         multipart::list_multipart_uploads(self, req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(r: S3Result<()>) -> Option<S3ErrorCode> {
+        r.err().map(|e| e.code().clone())
+    }
+
+    #[test]
+    fn the_credential_scope_and_presign_lifetime_are_checked() {
+        assert!(check_scope("us-east-1", Some("us-east-1"), None).is_ok());
+        assert!(check_scope("us-east-1", None, None).is_ok());
+        assert_eq!(
+            code(check_scope(
+                "us-east-1",
+                Some("eu-west-1"),
+                Some("list-type=2")
+            )),
+            Some(S3ErrorCode::AuthorizationHeaderMalformed)
+        );
+        let q = |e: &str| {
+            format!("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Expires={e}&X-Amz-Signature=0")
+        };
+        assert_eq!(
+            code(check_scope("us-east-1", Some("eu-west-1"), Some(&q("60")))),
+            Some(S3ErrorCode::AuthorizationQueryParametersError)
+        );
+        assert!(check_scope("us-east-1", Some("us-east-1"), Some(&q("604800"))).is_ok());
+        for bad in ["604801", "999999999", "0", "-5", "x"] {
+            assert_eq!(
+                code(check_scope("us-east-1", Some("us-east-1"), Some(&q(bad)))),
+                Some(S3ErrorCode::AuthorizationQueryParametersError),
+                "{bad}"
+            );
+        }
     }
 }
