@@ -389,10 +389,6 @@ impl Cache {
     fn install(&self, id: ChunkId, size: u64, tmp: Option<PathBuf>, force: bool) {
         let mut sync_dir = None;
         let mut st = self.lock();
-        if st.writing.remove(&id).is_some() {
-            st.writing_bytes = st.writing_bytes.saturating_sub(size);
-            self.metrics.disk_backlog.set(st.writing_bytes as i64);
-        }
         if let Some(tmp) = tmp {
             match st.disk.insert(id, size, force) {
                 Some(victims) => {
@@ -420,6 +416,12 @@ impl Cache {
                     let _ = std::fs::remove_file(&tmp);
                 }
             }
+        }
+        // Out of the queue once in place: a backlog of 0 means every file
+        // queued so far is where readers look for it.
+        if st.writing.remove(&id).is_some() {
+            st.writing_bytes = st.writing_bytes.saturating_sub(size);
+            self.metrics.disk_backlog.set(st.writing_bytes as i64);
         }
         self.publish(&st);
         let left = st.writing.len();
