@@ -22,7 +22,7 @@ type BlockWrite = tokio::task::JoinHandle<(io::Result<()>, AlignedBuf)>;
 /// with `O_DIRECT` in the background, the tail (shorter than a block, not
 /// aligned) through the ordinary handle at the end.
 pub struct SequentialFile {
-    file: File,
+    file: Arc<File>,
     direct: Option<Arc<File>>,
     buf: AlignedBuf,
     spares: Vec<AlignedBuf>,
@@ -43,7 +43,7 @@ impl SequentialFile {
             }
         };
         Self {
-            file,
+            file: Arc::new(file),
             direct,
             buf: AlignedBuf::new(),
             spares: Vec::new(),
@@ -90,10 +90,7 @@ impl SequentialFile {
         let spare = self.spares.pop().unwrap_or_default();
         let full = std::mem::replace(&mut self.buf, spare);
         let at = self.at;
-        let target = match &self.direct {
-            Some(d) => d.clone(),
-            None => Arc::new(self.file.try_clone()?),
-        };
+        let target = self.direct.as_ref().unwrap_or(&self.file).clone();
         self.writing.push_back(tokio::task::spawn_blocking(move || {
             let res = target.write_all_at(full.bytes(), at);
             (res, full)
@@ -123,6 +120,8 @@ impl SequentialFile {
         }
         let Self { file, buf, at, .. } = self;
         tokio::task::spawn_blocking(move || {
+            // Every block task is done, so this is the last handle.
+            let file = Arc::try_unwrap(file).or_else(|f| f.try_clone())?;
             file.write_all_at(buf.bytes(), at)?;
             file.set_len(at + buf.len() as u64)?;
             Ok(file)
