@@ -51,12 +51,13 @@ mod transfer;
 
 pub use blob_common::proto::edge::{EdgeStats, TierStats, WarmResponse};
 pub use blob_common::proto::multipart::{
-    CompleteMultipart, CompletePart, CopyFile, CopyPart, CreateMultipart, ListMultipart,
-    ListMultipartQuery, ListParts, ListPartsQuery, MultipartInfo, PartInfo, PartTarget,
+    decode_part_sizes, CompleteMultipart, CompletePart, CopyFile, CopyPart, CreateMultipart,
+    ListMultipart, ListMultipartQuery, ListParts, ListPartsQuery, MultipartInfo, PartInfo,
+    PartTarget, PART_SIZES,
 };
 pub use blob_common::proto::namenode::{
     BucketInfo, ChunkRef, ClusterStatus, FileEntry, FileInfo, FileLocations, FsckFile, FsckQuery,
-    FsckReport, ListBuckets, ListFiles, ListFilesQuery, ListNodes, NodeStatus,
+    FsckReport, ListBuckets, ListFiles, ListFilesQuery, ListNodes, NodeStatus, WriteCondition,
 };
 pub use blob_common::proto::namenode::{EdgeInfo, ListEdges};
 pub use blob_common::NodeId;
@@ -298,6 +299,9 @@ pub struct UploadOptions {
     /// one chunk then takes it as the chunk's id rather than hashing the
     /// bytes again.
     pub input_sha256: Option<[u8; 32]>,
+    /// Commit only if the file now at the path meets this (S3's
+    /// conditional writes); checked atomically with the commit.
+    pub condition: Option<WriteCondition>,
 }
 
 impl Default for UploadOptions {
@@ -312,6 +316,7 @@ impl Default for UploadOptions {
             part: None,
             abort_on_error: false,
             input_sha256: None,
+            condition: None,
         }
     }
 }
@@ -328,6 +333,7 @@ impl std::fmt::Debug for UploadOptions {
             .field("part", &self.part)
             .field("abort_on_error", &self.abort_on_error)
             .field("input_sha256", &self.input_sha256.is_some())
+            .field("condition", &self.condition)
             .finish()
     }
 }

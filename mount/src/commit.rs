@@ -339,6 +339,7 @@ async fn run(
         receipts: pending,
         meta: opts.meta.clone(),
         part: None,
+        condition: None,
     };
     let file = session::commit(client, bucket, path, &upload, &commit).await?;
     tracing::info!(

@@ -79,6 +79,13 @@ pub enum Error {
     /// A multipart complete request that makes no sense.
     #[error("malformed complete request: {0}")]
     MalformedComplete(String),
+    /// A conditional write whose condition did not hold.
+    #[error("precondition failed: {0}")]
+    PreconditionFailed(String),
+    /// A conditional write whose condition was broken by another write
+    /// made while it was under way; retry.
+    #[error("conditional write conflict: {0}")]
+    ConditionalConflict(String),
     /// A part copy whose source has no single-part MD5.
     #[error("cannot copy as a part: {0}")]
     NotCopyable(String),
@@ -142,6 +149,8 @@ impl Error {
             Error::EntityTooSmall(_) => (400, "EntityTooSmall"),
             Error::MalformedComplete(_) => (400, "MalformedXML"),
             Error::NotCopyable(_) => (400, "NotCopyable"),
+            Error::PreconditionFailed(_) => (412, "PreconditionFailed"),
+            Error::ConditionalConflict(_) => (409, "ConditionalRequestConflict"),
             Error::BadReceipt(_) => (403, "InvalidReceipt"),
             Error::NotEnoughNodes { .. } => (503, "NotEnoughNodes"),
             Error::ClusterFull { .. } => (507, "ClusterFull"),

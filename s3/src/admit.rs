@@ -19,6 +19,7 @@ use blob_server::limits::{Budget, Busy, Held, RETRY_AFTER_SECS};
 use s3s::access::{S3Access, S3AccessContext};
 use s3s::{S3Error, S3ErrorCode, S3Result};
 
+use crate::compat::{Authenticated, ProbeOnly, Signer};
 use crate::error::s3;
 
 /// Largest XML body (multipart complete, multi-object delete, bucket
@@ -48,9 +49,21 @@ pub(crate) struct Reserved(#[allow(dead_code)] pub(crate) Arc<Held>);
 #[async_trait::async_trait]
 impl S3Access for Gate {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
-        if cx.credentials().is_none() {
-            return Err(s3(S3ErrorCode::AccessDenied, "Signature is required"));
+        match cx.credentials().map(|c| c.access_key.clone()) {
+            Some(key) => {
+                if let Some(signer) = cx.extensions_mut().get::<Signer>() {
+                    let _ = signer.0.set(key);
+                }
+                if cx.extensions_mut().get::<ProbeOnly>().is_some() {
+                    // Authenticated; the request is served in a second pass.
+                    return Err(s3(S3ErrorCode::InternalError, "authenticated"));
+                }
+            }
+            None if cx.extensions_mut().get::<Authenticated>().is_some() => {}
+            None => return Err(s3(S3ErrorCode::AccessDenied, "Signature is required")),
         }
+        // Refused before a byte of the body is read.
+        crate::sse::check(cx.s3_op().name(), cx.headers())?;
         if STREAMING_OPS.contains(&cx.s3_op().name()) {
             return Ok(());
         }

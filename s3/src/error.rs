@@ -45,6 +45,8 @@ pub(crate) fn from_client(e: ClientError) -> S3Error {
                 ("InvalidBucketName", _) => S3ErrorCode::InvalidBucketName,
                 ("InvalidPath", _) | ("BadRequest", _) => S3ErrorCode::InvalidArgument,
                 ("AccessDenied", _) => S3ErrorCode::AccessDenied,
+                ("PreconditionFailed", _) => S3ErrorCode::PreconditionFailed,
+                ("ConditionalRequestConflict", _) => S3ErrorCode::ConditionalRequestConflict,
                 ("NotEnoughNodes", _) => S3ErrorCode::ServiceUnavailable,
                 (_, 404) => S3ErrorCode::NoSuchKey,
                 (_, 403) => S3ErrorCode::AccessDenied,

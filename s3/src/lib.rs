@@ -26,6 +26,7 @@
 
 mod admit;
 mod body;
+mod compat;
 mod error;
 mod host;
 mod keys;
@@ -33,6 +34,7 @@ mod locations;
 mod md5;
 mod ops;
 mod service;
+mod sse;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -270,9 +272,47 @@ async fn handle(
     }
     let (mut parts, body) = req.into_parts();
     parts.extensions.insert(RequestId(id.clone()));
+    compat::date_as_amz_date(&mut parts.headers);
     let path = parts.uri.path().to_string();
-    let req = http::Request::from_parts(parts, s3s::Body::from(body));
-    let resp = match s3.call(req).instrument(span.clone()).await {
+    let result = match compat::second_pass_needed(&parts.method, &parts.headers) {
+        None => {
+            let req = http::Request::from_parts(parts, s3s::Body::from(body));
+            s3.call(req).instrument(span.clone()).await
+        }
+        Some(pass) => {
+            let (method, uri, headers) = (
+                parts.method.clone(),
+                parts.uri.clone(),
+                parts.headers.clone(),
+            );
+            let signer = compat::Signer::default();
+            parts.extensions.insert(signer.clone());
+            let mut body = Some(s3s::Body::from(body));
+            let first_body = match pass {
+                compat::Pass::IgnoreRange => body.take().unwrap_or_default(),
+                compat::Pass::UnknownLength => {
+                    parts.extensions.insert(compat::ProbeOnly);
+                    s3s::Body::empty()
+                }
+            };
+            let req = http::Request::from_parts(parts, first_body);
+            let first = s3.call(req).instrument(span.clone()).await;
+            let refused = first
+                .as_ref()
+                .is_ok_and(|r| r.status() == http::StatusCode::BAD_REQUEST);
+            match signer.0.get() {
+                Some(key) if refused || pass == compat::Pass::UnknownLength => {
+                    let body = body.take().unwrap_or_default();
+                    let mut again =
+                        compat::second_pass(pass, method, &uri, &headers, key.clone(), body);
+                    again.extensions_mut().insert(RequestId(id.clone()));
+                    s3.call(again).instrument(span.clone()).await
+                }
+                _ => first,
+            }
+        }
+    };
+    let resp = match result {
         Ok(r) => r,
         Err(e) => {
             span.in_scope(|| tracing::warn!(error = ?e, "request failed inside the S3 layer"));

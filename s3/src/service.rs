@@ -13,6 +13,7 @@ use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, S3};
 
 use crate::admit;
 use crate::body;
+use crate::compat::Authenticated;
 use crate::error::s3;
 use crate::keys::Keys;
 use crate::locations::LocationCache;
@@ -108,18 +109,24 @@ impl Gateway {
 
     /// The client acting as the request's signer.
     pub(crate) async fn client<T>(&self, req: &S3Request<T>) -> S3Result<Client> {
-        let Some(cred) = &req.credentials else {
-            return Err(s3(
-                S3ErrorCode::AccessDenied,
-                "anonymous access is not allowed",
-            ));
-        };
-        check_scope(
-            &self.cfg.region,
-            req.region.as_ref().map(|r| r.as_str()),
-            req.uri.query(),
-        )?;
-        let client = self.keys.client(&cred.access_key).await?;
+        // A second pass (see `compat`) carries the signer of the first.
+        let (access_key, region, query) =
+            match (&req.credentials, req.extensions.get::<Authenticated>()) {
+                (Some(cred), _) => (
+                    &cred.access_key,
+                    req.region.as_ref().map(|r| r.as_str()),
+                    req.uri.query(),
+                ),
+                (None, Some(a)) => (&a.access_key, a.region.as_deref(), a.query.as_deref()),
+                (None, None) => {
+                    return Err(s3(
+                        S3ErrorCode::AccessDenied,
+                        "anonymous access is not allowed",
+                    ))
+                }
+            };
+        check_scope(&self.cfg.region, region, query)?;
+        let client = self.keys.client(access_key).await?;
         Ok(match req.extensions.get::<RequestId>() {
             Some(id) => client.with_request_id(id.0.clone()),
             None => client,

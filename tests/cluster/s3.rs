@@ -66,22 +66,97 @@ fn file_sha(p: &Path) -> String {
     sha256_hex(&std::fs::read(p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display())))
 }
 
+/// Runs one of the boto3 scripts in tests/s3 against `c`, asserting that
+/// every check passed; returns its output.
+fn boto3_script(c: &TestCluster, name: &str) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("s3").join(name);
+    let out = run({
+        let mut cmd = s3_cmd(c, venv_python());
+        cmd.arg(script);
+        cmd
+    });
+    eprintln!("{out}");
+    assert!(out.contains(" 0 failed"), "{out}");
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn boto3_at_its_defaults_passes_the_suite() {
     bounded(async {
         let c = start(TestCluster::builder().fsync(false).s3(true)).await;
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("s3/boto3_suite.py");
-        let out = run({
-            let mut cmd = s3_cmd(&c, venv_python());
-            cmd.arg(script);
-            cmd
-        });
-        eprintln!("{out}");
-        assert!(out.contains(" 0 failed"), "{out}");
+        let out = boto3_script(&c, "boto3_suite.py");
         assert!(
             out.contains("ok   aws-chunked bodies with checksum trailers"),
             "{out}"
         );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn boto3_and_aws_cli_get_aws_exact_semantics() {
+    bounded(async {
+        let c = start(TestCluster::builder().fsync(false).s3(true)).await;
+        boto3_script(&c, "boto3_semantics.py");
+
+        // The same through the AWS CLI: conditional writes, a part read,
+        // and encryption asked for but refused, with nothing stored.
+        aws(&c, &["s3", "mb", "s3://cli-semantics"]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let body = dir.path().join("body");
+        std::fs::write(&body, random_bytes(300_000, 16)).expect("write body");
+        let body_arg = body.to_str().expect("utf-8 path");
+        let put = |extra: &[&str]| {
+            let mut cmd = s3_cmd(&c, "aws");
+            cmd.args(["s3api", "put-object", "--bucket", "cli-semantics", "--key"])
+                .args(extra)
+                .args(["--body", body_arg]);
+            cmd.output().expect("run aws")
+        };
+        let first = put(&["once", "--if-none-match", "*"]);
+        assert!(first.status.success(), "{first:?}");
+        let second = put(&["once", "--if-none-match", "*"]);
+        let err = String::from_utf8_lossy(&second.stderr).into_owned();
+        assert!(
+            !second.status.success(),
+            "a second If-None-Match: * write succeeded"
+        );
+        assert!(err.contains("PreconditionFailed"), "{err}");
+        for sse in [
+            &["sse", "--server-side-encryption", "AES256"][..],
+            &["sse", "--server-side-encryption", "aws:kms"][..],
+        ] {
+            let out = put(sse);
+            let err = String::from_utf8_lossy(&out.stderr).into_owned();
+            assert!(!out.status.success(), "{sse:?} was accepted");
+            assert!(err.contains("NotImplemented"), "{sse:?}: {err}");
+        }
+        let mut head = s3_cmd(&c, "aws");
+        head.args([
+            "s3api",
+            "head-object",
+            "--bucket",
+            "cli-semantics",
+            "--key",
+            "sse",
+        ]);
+        let out = head.output().expect("run aws");
+        assert!(!out.status.success(), "a refused SSE write left an object");
+        let part = dir.path().join("part");
+        let v = aws_api(
+            &c,
+            &[
+                "get-object",
+                "--bucket",
+                "cli-semantics",
+                "--key",
+                "once",
+                "--part-number",
+                "1",
+                part.to_str().expect("utf-8 path"),
+            ],
+        );
+        assert_eq!(file_sha(&part), file_sha(&body), "{v}");
     })
     .await;
 }

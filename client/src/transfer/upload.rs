@@ -136,6 +136,7 @@ where
         receipts,
         meta,
         part: opts.part,
+        condition: opts.condition.clone(),
     };
     let file = match commit_upload(&client, bucket, path, &session.id, &commit).await {
         Ok(f) => f,

@@ -171,4 +171,72 @@ pub struct CompleteMultipart {
     pub parts: Vec<CompletePart>,
     /// Smallest size of every part but the last (S3: 5 MiB).
     pub min_part_size: u64,
+    /// Complete only if the file now at the path meets this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<super::namenode::WriteCondition>,
+}
+
+/// Metadata key under which a completed multipart file keeps its parts'
+/// sizes, as written by [`encode_part_sizes`].
+pub const PART_SIZES: &str = "part-sizes";
+
+/// Part sizes in order as `size*count` runs joined by commas (`8388608*12,
+/// 1024`): parts but the last are usually all one size, so this stays
+/// short for 10,000 parts.
+pub fn encode_part_sizes(sizes: &[u64]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < sizes.len() {
+        let run = sizes[i..].iter().take_while(|&&s| s == sizes[i]).count();
+        if !out.is_empty() {
+            out.push(',');
+        }
+        out.push_str(&sizes[i].to_string());
+        if run > 1 {
+            out.push('*');
+            out.push_str(&run.to_string());
+        }
+        i += run;
+    }
+    out
+}
+
+/// The part sizes [`encode_part_sizes`] wrote; `None` for anything else
+/// (or more than [`MAX_PARTS`] parts).
+pub fn decode_part_sizes(s: &str) -> Option<Vec<u64>> {
+    let mut out = Vec::new();
+    for run in s.split(',') {
+        let (size, count): (u64, usize) = match run.split_once('*') {
+            Some((size, count)) => (size.parse().ok()?, count.parse().ok()?),
+            None => (run.parse().ok()?, 1),
+        };
+        if count == 0 || out.len() + count > MAX_PARTS as usize {
+            return None;
+        }
+        out.extend(std::iter::repeat_n(size, count));
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn part_sizes_round_trip_in_runs() {
+        for sizes in [
+            vec![5],
+            vec![8 << 20; 12],
+            [vec![8 << 20; 9_999], vec![1]].concat(),
+            vec![3, 3, 1, 1, 1, 7, 3],
+            vec![0],
+        ] {
+            let s = encode_part_sizes(&sizes);
+            assert_eq!(decode_part_sizes(&s), Some(sizes.clone()), "{s}");
+        }
+        assert_eq!(encode_part_sizes(&[6, 6, 6, 2]), "6*3,2");
+        for bad in ["", "x", "5*0", "5*", "*3", "1*10001", "-1"] {
+            assert_eq!(decode_part_sizes(bad), None, "{bad:?}");
+        }
+    }
 }

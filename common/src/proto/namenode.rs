@@ -382,6 +382,27 @@ pub struct CommitUpload {
     /// file (`meta["etag"]` is then the part's MD5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub part: Option<crate::proto::multipart::PartTarget>,
+    /// Commit only if the file now at the path meets this (checked
+    /// atomically with the commit; 412 `PreconditionFailed` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub condition: Option<WriteCondition>,
+}
+
+/// A condition on the version a write replaces, checked at its commit
+/// (S3's conditional writes). A file written while the upload was under
+/// way that makes the condition fail is a conflict (409
+/// `ConditionalRequestConflict`: retry), one there before it a failed
+/// precondition (412 `PreconditionFailed`); a missing file for `Etag` is
+/// 404 `NoSuchFile`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteCondition {
+    /// Only if no file exists at the path (`If-None-Match: *`).
+    Absent,
+    /// Only if the file at the path has this ETag (`If-Match`), without
+    /// quotes: its stored `etag` metadata, or its version for a file that
+    /// has none.
+    Etag(String),
 }
 
 /// Body of `POST /v1/chunks/bad`: a reader found a replica that does not

@@ -37,6 +37,49 @@ pub(crate) fn file_info(bucket: &str, path: &str, rec: FileRecord) -> FileInfo {
     }
 }
 
+/// Checks a conditional write against `current`, the file now at
+/// `bucket/path`, for a write that started at `started_ms` (see
+/// [`WriteCondition`]).
+pub(crate) fn check_condition(
+    bucket: &str,
+    path: &str,
+    current: Option<&FileRecord>,
+    condition: Option<&WriteCondition>,
+    started_ms: u64,
+) -> Result<(), Error> {
+    let failed = match (condition, current) {
+        (None, _) | (Some(WriteCondition::Absent), None) => return Ok(()),
+        (Some(WriteCondition::Etag(_)), None) => {
+            return Err(Error::NoSuchFile {
+                bucket: bucket.to_string(),
+                path: path.to_string(),
+            })
+        }
+        (Some(WriteCondition::Absent), Some(f)) => {
+            (f, format!("{bucket}/{path} exists (If-None-Match: *)"))
+        }
+        (Some(WriteCondition::Etag(want)), Some(f)) => {
+            let etag = f
+                .meta
+                .get("etag")
+                .cloned()
+                .unwrap_or_else(|| f.version.to_string());
+            if etag == want.trim_matches('"') {
+                return Ok(());
+            }
+            (f, format!("{bucket}/{path} has ETag {etag}, not {want}"))
+        }
+    };
+    let (file, why) = failed;
+    if file.created_ms >= started_ms {
+        Err(Error::ConditionalConflict(format!(
+            "{why}: written while this write was under way"
+        )))
+    } else {
+        Err(Error::PreconditionFailed(why))
+    }
+}
+
 impl Namenode {
     pub(crate) fn file_record(&self, bucket: &str, path: &str) -> Result<FileRecord, Error> {
         validate_bucket(bucket)?;

@@ -16,7 +16,7 @@ use blob_common::proto::multipart::*;
 use blob_common::proto::namenode::{ChunkRef, CommitUpload, FileInfo};
 use blob_common::{now_ms, UploadId};
 
-use super::files::file_info;
+use super::files::{check_condition, file_info};
 use super::uploads::Taken;
 use crate::db::*;
 use crate::error::Error;
@@ -351,7 +351,17 @@ impl Namenode {
                 used.insert(p.number);
             }
             let mut t = Txn::new(&self.meta, now_ms());
+            let key = file_key(&mp.bucket, &mp.path);
+            let old = self.meta.get::<FileRecord>(CF_FILES, &key)?;
+            check_condition(
+                &mp.bucket,
+                &mp.path,
+                old.as_ref(),
+                req.condition.as_ref(),
+                mp.created_ms,
+            )?;
             let mut chunks: Vec<ChunkRef> = Vec::new();
+            let mut sizes = Vec::with_capacity(req.parts.len());
             let mut size = 0u64;
             let mut replication = u8::MAX;
             let mut chunk_size = 0u64;
@@ -360,6 +370,7 @@ impl Namenode {
             for (number, rec) in &stored {
                 if used.contains(number) {
                     chunks.extend_from_slice(&rec.chunks);
+                    sizes.push(rec.size);
                     size += rec.size;
                     replication = replication.min(rec.replication);
                     chunk_size = chunk_size.max(rec.chunk_size);
@@ -370,14 +381,14 @@ impl Namenode {
                 }
                 t.delete(CF_MULTIPART_PARTS, &part_key(id, *number));
             }
-            let key = file_key(&mp.bucket, &mp.path);
-            if let Some(old) = self.meta.get::<FileRecord>(CF_FILES, &key)? {
+            if let Some(old) = old {
                 for c in &old.chunks {
                     t.add_ref(&mp.bucket, &c.id, -1)?;
                 }
             }
             let mut meta = mp.meta.clone();
             meta.insert("etag".into(), blob_common::checksum::multipart_etag(&md5s));
+            meta.insert(PART_SIZES.into(), encode_part_sizes(&sizes));
             let file = FileRecord {
                 size,
                 created_ms: now_ms(),

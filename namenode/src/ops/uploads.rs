@@ -12,7 +12,7 @@ use blob_common::presign::{self, Claims, Op, PipelineNode, Receipt};
 use blob_common::proto::namenode::*;
 use blob_common::{now_ms, now_secs, ChunkId, NodeId, UploadId};
 
-use super::files::file_info;
+use super::files::{check_condition, file_info};
 use crate::db::*;
 use crate::error::Error;
 use crate::Namenode;
@@ -440,7 +440,15 @@ impl Namenode {
             let Taken { size, added, under } =
                 self.take_chunks(&mut t, id, &rec, &chunks, &req.receipts, now)?;
             let fkey = file_key(&rec.bucket, &rec.path);
-            if let Some(old) = self.meta.get::<FileRecord>(CF_FILES, &fkey)? {
+            let old = self.meta.get::<FileRecord>(CF_FILES, &fkey)?;
+            check_condition(
+                &rec.bucket,
+                &rec.path,
+                old.as_ref(),
+                req.condition.as_ref(),
+                rec.created_ms,
+            )?;
+            if let Some(old) = old {
                 for c in &old.chunks {
                     t.add_ref(&rec.bucket, &c.id, -1)?;
                 }

@@ -120,6 +120,7 @@ pub(crate) fn commit(
             receipts,
             meta: BTreeMap::new(),
             part: None,
+            condition: None,
         },
     )
 }

@@ -3,6 +3,7 @@
 //! visible.
 
 use super::*;
+use blob_common::proto::namenode::WriteCondition;
 
 fn no_such_file(t: &TestNn, path: &str) -> bool {
     matches!(t.stat(BUCKET, path), Err(Error::NoSuchFile { .. }))
@@ -165,6 +166,7 @@ fn a_session_answers_only_its_owner() {
             receipts,
             meta: BTreeMap::new(),
             part: None,
+            condition: None,
         },
     );
     assert!(matches!(foreign, Err(Error::NoSuchUpload(_))));
@@ -174,4 +176,73 @@ fn a_session_answers_only_its_owner() {
     ));
     assert!(no_such_file(&t, "mine.bin"));
     assert!(t.upload_record(&plan.upload, OWNER).is_ok());
+}
+
+/// Commits `chunks` (stored on datanodes 1 and 2) in session `id`, only if
+/// `condition` holds.
+fn commit_if(
+    t: &TestNn,
+    id: UploadId,
+    chunks: &[ChunkRef],
+    condition: WriteCondition,
+) -> Result<FileInfo, Error> {
+    let receipts = chunks
+        .iter()
+        .flat_map(|c| [1, 2].map(|n| receipt(t, n, c, id)))
+        .collect();
+    t.commit(
+        OWNER,
+        &id,
+        &CommitUpload {
+            chunks: chunks.to_vec(),
+            receipts,
+            condition: Some(condition),
+            ..CommitUpload::default()
+        },
+    )
+}
+
+#[test]
+fn conditional_commits_replace_only_the_version_they_name() {
+    let t = namenode(3, |_| {});
+    let (a, b) = (chunk("version a"), chunk("version b"));
+    // Absent: a first write succeeds, a second (opened before the first
+    // committed) conflicts, one opened after it fails its precondition.
+    let first = open_session(&t, "clip.mp4", 2, &[a]).upload;
+    let racing = open_session(&t, "clip.mp4", 2, &[b]).upload;
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let v1 = commit_if(&t, first, &[a], WriteCondition::Absent).expect("first write");
+    let e = commit_if(&t, racing, &[b], WriteCondition::Absent).expect_err("race");
+    assert!(matches!(e, Error::ConditionalConflict(_)), "{e:?}");
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let late = open_session(&t, "clip.mp4", 2, &[b]).upload;
+    let e = commit_if(&t, late, &[b], WriteCondition::Absent).expect_err("exists");
+    assert!(matches!(e, Error::PreconditionFailed(_)), "{e:?}");
+    assert_eq!(
+        t.stat(BUCKET, "clip.mp4").expect("stat").version,
+        v1.version
+    );
+
+    // Etag: the file's ETag is its version here (no stored etag).
+    let wrong = open_session(&t, "clip.mp4", 2, &[b]).upload;
+    let e = commit_if(&t, wrong, &[b], WriteCondition::Etag("\"0abc\"".into()))
+        .expect_err("wrong etag");
+    assert!(matches!(e, Error::PreconditionFailed(_)), "{e:?}");
+    let right = open_session(&t, "clip.mp4", 2, &[b]).upload;
+    let etag = format!("\"{}\"", v1.version);
+    let v2 = commit_if(&t, right, &[b], WriteCondition::Etag(etag)).expect("if-match");
+    let now = t.stat(BUCKET, "clip.mp4").expect("stat");
+    assert_eq!((now.version, now.chunks), (v2.version, vec![b]));
+
+    // Etag on a missing file: 404, nothing written.
+    let missing = open_session(&t, "other.mp4", 2, &[a]).upload;
+    let e = commit_if(
+        &t,
+        missing,
+        &[a],
+        WriteCondition::Etag(v1.version.to_string()),
+    )
+    .expect_err("missing");
+    assert!(matches!(e, Error::NoSuchFile { .. }), "{e:?}");
+    assert!(no_such_file(&t, "other.mp4"));
 }

@@ -15,6 +15,8 @@ pub(super) const CONTENT_DISPOSITION: &str = "content-disposition";
 pub(super) const CONTENT_ENCODING: &str = "content-encoding";
 pub(super) const CONTENT_LANGUAGE: &str = "content-language";
 pub(super) const CACHE_CONTROL: &str = "cache-control";
+/// `Expires`, kept as the HTTP date it was sent as.
+pub(super) const EXPIRES: &str = "expires";
 pub(super) const USER_META: &str = "x-amz-meta-";
 
 /// Milliseconds since the epoch as an S3 timestamp.
@@ -36,15 +38,50 @@ pub(super) fn strong(etag: &str) -> ETag {
     ETag::Strong(etag.to_string())
 }
 
-/// Metadata to store from an upload's headers.
-pub(super) fn object_meta(
-    content_type: Option<String>,
-    disposition: Option<String>,
-    encoding: Option<String>,
-    language: Option<String>,
-    cache_control: Option<String>,
+/// Metadata to store from the headers of a write's input (PutObject,
+/// CreateMultipartUpload, CopyObject: their input types share these field
+/// names).
+macro_rules! object_meta {
+    ($i:expr) => {
+        $crate::ops::attrs::meta_from_headers(
+            [
+                $i.content_type.clone(),
+                $i.content_disposition.clone(),
+                $i.content_encoding.clone(),
+                $i.content_language.clone(),
+                $i.cache_control.clone(),
+            ],
+            $i.expires.as_ref(),
+            $i.metadata.clone(),
+        )
+    };
+}
+pub(super) use object_meta;
+
+/// Metadata to store from an upload's headers: the content headers (in
+/// the order of [`object_meta!`]), `Expires` and `x-amz-meta-*`.
+/// `aws-chunked` is a transfer detail, not the object's encoding: it is
+/// dropped from `Content-Encoding`.
+pub(super) fn meta_from_headers(
+    content: [Option<String>; 5],
+    expires: Option<&Timestamp>,
     user: Option<Metadata>,
 ) -> BTreeMap<String, String> {
+    let [content_type, disposition, encoding, language, cache_control] = content;
+    let encoding = encoding
+        .map(|e| {
+            e.split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty() && !t.eq_ignore_ascii_case("aws-chunked"))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .filter(|e| !e.is_empty());
+    let expires = expires.and_then(|t| {
+        let mut out = Vec::new();
+        t.format(TimestampFormat::HttpDate, &mut out).ok()?;
+        String::from_utf8(out).ok()
+    });
     let mut m = BTreeMap::new();
     for (k, v) in [
         (CONTENT_TYPE, content_type),
@@ -52,6 +89,7 @@ pub(super) fn object_meta(
         (CONTENT_ENCODING, encoding),
         (CONTENT_LANGUAGE, language),
         (CACHE_CONTROL, cache_control),
+        (EXPIRES, expires),
     ] {
         if let Some(v) = v {
             m.insert(k.to_string(), v);
@@ -61,6 +99,12 @@ pub(super) fn object_meta(
         m.insert(format!("{USER_META}{}", k.to_ascii_lowercase()), v);
     }
     m
+}
+
+/// A file's stored `Expires`.
+pub(super) fn expires_of(file: &FileInfo) -> Option<Timestamp> {
+    let v = file.meta.get(EXPIRES)?;
+    Timestamp::parse(TimestampFormat::HttpDate, v).ok()
 }
 
 /// The `x-amz-meta-*` entries of a file, without their prefix.

@@ -6,18 +6,54 @@ use s3s::{S3ErrorCode, S3Request, S3Response, S3Result};
 
 use super::args::check_bucket;
 use super::attrs::timestamp;
+use super::list::{token_decode, token_encode};
 use crate::error::{from_client, s3};
 use crate::service::Gateway;
 
-/// ListBuckets: the buckets the signer can see.
+/// Most buckets in one ListBuckets page (S3: 10,000).
+const MAX_BUCKETS: i32 = 10_000;
+
+/// ListBuckets: the buckets the signer can see, by name, in pages of
+/// `max-buckets` from after `continuation-token`, under `prefix`.
 pub(crate) async fn list_buckets(
     gw: &Gateway,
     req: S3Request<ListBucketsInput>,
 ) -> S3Result<S3Response<ListBucketsOutput>> {
     let client = gw.client(&req).await?;
+    let i = &req.input;
+    let max = match i.max_buckets {
+        None => None,
+        Some(n) if (1..=MAX_BUCKETS).contains(&n) => Some(n as usize),
+        Some(_) => {
+            return Err(s3(
+                S3ErrorCode::InvalidArgument,
+                format!("max-buckets must be between 1 and {MAX_BUCKETS}"),
+            ))
+        }
+    };
+    // The token names the last bucket of the previous page.
+    let after = match &i.continuation_token {
+        None => None,
+        Some(t) => Some(token_decode(t)?),
+    };
     let l = client.list_buckets().await.map_err(from_client)?;
-    let buckets = l
+    let mut names: Vec<_> = l
         .buckets
+        .into_iter()
+        .filter(|b| {
+            i.prefix
+                .as_ref()
+                .is_none_or(|p| b.name.starts_with(p.as_str()))
+        })
+        .filter(|b| after.as_ref().is_none_or(|a| b.name.as_str() > a.as_str()))
+        .collect();
+    names.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut next = None;
+    if let Some(max) = max.filter(|&m| names.len() > m) {
+        names.truncate(max);
+        next = names.last().map(|b| token_encode(&b.name));
+    }
+    let buckets = names
         .into_iter()
         .map(|b| Bucket {
             name: Some(b.name),
@@ -32,7 +68,8 @@ pub(crate) async fn list_buckets(
     Ok(S3Response::new(ListBucketsOutput {
         buckets: Some(buckets),
         owner,
-        ..Default::default()
+        continuation_token: next,
+        prefix: i.prefix.clone(),
     }))
 }
 
@@ -43,10 +80,30 @@ pub(crate) async fn create_bucket(
 ) -> S3Result<S3Response<CreateBucketOutput>> {
     let client = gw.client(&req).await?;
     check_bucket(&req.input.bucket)?;
-    client
-        .create_bucket(&req.input.bucket)
-        .await
-        .map_err(from_client)?;
+    let asked = req
+        .input
+        .create_bucket_configuration
+        .as_ref()
+        .and_then(|c| c.location_constraint.as_ref())
+        .map(|l| l.as_str())
+        .filter(|l| !l.is_empty());
+    if let Some(region) = asked.filter(|&r| r != gw.cfg.region) {
+        return Err(s3(
+            S3ErrorCode::IllegalLocationConstraintException,
+            format!(
+                "The {region} location constraint is incompatible for the region specific endpoint this request was sent to ({}).",
+                gw.cfg.region
+            ),
+        ));
+    }
+    match client.create_bucket(&req.input.bucket).await {
+        Ok(_) => {}
+        // In us-east-1, S3 answers a CreateBucket of a bucket the caller
+        // already owns with 200 (elsewhere BucketAlreadyOwnedByYou).
+        // Every key may use every bucket here, so each is the caller's.
+        Err(e) if e.is_conflict() && gw.cfg.region == "us-east-1" => {}
+        Err(e) => return Err(from_client(e)),
+    }
     Ok(S3Response::new(CreateBucketOutput {
         location: Some(format!("/{}", req.input.bucket)),
     }))

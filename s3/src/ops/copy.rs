@@ -53,14 +53,7 @@ pub(crate) async fn copy_object(
         ));
     }
     let meta = replace.then(|| {
-        let mut m = object_meta(
-            i.content_type.clone(),
-            i.content_disposition.clone(),
-            i.content_encoding.clone(),
-            i.content_language.clone(),
-            i.cache_control.clone(),
-            i.metadata.clone(),
-        );
+        let mut m = object_meta!(i);
         if let Some(e) = src.meta.get(ETAG) {
             m.insert(ETAG.into(), e.clone());
         }

@@ -7,9 +7,14 @@ use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result};
 
 use super::args::{check_bucket, check_key};
+use std::ops::Range as Span;
+
+use blob_client::{decode_part_sizes, FileInfo, PART_SIZES};
+use blob_common::proto::multipart::MAX_PARTS;
+
 use super::attrs::{
-    etag_of, strong, timestamp, user_meta, CACHE_CONTROL, CONTENT_DISPOSITION, CONTENT_ENCODING,
-    CONTENT_LANGUAGE, CONTENT_TYPE,
+    etag_of, expires_of, strong, timestamp, user_meta, CACHE_CONTROL, CONTENT_DISPOSITION,
+    CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_TYPE,
 };
 use super::conditions::check_conditions;
 use crate::body;
@@ -34,7 +39,83 @@ macro_rules! fill_headers {
         $out.content_encoding = $file.meta.get(CONTENT_ENCODING).cloned();
         $out.content_language = $file.meta.get(CONTENT_LANGUAGE).cloned();
         $out.cache_control = $file.meta.get(CACHE_CONTROL).cloned();
+        $out.expires = expires_of(&$file);
     };
+}
+
+/// What a GET or HEAD answers for: the bytes, and for a range or a part,
+/// its `Content-Range` (a 206) and the object's part count.
+struct Selected {
+    span: Span<u64>,
+    content_range: Option<String>,
+    parts_count: Option<i32>,
+}
+
+/// The bytes of `file` a request selects with its `Range` header or its
+/// `partNumber` (not both, as in S3): a part of a multipart object by the
+/// sizes its parts had; part 1 of any other object is all of it.
+fn select(file: &FileInfo, range: Option<&Range>, part: Option<i32>) -> S3Result<Selected> {
+    let size = file.size;
+    let parts = file.meta.get(PART_SIZES).and_then(|s| decode_part_sizes(s));
+    let parts_count = parts.as_ref().map(|p| p.len() as i32);
+    let span = match (range, part) {
+        (None, None) => {
+            return Ok(Selected {
+                span: 0..size,
+                content_range: None,
+                parts_count,
+            })
+        }
+        (Some(_), Some(_)) => {
+            return Err(s3(
+                S3ErrorCode::InvalidRequest,
+                "Cannot specify both Range header and partNumber query parameter",
+            ))
+        }
+        (Some(r), None) => r.check(size).map_err(|_| {
+            s3(
+                S3ErrorCode::InvalidRange,
+                "The requested range is not satisfiable",
+            )
+        })?,
+        (None, Some(n)) => {
+            if !(1..=MAX_PARTS as i32).contains(&n) {
+                return Err(s3(
+                    S3ErrorCode::InvalidArgument,
+                    format!("Part number must be an integer between 1 and {MAX_PARTS}, inclusive"),
+                ));
+            }
+            // An object of several parts written before their sizes
+            // were kept has no part 1 that is all of it.
+            let multipart = etag_of(file).contains('-');
+            let sizes = match &parts {
+                Some(sizes) => sizes.clone(),
+                None if !multipart => vec![size],
+                None => Vec::new(),
+            };
+            let Some(len) = sizes.get(n as usize - 1) else {
+                let mut e = s3(
+                    S3ErrorCode::Custom("InvalidPartNumber".into()),
+                    "The requested partnumber is not satisfiable",
+                );
+                e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+                return Err(e);
+            };
+            let start: u64 = sizes[..n as usize - 1].iter().sum();
+            start..start + len
+        }
+    };
+    let content_range = if span.is_empty() {
+        // Only part 1 of an empty object: nothing to give a range of.
+        None
+    } else {
+        Some(format!("bytes {}-{}/{size}", span.start, span.end - 1))
+    };
+    Ok(Selected {
+        span,
+        content_range,
+        parts_count,
+    })
 }
 
 /// GetObject: the object or a range of it, streamed from the datanodes (or an edge).
@@ -59,20 +140,12 @@ pub(crate) async fn get_object(
         i.if_modified_since.as_ref(),
         i.if_unmodified_since.as_ref(),
     )?;
-    let size = file.size;
-    let (range, content_range) = match &i.range {
-        Some(r) => {
-            let r = r.check(size).map_err(|_| {
-                s3(
-                    S3ErrorCode::InvalidRange,
-                    "The requested range is not satisfiable",
-                )
-            })?;
-            let cr = format!("bytes {}-{}/{size}", r.start, r.end - 1);
-            (r, Some(cr))
-        }
-        None => (0..size, None),
-    };
+    let Selected {
+        span: range,
+        content_range,
+        parts_count,
+    } = select(&file, i.range.as_ref(), i.part_number)?;
+    let partial = content_range.is_some();
     let held = gw.reserve_read(&locs, range.start, range.end).await?;
     let stream = body::range_stream(
         client,
@@ -91,6 +164,7 @@ pub(crate) async fn get_object(
         ..Default::default()
     };
     fill_headers!(out, file);
+    out.parts_count = parts_count.filter(|_| i.part_number.is_some());
     if let Some(v) = &i.response_content_type {
         out.content_type = Some(v.clone());
     }
@@ -104,7 +178,7 @@ pub(crate) async fn get_object(
         out.content_encoding = Some(v.clone());
     }
     let mut resp = S3Response::new(out);
-    if i.range.is_some() {
+    if partial {
         resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
     }
     Ok(resp)
@@ -127,30 +201,23 @@ pub(crate) async fn head_object(
         i.if_modified_since.as_ref(),
         i.if_unmodified_since.as_ref(),
     )?;
-    let mut len = file.size;
-    let mut content_range = None;
-    if let Some(r) = &i.range {
-        let r = r.check(file.size).map_err(|_| {
-            s3(
-                S3ErrorCode::InvalidRange,
-                "The requested range is not satisfiable",
-            )
-        })?;
-        content_range = Some(format!("bytes {}-{}/{}", r.start, r.end - 1, file.size));
-        len = r.end - r.start;
-    }
+    let Selected {
+        span,
+        content_range,
+        parts_count,
+    } = select(&file, i.range.as_ref(), i.part_number)?;
+    let partial = content_range.is_some();
     let mut out = HeadObjectOutput {
-        content_length: Some(len as i64),
+        content_length: Some((span.end - span.start) as i64),
         content_range,
         accept_ranges: Some("bytes".into()),
         ..Default::default()
     };
     fill_headers!(out, file);
-    if let Some(n) = etag_of(&file)
-        .split_once('-')
-        .and_then(|(_, n)| n.parse().ok())
-    {
-        out.parts_count = Some(n);
+    out.parts_count = parts_count.filter(|_| i.part_number.is_some());
+    let mut resp = S3Response::new(out);
+    if partial {
+        resp.status = Some(http::StatusCode::PARTIAL_CONTENT);
     }
-    Ok(S3Response::new(out))
+    Ok(resp)
 }

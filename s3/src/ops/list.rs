@@ -23,7 +23,8 @@ pub(crate) async fn list_objects(
         .encoding_type
         .as_ref()
         .is_some_and(|e| e.as_str() == EncodingType::URL);
-    let max_keys = i.max_keys.unwrap_or(1000);
+    let max_keys = max_keys(i.max_keys)?;
+    let owner = owner(&req, true);
     let page = list_page(
         &client,
         &i.bucket,
@@ -32,6 +33,7 @@ pub(crate) async fn list_objects(
         i.marker.clone(),
         max_keys,
         url,
+        owner,
     )
     .await?;
     let enc = |s: &Option<String>| s.clone().map(|s| if url { url_encode(&s) } else { s });
@@ -42,7 +44,7 @@ pub(crate) async fn list_objects(
         max_keys: Some(max_keys),
         is_truncated: Some(page.next.is_some()),
         next_marker: enc(&page.next),
-        delimiter: enc(&i.delimiter),
+        delimiter: enc(&non_empty(&i.delimiter)),
         encoding_type: i.encoding_type.clone(),
         contents: Some(page.contents),
         common_prefixes: Some(page.prefixes),
@@ -61,7 +63,8 @@ pub(crate) async fn list_objects_v2(
         .encoding_type
         .as_ref()
         .is_some_and(|e| e.as_str() == EncodingType::URL);
-    let max_keys = i.max_keys.unwrap_or(1000);
+    let max_keys = max_keys(i.max_keys)?;
+    let owner = owner(&req, i.fetch_owner == Some(true));
     let after = match &i.continuation_token {
         Some(t) => Some(token_decode(t)?),
         None => i.start_after.clone(),
@@ -74,6 +77,7 @@ pub(crate) async fn list_objects_v2(
         after,
         max_keys,
         url,
+        owner,
     )
     .await?;
     let enc = |s: &Option<String>| s.clone().map(|s| if url { url_encode(&s) } else { s });
@@ -86,7 +90,7 @@ pub(crate) async fn list_objects_v2(
         continuation_token: i.continuation_token.clone(),
         is_truncated: Some(page.next.is_some()),
         next_continuation_token: page.next.as_deref().map(token_encode),
-        delimiter: enc(&i.delimiter),
+        delimiter: enc(&non_empty(&i.delimiter)),
         encoding_type: i.encoding_type.clone(),
         start_after: enc(&i.start_after),
         contents: Some(page.contents),
@@ -95,13 +99,47 @@ pub(crate) async fn list_objects_v2(
     }))
 }
 
-/// A ListObjectsV2 continuation token: the key to resume after.
-fn token_encode(s: &str) -> String {
+/// Most keys in one page (S3: 1,000).
+const MAX_KEYS: i32 = 1000;
+
+/// `max-keys` as S3 takes it: at most [`MAX_KEYS`] (a larger value is
+/// clamped), never negative.
+fn max_keys(asked: Option<i32>) -> S3Result<i32> {
+    match asked {
+        None => Ok(MAX_KEYS),
+        Some(n) if n < 0 => Err(s3(
+            S3ErrorCode::InvalidArgument,
+            "Argument maxKeys must be an integer between 0 and 2147483647",
+        )),
+        Some(n) => Ok(n.min(MAX_KEYS)),
+    }
+}
+
+/// `delimiter`, absent when empty (S3 leaves an empty one out).
+fn non_empty(s: &Option<String>) -> Option<String> {
+    s.clone().filter(|s| !s.is_empty())
+}
+
+/// The owner listed with each object when `wanted` (ListObjects always,
+/// ListObjectsV2 with `fetch-owner=true`). Objects have no owner of their
+/// own yet: every key may use every bucket, so it is the signer, as in
+/// ListBuckets.
+fn owner<T>(req: &S3Request<T>, wanted: bool) -> Option<Owner> {
+    let key = &req.credentials.as_ref()?.access_key;
+    wanted.then(|| Owner {
+        display_name: Some(key.clone()),
+        id: Some(key.clone()),
+    })
+}
+
+/// A continuation token (ListObjectsV2, ListBuckets): the name to resume
+/// after, opaque and safe in a query string.
+pub(super) fn token_encode(s: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
 }
 
-/// The key a continuation token resumes after.
-fn token_decode(t: &str) -> S3Result<String> {
+/// The name a continuation token resumes after.
+pub(super) fn token_decode(t: &str) -> S3Result<String> {
     base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(t)
         .ok()
@@ -123,6 +161,7 @@ struct Page {
 
 /// One page of the namenode's listing; `max_keys <= 0` only checks that
 /// the bucket exists.
+#[allow(clippy::too_many_arguments)]
 async fn list_page(
     client: &Client,
     bucket: &str,
@@ -131,6 +170,7 @@ async fn list_page(
     start_after: Option<String>,
     max_keys: i32,
     url: bool,
+    owner: Option<Owner>,
 ) -> S3Result<Page> {
     check_bucket(bucket)?;
     if max_keys <= 0 {
@@ -145,7 +185,7 @@ async fn list_page(
         prefix: prefix.filter(|p| !p.is_empty()),
         delimiter: delimiter.filter(|d| !d.is_empty()),
         start_after: start_after.filter(|s| !s.is_empty()),
-        limit: Some(max_keys.clamp(1, 1000) as usize),
+        limit: Some(max_keys.clamp(1, MAX_KEYS) as usize),
     };
     let l = client.list_files(bucket, &q).await.map_err(from_client)?;
     let enc = |s: String| if url { url_encode(&s) } else { s };
@@ -162,6 +202,7 @@ async fn list_page(
             storage_class: Some(ObjectStorageClass::from_static(
                 ObjectStorageClass::STANDARD,
             )),
+            owner: owner.clone(),
             ..Default::default()
         })
         .collect();

@@ -6,14 +6,17 @@
 use std::collections::BTreeMap;
 
 use blob_client::{
-    CompleteMultipart, CompletePart, CreateMultipart, ListMultipartQuery, ListPartsQuery,
-    PartTarget,
+    Client, CompleteMultipart, CompletePart, CreateMultipart, FileInfo, ListMultipartQuery,
+    ListPartsQuery, PartTarget,
 };
+use blob_common::checksum::multipart_etag;
+use blob_common::UploadId;
 use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result};
 
 use super::args::{check_bucket, check_key, parse_upload, part_number, url_encode};
 use super::attrs::{etag_of, object_meta, strong, timestamp};
+use super::conditions::write_condition;
 use super::put::{declared, put_body};
 use crate::error::{from_client, s3};
 use crate::service::Gateway;
@@ -27,14 +30,7 @@ pub(crate) async fn create_multipart_upload(
     let i = &req.input;
     check_bucket(&i.bucket)?;
     check_key(&i.key)?;
-    let meta = object_meta(
-        i.content_type.clone(),
-        i.content_disposition.clone(),
-        i.content_encoding.clone(),
-        i.content_language.clone(),
-        i.cache_control.clone(),
-        i.metadata.clone(),
-    );
+    let meta = object_meta!(i);
     let info = client
         .create_multipart(&CreateMultipart {
             bucket: i.bucket.clone(),
@@ -118,16 +114,22 @@ pub(crate) async fn complete_multipart_upload(
         let etag = p.e_tag.map(|e| e.value().to_string()).unwrap_or_default();
         list.push(CompletePart { number, etag });
     }
-    let file = client
-        .complete_multipart(
-            &upload,
-            &CompleteMultipart {
-                parts: list,
-                min_part_size: gw.cfg.min_part_size,
-            },
-        )
-        .await
-        .map_err(from_client)?;
+    let condition = write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?;
+    let complete = CompleteMultipart {
+        parts: list,
+        min_part_size: gw.cfg.min_part_size,
+        condition,
+    };
+    let file = match client.complete_multipart(&upload, &complete).await {
+        Ok(file) => file,
+        Err(e) if e.is_not_found() => {
+            match completed_before(&client, &i.bucket, &i.key, &upload, &complete.parts).await {
+                Some(file) => file,
+                None => return Err(from_client(e)),
+            }
+        }
+        Err(e) => return Err(from_client(e)),
+    };
     Ok(S3Response::new(CompleteMultipartUploadOutput {
         bucket: Some(i.bucket.clone()),
         key: Some(i.key.clone()),
@@ -135,6 +137,31 @@ pub(crate) async fn complete_multipart_upload(
         location: Some(format!("/{}/{}", i.bucket, url_encode(&i.key))),
         ..Default::default()
     }))
+}
+
+/// The object a complete of `upload` with `parts` already made, when it is
+/// still the current version of `bucket/key`: a client whose first
+/// Complete succeeded but whose answer was lost retries it, and S3 answers
+/// the retry as it answered the first.
+async fn completed_before(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    upload: &UploadId,
+    parts: &[CompletePart],
+) -> Option<FileInfo> {
+    let file = client.stat(bucket, key).await.ok()?;
+    if &file.version != upload {
+        return None;
+    }
+    let md5s = parts
+        .iter()
+        .map(|p| {
+            let bytes = hex::decode(p.etag.trim_matches('"')).ok()?;
+            <[u8; 16]>::try_from(bytes).ok()
+        })
+        .collect::<Option<Vec<_>>>()?;
+    (etag_of(&file) == multipart_etag(&md5s)).then_some(file)
 }
 
 /// AbortMultipartUpload.

@@ -8,14 +8,16 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
-use blob_client::{Client, FileInfo, PartTarget};
+use blob_client::{Client, FileInfo, PartTarget, WriteCondition};
 use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result};
 
 use super::args::{check_bucket, check_key};
 use super::attrs::{object_meta, strong, ETAG};
+use super::conditions::write_condition;
 use crate::admit;
 use crate::body::{self, Algo, Digests};
+use crate::compat::Authenticated;
 use crate::error::{from_client, s3};
 use crate::service::Gateway;
 
@@ -34,14 +36,7 @@ pub(crate) async fn put_object(
     check_bucket(&i.bucket)?;
     check_key(&i.key)?;
     gw.locations.forget(&i.bucket, &i.key);
-    let meta = object_meta(
-        i.content_type.clone(),
-        i.content_disposition.clone(),
-        i.content_encoding.clone(),
-        i.content_language.clone(),
-        i.cache_control.clone(),
-        i.metadata.clone(),
-    );
+    let meta = object_meta!(i);
     let decl = declared(
         i.content_length,
         i.content_md5.clone(),
@@ -49,6 +44,10 @@ pub(crate) async fn put_object(
         i.checksum_crc32c.clone(),
         i.checksum_sha256.clone(),
     );
+    let decl = Declared {
+        condition: write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?,
+        ..decl
+    };
     let (bucket, key) = (i.bucket.clone(), i.key.clone());
     let (file, etag) = put_body(gw, &client, &req, blob, &bucket, &key, meta, None, decl).await?;
     Ok(S3Response::new(PutObjectOutput {
@@ -78,7 +77,30 @@ pub(super) async fn put_body<T>(
             "Your proposed upload exceeds the maximum allowed size (5 GiB).",
         ));
     }
+    // An empty Content-MD5 counts as one (s3s reads it as absent).
+    let sent_md5 = req
+        .headers
+        .get("content-md5")
+        .map(|v| v.to_str().unwrap_or("?").to_string());
+    if let Some(md5) = sent_md5.as_ref().or(declared.content_md5.as_ref()) {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        if b64.decode(md5.trim()).map_or(true, |d| d.len() != 16) {
+            return Err(s3(
+                S3ErrorCode::InvalidDigest,
+                "The Content-MD5 you specified is not valid.",
+            ));
+        }
+    }
+    // A signed payload hash the signature check could not verify (a body
+    // of unknown length, see `compat`) is verified here.
+    let payload_sha256 = req
+        .extensions
+        .get::<Authenticated>()
+        .and_then(|a| a.payload_sha256.clone());
     let mut algos: Vec<Algo> = declared.checksums.iter().map(|(a, _)| *a).collect();
+    if payload_sha256.is_some() {
+        algos.push(Algo::Sha256);
+    }
     let trailer_names: Vec<Algo> = req
         .headers
         .get("x-amz-trailer")
@@ -118,6 +140,20 @@ pub(super) async fn put_body<T>(
                 }
             }
         }
+        if let Some(want) = &payload_sha256 {
+            let got = d.checksum(Algo::Sha256).and_then(|b| {
+                base64::engine::general_purpose::STANDARD
+                    .decode(b)
+                    .ok()
+                    .map(hex::encode)
+            });
+            if got.as_deref() != Some(want.as_str()) {
+                return Err(
+                    "The provided 'x-amz-content-sha256' header does not match what was computed."
+                        .to_string(),
+                );
+            }
+        }
         for (algo, want) in &wanted {
             if d.checksum(*algo).as_deref() != Some(want.trim()) {
                 return Err(format!(
@@ -131,6 +167,7 @@ pub(super) async fn put_body<T>(
     let mut opts = gw.upload_options(meta);
     opts.before_commit = Some(check);
     opts.part = part;
+    opts.condition = declared.condition;
     opts.input_sha256 = checked_payload_sha256(req);
     let blob = blob.unwrap_or_else(|| {
         StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
@@ -205,6 +242,8 @@ pub(super) struct Declared {
     length: Option<i64>,
     content_md5: Option<String>,
     checksums: Vec<(Algo, String)>,
+    /// What the version replaced must be (conditional writes).
+    condition: Option<WriteCondition>,
 }
 
 /// What a request declares about its body, from its headers.
@@ -229,6 +268,7 @@ pub(super) fn declared(
         length,
         content_md5,
         checksums,
+        condition: None,
     }
 }
 
