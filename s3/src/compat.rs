@@ -195,6 +195,29 @@ pub(crate) fn second_pass(
     http::Request::from_parts(parts, body)
 }
 
+/// Whether a request is GetObjectAttributes (`GET ?attributes`).
+pub(crate) fn is_get_attributes(method: &Method, uri: &http::Uri) -> bool {
+    *method == Method::GET
+        && uri.query().is_some_and(|q| {
+            q.split('&')
+                .any(|kv| kv == "attributes" || kv == "attributes=")
+        })
+}
+
+/// GetObjectAttributes gives the ETag without quotes (unlike every other
+/// answer, which `s3s` serializes for): the quotes are taken off the
+/// answer's `<ETag>`.
+pub(crate) fn unquote_attributes_etag(xml: &[u8]) -> Option<bytes::Bytes> {
+    let text = std::str::from_utf8(xml).ok()?;
+    let start = text.find("<ETag>\"")? + "<ETag>".len();
+    let end = start + text[start..].find("\"</ETag>")?;
+    let mut out = String::with_capacity(text.len());
+    out.push_str(&text[..start]);
+    out.push_str(&text[start + 1..end]);
+    out.push_str(&text[end + 1..]);
+    Some(out.into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -254,6 +277,20 @@ mod tests {
             assert!(!has_invalid_range(&Method::GET, &with(good)), "{good}");
         }
         assert!(!has_invalid_range(&Method::GET, &HeaderMap::new()));
+    }
+
+    #[test]
+    fn attribute_etags_lose_their_quotes() {
+        let xml = br#"<GetObjectAttributesResponse><ETag>"abc-2"</ETag><ObjectSize>5</ObjectSize></GetObjectAttributesResponse>"#;
+        assert_eq!(
+            unquote_attributes_etag(xml).as_deref(),
+            Some(&br#"<GetObjectAttributesResponse><ETag>abc-2</ETag><ObjectSize>5</ObjectSize></GetObjectAttributesResponse>"#[..])
+        );
+        assert_eq!(unquote_attributes_etag(b"<X><Size>1</Size></X>"), None);
+        let get = |q: &str| is_get_attributes(&Method::GET, &q.parse().expect("uri"));
+        assert!(get("/b/k?attributes"));
+        assert!(!get("/b/k?attributesx"));
+        assert!(!get("/b/k"));
     }
 
     #[test]

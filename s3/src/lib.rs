@@ -274,6 +274,7 @@ async fn handle(
     parts.extensions.insert(RequestId(id.clone()));
     compat::date_as_amz_date(&mut parts.headers);
     let path = parts.uri.path().to_string();
+    let attributes = compat::is_get_attributes(&parts.method, &parts.uri);
     let result = match compat::second_pass_needed(&parts.method, &parts.headers) {
         None => {
             let req = http::Request::from_parts(parts, s3s::Body::from(body));
@@ -321,6 +322,15 @@ async fn handle(
     };
     let (mut parts, mut body) = resp.into_parts();
     let status = parts.status.as_u16();
+    if attributes && status == 200 {
+        if let Some(xml) = body
+            .bytes()
+            .and_then(|b| compat::unquote_attributes_etag(&b))
+        {
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            body = s3s::Body::from(xml);
+        }
+    }
     if status >= 400 {
         if let Some(bytes) = body.bytes() {
             body = s3s::Body::from(error::with_request_id(&bytes, &id));

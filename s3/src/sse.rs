@@ -31,7 +31,7 @@ const SSE_C: &str = "x-amz-server-side-encryption-customer-";
 const SSE_C_SOURCE: &str = "x-amz-copy-source-server-side-encryption-customer-";
 
 /// Operations that read an object (or a copy source) and never write one.
-const READS: [&str; 2] = ["GetObject", "HeadObject"];
+const READS: [&str; 3] = ["GetObject", "HeadObject", "GetObjectAttributes"];
 /// Operations that write object data.
 const WRITES: [&str; 5] = [
     "PutObject",

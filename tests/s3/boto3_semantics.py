@@ -341,6 +341,39 @@ def listing_details():
         s3.delete_bucket(Bucket=b)
 
 
+def attributes_and_checksums():
+    body = data(300_000, 94)
+    sha = base64.b64encode(hashlib.sha256(body).digest()).decode()
+    crc = base64.b64encode(zlib.crc32(body).to_bytes(4, "big")).decode()
+    s3.put_object(Bucket=B, Key="attr/one", Body=body, ChecksumSHA256=sha)
+    s3.put_object(Bucket=B, Key="attr/crc", Body=body, ChecksumAlgorithm="CRC32")
+    g = s3.get_object(Bucket=B, Key="attr/one", ChecksumMode="ENABLED")
+    eq((g["ChecksumSHA256"], g["Body"].read()), (sha, body))
+    eq(s3.head_object(Bucket=B, Key="attr/crc", ChecksumMode="ENABLED")["ChecksumCRC32"], crc)
+    assert "ChecksumSHA256" not in s3.head_object(Bucket=B, Key="attr/one")
+    # A copy describes the same bytes, even when it replaces the metadata.
+    s3.copy_object(Bucket=B, Key="attr/copy", CopySource={"Bucket": B, "Key": "attr/one"},
+                   MetadataDirective="REPLACE", ContentType="text/plain")
+    eq(s3.head_object(Bucket=B, Key="attr/copy", ChecksumMode="ENABLED")["ChecksumSHA256"], sha)
+    a = s3.get_object_attributes(Bucket=B, Key="attr/one",
+                                 ObjectAttributes=["ETag", "ObjectSize", "StorageClass", "Checksum"])
+    eq(a["ETag"], hashlib.md5(body).hexdigest())
+    eq((a["ObjectSize"], a["StorageClass"]), (len(body), "STANDARD"))
+    eq(a["Checksum"]["ChecksumSHA256"], sha)
+    part = max(MIN_PART, 6 * 1024)
+    uid, bodies, parts = mp_upload("attr/mp", [part, part, part, 10], seed=95)
+    s3.complete_multipart_upload(Bucket=B, Key="attr/mp", UploadId=uid, MultipartUpload=parts)
+    a = s3.get_object_attributes(Bucket=B, Key="attr/mp", ObjectAttributes=["ObjectParts"], MaxParts=3)
+    p = a["ObjectParts"]
+    eq((p["TotalPartsCount"], p["IsTruncated"], p["NextPartNumberMarker"]), (4, True, 3))
+    eq([(x["PartNumber"], x["Size"]) for x in p["Parts"]], [(1, part), (2, part), (3, part)])
+    a = s3.get_object_attributes(Bucket=B, Key="attr/mp", ObjectAttributes=["ObjectParts"],
+                                 MaxParts=3, PartNumberMarker=3)
+    eq([(x["PartNumber"], x["Size"]) for x in a["ObjectParts"]["Parts"]], [(4, 10)])
+    eq(error_code(lambda: s3.get_object_attributes(Bucket=B, Key="attr/none",
+                                                   ObjectAttributes=["ETag"]))[1], 404)
+
+
 def cleanup():
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=B):
         objs = [{"Key": o["Key"]} for o in page.get("Contents", [])]
@@ -358,6 +391,7 @@ if __name__ == "__main__":
                      ("partNumber reads", part_numbers), ("headers kept", headers_kept),
                      ("requests AWS accepts", requests_aws_accepts),
                      ("AWS's errors", aws_errors), ("listing details", listing_details),
+                     ("attributes and checksums", attributes_and_checksums),
                      ("cleanup", cleanup)]:
         check(name, fn)
     print(f"boto3 {boto3.__version__} semantics: {suite.passed} passed, {suite.failed} failed")

@@ -17,6 +17,9 @@ pub(super) const CONTENT_LANGUAGE: &str = "content-language";
 pub(super) const CACHE_CONTROL: &str = "cache-control";
 /// `Expires`, kept as the HTTP date it was sent as.
 pub(super) const EXPIRES: &str = "expires";
+/// Additional checksums a writer sent (and that matched), as
+/// `checksum-crc32` and so on, base64 as S3 gives them.
+pub(super) const CHECKSUM_PREFIX: &str = "checksum-";
 pub(super) const USER_META: &str = "x-amz-meta-";
 
 /// Milliseconds since the epoch as an S3 timestamp.
@@ -99,6 +102,37 @@ pub(super) fn meta_from_headers(
         m.insert(format!("{USER_META}{}", k.to_ascii_lowercase()), v);
     }
     m
+}
+
+/// The metadata that describes a file's bytes rather than how to serve
+/// them (ETag, part sizes, checksums): a copy keeps it even when it
+/// replaces the rest.
+pub(super) fn byte_attrs(file: &FileInfo) -> impl Iterator<Item = (String, String)> + '_ {
+    file.meta
+        .iter()
+        .filter(|(k, _)| {
+            k.as_str() == ETAG
+                || k.as_str() == blob_client::PART_SIZES
+                || k.starts_with(CHECKSUM_PREFIX)
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+}
+
+/// The additional checksums kept for a file (those a writer sent).
+pub(super) fn checksums_of(file: &FileInfo) -> Option<Checksum> {
+    let get = |algo: &str| file.meta.get(&format!("{CHECKSUM_PREFIX}{algo}")).cloned();
+    let c = Checksum {
+        checksum_crc32: get("crc32"),
+        checksum_crc32c: get("crc32c"),
+        checksum_sha256: get("sha256"),
+        ..Default::default()
+    };
+    let any =
+        c.checksum_crc32.is_some() || c.checksum_crc32c.is_some() || c.checksum_sha256.is_some();
+    any.then(|| Checksum {
+        checksum_type: Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
+        ..c
+    })
 }
 
 /// A file's stored `Expires`.

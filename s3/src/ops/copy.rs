@@ -11,7 +11,7 @@ use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result};
 
 use super::args::{check_bucket, check_key, parse_upload, part_number};
-use super::attrs::{etag_of, object_meta, strong, timestamp, ETAG};
+use super::attrs::{byte_attrs, etag_of, object_meta, strong, timestamp, ETAG};
 use super::conditions::check_copy_conditions;
 use super::put::MAX_PUT;
 use crate::admit;
@@ -54,9 +54,7 @@ pub(crate) async fn copy_object(
     }
     let meta = replace.then(|| {
         let mut m = object_meta!(i);
-        if let Some(e) = src.meta.get(ETAG) {
-            m.insert(ETAG.into(), e.clone());
-        }
+        m.extend(byte_attrs(&src));
         m
     });
     let file = client

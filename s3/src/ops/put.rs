@@ -154,6 +154,7 @@ pub(super) async fn put_body<T>(
                 );
             }
         }
+        let mut attrs = BTreeMap::from([(ETAG.to_string(), hex::encode(md5))]);
         for (algo, want) in &wanted {
             if d.checksum(*algo).as_deref() != Some(want.trim()) {
                 return Err(format!(
@@ -161,8 +162,11 @@ pub(super) async fn put_body<T>(
                     algo.header()
                 ));
             }
+            // Kept, to be returned on request (x-amz-checksum-mode).
+            let name = algo.header().trim_start_matches("x-amz-");
+            attrs.insert(name.to_string(), want.trim().to_string());
         }
-        Ok(BTreeMap::from([(ETAG.to_string(), hex::encode(md5))]))
+        Ok(attrs)
     });
     let mut opts = gw.upload_options(meta);
     opts.before_commit = Some(check);
