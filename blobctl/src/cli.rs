@@ -8,16 +8,19 @@ use blob_client::NodeId;
 use clap::{Parser, Subcommand};
 
 use crate::args::{parse_chunk_size, parse_node_id, parse_size};
+use crate::config::parse_timeout;
 
 const AFTER_HELP: &str = "\
 Configuration (first found wins, per setting):
-  1. --endpoint, --access-key, --secret-key, --zone
-  2. BLOBCTL_ENDPOINT, BLOBCTL_ACCESS_KEY, BLOBCTL_SECRET_KEY, BLOBCTL_ZONE
+  1. --endpoint, --access-key, --secret-key, --zone, --timeout
+  2. BLOBCTL_ENDPOINT, BLOBCTL_ACCESS_KEY, BLOBCTL_SECRET_KEY, BLOBCTL_ZONE,
+     BLOBCTL_TIMEOUT
   3. the TOML file named by --config or BLOBCTL_CONFIG
   4. ~/.config/blobctl/config.toml
   The file holds: endpoint = \"http://127.0.0.1:9870\", access_key = \"...\",
-  secret_key = \"...\", optionally zone = \"...\" (the client.toml that
-  `blobd dev` writes). The zone picks the edge cache reads go through.
+  secret_key = \"...\", optionally zone = \"...\" and timeout = \"30s\" (the
+  client.toml that `blobd dev` writes). The zone picks the edge cache reads
+  go through.
 
 Remote paths are written BUCKET/PATH; `-` as a local file is stdin/stdout.
 Logs go to stderr at level warn; RUST_LOG overrides.
@@ -67,6 +70,12 @@ pub(crate) struct Cli {
     /// [env: BLOBCTL_NO_EDGE; file: no_edge = true]
     #[arg(long, global = true)]
     pub(crate) no_edge: bool,
+    /// Longest wait for an answer to one call to the namenode or a datanode
+    /// (e.g. 2s, 500ms, 1m; connecting takes at most 5 s of it); a stopped
+    /// server fails the command after this long [default: 30s]
+    /// [env: BLOBCTL_TIMEOUT; file: timeout = "30s"]
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_timeout)]
+    pub(crate) timeout: Option<std::time::Duration>,
     /// No progress bar or summary
     #[arg(short, long, global = true)]
     pub(crate) quiet: bool,
@@ -173,9 +182,6 @@ pub(crate) struct MountArgs {
     /// How long file and directory answers are cached (e.g. 1s, 500ms, 0)
     #[arg(long, default_value = "1s", value_parser = blob_common::parse_duration)]
     pub(crate) ttl: std::time::Duration,
-    /// Longest a read or metadata call may take before it fails with EIO
-    #[arg(long, default_value = "30s", value_parser = blob_common::parse_duration)]
-    pub(crate) timeout: std::time::Duration,
     /// Memory for whole chunks cached for readers (read-ahead windows come on top)
     #[arg(long, default_value = "128MiB", value_parser = parse_size)]
     pub(crate) cache_size: u64,
@@ -215,7 +221,8 @@ header, an edit in place, truncate) is staged in --cache-dir and only the
 chunks that changed are sent. Either way the file is committed on close or
 fsync: other readers see the old version or the new one, never a part. A
 write the write cache has no room for fails with ENOSPC, and that open then
-commits nothing. A stopped cluster gives EIO after --timeout.
+commits nothing. A stopped cluster gives EIO after --timeout (the global
+flag: the longest a read or metadata call may take, 30 s by default).
 
 Unmount with `fusermount3 -u MOUNTPOINT`, or SIGTERM/Ctrl-C to blobctl.";
 

@@ -1,10 +1,11 @@
 //! Where `blobctl` finds its cluster and keys: flags, then the
 //! environment (`BLOBCTL_*`), then the TOML file named by `--config` or
 //! `BLOBCTL_CONFIG`, then `~/.config/blobctl/config.toml`. The file format
-//! (`endpoint`, `access_key`, `secret_key`, optionally `zone`) is the
-//! `client.toml` that `blobd dev` writes.
+//! (`endpoint`, `access_key`, `secret_key`, optionally `zone`, `no_edge`
+//! and `timeout`) is the `client.toml` that `blobd dev` writes.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use blob_client::{ClientConfig, Error};
@@ -23,10 +24,49 @@ pub(crate) const ENV_CONFIG: &str = "BLOBCTL_CONFIG";
 pub(crate) const ENV_NO_EDGE: &str = "BLOBCTL_NO_EDGE";
 /// Environment variable naming the reader's zone.
 pub(crate) const ENV_ZONE: &str = "BLOBCTL_ZONE";
+/// Environment variable holding the timeout of every call (`30s`, `2m`).
+pub(crate) const ENV_TIMEOUT: &str = "BLOBCTL_TIMEOUT";
+
+/// How long one call to the namenode or a datanode may go without an
+/// answer, unless configured.
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for a TCP connection (shorter when the timeout is).
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Parses a timeout: a duration (`30s`, `500ms`, `2m`) above zero.
+pub(crate) fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let d = blob_common::parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!(
+            "invalid timeout {s:?}: it must be more than 0 (e.g. 2s, 500ms)"
+        ));
+    }
+    Ok(d)
+}
+
+/// A timeout as the config file may write it: `"30s"`, or a number of
+/// seconds.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum TimeoutSetting {
+    /// Seconds.
+    Secs(f64),
+    /// A duration with a unit.
+    Text(String),
+}
+
+impl TimeoutSetting {
+    fn to_duration(&self) -> Result<Duration, String> {
+        match self {
+            TimeoutSetting::Secs(n) => parse_timeout(&format!("{n}s")),
+            TimeoutSetting::Text(t) => parse_timeout(t),
+        }
+    }
+}
 
 /// One source of settings (flags, environment, a file). Any field may be
 /// missing; sources are laid over each other, first one set wins.
-#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Default, PartialEq, Deserialize)]
 pub(crate) struct ConfigLayer {
     /// Namenode base URL.
     #[serde(default)]
@@ -43,6 +83,9 @@ pub(crate) struct ConfigLayer {
     /// Read from the datanodes only, never through an edge cache.
     #[serde(default)]
     pub(crate) no_edge: Option<bool>,
+    /// Longest wait for an answer to one call.
+    #[serde(default)]
+    pub(crate) timeout: Option<TimeoutSetting>,
 }
 
 impl std::fmt::Debug for ConfigLayer {
@@ -56,6 +99,7 @@ impl std::fmt::Debug for ConfigLayer {
             )
             .field("zone", &self.zone)
             .field("no_edge", &self.no_edge)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
@@ -117,6 +161,9 @@ impl ConfigLayer {
         if self.no_edge.is_none() {
             self.no_edge = lower.no_edge;
         }
+        if self.timeout.is_none() {
+            self.timeout.clone_from(&lower.timeout);
+        }
         self
     }
 }
@@ -144,6 +191,9 @@ pub(crate) fn load_config(
         secret_key: env(ENV_SECRET_KEY),
         zone: env(ENV_ZONE),
         no_edge: env(ENV_NO_EDGE).map(|v| matches!(v.as_str(), "1" | "true" | "yes")),
+        timeout: env(ENV_TIMEOUT)
+            .filter(|v| !v.trim().is_empty())
+            .map(TimeoutSetting::Text),
     };
     from_env.drop_empty();
     let explicit =
@@ -173,9 +223,17 @@ pub(crate) fn load_config(
     let secret_key = merged
         .secret_key
         .ok_or_else(|| missing("secret key", "--secret-key", ENV_SECRET_KEY, "secret_key"))?;
-    Ok(ClientConfig::new(endpoint, access_key, secret_key)
+    let timeout = match &merged.timeout {
+        Some(t) => t.to_duration().map_err(|e| {
+            anyhow!("{e} (from --timeout, {ENV_TIMEOUT} or `timeout` in the config file)")
+        })?,
+        None => DEFAULT_TIMEOUT,
+    };
+    let mut cfg = ClientConfig::new(endpoint, access_key, secret_key)
         .with_zone(merged.zone)
-        .with_direct(merged.no_edge.unwrap_or(false)))
+        .with_direct(merged.no_edge.unwrap_or(false));
+    cfg.connect_timeout = CONNECT_TIMEOUT;
+    Ok(cfg.with_timeout(timeout))
 }
 
 #[cfg(test)]
@@ -191,6 +249,7 @@ mod tests {
             secret_key: s.map(String::from),
             zone: None,
             no_edge: None,
+            timeout: None,
         }
     }
 
@@ -231,6 +290,42 @@ mod tests {
         let c = load_config(layer(None, None, None), Some(bare), &empty, None)
             .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(c.zone, None);
+    }
+
+    #[test]
+    fn the_timeout_comes_from_flag_env_or_file() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let base = "endpoint = \"http://file:1\"\naccess_key = \"ak\"\nsecret_key = \"sk\"\n";
+        let bare = write(dir.path(), "bare.toml", base);
+        let none = |_: &str| None;
+        let c = load_config(layer(None, None, None), Some(bare.clone()), &none, None)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(c.request_timeout, DEFAULT_TIMEOUT);
+        assert_eq!(c.data_idle_timeout, DEFAULT_TIMEOUT);
+        assert_eq!(c.connect_timeout, CONNECT_TIMEOUT);
+        let text = write(dir.path(), "t.toml", &format!("{base}timeout = \"2s\"\n"));
+        let c = load_config(layer(None, None, None), Some(text), &none, None)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(c.request_timeout, Duration::from_secs(2));
+        assert_eq!(c.connect_timeout, Duration::from_secs(2));
+        let num = write(dir.path(), "n.toml", &format!("{base}timeout = 7\n"));
+        let c = load_config(layer(None, None, None), Some(num.clone()), &none, None)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(c.request_timeout, Duration::from_secs(7));
+        let env = |k: &str| (k == ENV_TIMEOUT).then(|| "500ms".to_string());
+        let c = load_config(layer(None, None, None), Some(num.clone()), &env, None)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(c.request_timeout, Duration::from_millis(500));
+        let mut flags = layer(None, None, None);
+        flags.timeout = Some(TimeoutSetting::Text("1m".into()));
+        let c = load_config(flags, Some(num), &env, None).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(c.request_timeout, Duration::from_secs(60));
+        let zero = write(dir.path(), "z.toml", &format!("{base}timeout = \"0s\"\n"));
+        let e = match load_config(layer(None, None, None), Some(zero), &none, None) {
+            Err(e) => format!("{e:#}"),
+            Ok(_) => panic!("a zero timeout was accepted"),
+        };
+        assert!(e.contains("more than 0") && e.contains("timeout"), "{e}");
     }
 
     #[test]

@@ -27,7 +27,9 @@ pub struct ClientConfig {
     pub secret_key: String,
     /// Time allowed to open a TCP connection.
     pub connect_timeout: Duration,
-    /// Time allowed for a whole metadata call to the namenode.
+    /// Time allowed for a whole metadata call to the namenode, retries
+    /// included; past it the call fails with
+    /// [`Error::Timeout`](crate::Error::Timeout) and is not retried.
     pub request_timeout: Duration,
     /// Time allowed between two reads of a chunk transfer (a silent
     /// datanode is given up on after this long, however big the chunk).
@@ -69,6 +71,17 @@ impl ClientConfig {
     /// The same configuration for a reader in `zone`.
     pub fn with_zone(mut self, zone: Option<String>) -> Self {
         self.zone = zone.filter(|z| !z.trim().is_empty());
+        self
+    }
+
+    /// The same configuration with every call bounded by `timeout`: a
+    /// namenode call in all, a datanode transfer between two reads, and a
+    /// connection at most `timeout` (and never more than the default
+    /// connect timeout).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = self.connect_timeout.min(timeout);
+        self.request_timeout = timeout;
+        self.data_idle_timeout = timeout;
         self
     }
 

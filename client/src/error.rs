@@ -39,6 +39,19 @@ pub enum Error {
         #[source]
         source: reqwest::Error,
     },
+    /// A call got no complete answer within the time allowed for it
+    /// ([`crate::ClientConfig::request_timeout`]). Not retried: the
+    /// caller's time for the call is used up. Retrying later may help.
+    #[error(
+        "no answer from {url} within {}: the server is overloaded, stopped or unreachable",
+        format_secs(*after)
+    )]
+    Timeout {
+        /// The URL, without its query string.
+        url: String,
+        /// The time that was allowed.
+        after: std::time::Duration,
+    },
     /// A server answered something that does not follow the protocol
     /// (malformed JSON, a plan for other chunks than asked). A bug in that
     /// server or a version mismatch.
@@ -136,6 +149,17 @@ fn detail_suffix(detail: &str) -> String {
     }
 }
 
+/// `2 s`, `1.5 s`, `250 ms`.
+fn format_secs(d: std::time::Duration) -> String {
+    if d < std::time::Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
 fn request_id_suffix(id: &str) -> String {
     if id.is_empty() {
         String::new()
@@ -164,12 +188,19 @@ impl Error {
         }
     }
 
-    /// True when the same call may succeed if tried again: transport
-    /// failures, 5xx, 408 and 429. Any other 4xx is final.
+    /// True when the same call may succeed if tried again soon: transport
+    /// failures, 5xx, 408 and 429. Any other 4xx is final, and so are
+    /// answers that a retry a moment later cannot change: too few
+    /// datanodes for the replication asked for (`NotEnoughNodes`), a full
+    /// cluster (`ClusterFull`, 507), and a call that used up its
+    /// [`Error::Timeout`].
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Transport { .. } => true,
-            Error::Api { status, .. } => *status >= 500 || *status == 408 || *status == 429,
+            Error::Api { status, code, .. } => {
+                (*status >= 500 || *status == 408 || *status == 429)
+                    && !matches!(code.as_str(), "NotEnoughNodes" | "ClusterFull")
+            }
             _ => false,
         }
     }
@@ -194,6 +225,14 @@ impl Error {
         Error::Transport {
             url: redact_url(url),
             source: source.without_url(),
+        }
+    }
+
+    /// A call to `url` that got no answer within `after`.
+    pub(crate) fn timeout(url: &reqwest::Url, after: std::time::Duration) -> Self {
+        Error::Timeout {
+            url: redact_url(url),
+            after,
         }
     }
 
@@ -255,6 +294,24 @@ mod tests {
         assert!(!api(400).is_retryable());
         assert!(!api(403).is_retryable());
         assert!(!api(409).is_retryable());
+        let coded = |status, code: &str| Error::Api {
+            status,
+            code: code.into(),
+            message: "m".into(),
+            request_id: String::new(),
+        };
+        assert!(!coded(503, "NotEnoughNodes").is_retryable());
+        assert!(!coded(507, "ClusterFull").is_retryable());
+        assert!(coded(503, "SlowDown").is_retryable());
+        let url = reqwest::Url::parse("http://nn:1/v1/file?bucket=b&sig=secret")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let t = Error::timeout(&url, std::time::Duration::from_secs(2));
+        assert!(!t.is_retryable());
+        let text = t.to_string();
+        assert!(
+            text.contains("within 2 s") && !text.contains("secret"),
+            "{text}"
+        );
         assert!(api(404).is_not_found());
         assert!(!api(403).is_not_found());
         assert_eq!(api(409).to_string(), "X (HTTP 409): m");

@@ -12,6 +12,9 @@ use blob_common::proto::namenode::{
     UploadPlan, MAX_PAGE,
 };
 use blob_common::{NodeId, UploadId};
+use std::future::Future;
+use std::time::Duration;
+
 use reqwest::{Method, Url};
 
 use crate::error::Error;
@@ -24,12 +27,23 @@ impl Client {
     }
 
     /// A namenode call on `/v1/<segments…>` carrying this handle's
-    /// request id.
-    pub(crate) fn nn(&self, method: Method, segments: &[&str]) -> blob_rpc::Call<'_> {
-        self.inner
-            .nn
-            .call(method, segments)
-            .request_id(self.request_id())
+    /// request id, bounded as a whole by
+    /// [`ClientConfig::request_timeout`](crate::ClientConfig::request_timeout).
+    pub(crate) fn nn(&self, method: Method, segments: &[&str]) -> NnCall<'_> {
+        let limit = self.inner.cfg.request_timeout;
+        NnCall {
+            // Each attempt is given a little more than the whole call, so
+            // the deadline below is what ends a call to a namenode that
+            // does not answer: once, with a clear error, and no retry of
+            // an attempt that used up the caller's time.
+            call: self
+                .inner
+                .nn
+                .call(method, segments)
+                .request_id(self.request_id())
+                .timeout(limit + Duration::from_secs(1)),
+            limit,
+        }
     }
 
     /// Creates a bucket (409 `BucketAlreadyExists` if it exists).
@@ -357,6 +371,70 @@ impl Client {
             .body(&Decommission { node })
             .decode()
             .await?)
+    }
+}
+
+/// A namenode call being put together ([`blob_rpc::Call`]); sending it
+/// with [`NnCall::decode`] or [`NnCall::ok`] fails with
+/// [`Error::Timeout`] once `limit` has passed, retries included.
+#[must_use = "a call does nothing until it is sent"]
+pub(crate) struct NnCall<'a> {
+    call: blob_rpc::Call<'a>,
+    limit: Duration,
+}
+
+impl NnCall<'_> {
+    /// Adds query pairs (percent-encoded).
+    pub(crate) fn query(mut self, pairs: &[(&str, &str)]) -> Self {
+        self.call = self.call.query(pairs);
+        self
+    }
+
+    /// Sends `body` as JSON.
+    pub(crate) fn body(mut self, body: &(impl serde::Serialize + ?Sized)) -> Self {
+        self.call = self.call.body(body);
+        self
+    }
+
+    /// Sends the call and decodes its JSON answer.
+    pub(crate) async fn decode<T: serde::de::DeserializeOwned>(self) -> Result<T, NnError> {
+        let url = self.call.url().clone();
+        bounded(&url, self.limit, self.call.decode()).await
+    }
+
+    /// Sends the call; its answer's body is of no interest.
+    pub(crate) async fn ok(self) -> Result<(), NnError> {
+        let url = self.call.url().clone();
+        bounded(&url, self.limit, self.call.ok()).await
+    }
+}
+
+/// A failed namenode call; `?` turns it into the crate's [`Error`].
+#[derive(Debug)]
+pub(crate) struct NnError(Error);
+
+impl NnError {
+    /// True for a 404.
+    pub(crate) fn is_not_found(&self) -> bool {
+        self.0.is_not_found()
+    }
+}
+
+impl From<NnError> for Error {
+    fn from(e: NnError) -> Self {
+        e.0
+    }
+}
+
+/// Runs `call`, giving up with [`Error::Timeout`] after `limit`.
+async fn bounded<T>(
+    url: &Url,
+    limit: Duration,
+    call: impl Future<Output = Result<T, blob_rpc::Error>>,
+) -> Result<T, NnError> {
+    match tokio::time::timeout(limit, call).await {
+        Ok(r) => r.map_err(|e| NnError(e.into())),
+        Err(_) => Err(NnError(Error::timeout(url, limit))),
     }
 }
 

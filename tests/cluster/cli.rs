@@ -106,3 +106,72 @@ async fn blobctl_round_trips_stdin_to_stdout_and_manages_files() {
     })
     .await;
 }
+
+/// Resumes a SIGSTOPped process when dropped, so a failed assertion does
+/// not leave the namenode frozen for the cluster's cleanup.
+struct Resume(nix::unistd::Pid);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blobctl_gives_up_on_a_stopped_namenode_after_its_timeout() {
+    bounded(async {
+        let cluster = start(TestCluster::builder()).await;
+        let cfg = cluster.client_config().expect("config");
+        let (code, _, err) = blobctl(&cfg, &["mb", "hung"], None);
+        assert_eq!(code, 0, "{err}");
+
+        let pid = nix::unistd::Pid::from_raw(cluster.namenode_pid().expect("pid") as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).expect("SIGSTOP");
+        let resume = Resume(pid);
+        tracing::info!("--- namenode stopped");
+
+        let started = std::time::Instant::now();
+        let (code, out, err) = blobctl(&cfg, &["ls", "hung", "--timeout", "2s"], None);
+        let took = started.elapsed();
+        assert_eq!(code, 2, "a timeout is an error: {err}");
+        assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+        assert!(
+            took < std::time::Duration::from_secs(3),
+            "ls took {took:?} with --timeout 2s: {err}"
+        );
+        assert!(
+            took >= std::time::Duration::from_secs(2),
+            "ls gave up before its timeout ({took:?}): {err}"
+        );
+        assert!(err.contains("no answer") && err.contains("2 s"), "{err}");
+        assert!(!err.contains("Some(") && !err.contains("retrying"), "{err}");
+
+        // The environment and the config file set it too.
+        let with_file = cfg.with_file_name("client-timeout.toml");
+        let text = std::fs::read_to_string(&cfg).expect("read config");
+        std::fs::write(&with_file, format!("{text}\ntimeout = \"1s\"\n")).expect("write config");
+        let started = std::time::Instant::now();
+        let (code, _, err) = blobctl(&with_file, &["stat", "hung/x"], None);
+        let took = started.elapsed();
+        assert_eq!(code, 2, "{err}");
+        assert!(took < std::time::Duration::from_secs(2), "{took:?}: {err}");
+        assert!(err.contains("within 1 s"), "{err}");
+        let started = std::time::Instant::now();
+        let out = Command::new(blobctl_bin())
+            .arg("--config")
+            .arg(&cfg)
+            .args(["ls", "hung"])
+            .env("BLOBCTL_TIMEOUT", "1s")
+            .stdin(Stdio::null())
+            .output()
+            .expect("blobctl");
+        assert_eq!(out.status.code(), Some(2));
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+
+        drop(resume);
+        tracing::info!("--- namenode resumed");
+        let (code, _, err) = blobctl(&cfg, &["ls", "hung", "--timeout", "2s"], None);
+        assert_eq!(code, 0, "{err}");
+    })
+    .await;
+}

@@ -7,7 +7,7 @@ use anyhow::Context;
 use blob_client::{Client, UploadOptions};
 
 use crate::cli::{Cli, Command};
-use crate::config::{default_config_path, load_config, ConfigLayer};
+use crate::config::{default_config_path, load_config, ConfigLayer, TimeoutSetting};
 
 pub(crate) mod admin;
 pub(crate) mod buckets;
@@ -25,6 +25,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         secret_key: cli.secret_key.clone(),
         zone: cli.zone.clone(),
         no_edge: cli.no_edge.then_some(true),
+        timeout: cli.timeout.map(|d| TimeoutSetting::Secs(d.as_secs_f64())),
     };
     let cfg = load_config(
         flags,

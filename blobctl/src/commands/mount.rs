@@ -27,7 +27,7 @@ const NO_FUSE: &str =
 pub(crate) async fn mount(client: Client, m: &MountArgs) -> anyhow::Result<()> {
     let opts = blob_mount::MountOptions {
         meta_ttl: m.ttl,
-        timeout: m.timeout,
+        timeout: client.config().request_timeout,
         cache_bytes: m.cache_size,
         readahead_chunks: usize::from(m.readahead),
         upload: UploadOptions {
