@@ -10,8 +10,9 @@ have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok
 # RocksDB itself is compiled from source with the C++ compiler.
 # iproute2: the partition test puts a datanode in a network namespace.
 # fuse3 (fusermount3) mounts `blobctl mount`; ffmpeg drives the mount's
-# video-pipeline tests.
-for pkg in libclang-dev g++ make pkg-config iproute2 fuse3 ffmpeg; do
+# video-pipeline tests; headless chromium loads a page that fetches from
+# the S3 gateway on another origin (CORS).
+for pkg in libclang-dev g++ make pkg-config iproute2 fuse3 ffmpeg chromium; do
   have_pkg "$pkg" || need+=("$pkg")
 done
 

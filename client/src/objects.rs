@@ -8,13 +8,49 @@ use blob_common::proto::multipart::{
     CompleteMultipart, CopyFile, CopyPart, CreateMultipart, ListMultipart, ListMultipartQuery,
     ListParts, ListPartsQuery, MultipartInfo, PartInfo,
 };
-use blob_common::proto::namenode::FileInfo;
+use blob_common::proto::namenode::{BucketSetting, FileInfo};
 use blob_common::UploadId;
 use reqwest::Method;
 
 use crate::{Client, Error};
 
 impl Client {
+    /// A bucket's named setting, `None` when it has none (404
+    /// `NoSuchBucket` for a missing bucket).
+    pub async fn bucket_setting(&self, bucket: &str, name: &str) -> Result<Option<String>, Error> {
+        validate_bucket(bucket)?;
+        let answer = self
+            .nn(Method::GET, &["bucket-settings", bucket, name])
+            .decode::<BucketSetting>()
+            .await;
+        match answer.map_err(Error::from) {
+            Ok(s) => Ok(Some(s.value)),
+            Err(e) if e.code() == Some("NoSuchSetting") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Sets a bucket's named setting, or removes it with `None`.
+    pub async fn set_bucket_setting(
+        &self,
+        bucket: &str,
+        name: &str,
+        value: Option<String>,
+    ) -> Result<(), Error> {
+        validate_bucket(bucket)?;
+        let path = ["buckets", bucket, "settings", name];
+        match value {
+            Some(value) => {
+                self.nn(Method::PUT, &path)
+                    .body(&BucketSetting { value })
+                    .ok()
+                    .await?
+            }
+            None => self.nn(Method::DELETE, &path).ok().await?,
+        }
+        Ok(())
+    }
+
     /// Copies a file without copying bytes: the copy shares the source's
     /// chunks. `meta: None` keeps the source's metadata.
     pub async fn copy_file(&self, req: &CopyFile) -> Result<FileInfo, Error> {

@@ -76,6 +76,9 @@ const ALL_CFS: &[&str] = &[
 pub struct BucketRecord {
     /// Creation time, ms since the epoch.
     pub created_ms: u64,
+    /// Named settings (S3's CORS rules, …), opaque to the namenode.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub settings: BTreeMap<String, String>,
 }
 
 /// A committed file version.

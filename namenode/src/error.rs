@@ -40,6 +40,9 @@ pub enum Error {
         /// Path.
         path: String,
     },
+    /// The bucket has no such setting.
+    #[error("{0}")]
+    NoSuchSetting(String),
     /// No such (open) upload session.
     #[error("upload {0} does not exist (committed, aborted or expired)")]
     NoSuchUpload(String),
@@ -143,6 +146,7 @@ impl Error {
             Error::BucketNotEmpty(_) => (409, "BucketNotEmpty"),
             Error::NoSuchFile { .. } => (404, "NoSuchFile"),
             Error::NoSuchUpload(_) => (404, "NoSuchUpload"),
+            Error::NoSuchSetting(_) => (404, "NoSuchSetting"),
             Error::MissingReplicas { .. } => (409, "MissingReplicas"),
             Error::InvalidPart(_) => (400, "InvalidPart"),
             Error::InvalidPartOrder(_) => (400, "InvalidPartOrder"),

@@ -20,6 +20,27 @@ impl Hosts {
     }
 
     /// The bucket a `Host` header names, if any.
+    /// The bucket a request names: the subdomain of a configured domain in
+    /// `Host` (virtual-host style), or else the first path segment.
+    pub(crate) fn bucket_of_request(
+        &self,
+        uri: &http::Uri,
+        headers: &http::HeaderMap,
+    ) -> Option<String> {
+        let host = headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| uri.authority().map(|a| a.as_str()));
+        if let Some(bucket) = host.and_then(|h| self.bucket_of(h)) {
+            return Some(bucket);
+        }
+        let first = uri.path().trim_start_matches('/').split('/').next()?;
+        let first = percent_encoding::percent_decode_str(first)
+            .decode_utf8()
+            .ok()?;
+        (!first.is_empty()).then(|| first.into_owned())
+    }
+
     fn bucket_of(&self, host: &str) -> Option<String> {
         let name = host
             .rsplit_once(':')

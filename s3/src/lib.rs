@@ -27,6 +27,7 @@
 mod admit;
 mod body;
 mod compat;
+mod cors;
 mod error;
 mod host;
 mod keys;
@@ -155,13 +156,16 @@ pub async fn serve(
 ) -> Result<(), Error> {
     cfg.validate().map_err(Error::Config)?;
     let cfg = Arc::new(cfg);
+    let cors = Arc::new(cors::Cors::new(&cfg.namenode, &keyring).map_err(Error::Config)?);
     let keys = keys::Keys::new(cfg.clone(), keyring).map_err(Error::Config)?;
     let budget = cfg.limits.budget();
+    let hosts = Arc::new(host::Hosts::new(&cfg.domains));
     let s3 = {
         let mut b = s3s::service::S3ServiceBuilder::new(service::Gateway::new(
             cfg.clone(),
             keys.clone(),
             budget.clone(),
+            cors.clone(),
         ));
         b.set_auth(keys.clone());
         b.set_access(admit::Gate::new(budget));
@@ -203,13 +207,18 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let s3 = s3.clone();
+        let front = Front {
+            cors: cors.clone(),
+            hosts: hosts.clone(),
+        };
         let token = shutdown.clone();
         let max_headers = cfg.max_header_bytes;
         conns.spawn(async move {
             let _slot = slot;
             let svc = hyper::service::service_fn(move |req| {
                 let s3 = s3.clone();
-                async move { Ok::<_, Infallible>(handle(&s3, req).await) }
+                let front = front.clone();
+                async move { Ok::<_, Infallible>(handle(&s3, &front, req).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .max_buf_size(max_headers)
@@ -247,10 +256,20 @@ fn is_transient(e: &std::io::Error) -> bool {
 #[derive(Debug, Clone)]
 pub(crate) struct RequestId(pub(crate) String);
 
-/// Serves one request: request id, span, s3s, then the id on the response
-/// (header, and `<RequestId>` in an XML error body).
+/// What the gateway answers in front of `s3s`: CORS preflights and
+/// headers, by the bucket a request names.
+#[derive(Clone)]
+struct Front {
+    cors: Arc<cors::Cors>,
+    hosts: Arc<host::Hosts>,
+}
+
+/// Serves one request: request id, span, s3s (or a CORS preflight), then
+/// the id on the response (header, and `<RequestId>` in an XML error
+/// body) and any CORS grant.
 async fn handle(
     s3: &s3s::service::S3Service,
+    front: &Front,
     req: http::Request<Incoming>,
 ) -> http::Response<s3s::Body> {
     let id = blob_common::new_request_id().to_ascii_uppercase();
@@ -259,17 +278,39 @@ async fn handle(
     if admit::is_form_upload(req.method(), req.headers()) {
         // Refused before a byte of the body is read.
         span.in_scope(|| tracing::info!(status = 501, "form upload refused"));
-        let mut resp = error::xml_response(
+        let resp = error::xml_response(
             501,
             "NotImplemented",
             "POST object (browser form uploads) is not supported; use PUT",
             &id,
         );
-        if let Ok(v) = http::HeaderValue::from_str(&id) {
-            resp.headers_mut().insert("x-amz-request-id", v);
-        }
-        return resp;
+        return with_request_id(resp, &id);
     }
+    let bucket = front.hosts.bucket_of_request(req.uri(), req.headers());
+    if req.method() == http::Method::OPTIONS {
+        let resp = match front.cors.preflight(bucket.as_deref(), req.headers()).await {
+            cors::Preflight::Allowed(headers) => {
+                let mut resp = http::Response::new(s3s::Body::empty());
+                *resp.headers_mut() = headers;
+                resp
+            }
+            cors::Preflight::Forbidden => error::xml_response(
+                403,
+                "AccessForbidden",
+                "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec.",
+                &id,
+            ),
+            cors::Preflight::Invalid(why) => error::xml_response(400, "BadRequest", why, &id),
+        };
+        span.in_scope(|| tracing::debug!(status = resp.status().as_u16(), "CORS preflight"));
+        return with_request_id(resp, &id);
+    }
+    let origin = req
+        .headers()
+        .get(http::header::ORIGIN)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let method = req.method().clone();
     let (mut parts, body) = req.into_parts();
     parts.extensions.insert(RequestId(id.clone()));
     compat::date_as_amz_date(&mut parts.headers);
@@ -341,6 +382,12 @@ async fn handle(
         parts.headers.insert("x-amz-request-id", v.clone());
         parts.headers.insert(blob_common::REQUEST_ID, v);
     }
+    if let (Some(origin), Some(bucket)) = (&origin, &bucket) {
+        front
+            .cors
+            .decorate(bucket, origin, &method, &mut parts.headers)
+            .await;
+    }
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     span.in_scope(|| {
         if status >= 500 {
@@ -352,4 +399,12 @@ async fn handle(
         }
     });
     http::Response::from_parts(parts, body)
+}
+
+/// `resp` with the request id header.
+fn with_request_id(mut resp: http::Response<s3s::Body>, id: &str) -> http::Response<s3s::Body> {
+    if let Ok(v) = http::HeaderValue::from_str(id) {
+        resp.headers_mut().insert("x-amz-request-id", v);
+    }
+    resp
 }

@@ -14,6 +14,7 @@ use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, S3};
 use crate::admit;
 use crate::body;
 use crate::compat::Authenticated;
+use crate::cors::Cors;
 use crate::error::s3;
 use crate::keys::Keys;
 use crate::locations::LocationCache;
@@ -82,16 +83,19 @@ pub(crate) struct Gateway {
     pub(crate) budget: Budget,
     /// Locations of objects read recently.
     pub(crate) locations: LocationCache,
+    /// Buckets' CORS rules.
+    pub(crate) cors: Arc<Cors>,
 }
 
 impl Gateway {
-    pub(crate) fn new(cfg: Arc<Config>, keys: Keys, budget: Budget) -> Self {
+    pub(crate) fn new(cfg: Arc<Config>, keys: Keys, budget: Budget, cors: Arc<Cors>) -> Self {
         let locations = LocationCache::new(cfg.location_cache_chunks);
         Self {
             cfg,
             keys,
             budget,
             locations,
+            cors,
         }
     }
 
@@ -175,6 +179,27 @@ impl S3 for Gateway {
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
         bucket::delete_bucket(self, req).await
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        bucket::put_bucket_cors(self, req).await
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        bucket::get_bucket_cors(self, req).await
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        bucket::delete_bucket_cors(self, req).await
     }
 
     async fn get_bucket_location(

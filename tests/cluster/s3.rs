@@ -162,6 +162,29 @@ async fn boto3_and_aws_cli_get_aws_exact_semantics() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_browser_on_another_origin_fetches_hls_only_as_cors_allows() {
+    bounded(async {
+        let c = start(TestCluster::builder().fsync(false).s3(true)).await;
+        // Each page Chromium rendered is kept here, and its result printed.
+        let out = tempfile::tempdir().expect("tempdir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("s3/cors_browser.py");
+        let mut cmd = s3_cmd(&c, venv_python());
+        cmd.arg(script).env("OUT_DIR", out.path()).env(
+            "PYTHONPATH",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("s3"),
+        );
+        let printed = run(cmd);
+        eprintln!("{printed}");
+        assert!(printed.contains(" 0 failed"), "{printed}");
+        let allowed = std::fs::read_to_string(out.path().join("allowed.html")).expect("dump");
+        assert!(allowed.contains("OK seg0.ts 206"), "{allowed}");
+        let refused = std::fs::read_to_string(out.path().join("without-rules.html")).expect("dump");
+        assert!(refused.contains("FAILED"), "{refused}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn aws_cli_round_trips_files_trees_and_presigned_urls() {
     bounded(async {
         let c = start(TestCluster::builder().fsync(false).s3(true)).await;

@@ -17,6 +17,7 @@ import http.client
 import os
 import sys
 import urllib.parse
+import urllib.request
 import zlib
 
 import boto3
@@ -374,6 +375,59 @@ def attributes_and_checksums():
                                                    ObjectAttributes=["ETag"]))[1], 404)
 
 
+def cors_rules():
+    eq(error_code(lambda: s3.get_bucket_cors(Bucket=B)), ("NoSuchCORSConfiguration", 404))
+    rules = [{"ID": "player", "AllowedOrigins": ["https://*.example.com"],
+              "AllowedMethods": ["GET", "HEAD"], "AllowedHeaders": ["range", "x-amz-*"],
+              "ExposeHeaders": ["ETag"], "MaxAgeSeconds": 300}]
+    s3.put_bucket_cors(Bucket=B, CORSConfiguration={"CORSRules": rules})
+    eq(s3.get_bucket_cors(Bucket=B)["CORSRules"], rules)
+    eq(error_code(lambda: s3.put_bucket_cors(Bucket=B, CORSConfiguration={"CORSRules": [
+        {"AllowedOrigins": ["*"], "AllowedMethods": ["PATCH"]}]})), ("InvalidRequest", 400))
+    s3.put_object(Bucket=B, Key="cors/obj", Body=b"cors")
+
+    def options(origin, method, headers=""):
+        hdrs = {"Access-Control-Request-Method": method}
+        if origin:
+            hdrs["Origin"] = origin
+        if headers:
+            hdrs["Access-Control-Request-Headers"] = headers
+        u = urllib.parse.urlparse(ENDPOINT)
+        conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
+        conn.request("OPTIONS", f"/{B}/cors/obj", headers=hdrs)
+        r = conn.getresponse()
+        out = (r.status, {k.lower(): v for k, v in r.getheaders()}, r.read())
+        conn.close()
+        return out
+
+    status, h, _ = options("https://app.example.com", "GET", "Range, x-amz-date")
+    eq(status, 200)
+    eq(h["access-control-allow-origin"], "https://app.example.com")
+    eq(h["access-control-allow-methods"], "GET, HEAD")
+    eq(h["access-control-allow-headers"], "range, x-amz-date")
+    eq(h["access-control-max-age"], "300")
+    for origin, method, headers in (("https://evil.test", "GET", ""),
+                                    ("https://app.example.com", "PUT", ""),
+                                    ("https://app.example.com", "GET", "x-other")):
+        status, _, body = options(origin, method, headers)
+        eq(status, 403)
+        assert b"AccessForbidden" in body, body
+    eq(options(None, "GET")[0], 400)
+    # An actual request from an allowed origin gets the grant.
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": B, "Key": "cors/obj"})
+    req = urllib.request.Request(url, headers={"Origin": "https://app.example.com"})
+    with urllib.request.urlopen(req) as r:
+        eq(r.headers["Access-Control-Allow-Origin"], "https://app.example.com")
+        eq(r.headers["Access-Control-Expose-Headers"], "ETag")
+        eq(r.read(), b"cors")
+    req = urllib.request.Request(url, headers={"Origin": "https://evil.test"})
+    with urllib.request.urlopen(req) as r:
+        assert r.headers["Access-Control-Allow-Origin"] is None
+    s3.delete_bucket_cors(Bucket=B)
+    eq(error_code(lambda: s3.get_bucket_cors(Bucket=B))[0], "NoSuchCORSConfiguration")
+    eq(options("https://app.example.com", "GET")[0], 403)
+
+
 def cleanup():
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=B):
         objs = [{"Key": o["Key"]} for o in page.get("Contents", [])]
@@ -392,6 +446,7 @@ if __name__ == "__main__":
                      ("requests AWS accepts", requests_aws_accepts),
                      ("AWS's errors", aws_errors), ("listing details", listing_details),
                      ("attributes and checksums", attributes_and_checksums),
+                     ("CORS rules", cors_rules),
                      ("cleanup", cleanup)]:
         check(name, fn)
     print(f"boto3 {boto3.__version__} semantics: {suite.passed} passed, {suite.failed} failed")

@@ -350,6 +350,16 @@ pub struct Retarget {
 /// range).
 pub const MAX_PAGE: usize = 10_000;
 
+/// A bucket's named setting: body of `PUT /v1/buckets/{bucket}/settings/{name}`
+/// and answer of `GET /v1/bucket-settings/{bucket}/{name}` (404
+/// `NoSuchSetting` when unset). The namenode keeps the value as given (the
+/// S3 gateway keeps a bucket's CORS rules as JSON under `cors`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketSetting {
+    /// The value, at most 64 KiB.
+    pub value: String,
+}
+
 /// Body of `POST /v1/uploads/{id}/manifest`: one page of the chunk list a
 /// later commit names with [`CommitUpload::manifest`]. Pages are staged in
 /// order; sending a page again (a retry) replaces it.

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use blob_common::proto::namenode::*;
 
-use super::blocking;
+use super::{blocking, JsonBody};
 use crate::error::Error;
 use crate::Namenode;
 
@@ -43,4 +43,32 @@ pub(super) async fn delete_bucket(
     })
     .await
     .map(|_| StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn bucket_setting(
+    State(nn): State<Arc<Namenode>>,
+    Path((bucket, name)): Path<(String, String)>,
+) -> Result<Json<BucketSetting>, Error> {
+    blocking(move || nn.bucket_setting(&bucket, &name))
+        .await
+        .map(Json)
+}
+
+pub(super) async fn put_bucket_setting(
+    State(nn): State<Arc<Namenode>>,
+    Path((bucket, name)): Path<(String, String)>,
+    JsonBody(req): JsonBody<BucketSetting>,
+) -> Result<StatusCode, Error> {
+    blocking(move || nn.set_bucket_setting(&bucket, &name, Some(req.value)))
+        .await
+        .map(|_| StatusCode::NO_CONTENT)
+}
+
+pub(super) async fn delete_bucket_setting(
+    State(nn): State<Arc<Namenode>>,
+    Path((bucket, name)): Path<(String, String)>,
+) -> Result<StatusCode, Error> {
+    blocking(move || nn.set_bucket_setting(&bucket, &name, None))
+        .await
+        .map(|_| StatusCode::NO_CONTENT)
 }

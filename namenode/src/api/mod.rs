@@ -69,6 +69,10 @@ pub(crate) fn router(nn: Arc<Namenode>) -> Router {
                 .delete(buckets::delete_bucket),
         )
         .route("/v1/buckets/{bucket}/files", get(files::list_files))
+        .route(
+            "/v1/buckets/{bucket}/settings/{name}",
+            put(buckets::put_bucket_setting).delete(buckets::delete_bucket_setting),
+        )
         .route("/v1/file", get(files::stat).delete(files::delete_file))
         .route("/v1/rename", post(files::rename))
         .route("/v1/copy", post(files::copy_file))
@@ -91,8 +95,14 @@ pub(crate) fn router(nn: Arc<Namenode>) -> Router {
         );
     // Readers with their key, and edges with the cluster secret (warming
     // by file path, reporting bad origin bytes).
+    // Bucket settings are read by gateways too (CORS preflights come
+    // unsigned, so the gateway asks with the cluster secret).
     let any_signer = Router::new()
         .route("/v1/file/locations", get(replicas::locations))
+        .route(
+            "/v1/bucket-settings/{bucket}/{name}",
+            get(buckets::bucket_setting),
+        )
         .route("/v1/chunks/bad", post(replicas::bad_replica));
     let admin_or_cluster =
         Router::new().route("/v1/chunks/locations", post(replicas::locate_chunks));

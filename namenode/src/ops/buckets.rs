@@ -11,6 +11,22 @@ use crate::db::*;
 use crate::error::Error;
 use crate::Namenode;
 
+/// Largest value of one bucket setting.
+const MAX_SETTING_BYTES: usize = 64 << 10;
+
+/// Setting names: 1 to 32 of `a-z`, `0-9` and `-`.
+fn validate_setting_name(name: &str) -> Result<(), Error> {
+    let ok = (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::BadRequest(format!("invalid setting name {name:?}")))
+    }
+}
+
 impl Namenode {
     pub(crate) fn create_bucket(&self, name: &str) -> Result<BucketInfo, Error> {
         validate_bucket(name)?;
@@ -21,7 +37,11 @@ impl Namenode {
                 return Err(Error::BucketExists(name.to_string()));
             }
             let mut t = Txn::new(&self.meta, created_ms);
-            t.put(CF_BUCKETS, name.as_bytes(), &BucketRecord { created_ms });
+            let rec = BucketRecord {
+                created_ms,
+                settings: Default::default(),
+            };
+            t.put(CF_BUCKETS, name.as_bytes(), &rec);
             t.commit()?;
         }
         self.meta.sync()?;
@@ -41,6 +61,55 @@ impl Namenode {
             name: name.to_string(),
             created_ms: rec.created_ms,
         })
+    }
+
+    /// A bucket's named setting (404 `NoSuchSetting` when unset).
+    pub(crate) fn bucket_setting(&self, bucket: &str, name: &str) -> Result<BucketSetting, Error> {
+        validate_bucket(bucket)?;
+        validate_setting_name(name)?;
+        let rec: BucketRecord = self
+            .meta
+            .get(CF_BUCKETS, bucket.as_bytes())?
+            .ok_or_else(|| Error::NoSuchBucket(bucket.to_string()))?;
+        match rec.settings.get(name) {
+            Some(value) => Ok(BucketSetting {
+                value: value.clone(),
+            }),
+            None => Err(Error::NoSuchSetting(format!(
+                "{bucket} has no {name} setting"
+            ))),
+        }
+    }
+
+    /// Sets (or with `None` removes) a bucket's named setting.
+    pub(crate) fn set_bucket_setting(
+        &self,
+        bucket: &str,
+        name: &str,
+        value: Option<String>,
+    ) -> Result<(), Error> {
+        validate_bucket(bucket)?;
+        validate_setting_name(name)?;
+        if value.as_ref().is_some_and(|v| v.len() > MAX_SETTING_BYTES) {
+            return Err(Error::BadRequest(format!(
+                "a bucket setting holds at most {MAX_SETTING_BYTES} bytes"
+            )));
+        }
+        {
+            let _g = self.lock();
+            let mut rec: BucketRecord = self
+                .meta
+                .get(CF_BUCKETS, bucket.as_bytes())?
+                .ok_or_else(|| Error::NoSuchBucket(bucket.to_string()))?;
+            match value {
+                Some(v) => rec.settings.insert(name.to_string(), v),
+                None => rec.settings.remove(name),
+            };
+            let mut t = Txn::new(&self.meta, now_ms());
+            t.put(CF_BUCKETS, bucket.as_bytes(), &rec);
+            t.commit()?;
+        }
+        self.meta.sync()
     }
 
     pub(crate) fn list_buckets(&self) -> Result<ListBuckets, Error> {

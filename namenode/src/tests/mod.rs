@@ -4,6 +4,7 @@
 //! time-dependent jobs (garbage collection, session expiry) are called with
 //! the time to act at.
 
+mod buckets;
 mod gc;
 mod placement;
 mod receipts;

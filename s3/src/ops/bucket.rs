@@ -7,6 +7,7 @@ use s3s::{S3ErrorCode, S3Request, S3Response, S3Result};
 use super::args::check_bucket;
 use super::attrs::timestamp;
 use super::list::{token_decode, token_encode};
+use crate::cors;
 use crate::error::{from_client, s3};
 use crate::service::Gateway;
 
@@ -169,4 +170,71 @@ pub(crate) async fn get_bucket_location(
     Ok(S3Response::new(GetBucketLocationOutput {
         location_constraint,
     }))
+}
+
+/// PutBucketCors: the bucket's CORS rules, kept by the namenode.
+pub(crate) async fn put_bucket_cors(
+    gw: &Gateway,
+    req: S3Request<PutBucketCorsInput>,
+) -> S3Result<S3Response<PutBucketCorsOutput>> {
+    let client = gw.client(&req).await?;
+    let i = &req.input;
+    check_bucket(&i.bucket)?;
+    let rules = cors::rules_from(&i.cors_configuration)?;
+    let json = serde_json::to_string(&rules)
+        .map_err(|e| s3(S3ErrorCode::InternalError, format!("encoding rules: {e}")))?;
+    client
+        .set_bucket_setting(&i.bucket, cors::SETTING, Some(json))
+        .await
+        .map_err(from_client)?;
+    gw.cors.forget(&i.bucket);
+    Ok(S3Response::new(PutBucketCorsOutput::default()))
+}
+
+/// GetBucketCors: 404 `NoSuchCORSConfiguration` when the bucket has none.
+pub(crate) async fn get_bucket_cors(
+    gw: &Gateway,
+    req: S3Request<GetBucketCorsInput>,
+) -> S3Result<S3Response<GetBucketCorsOutput>> {
+    let client = gw.client(&req).await?;
+    check_bucket(&req.input.bucket)?;
+    let value = client
+        .bucket_setting(&req.input.bucket, cors::SETTING)
+        .await
+        .map_err(from_client)?;
+    let rules: Vec<cors::Rule> = match value {
+        Some(v) => serde_json::from_str(&v).map_err(|e| {
+            s3(
+                S3ErrorCode::InternalError,
+                format!("stored CORS rules: {e}"),
+            )
+        })?,
+        None => Vec::new(),
+    };
+    if rules.is_empty() {
+        return Err(s3(
+            S3ErrorCode::NoSuchCORSConfiguration,
+            "The CORS configuration does not exist",
+        ));
+    }
+    Ok(S3Response::new(GetBucketCorsOutput {
+        cors_rules: Some(cors::rules_to(&rules)),
+    }))
+}
+
+/// DeleteBucketCors: 204 whether or not the bucket had rules.
+pub(crate) async fn delete_bucket_cors(
+    gw: &Gateway,
+    req: S3Request<DeleteBucketCorsInput>,
+) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+    let client = gw.client(&req).await?;
+    check_bucket(&req.input.bucket)?;
+    client
+        .set_bucket_setting(&req.input.bucket, cors::SETTING, None)
+        .await
+        .map_err(from_client)?;
+    gw.cors.forget(&req.input.bucket);
+    let mut resp = S3Response::new(DeleteBucketCorsOutput::default());
+    resp.status = Some(http::StatusCode::NO_CONTENT);
+    Ok(resp)
 }
