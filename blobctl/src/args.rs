@@ -122,6 +122,98 @@ pub(crate) fn download_destination(local: &str, remote_path: &str) -> PathBuf {
     }
 }
 
+/// `find --newer`: a time ago (`30m`, `2h`, `7d`) or a UTC date
+/// (`2026-01-31`, `2026-01-31T12:00:00Z`); the answer is that moment in
+/// ms since the epoch.
+pub(crate) fn parse_newer(s: &str) -> Result<u64, String> {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    newer_than(s, now_ms)
+}
+
+fn newer_than(s: &str, now_ms: u64) -> Result<u64, String> {
+    let t = s.trim();
+    let bad = || {
+        format!(
+            "invalid time {s:?}: expected a duration ago (30m, 2h, 7d) or a UTC date \
+             (2026-01-31 or 2026-01-31T12:00:00Z)"
+        )
+    };
+    if t.len() >= 10 && t.as_bytes().get(4) == Some(&b'-') {
+        // `YYYY-MM-DD`, then optionally `T` (or a space) and
+        // `HH:MM[:SS]`, then optionally `Z`: always UTC.
+        let parse = |text: &str| -> Option<time::OffsetDateTime> {
+            let (day, clock) = match text.get(10..) {
+                Some("") => (text, None),
+                Some(rest) if rest.starts_with(['T', ' ']) => {
+                    (text.get(..10)?, Some(rest.get(1..)?.trim_end_matches('Z')))
+                }
+                _ => return None,
+            };
+            let mut parts = day.splitn(3, '-');
+            let year: i32 = parts.next()?.parse().ok()?;
+            let month: u8 = parts.next()?.parse().ok()?;
+            let dom: u8 = parts.next()?.parse().ok()?;
+            let month = time::Month::try_from(month).ok()?;
+            let date = time::Date::from_calendar_date(year, month, dom).ok()?;
+            let clock = match clock {
+                None => time::Time::MIDNIGHT,
+                Some(c) => {
+                    let mut hms = c.split(':');
+                    let h: u8 = hms.next()?.parse().ok()?;
+                    let m: u8 = hms.next()?.parse().ok()?;
+                    let sec: u8 = match hms.next() {
+                        Some(x) => x.parse().ok()?,
+                        None => 0,
+                    };
+                    if hms.next().is_some() {
+                        return None;
+                    }
+                    time::Time::from_hms(h, m, sec).ok()?
+                }
+            };
+            Some(date.with_time(clock).assume_utc())
+        };
+        let at = parse(t).ok_or_else(bad)?;
+        let ms = at.unix_timestamp_nanos() / 1_000_000;
+        return u64::try_from(ms).map_err(|_| bad());
+    }
+    let ago = match t.strip_suffix('d') {
+        Some(days) => days
+            .parse::<f64>()
+            .ok()
+            .filter(|d| d.is_finite() && *d >= 0.0)
+            .map(|d| std::time::Duration::from_secs_f64(d * 86_400.0))
+            .ok_or_else(bad)?,
+        None => blob_common::parse_duration(t).map_err(|_| bad())?,
+    };
+    Ok(now_ms.saturating_sub(ago.as_millis() as u64))
+}
+
+/// Whether a remote path has glob characters (`*`, `?`, `[`).
+pub(crate) fn is_glob(path: &str) -> bool {
+    path.contains(['*', '?', '['])
+}
+
+/// A glob over remote paths: `*`, `?` and `[...]` match within one path
+/// segment (never across `/`).
+pub(crate) fn path_glob(pattern: &str) -> anyhow::Result<globset::GlobMatcher> {
+    let glob = globset::GlobBuilder::new(pattern)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map_err(|e| anyhow!("invalid pattern {pattern:?}: {}", e.kind()))?;
+    Ok(glob.compile_matcher())
+}
+
+/// The directory part of a pattern before its first segment with a glob
+/// character (`videos/2026/*.mp4` → `videos/2026/`): the prefix to list.
+pub(crate) fn glob_base(pattern: &str) -> &str {
+    let first = pattern.find(['*', '?', '[']).unwrap_or(pattern.len());
+    pattern[..first].rfind('/').map_or("", |i| &pattern[..=i])
+}
+
 /// Parses a node id as `admin status` shows it (16 hex characters;
 /// upper case is accepted too).
 pub(crate) fn parse_node_id(s: &str) -> Result<NodeId, String> {
@@ -231,6 +323,40 @@ mod tests {
             download_destination("out.bin", "x/y.bin"),
             PathBuf::from("out.bin")
         );
+    }
+
+    #[test]
+    fn newer_takes_an_age_or_a_date() {
+        let now = 1_800_000_000_000;
+        assert_eq!(newer_than("2h", now), Ok(now - 7_200_000));
+        assert_eq!(newer_than("30m", now), Ok(now - 1_800_000));
+        assert_eq!(newer_than("7d", now), Ok(now - 7 * 86_400_000));
+        assert_eq!(newer_than("2023-11-14", now), Ok(1_699_920_000_000));
+        assert_eq!(
+            newer_than("2023-11-14T22:13:20Z", now),
+            Ok(1_700_000_000_000)
+        );
+        for bad in ["yesterday", "2023-13-01", "2023-11-14T99", "-1d", "5x"] {
+            assert!(newer_than(bad, now).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn globs_stay_within_a_segment() {
+        let m = path_glob("videos/2026/*.mp4").unwrap_or_else(|e| panic!("{e}"));
+        assert!(m.is_match("videos/2026/a.mp4"));
+        assert!(!m.is_match("videos/2026/sub/a.mp4"));
+        assert!(!m.is_match("videos/2026/a.mkv"));
+        let m = path_glob("v/file?.[ab]").unwrap_or_else(|e| panic!("{e}"));
+        assert!(m.is_match("v/file1.a") && m.is_match("v/fileX.b"));
+        assert!(!m.is_match("v/file10.a") && !m.is_match("v/file1.c"));
+        let m = path_glob("*/x").unwrap_or_else(|e| panic!("{e}"));
+        assert!(m.is_match("a/x") && !m.is_match("a/b/x"));
+        assert!(path_glob("a/[b").is_err());
+        assert!(is_glob("a/*") && is_glob("a?") && is_glob("[a]") && !is_glob("a/b.c"));
+        assert_eq!(glob_base("videos/2026/*.mp4"), "videos/2026/");
+        assert_eq!(glob_base("videos/20*/x"), "videos/");
+        assert_eq!(glob_base("*.mp4"), "");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use blob_client::NodeId;
 use clap::{Parser, Subcommand};
 
-use crate::args::{parse_chunk_size, parse_node_id, parse_size};
+use crate::args::{parse_chunk_size, parse_newer, parse_node_id, parse_size};
 use crate::config::parse_timeout;
 
 const AFTER_HELP: &str = "\
@@ -23,12 +23,18 @@ Configuration (first found wins, per setting):
   go through.
 
 Remote paths are written BUCKET/PATH; `-` as a local file is stdin/stdout.
-Logs go to stderr at level warn; RUST_LOG overrides.
+In `ls` paths, `*`, `?` and `[...]` match within one path segment
+(quote them from the shell: blobctl ls 'b/videos/2026/*.mp4').
+Logs go to stderr at level warn; RUST_LOG overrides. Colour only on a
+terminal, and never with NO_COLOR set.
 
 Exit status:
   0  success (a broken pipe on stdout, as in `blobctl cat b/f | head`, too)
-  1  not found: no such bucket or file; for `admin fsck`, missing chunks too
-  2  any other error";
+  1  not found: no such bucket or file, a missing local file, a prefix or
+     pattern that matches nothing; for `admin fsck`, missing chunks too
+  2  usage and any other error (unreachable, timed out, refused, ...)
+Errors that retrying cannot fix (no such bucket, access denied, too few
+datanodes for the replication asked for) fail at once.";
 
 const FSCK_AFTER_HELP: &str = "\
 Prints one line per file with trouble
@@ -96,13 +102,58 @@ pub(crate) enum Command {
         bucket: String,
     },
     /// List buckets, or files of BUCKET[/PREFIX] (directories as `PRE dir/`)
+    #[command(disable_help_flag = true)]
     Ls {
-        /// BUCKET[/PREFIX]; none lists the buckets
+        /// BUCKET[/PREFIX], or BUCKET/PATTERN with `*`, `?`, `[...]`
+        /// matching within one path segment; none lists the buckets
         target: Option<String>,
         /// List every file under the prefix instead of one level
         #[arg(short, long)]
         recursive: bool,
-        /// Print JSON
+        /// Sizes in KiB, MiB, GiB
+        #[arg(short = 'h', long)]
+        human_readable: bool,
+        /// Long format: a header, and each file's version and ETag
+        #[arg(short, long)]
+        long: bool,
+        /// Print one JSON document
+        #[arg(long)]
+        json: bool,
+        /// Print help
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
+    },
+    /// Total size and file count under BUCKET[/DIR], per directory
+    #[command(disable_help_flag = true)]
+    Du {
+        /// BUCKET[/DIR]
+        target: String,
+        /// Only the total
+        #[arg(short, long)]
+        summarize: bool,
+        /// Sizes in KiB, MiB, GiB
+        #[arg(short = 'h', long)]
+        human_readable: bool,
+        /// Print one JSON document
+        #[arg(long)]
+        json: bool,
+        /// Print help
+        #[arg(long, action = clap::ArgAction::Help)]
+        help: Option<bool>,
+    },
+    /// Files under BUCKET[/DIR] by name and age, one BUCKET/PATH a line
+    Find {
+        /// BUCKET[/DIR]
+        target: String,
+        /// Only files whose name (last path segment) matches this pattern
+        /// (`*`, `?`, `[...]`)
+        #[arg(long, value_name = "GLOB")]
+        name: Option<String>,
+        /// Only files committed after this: a duration ago (30m, 2h, 7d)
+        /// or a UTC date (2026-01-31 or 2026-01-31T12:00:00Z)
+        #[arg(long, value_name = "DURATION|DATE", value_parser = parse_newer)]
+        newer: Option<u64>,
+        /// Print one JSON document
         #[arg(long)]
         json: bool,
     },
@@ -114,10 +165,20 @@ pub(crate) enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Remove a file
+    /// Remove a file, or with -r every file under a directory
     Rm {
-        /// BUCKET/PATH
+        /// BUCKET/PATH, or with -r BUCKET[/DIR]
         target: String,
+        /// Remove every file under BUCKET[/DIR] (and a file at exactly
+        /// DIR), after a count and, on a terminal, a confirmation
+        #[arg(short, long)]
+        recursive: bool,
+        /// No confirmation
+        #[arg(short, long)]
+        force: bool,
+        /// Files removed at once
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        parallel: u16,
     },
     /// Rename a file inside a bucket
     Mv {
@@ -156,6 +217,12 @@ pub(crate) enum Command {
     Cat {
         /// BUCKET/PATH
         target: String,
+    },
+    /// Print a shell completion script: e.g. `blobctl completions bash >
+    /// ~/.local/share/bash-completion/completions/blobctl`
+    Completions {
+        /// The shell
+        shell: clap_complete::Shell,
     },
     /// Mount a bucket as a directory tree (FUSE) until unmounted
     #[command(after_help = MOUNT_AFTER_HELP)]
@@ -325,6 +392,16 @@ mod tests {
             Cli::try_parse_from(["blobctl", "upload", "a", "b/x", "--chunk-size", "1K"]).is_err()
         );
         assert!(Cli::try_parse_from(["blobctl", "ls", "-r", "--json", "b/p"]).is_ok());
+        assert!(Cli::try_parse_from(["blobctl", "ls", "-lh", "b/p"]).is_ok());
+        assert!(Cli::try_parse_from(["blobctl", "du", "-sh", "b/p"]).is_ok());
+        assert!(Cli::try_parse_from(["blobctl", "rm", "-rf", "b/p"]).is_ok());
+        assert!(Cli::try_parse_from(["blobctl", "completions", "zsh"]).is_ok());
+        assert!(Cli::try_parse_from(["blobctl", "completions", "tcsh"]).is_err());
+        assert!(Cli::try_parse_from(["blobctl", "find", "b", "--name", "*.mp4"]).is_ok());
+        assert!(Cli::try_parse_from(["blobctl", "find", "b", "--newer", "2h"]).is_ok());
+        assert!(Cli::try_parse_from(["blobctl", "find", "b", "--newer", "yesterday"]).is_err());
+        let help = Cli::try_parse_from(["blobctl", "ls", "--help"]).err();
+        assert!(help.is_some_and(|e| !e.use_stderr()));
         assert!(Cli::try_parse_from(["blobctl", "--endpoint", "http://x:1", "ls"]).is_ok());
         use clap::CommandFactory;
         Cli::command().debug_assert();

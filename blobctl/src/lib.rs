@@ -8,8 +8,10 @@
 //! Data goes to stdout; progress bars, summaries, logs and errors to stderr
 //! ([`render`] holds the tables, sizes and dates).
 //!
-//! Exit status: 0 success (a broken pipe on stdout too), 1 not found (and
-//! `admin fsck` with missing chunks), 2 any other error.
+//! Exit status: 0 success (a broken pipe on stdout too), 1 not found (a
+//! missing bucket, file or local file, a prefix or pattern matching
+//! nothing, and `admin fsck` with missing chunks), 2 usage and any other
+//! error.
 //!
 //! The FUSE mount (`blobctl mount`) comes from `blob-mount` through the
 //! default `fuse` feature; built without it, `mount` says so and fails.
@@ -97,10 +99,27 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
+/// Nothing answers to what the user named (a prefix or pattern matching
+/// no file): exit status 1, like a missing bucket or file.
+#[derive(Debug)]
+pub(crate) struct NotFound(pub(crate) String);
+
+impl std::fmt::Display for NotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NotFound {}
+
 fn is_not_found(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<blob_client::Error>()
             .is_some_and(blob_client::Error::is_not_found)
+            || c.is::<NotFound>()
+            // A missing local file.
+            || c.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::NotFound)
     })
 }
 
@@ -130,5 +149,10 @@ mod tests {
         assert_eq!(exit_for(&pipe), ExitCode::SUCCESS);
         assert_eq!(exit_for(&nf), ExitCode::from(1));
         assert_eq!(exit_for(&anyhow!("other")), ExitCode::from(2));
+        let local = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::NotFound))
+            .context("opening x");
+        assert_eq!(exit_for(&local), ExitCode::from(1));
+        let none = anyhow::Error::new(NotFound("nothing matches b/*.x".into()));
+        assert_eq!(exit_for(&none), ExitCode::from(1));
     }
 }

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 use blob_tests::{random_bytes, sha256_hex, TestCluster};
 
-use crate::{blobctl_bin, bounded, start};
+use crate::{blobctl_bin, bounded, chunked, put, start};
 
 fn blobctl(
     config: &std::path::Path,
@@ -172,6 +172,335 @@ async fn blobctl_gives_up_on_a_stopped_namenode_after_its_timeout() {
         tracing::info!("--- namenode resumed");
         let (code, _, err) = blobctl(&cfg, &["ls", "hung", "--timeout", "2s"], None);
         assert_eq!(code, 0, "{err}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blobctl_exit_codes_say_not_found_and_final_errors_are_not_retried() {
+    bounded(async {
+        let cluster = start(TestCluster::builder()).await;
+        let cfg = cluster.client_config().expect("config");
+        let run = |args: &[&str]| blobctl(&cfg, args, None);
+        let (code, _, err) = run(&["mb", "codes"]);
+        assert_eq!(code, 0, "{err}");
+        let (code, _, err) = blobctl(&cfg, &["upload", "-", "codes/dir/f"], Some(b"data"));
+        assert_eq!(code, 0, "{err}");
+
+        // Not found: 1, with a message for people.
+        for args in [
+            &["upload", "/no/such/local/file", "codes/x"][..],
+            &["ls", "nosuchbucket"],
+            &["ls", "codes/nothing-here"],
+            &["ls", "codes/dir/*.mp4"],
+            &["stat", "codes/dir/missing"],
+            &["upload", "-", "nosuchbucket/x"],
+            &["download", "codes/dir/missing", "-"],
+        ] {
+            let (code, out, err) = run(args);
+            assert_eq!(code, 1, "{args:?} should exit 1: {err}");
+            assert!(out.is_empty(), "{args:?}");
+            assert!(err.starts_with("blobctl: "), "{args:?}: {err}");
+            assert!(
+                !err.contains("Some(") && !err.contains("retrying"),
+                "{args:?}: {err}"
+            );
+        }
+        // An empty bucket lists nothing, successfully.
+        let (code, _, err) = run(&["mb", "empty"]);
+        assert_eq!(code, 0, "{err}");
+        let (code, out, err) = run(&["ls", "empty"]);
+        assert_eq!((code, out.len()), (0, 0), "{err}");
+
+        // Usage: 2.
+        let (code, _, err) = run(&["ls", "--no-such-flag"]);
+        assert_eq!(code, 2, "{err}");
+        let (code, _, err) = run(&["ls", "codes", "--timeout", "soon"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("invalid duration"), "{err}");
+
+        // Errors that retrying cannot fix fail at once, without warnings.
+        let started = std::time::Instant::now();
+        let (code, _, err) = blobctl(
+            &cfg,
+            &["upload", "-", "codes/rf7", "--replication", "7"],
+            Some(b"x"),
+        );
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("not enough live datanodes"), "{err}");
+        assert!(!err.to_lowercase().contains("retrying"), "{err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(3),
+            "{:?}: {err}",
+            started.elapsed()
+        );
+        let (code, _, err) = run(&["ls", "codes", "--secret-key", "not-the-secret"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(!err.to_lowercase().contains("retrying"), "{err}");
+    })
+    .await;
+}
+
+fn text(out: Vec<u8>) -> String {
+    String::from_utf8(out).expect("utf8 output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blobctl_globs_du_find_and_rm_r_see_exactly_the_tree() {
+    bounded(async {
+        let cluster = start(TestCluster::builder()).await;
+        let cfg = cluster.client_config().expect("config");
+        let c = cluster.client();
+        c.create_bucket("tree").await.expect("mb");
+        let tree: &[(&str, usize)] = &[
+            ("videos/2026/a.mp4", 1000),
+            ("videos/2026/b.mp4", 2000),
+            ("videos/2026/c.mkv", 10),
+            ("videos/2026/sub/d.mp4", 5),
+            ("videos/2025/e.mp4", 3000),
+            ("videos2/f.mp4", 7),
+            ("docs/x1.txt", 1),
+            ("docs/x2.txt", 2),
+            ("docs/y10.txt", 3),
+            ("top.bin", 0),
+        ];
+        for (i, (path, size)) in tree.iter().enumerate() {
+            put(
+                &c,
+                "tree",
+                path,
+                &random_bytes(*size, i as u64),
+                &chunked(64 << 10),
+            )
+            .await;
+        }
+        let ok = |args: &[&str]| {
+            let (code, out, err) = blobctl(&cfg, args, None);
+            assert_eq!(code, 0, "blobctl {args:?} failed: {err}");
+            (text(out), err)
+        };
+        let names = |listing: &str| -> Vec<String> {
+            listing
+                .lines()
+                .filter_map(|l| l.split_whitespace().last().map(String::from))
+                .collect()
+        };
+
+        // Globs match within one segment, exactly.
+        let (out, _) = ok(&["ls", "tree/videos/2026/*.mp4"]);
+        assert_eq!(names(&out), ["a.mp4", "b.mp4"], "{out}");
+        let (out, _) = ok(&["ls", "tree/docs/x?.txt"]);
+        assert_eq!(names(&out), ["x1.txt", "x2.txt"], "{out}");
+        let (out, _) = ok(&["ls", "tree/docs/[xy]1*"]);
+        assert_eq!(names(&out), ["x1.txt", "y10.txt"], "{out}");
+        let (out, _) = ok(&["ls", "tree/videos/*"]);
+        assert_eq!(names(&out), ["2025/", "2026/"], "{out}");
+        let (out, _) = ok(&["ls", "-r", "tree/videos/2026/*"]);
+        assert_eq!(
+            names(&out),
+            [
+                "videos/2026/a.mp4",
+                "videos/2026/b.mp4",
+                "videos/2026/c.mkv",
+                "videos/2026/sub/d.mp4"
+            ],
+            "{out}"
+        );
+        let (out, _) = ok(&["ls", "--json", "tree/videos/*/*.mp4"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
+        let paths: Vec<&str> = v["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .filter_map(|f| f["path"].as_str())
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "videos/2025/e.mp4",
+                "videos/2026/a.mp4",
+                "videos/2026/b.mp4"
+            ]
+        );
+
+        // Sizes, long format.
+        let (out, _) = ok(&["ls", "-h", "tree/videos/2025/"]);
+        assert!(out.contains("2.9 KiB") && out.contains("e.mp4"), "{out}");
+        let (out, _) = ok(&["ls", "-l", "tree/docs/"]);
+        assert!(
+            out.starts_with("MODIFIED") && out.contains("VERSION"),
+            "{out}"
+        );
+        assert_eq!(out.lines().count(), 4, "{out}");
+
+        // du: per directory and in total; `videos` is not `videos2`.
+        let (out, _) = ok(&["du", "--json", "tree/videos"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("du json");
+        assert_eq!(v["bytes"], 6015);
+        assert_eq!(v["files"], 5);
+        let dirs: Vec<(String, u64, u64)> = v["directories"]
+            .as_array()
+            .expect("directories")
+            .iter()
+            .map(|d| {
+                (
+                    d["path"].as_str().unwrap_or_default().to_string(),
+                    d["bytes"].as_u64().unwrap_or_default(),
+                    d["files"].as_u64().unwrap_or_default(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            dirs,
+            [
+                ("tree/videos/2025/".to_string(), 3000, 1),
+                ("tree/videos/2026/".to_string(), 3015, 4),
+                ("tree/videos/2026/sub/".to_string(), 5, 1),
+            ]
+        );
+        let (out, _) = ok(&["du", "-sh", "tree/videos"]);
+        assert_eq!(out.lines().count(), 1, "{out}");
+        assert!(
+            out.contains("5.9 KiB") && out.contains("tree/videos"),
+            "{out}"
+        );
+        let (out, _) = ok(&["du", "-s", "tree"]);
+        assert!(out.contains("6028") && out.contains("10 files"), "{out}");
+
+        // find by name and age.
+        let (out, _) = ok(&["find", "tree", "--name", "*.mp4"]);
+        assert_eq!(
+            out.lines().collect::<Vec<_>>(),
+            [
+                "tree/videos/2025/e.mp4",
+                "tree/videos/2026/a.mp4",
+                "tree/videos/2026/b.mp4",
+                "tree/videos/2026/sub/d.mp4",
+                "tree/videos2/f.mp4"
+            ]
+        );
+        let (out, _) = ok(&["find", "tree/docs", "--newer", "1h"]);
+        assert_eq!(out.lines().count(), 3, "{out}");
+        let (code, out, err) = blobctl(&cfg, &["find", "tree", "--newer", "2099-01-01"], None);
+        assert_eq!((code, out.len()), (1, 0), "{err}");
+        let (out, _) = ok(&["find", "tree/docs", "--name", "x*", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).expect("find json");
+        assert_eq!(v["files"].as_array().map(Vec::len), Some(2), "{out}");
+
+        // download says what it did.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let dest = format!("{}/", dir.path().display());
+        let (_, err) = ok(&["download", "tree/videos/2026/a.mp4", &dest]);
+        assert!(err.starts_with("downloaded 1000 B in "), "{err}");
+        assert!(err.contains("a.mp4"), "{err}");
+
+        // rm -r: not a terminal, so no question; a count; exactly the tree.
+        let (_, err) = ok(&["rm", "-r", "tree/videos"]);
+        assert!(
+            err.contains("removed 5 files (5.9 KiB) under tree/videos"),
+            "{err}"
+        );
+        let (code, _, err) = blobctl(&cfg, &["ls", "tree/videos/"], None);
+        assert_eq!(code, 1, "{err}");
+        let (code, _, err) = blobctl(&cfg, &["rm", "-r", "tree/videos"], None);
+        assert_eq!(code, 1, "{err}");
+        let (out, _) = ok(&["ls", "-r", "tree"]);
+        assert_eq!(
+            names(&out),
+            [
+                "docs/x1.txt",
+                "docs/x2.txt",
+                "docs/y10.txt",
+                "top.bin",
+                "videos2/f.mp4"
+            ],
+            "{out}"
+        );
+        let (_, err) = ok(&["rm", "-rf", "tree/docs/"]);
+        assert!(err.contains("removed 3 files"), "{err}");
+    })
+    .await;
+}
+
+/// Every file under `dir` whose name says it is a log.
+fn log_files(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            log_files(&p, found);
+        } else if p.extension().is_some_and(|x| x == "log") {
+            found.push(p);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_colour_codes_go_to_pipes_or_log_files() {
+    bounded(async {
+        let cluster = start(TestCluster::builder()).await;
+        let cfg = cluster.client_config().expect("config");
+        for no_color in [false, true] {
+            let mut cmd = Command::new(blobctl_bin());
+            cmd.arg("--config")
+                .arg(&cfg)
+                .args(["ls", "nosuchbucket"])
+                .env("RUST_LOG", "debug")
+                .stdin(Stdio::null());
+            if no_color {
+                cmd.env("NO_COLOR", "1");
+            }
+            let out = cmd.output().expect("blobctl");
+            assert_eq!(out.status.code(), Some(1));
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(err.contains("DEBUG"), "logs expected: {err}");
+            assert!(!out.stderr.contains(&0x1b), "ESC in stderr: {err:?}");
+            assert!(!out.stdout.contains(&0x1b));
+        }
+        let (code, out, err) = blobctl(&cfg, &["--help"], None);
+        assert_eq!(code, 0, "{err}");
+        assert!(!out.contains(&0x1b) && !err.contains('\u{1b}'));
+        let (code, _, err) = blobctl(&cfg, &["ls", "--bad-flag"], None);
+        assert_eq!(code, 2);
+        assert!(!err.contains('\u{1b}'), "{err:?}");
+
+        let mut logs = Vec::new();
+        log_files(cluster.root(), &mut logs);
+        assert!(
+            !logs.is_empty(),
+            "no service logs under {}",
+            cluster.root().display()
+        );
+        for log in logs {
+            let bytes = std::fs::read(&log).expect("read log");
+            assert!(!bytes.contains(&0x1b), "ESC in {}", log.display());
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blobctl_writes_shell_completions() {
+    bounded(async {
+        // Needs no cluster and no configuration.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let none = dir.path().join("none.toml");
+        std::fs::write(&none, "").expect("write");
+        for (shell, marker) in [
+            ("bash", "complete -F _blobctl"),
+            ("zsh", "#compdef blobctl"),
+            ("fish", "complete -c blobctl"),
+        ] {
+            let (code, out, err) = blobctl(&none, &["completions", shell], None);
+            assert_eq!(code, 0, "{shell}: {err}");
+            let script = text(out);
+            assert!(script.contains(marker), "{shell}: {script}");
+            assert!(script.contains("du") && script.contains("find"), "{shell}");
+        }
+        let (code, _, _) = blobctl(&none, &["completions", "tcsh"], None);
+        assert_eq!(code, 2);
     })
     .await;
 }

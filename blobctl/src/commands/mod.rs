@@ -3,8 +3,11 @@
 
 use std::process::ExitCode;
 
+use std::io::Write;
+
 use anyhow::Context;
 use blob_client::{Client, UploadOptions};
+use clap::CommandFactory;
 
 use crate::cli::{Cli, Command};
 use crate::config::{default_config_path, load_config, ConfigLayer, TimeoutSetting};
@@ -19,6 +22,16 @@ pub(crate) mod transfer;
 /// Runs `cli`'s command; returns the exit status it calls for (errors are
 /// mapped by the caller).
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Command::Completions { shell } = cli.command {
+        // Needs no configuration: it only describes the command line.
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "blobctl", &mut script);
+        std::io::stdout()
+            .lock()
+            .write_all(&script)
+            .context("writing to stdout")?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let flags = ConfigLayer {
         endpoint: cli.endpoint.clone(),
         access_key: cli.access_key.clone(),
@@ -41,10 +54,46 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Ls {
             target,
             recursive,
+            human_readable,
+            long,
             json,
-        } => objects::ls(&client, target.as_deref(), recursive, json).await?,
+            help: _,
+        } => {
+            let o = objects::LsOptions {
+                recursive,
+                human: human_readable,
+                long,
+                json,
+            };
+            objects::ls(&client, target.as_deref(), o).await?;
+        }
+        Command::Du {
+            target,
+            summarize,
+            human_readable,
+            json,
+            help: _,
+        } => objects::du(&client, &target, summarize, human_readable, json).await?,
+        Command::Find {
+            target,
+            name,
+            newer,
+            json,
+        } => return objects::find(&client, &target, name.as_deref(), newer, json).await,
         Command::Stat { target, json } => objects::stat(&client, &target, json).await?,
-        Command::Rm { target } => objects::rm(&client, &target, quiet).await?,
+        Command::Rm {
+            target,
+            recursive: false,
+            ..
+        } => objects::rm(&client, &target, quiet).await?,
+        Command::Rm {
+            target,
+            recursive: true,
+            force,
+            parallel,
+        } => {
+            objects::rm_recursive(&client, &target, force, usize::from(parallel), quiet).await?;
+        }
         Command::Mv { from, to } => objects::mv(&client, &from, &to, quiet).await?,
         Command::Upload {
             local,
@@ -69,6 +118,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Cat { target } => transfer::download(&client, &target, "-", 8, true).await?,
         Command::Mount(m) => mount::mount(client, &m).await?,
         Command::Admin { command } => return admin::admin(&client, command, quiet).await,
+        Command::Completions { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -68,6 +68,7 @@ pub(crate) async fn download(
     quiet: bool,
 ) -> anyhow::Result<()> {
     let (bucket, path) = parse_file(target)?;
+    let started = Instant::now();
     let mut opts = DownloadOptions {
         parallel,
         progress: None,
@@ -80,18 +81,31 @@ pub(crate) async fn download(
         progress_bar(quiet, size)
     };
     opts.progress = bar.as_ref().map(progress_fn);
-    let result = if local == "-" {
-        client
+    let (result, to) = if local == "-" {
+        let r = client
             .download(&bucket, &path, tokio::io::stdout(), &opts)
             .await
-            .with_context(|| format!("downloading {bucket}/{path}"))
+            .with_context(|| format!("downloading {bucket}/{path}"));
+        (r, "stdout".to_string())
     } else {
         let dest = download_destination(local, &path);
-        client
+        let r = client
             .download_to_path(&bucket, &path, &dest, &opts)
             .await
-            .with_context(|| format!("downloading {bucket}/{path} to {}", dest.display()))
+            .with_context(|| format!("downloading {bucket}/{path} to {}", dest.display()));
+        (r, dest.display().to_string())
     };
     finish(bar);
-    result.map(drop)
+    let info = result?;
+    let secs = started.elapsed().as_secs_f64();
+    note(
+        quiet,
+        format_args!(
+            "downloaded {} in {secs:.1} s ({}/s) to {to}, {} chunks",
+            human(info.size),
+            human((info.size as f64 / secs.max(0.001)) as u64),
+            info.chunks.len(),
+        ),
+    );
+    Ok(())
 }
