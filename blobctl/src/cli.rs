@@ -213,6 +213,27 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
         parallel: u16,
     },
+    /// Copy a file or, with -r, a directory tree between the local disk
+    /// and the store
+    #[command(after_help = CP_AFTER_HELP)]
+    Cp {
+        /// A local file or directory, or BUCKET/PATH
+        src: String,
+        /// BUCKET/PATH when SRC is local; a local path when SRC is in the store
+        dst: String,
+        /// Copy every file under SRC, keeping the tree's shape
+        #[arg(short, long)]
+        recursive: bool,
+        /// Files copied at once
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        parallel: u16,
+        /// Chunk size of uploaded files, 64KiB to 256MiB
+        #[arg(long, default_value = "8MiB", value_parser = parse_chunk_size)]
+        chunk_size: u64,
+        /// Replication factor of uploaded files (default: the cluster's)
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
+        replication: Option<u8>,
+    },
     /// Write a file to stdout
     Cat {
         /// BUCKET/PATH
@@ -280,6 +301,18 @@ pub(crate) struct MountArgs {
     #[arg(long)]
     pub(crate) nonempty: bool,
 }
+
+const CP_AFTER_HELP: &str = "\
+SRC is local when it exists on disk or starts with /, ./ or ../; DST is then
+BUCKET/PATH (with -r, the directory the tree goes under). Otherwise SRC is
+BUCKET/PATH in the store and DST a local path (with -r, a directory, made if
+missing). Chunks the store already holds are not sent again.
+
+  blobctl cp -r ./photos b/backup/photos     local tree to the store
+  blobctl cp -r b/backup/photos ./restored   and back
+
+Prints one summary line. Exit status 1 when some file was not found, 2 when
+any other copy failed; the others are copied regardless.";
 
 const MOUNT_AFTER_HELP: &str = "\
 Files are read with read-ahead for sequential readers. A file written front

@@ -112,7 +112,7 @@ impl std::fmt::Display for NotFound {
 
 impl std::error::Error for NotFound {}
 
-fn is_not_found(e: &anyhow::Error) -> bool {
+pub(crate) fn is_not_found(e: &anyhow::Error) -> bool {
     e.chain().any(|c| {
         c.downcast_ref::<blob_client::Error>()
             .is_some_and(blob_client::Error::is_not_found)

@@ -504,3 +504,106 @@ async fn blobctl_writes_shell_completions() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blobctl_cp_r_round_trips_a_nested_tree() {
+    bounded(async {
+        let cluster = start(TestCluster::builder()).await;
+        let cfg = cluster.client_config().expect("config");
+        let (code, _, err) = blobctl(&cfg, &["mb", "trees"], None);
+        assert_eq!(code, 0, "{err}");
+
+        // 200 files, 0 bytes to 2 chunks + 1, up to four levels deep.
+        const CHUNK: usize = 64 << 10;
+        let src = tempfile::tempdir().expect("tempdir");
+        let edges = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK, 2 * CHUNK + 1];
+        let mut expected = std::collections::BTreeMap::new();
+        let mut total = 0u64;
+        for i in 0..200usize {
+            let dir = match i % 4 {
+                0 => String::new(),
+                1 => format!("a{}/", i % 3),
+                2 => format!("a{}/b{}/", i % 3, i % 5),
+                _ => format!("a{}/b{}/c{}/", i % 3, i % 5, i % 2),
+            };
+            let size = edges
+                .get(i)
+                .copied()
+                .unwrap_or((i * 7919) % (2 * CHUNK + 2));
+            let rel = format!("{dir}f{i:03}.bin");
+            let data = random_bytes(size, 1000 + i as u64);
+            let path = src.path().join(&rel);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, &data).expect("write");
+            expected.insert(rel, sha256_hex(&data));
+            total += size as u64;
+        }
+        let src_arg = src.path().to_str().expect("utf8").to_string();
+        let (code, _, err) = blobctl(
+            &cfg,
+            &["cp", "-r", &src_arg, "trees/up", "--chunk-size", "64KiB"],
+            None,
+        );
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(err.lines().count(), 1, "one summary line: {err}");
+        assert!(err.starts_with("uploaded 200 of 200 files"), "{err}");
+
+        let (code, out, err) = blobctl(&cfg, &["du", "-s", "--json", "trees/up"], None);
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("du json");
+        assert_eq!(v["bytes"], total);
+        assert_eq!(v["files"], 200);
+
+        // Again: every chunk is stored already.
+        let (code, _, err) = blobctl(
+            &cfg,
+            &["cp", "-r", &src_arg, "trees/up", "--chunk-size", "64KiB"],
+            None,
+        );
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains(", 0 B sent"), "{err}");
+
+        let dst = tempfile::tempdir().expect("tempdir");
+        let out_dir = dst.path().join("restored");
+        let out_arg = out_dir.to_str().expect("utf8").to_string();
+        let (code, _, err) = blobctl(&cfg, &["cp", "-r", "trees/up", &out_arg], None);
+        assert_eq!(code, 0, "{err}");
+        assert!(err.starts_with("downloaded 200 of 200 files"), "{err}");
+        for (rel, sha) in &expected {
+            let back = std::fs::read(out_dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
+            assert_eq!(&sha256_hex(&back), sha, "{rel}");
+        }
+        let mut count = 0;
+        let mut stack = vec![out_dir.clone()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+                if e.path().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    count += 1;
+                }
+            }
+        }
+        assert_eq!(count, 200, "nothing more came back");
+
+        // One file each way without -r; missing sources exit 1.
+        let one = dst.path().join("one.bin");
+        let one_arg = one.to_str().expect("utf8");
+        let (code, _, err) = blobctl(&cfg, &["cp", "trees/up/f004.bin", one_arg], None);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(
+            sha256_hex(&std::fs::read(&one).expect("read")),
+            expected["f004.bin"]
+        );
+        let (code, _, err) = blobctl(&cfg, &["cp", one_arg, "trees/single/"], None);
+        assert_eq!(code, 0, "{err}");
+        let (code, _, err) = blobctl(&cfg, &["cp", &src_arg, "trees/x"], None);
+        assert_eq!(code, 2, "a directory without -r: {err}");
+        assert!(err.contains("-r"), "{err}");
+        let (code, _, err) = blobctl(&cfg, &["cp", "-r", "/no/such/dir", "trees/x"], None);
+        assert_eq!(code, 1, "{err}");
+        let (code, _, err) = blobctl(&cfg, &["cp", "-r", "trees/nothing", &out_arg], None);
+        assert_eq!(code, 1, "{err}");
+    })
+    .await;
+}

@@ -14,6 +14,7 @@ use crate::config::{default_config_path, load_config, ConfigLayer, TimeoutSettin
 
 pub(crate) mod admin;
 pub(crate) mod buckets;
+pub(crate) mod copy;
 pub(crate) mod edge;
 pub(crate) mod mount;
 pub(crate) mod objects;
@@ -115,6 +116,28 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             local,
             parallel,
         } => transfer::download(&client, &target, &local, usize::from(parallel), quiet).await?,
+        Command::Cp {
+            src,
+            dst,
+            recursive,
+            parallel,
+            chunk_size,
+            replication,
+        } => {
+            let o = copy::CpOptions {
+                recursive,
+                parallel: usize::from(parallel),
+                upload: UploadOptions {
+                    chunk_size,
+                    // Files run in parallel too: fewer chunks each.
+                    parallel: 4,
+                    replication,
+                    ..UploadOptions::default()
+                },
+                quiet,
+            };
+            copy::cp(&client, &src, &dst, o).await?;
+        }
         Command::Cat { target } => transfer::download(&client, &target, "-", 8, true).await?,
         Command::Mount(m) => mount::mount(client, &m).await?,
         Command::Admin { command } => return admin::admin(&client, command, quiet).await,

@@ -177,7 +177,11 @@ fn parse_dir(target: &str) -> anyhow::Result<(String, String)> {
 
 /// Every file under `dir` (and a file at exactly `dir`); the whole bucket
 /// when `dir` is empty. Unlike `ls`'s prefix, `a/b` never takes in `a/bc`.
-async fn list_under(client: &Client, bucket: &str, dir: &str) -> anyhow::Result<Vec<FileEntry>> {
+pub(crate) async fn list_under(
+    client: &Client,
+    bucket: &str,
+    dir: &str,
+) -> anyhow::Result<Vec<FileEntry>> {
     let query = ListFilesQuery {
         prefix: (!dir.is_empty()).then(|| dir.to_string()),
         ..ListFilesQuery::default()
