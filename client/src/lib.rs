@@ -57,7 +57,8 @@ pub use blob_common::proto::multipart::{
 };
 pub use blob_common::proto::namenode::{
     BucketInfo, ChunkRef, ClusterStatus, FileEntry, FileInfo, FileLocations, FsckFile, FsckQuery,
-    FsckReport, ListBuckets, ListFiles, ListFilesQuery, ListNodes, NodeStatus, WriteCondition,
+    FsckReport, ListBuckets, ListFiles, ListFilesQuery, ListNodes, NodeStatus, UpdateMeta,
+    WriteCondition,
 };
 pub use blob_common::proto::namenode::{EdgeInfo, ListEdges};
 pub use blob_common::NodeId;

@@ -8,7 +8,7 @@ use blob_common::proto::multipart::{
     CompleteMultipart, CopyFile, CopyPart, CreateMultipart, ListMultipart, ListMultipartQuery,
     ListParts, ListPartsQuery, MultipartInfo, PartInfo,
 };
-use blob_common::proto::namenode::{BucketSetting, FileInfo};
+use blob_common::proto::namenode::{BucketSetting, FileInfo, UpdateMeta};
 use blob_common::UploadId;
 use reqwest::Method;
 
@@ -49,6 +49,18 @@ impl Client {
             None => self.nn(Method::DELETE, &path).ok().await?,
         }
         Ok(())
+    }
+
+    /// Changes a file's metadata in place (`req.if_version`: only if it is
+    /// still that version; 412 otherwise).
+    pub async fn update_meta(&self, req: &UpdateMeta) -> Result<FileInfo, Error> {
+        validate_bucket(&req.bucket)?;
+        validate_path(&req.path)?;
+        Ok(self
+            .nn(Method::POST, &["file", "meta"])
+            .body(req)
+            .decode()
+            .await?)
     }
 
     /// Copies a file without copying bytes: the copy shares the source's

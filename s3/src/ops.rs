@@ -5,7 +5,7 @@
 //!
 //! Families: [`bucket`], [`get`] (GetObject, HeadObject), [`put`],
 //! [`copy`] (CopyObject, UploadPartCopy), [`delete`], [`list`] (object
-//! listings) and [`multipart`]. Shared by them: [`args`] (checks of names,
+//! listings), [`multipart`] and [`tagging`]. Shared by them: [`args`] (checks of names,
 //! ids and numbers), [`attrs`] (object attributes in file metadata) and
 //! [`conditions`] (conditional headers). [`crate::service`] holds the `S3`
 //! impl that calls into these.
@@ -20,3 +20,4 @@ pub(crate) mod get;
 pub(crate) mod list;
 pub(crate) mod multipart;
 pub(crate) mod put;
+pub(crate) mod tagging;

@@ -428,6 +428,48 @@ def cors_rules():
     eq(options("https://app.example.com", "GET")[0], 403)
 
 
+def tagging():
+    s3.put_object(Bucket=B, Key="tag/a", Body=b"tagged", Tagging="project=blue%20sky&take=3")
+    g = s3.get_object(Bucket=B, Key="tag/a")
+    eq((g["TagCount"], g["Body"].read()), (2, b"tagged"))
+    etag, modified = g["ETag"], g["LastModified"]
+    eq(s3.get_object_tagging(Bucket=B, Key="tag/a")["TagSet"],
+       [{"Key": "project", "Value": "blue sky"}, {"Key": "take", "Value": "3"}])
+    s3.put_object_tagging(Bucket=B, Key="tag/a", Tagging={"TagSet": [{"Key": "k", "Value": "v"}]})
+    eq(s3.get_object_tagging(Bucket=B, Key="tag/a")["TagSet"], [{"Key": "k", "Value": "v"}])
+    g = s3.get_object(Bucket=B, Key="tag/a")
+    # Tags change neither the bytes, the ETag nor the time.
+    eq((g["TagCount"], g["ETag"], g["LastModified"], g["Body"].read()), (1, etag, modified, b"tagged"))
+    eq(error_code(lambda: s3.put_object_tagging(
+        Bucket=B, Key="tag/a",
+        Tagging={"TagSet": [{"Key": f"k{i}", "Value": "v"} for i in range(11)]})), ("InvalidTag", 400))
+    eq(error_code(lambda: s3.put_object(Bucket=B, Key="tag/b", Body=b"x", Tagging="a=1&a=2")),
+       ("InvalidTag", 400))
+    assert missing("tag/b")
+    eq(status_of(lambda: s3.delete_object_tagging(Bucket=B, Key="tag/a")), 204)
+    eq(s3.get_object_tagging(Bucket=B, Key="tag/a")["TagSet"], [])
+    assert "TagCount" not in s3.get_object(Bucket=B, Key="tag/a")
+    eq(error_code(lambda: s3.get_object_tagging(Bucket=B, Key="tag/none"))[1], 404)
+    # Copies keep the source's tags unless told to replace them.
+    s3.put_object_tagging(Bucket=B, Key="tag/a", Tagging={"TagSet": [{"Key": "src", "Value": "1"}]})
+    s3.copy_object(Bucket=B, Key="tag/copy", CopySource={"Bucket": B, "Key": "tag/a"})
+    eq(s3.get_object_tagging(Bucket=B, Key="tag/copy")["TagSet"], [{"Key": "src", "Value": "1"}])
+    s3.copy_object(Bucket=B, Key="tag/copy2", CopySource={"Bucket": B, "Key": "tag/a"},
+                   TaggingDirective="REPLACE", Tagging="dst=2")
+    eq(s3.get_object_tagging(Bucket=B, Key="tag/copy2")["TagSet"], [{"Key": "dst", "Value": "2"}])
+    # Multipart uploads take tags at creation.
+    part = max(MIN_PART, 6 * 1024)
+    uid, _, parts = mp_upload("tag/mp", [part, 5], seed=96, Tagging="stage=master")
+    s3.complete_multipart_upload(Bucket=B, Key="tag/mp", UploadId=uid, MultipartUpload=parts)
+    eq(s3.get_object_tagging(Bucket=B, Key="tag/mp")["TagSet"], [{"Key": "stage", "Value": "master"}])
+    # Bucket tags.
+    eq(error_code(lambda: s3.get_bucket_tagging(Bucket=B)), ("NoSuchTagSet", 404))
+    s3.put_bucket_tagging(Bucket=B, Tagging={"TagSet": [{"Key": "team", "Value": "video"}]})
+    eq(s3.get_bucket_tagging(Bucket=B)["TagSet"], [{"Key": "team", "Value": "video"}])
+    s3.delete_bucket_tagging(Bucket=B)
+    eq(error_code(lambda: s3.get_bucket_tagging(Bucket=B))[0], "NoSuchTagSet")
+
+
 def cleanup():
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=B):
         objs = [{"Key": o["Key"]} for o in page.get("Contents", [])]
@@ -446,7 +488,7 @@ if __name__ == "__main__":
                      ("requests AWS accepts", requests_aws_accepts),
                      ("AWS's errors", aws_errors), ("listing details", listing_details),
                      ("attributes and checksums", attributes_and_checksums),
-                     ("CORS rules", cors_rules),
+                     ("CORS rules", cors_rules), ("tagging", tagging),
                      ("cleanup", cleanup)]:
         check(name, fn)
     print(f"boto3 {boto3.__version__} semantics: {suite.passed} passed, {suite.failed} failed")

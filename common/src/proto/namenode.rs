@@ -265,6 +265,27 @@ pub struct RenameRequest {
     pub to: String,
 }
 
+/// Body of `POST /v1/file/meta`: changes a file's metadata in place (its
+/// chunks, ETag and time stay). The record gets a new `version`, so that
+/// readers that keep what they looked up see the change. 412
+/// `PreconditionFailed` when `if_version` is not the current version.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UpdateMeta {
+    /// Bucket.
+    pub bucket: String,
+    /// Path.
+    pub path: String,
+    /// Only if this is the file's version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub if_version: Option<UploadId>,
+    /// Entries to add or replace.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    /// Entries to remove.
+    #[serde(default)]
+    pub remove: Vec<String>,
+}
+
 /// Body of `POST /v1/uploads`: opens a session, optionally with a first batch.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CreateUpload {

@@ -55,3 +55,10 @@ pub(super) async fn copy_file(
 ) -> Result<Json<FileInfo>, Error> {
     blocking(move || nn.copy_file(&req)).await.map(Json)
 }
+
+pub(super) async fn update_meta(
+    State(nn): State<Arc<Namenode>>,
+    JsonBody(req): JsonBody<UpdateMeta>,
+) -> Result<Json<FileInfo>, Error> {
+    blocking(move || nn.update_meta(&req)).await.map(Json)
+}

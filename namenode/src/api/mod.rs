@@ -75,6 +75,7 @@ pub(crate) fn router(nn: Arc<Namenode>) -> Router {
         )
         .route("/v1/file", get(files::stat).delete(files::delete_file))
         .route("/v1/rename", post(files::rename))
+        .route("/v1/file/meta", post(files::update_meta))
         .route("/v1/copy", post(files::copy_file))
         .route("/v1/uploads", post(uploads::create_upload))
         .route("/v1/uploads/{id}", delete(uploads::abort_upload))

@@ -208,6 +208,32 @@ impl Namenode {
         Ok(file_info(&req.bucket, &req.to, rec))
     }
 
+    /// Changes a file's metadata in place, under a new version.
+    pub(crate) fn update_meta(&self, req: &UpdateMeta) -> Result<FileInfo, Error> {
+        let rec = {
+            let _g = self.lock();
+            let mut rec = self.file_record(&req.bucket, &req.path)?;
+            if req.if_version.is_some_and(|v| v != rec.version) {
+                return Err(Error::PreconditionFailed(format!(
+                    "{}/{} changed (version {})",
+                    req.bucket, req.path, rec.version
+                )));
+            }
+            for k in &req.remove {
+                rec.meta.remove(k);
+            }
+            rec.meta
+                .extend(req.set.iter().map(|(k, v)| (k.clone(), v.clone())));
+            rec.version = UploadId::random();
+            let mut t = Txn::new(&self.meta, now_ms());
+            t.put(CF_FILES, &file_key(&req.bucket, &req.path), &rec);
+            t.commit()?;
+            rec
+        };
+        self.meta.sync()?;
+        Ok(file_info(&req.bucket, &req.path, rec))
+    }
+
     /// A metadata-only copy: a new file record sharing the source's chunks.
     pub(crate) fn copy_file(&self, req: &CopyFile) -> Result<FileInfo, Error> {
         validate_bucket(&req.bucket)?;

@@ -3,7 +3,7 @@
 //! visible.
 
 use super::*;
-use blob_common::proto::namenode::WriteCondition;
+use blob_common::proto::namenode::{UpdateMeta, WriteCondition};
 
 fn no_such_file(t: &TestNn, path: &str) -> bool {
     matches!(t.stat(BUCKET, path), Err(Error::NoSuchFile { .. }))
@@ -245,4 +245,38 @@ fn conditional_commits_replace_only_the_version_they_name() {
     .expect_err("missing");
     assert!(matches!(e, Error::NoSuchFile { .. }), "{e:?}");
     assert!(no_such_file(&t, "other.mp4"));
+}
+
+#[test]
+fn metadata_changes_in_place_under_a_new_version() {
+    let t = namenode(2, |_| {});
+    let c = chunk("tagged bytes");
+    let v1 = upload(&t, "tagged.bin", &[c], &[1, 2]);
+    let update = |if_version, value: &str| {
+        t.update_meta(&UpdateMeta {
+            bucket: BUCKET.into(),
+            path: "tagged.bin".into(),
+            if_version,
+            set: BTreeMap::from([("tagging".to_string(), value.to_string())]),
+            remove: vec![],
+        })
+    };
+    let v2 = update(Some(v1.version), "a=1").expect("update");
+    assert_ne!(v2.version, v1.version);
+    assert_eq!(
+        (v2.chunks, v2.created_ms, v2.size),
+        (v1.chunks, v1.created_ms, v1.size)
+    );
+    assert_eq!(v2.meta.get("tagging").map(String::as_str), Some("a=1"));
+    // A change against a version that is gone is refused.
+    let e = update(Some(v1.version), "b=2").expect_err("stale");
+    assert!(matches!(e, Error::PreconditionFailed(_)), "{e:?}");
+    assert_eq!(
+        t.stat(BUCKET, "tagged.bin")
+            .expect("stat")
+            .meta
+            .get("tagging")
+            .map(String::as_str),
+        Some("a=1")
+    );
 }

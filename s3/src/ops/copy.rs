@@ -14,6 +14,7 @@ use super::args::{check_bucket, check_key, parse_upload, part_number};
 use super::attrs::{byte_attrs, etag_of, object_meta, strong, timestamp, ETAG};
 use super::conditions::check_copy_conditions;
 use super::put::MAX_PUT;
+use super::tagging::{tag_meta, TAGGING};
 use crate::admit;
 use crate::body::{self, Digests};
 use crate::error::{from_client, s3};
@@ -52,11 +53,24 @@ pub(crate) async fn copy_object(
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata.",
         ));
     }
-    let meta = replace.then(|| {
+    let mut meta = replace.then(|| {
         let mut m = object_meta!(i);
         m.extend(byte_attrs(&src));
+        if let Some(t) = src.meta.get(TAGGING) {
+            m.insert(TAGGING.into(), t.clone());
+        }
         m
     });
+    // Tags follow x-amz-tagging-directive, not the metadata directive.
+    let replace_tags = i
+        .tagging_directive
+        .as_ref()
+        .is_some_and(|d| d.as_str().eq_ignore_ascii_case(TaggingDirective::REPLACE));
+    if replace_tags {
+        let m = meta.get_or_insert_with(|| src.meta.clone());
+        m.remove(TAGGING);
+        tag_meta(i.tagging.as_ref(), m)?;
+    }
     let file = client
         .copy_file(&CopyFile {
             src_bucket,

@@ -17,6 +17,7 @@ use super::attrs::{
     CONTENT_DISPOSITION, CONTENT_ENCODING, CONTENT_LANGUAGE, CONTENT_TYPE,
 };
 use super::conditions::check_conditions;
+use super::tagging::tags_of;
 use crate::body;
 use crate::error::{from_client, s3};
 use crate::service::Gateway;
@@ -186,6 +187,8 @@ pub(crate) async fn get_object(
         i.checksum_mode,
         range.end - range.start == file.size
     );
+    let tags = tags_of(&file).len();
+    out.tag_count = (tags > 0).then_some(tags as i32);
     out.parts_count = parts_count.filter(|_| i.part_number.is_some());
     if let Some(v) = &i.response_content_type {
         out.content_type = Some(v.clone());

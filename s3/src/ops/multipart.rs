@@ -18,6 +18,7 @@ use super::args::{check_bucket, check_key, parse_upload, part_number, url_encode
 use super::attrs::{etag_of, object_meta, strong, timestamp};
 use super::conditions::write_condition;
 use super::put::{declared, put_body};
+use super::tagging::tag_meta;
 use crate::error::{from_client, s3};
 use crate::service::Gateway;
 
@@ -30,7 +31,8 @@ pub(crate) async fn create_multipart_upload(
     let i = &req.input;
     check_bucket(&i.bucket)?;
     check_key(&i.key)?;
-    let meta = object_meta!(i);
+    let mut meta = object_meta!(i);
+    tag_meta(i.tagging.as_ref(), &mut meta)?;
     let info = client
         .create_multipart(&CreateMultipart {
             bucket: i.bucket.clone(),

@@ -15,6 +15,7 @@ use s3s::{S3ErrorCode, S3Request, S3Response, S3Result};
 use super::args::{check_bucket, check_key};
 use super::attrs::{object_meta, strong, ETAG};
 use super::conditions::write_condition;
+use super::tagging::tag_meta;
 use crate::admit;
 use crate::body::{self, Algo, Digests};
 use crate::compat::Authenticated;
@@ -36,7 +37,8 @@ pub(crate) async fn put_object(
     check_bucket(&i.bucket)?;
     check_key(&i.key)?;
     gw.locations.forget(&i.bucket, &i.key);
-    let meta = object_meta!(i);
+    let mut meta = object_meta!(i);
+    tag_meta(i.tagging.as_ref(), &mut meta)?;
     let decl = declared(
         i.content_length,
         i.content_md5.clone(),
