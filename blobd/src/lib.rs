@@ -43,9 +43,29 @@ enum Command {
     Edge(EdgeArgs),
     /// Run an S3 gateway (stateless; needs the cluster secret).
     S3(S3Args),
-    /// Run a whole local cluster: a namenode and N datanodes.
+    /// Run a whole local cluster: a namenode, N datanodes, an S3 gateway
+    /// and an edge cache.
+    #[command(after_help = DEV_AFTER_HELP)]
     Dev(dev::DevArgs),
 }
+
+/// What `blobd dev` starts and writes, for `blobd dev --help`.
+const DEV_AFTER_HELP: &str = "\
+Starts, on 127.0.0.1 (with the default --port 9870):
+  9870       the namenode (metadata, placement, auth)
+  9871...    the datanodes, one port each (--datanodes, 3 by default)
+  next port  an S3 gateway (region us-east-1; aws and boto3 work against it)
+  next port  an edge cache for zone `local` (leave it out with --no-edge)
+With --port 0 every service takes any free port; cluster.json says which.
+
+Writes under --data (.blobstore by default):
+  client.toml   blobctl's config (export BLOBCTL_CONFIG=$PWD/.blobstore/client.toml)
+  s3.env        AWS_ENDPOINT_URL, keys and region for S3 tools (source it)
+  cluster.json  every service's URL, data directory, pid and log
+  logs/         one log per service (with --processes)
+
+Runs in this process until Ctrl-C/SIGTERM; with --processes each service is
+its own child process, so a script can kill and restart them one by one.";
 
 /// Flags shared by the services.
 #[derive(Debug, Args, Clone, Default)]

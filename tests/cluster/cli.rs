@@ -607,3 +607,29 @@ async fn blobctl_cp_r_round_trips_a_nested_tree() {
     })
     .await;
 }
+
+#[test]
+fn blobd_dev_help_names_everything_it_starts() {
+    let out = Command::new(crate::blobd_bin())
+        .args(["dev", "--help"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("blobd dev --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for what in [
+        "namenode",
+        "datanodes",
+        "S3 gateway",
+        "edge cache",
+        "client.toml",
+        "s3.env",
+        "cluster.json",
+    ] {
+        assert!(
+            help.contains(what),
+            "`blobd dev --help` lacks {what}:\n{help}"
+        );
+    }
+    assert!(!out.stdout.contains(&0x1b), "colour codes in a pipe");
+}
