@@ -146,6 +146,21 @@ async fn blobctl_gives_up_on_a_stopped_namenode_after_its_timeout() {
         assert!(err.contains("no answer") && err.contains("2 s"), "{err}");
         assert!(!err.contains("Some(") && !err.contains("retrying"), "{err}");
 
+        // An upload too: one namenode call that runs out of time ends it.
+        let started = std::time::Instant::now();
+        let (code, _, err) = blobctl(
+            &cfg,
+            &["upload", "-", "hung/up.bin", "--timeout", "2s"],
+            Some(&random_bytes(100_000, 7)),
+        );
+        let took = started.elapsed();
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            took < std::time::Duration::from_secs(3),
+            "upload took {took:?} with --timeout 2s: {err}"
+        );
+        assert!(err.contains("no answer"), "{err}");
+
         // The environment and the config file set it too.
         let with_file = cfg.with_file_name("client-timeout.toml");
         let text = std::fs::read_to_string(&cfg).expect("read config");
