@@ -648,3 +648,70 @@ fn blobd_dev_help_names_everything_it_starts() {
     }
     assert!(!out.stdout.contains(&0x1b), "colour codes in a pipe");
 }
+
+/// Runs blobctl on a pseudo-terminal (through `script`), typing `input`.
+fn blobctl_on_a_terminal(config: &std::path::Path, args: &str, input: &[u8]) -> (i32, String) {
+    let line = format!(
+        "{} --config {} {args}",
+        blobctl_bin().display(),
+        config.display()
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn script");
+    let mut pipe = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    std::thread::spawn(move || {
+        // Typed once the question is up.
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let _ = pipe.write_all(&input);
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    });
+    let out = child.wait_with_output().expect("script output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rm_r_asks_on_a_terminal() {
+    bounded(async {
+        let cluster = start(TestCluster::builder()).await;
+        let cfg = cluster.client_config().expect("config");
+        let c = cluster.client();
+        c.create_bucket("asks").await.expect("mb");
+        for p in ["dir/a", "dir/b/c"] {
+            put(&c, "asks", p, b"bytes", &chunked(64 << 10)).await;
+        }
+        let (code, out) = blobctl_on_a_terminal(&cfg, "rm -r asks/dir", b"n\n");
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains("remove 2 files (10 B) under asks/dir? [y/N]"),
+            "{out}"
+        );
+        assert!(out.contains("nothing removed"), "{out}");
+        assert_eq!(
+            c.list_all("asks", &Default::default())
+                .await
+                .expect("ls")
+                .files
+                .len(),
+            2
+        );
+        let (code, out) = blobctl_on_a_terminal(&cfg, "rm -r asks/dir", b"y\n");
+        assert_eq!(code, 0, "{out}");
+        assert!(out.contains("removed 2 files"), "{out}");
+        assert!(c
+            .list_all("asks", &Default::default())
+            .await
+            .expect("ls")
+            .files
+            .is_empty());
+    })
+    .await;
+}
