@@ -233,6 +233,9 @@ pub(crate) enum Command {
         /// Replication factor of uploaded files (default: the cluster's)
         #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
         replication: Option<u8>,
+        /// Print what would be copied (`would upload A to B`), copy nothing
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Write a file to stdout
     Cat {

@@ -554,6 +554,22 @@ async fn blobctl_cp_r_round_trips_a_nested_tree() {
             total += size as u64;
         }
         let src_arg = src.path().to_str().expect("utf8").to_string();
+        let (code, out, err) =
+            blobctl(&cfg, &["cp", "-r", "--dry-run", &src_arg, "trees/up"], None);
+        assert_eq!(code, 0, "{err}");
+        let out = text(out);
+        assert_eq!(out.lines().count(), 200, "{out}");
+        assert!(
+            out.contains("/a1/b2/c1/f007.bin to trees/up/a1/b2/c1/f007.bin\n"),
+            "{out}"
+        );
+        assert!(err.starts_with("dry run: 200 files"), "{err}");
+        let (code, out, err) = blobctl(&cfg, &["ls", "trees/"], None);
+        assert_eq!(
+            (code, out.len()),
+            (0, 0),
+            "the dry run copied nothing: {err}"
+        );
         let (code, _, err) = blobctl(
             &cfg,
             &["cp", "-r", &src_arg, "trees/up", "--chunk-size", "64KiB"],

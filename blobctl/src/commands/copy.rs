@@ -7,6 +7,7 @@
 //! `/`, `./` or `../`; DST is then the store (`BUCKET/PATH`). Otherwise
 //! SRC is the store and DST a local path.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -28,6 +29,8 @@ pub(crate) struct CpOptions {
     pub(crate) upload: UploadOptions,
     /// No progress bar or summary.
     pub(crate) quiet: bool,
+    /// Only print what would be copied (on stdout), copy nothing.
+    pub(crate) dry_run: bool,
 }
 
 /// Whether `s` names a local path rather than `BUCKET/PATH`.
@@ -52,7 +55,7 @@ struct Job {
 
 pub(crate) async fn cp(client: &Client, src: &str, dst: &str, o: CpOptions) -> anyhow::Result<()> {
     let upload = is_local(src);
-    if !o.recursive {
+    if !o.recursive && !o.dry_run {
         return if upload {
             if Path::new(src).is_dir() {
                 bail!("{src} is a directory: copy it with -r");
@@ -65,6 +68,18 @@ pub(crate) async fn cp(client: &Client, src: &str, dst: &str, o: CpOptions) -> a
     if upload {
         let root = PathBuf::from(src);
         let meta = std::fs::metadata(&root).with_context(|| format!("reading {src}"))?;
+        if !o.recursive {
+            if meta.is_dir() {
+                bail!("{src} is a directory: copy it with -r");
+            }
+            let (bucket, path) = crate::args::upload_destination(src, dst)?;
+            let job = Job {
+                from: src.to_string(),
+                to: path,
+                size: meta.len(),
+            };
+            return run_jobs(client, &bucket, vec![job], true, &o, src).await;
+        }
         if !meta.is_dir() {
             bail!("{src} is not a directory: -r copies directory trees");
         }
@@ -90,6 +105,20 @@ pub(crate) async fn cp(client: &Client, src: &str, dst: &str, o: CpOptions) -> a
     } else {
         let (bucket, dir) = parse_remote(src)?;
         let dir = dir.trim_end_matches('/').to_string();
+        if !o.recursive {
+            let info = client
+                .stat(&bucket, &dir)
+                .await
+                .with_context(|| format!("stat {src}"))?;
+            let job = Job {
+                to: crate::args::download_destination(dst, &dir)
+                    .display()
+                    .to_string(),
+                from: dir,
+                size: info.size,
+            };
+            return run_jobs(client, &bucket, vec![job], false, &o, src).await;
+        }
         let list = super::objects::list_under(client, &bucket, &dir)
             .await
             .with_context(|| format!("listing {src}"))?;
@@ -178,6 +207,26 @@ async fn run_jobs(
     let started = Instant::now();
     let total: u64 = jobs.iter().map(|j| j.size).sum();
     let count = jobs.len();
+    if o.dry_run {
+        let mut out = std::io::stdout().lock();
+        for j in &jobs {
+            if upload {
+                writeln!(out, "would upload {} to {bucket}/{}", j.from, j.to)
+            } else {
+                writeln!(out, "would download {bucket}/{} to {}", j.from, j.to)
+            }
+            .context("writing to stdout")?;
+        }
+        note(
+            o.quiet,
+            format_args!(
+                "dry run: {count} file{} ({}) would be copied, nothing was",
+                if count == 1 { "" } else { "s" },
+                human(total)
+            ),
+        );
+        return Ok(());
+    }
     let bar = progress_bar(o.quiet, Some(total));
     let limit = Arc::new(tokio::sync::Semaphore::new(o.parallel.max(1)));
     let mut tasks = tokio::task::JoinSet::new();

@@ -123,8 +123,10 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             parallel,
             chunk_size,
             replication,
+            dry_run,
         } => {
             let o = copy::CpOptions {
+                dry_run,
                 recursive,
                 parallel: usize::from(parallel),
                 upload: UploadOptions {
