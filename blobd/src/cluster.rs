@@ -281,6 +281,7 @@ impl ServiceArgs {
                     .duration("--repair-interval", a.repair_interval)
                     .duration("--gc-grace", a.gc_grace)
                     .duration("--orphan-grace", a.orphan_grace)
+                    .duration("--lifecycle-day", a.lifecycle_day)
                     .each("--edge", &edges)
                     .flag("--min-write-replicas", a.min_write_replicas)
                     .duration("--wal-sync-delay", a.wal_sync_delay);
@@ -626,6 +627,7 @@ mod tests {
                 repair_interval: Some(ms(200)),
                 gc_grace: Some(ms(2000)),
                 orphan_grace: Some(ms(4000)),
+                lifecycle_day: None,
                 edges: vec![
                     blob_namenode::EdgeConfig {
                         zone: "a".into(),

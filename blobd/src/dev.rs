@@ -203,6 +203,7 @@ fn namenode_args(
         repair_interval: None,
         gc_grace: None,
         orphan_grace: None,
+        lifecycle_day: None,
         min_write_replicas: a.min_write_replicas,
         wal_sync_delay: None,
         edges: edge

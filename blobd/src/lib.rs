@@ -136,6 +136,9 @@ pub struct NamenodeArgs {
     /// How long chunks no metadata knows are kept on datanodes, e.g. `1h`.
     #[arg(long, env = "BLOB_NAMENODE_ORPHAN_GRACE", value_parser = parse_duration)]
     pub orphan_grace: Option<Duration>,
+    /// The length of a day for buckets' lifecycle rules (tests only).
+    #[arg(long, hide = true, value_parser = parse_duration)]
+    pub lifecycle_day: Option<Duration>,
     /// An edge cache readers of ZONE go through, as ZONE=URL (repeatable;
     /// the order is the preference order for zones without their own).
     #[arg(long = "edge", env = "BLOB_NAMENODE_EDGES", value_delimiter = ',', value_parser = blob_namenode::edges::parse_edge)]
@@ -313,6 +316,9 @@ pub fn namenode_config(a: &NamenodeArgs) -> Result<blob_namenode::Config> {
     }
     if let Some(v) = a.orphan_grace {
         cfg.orphan_grace_ms = v.as_millis() as u64;
+    }
+    if let Some(v) = a.lifecycle_day {
+        cfg.lifecycle_day_ms = v.as_millis().max(1) as u64;
     }
     if !a.edges.is_empty() {
         cfg.edges = a.edges.clone();

@@ -5,5 +5,6 @@ pub mod datanode;
 pub mod edge;
 pub mod heartbeat;
 pub mod keys;
+pub mod lifecycle;
 pub mod multipart;
 pub mod namenode;

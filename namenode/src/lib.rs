@@ -77,6 +77,10 @@ pub struct Config {
     pub multipart_ttl_secs: u64,
     /// How often stale multipart uploads are looked for, seconds.
     pub multipart_sweep_secs: u64,
+    /// The length of a day for buckets' lifecycle rules, ms (24 h; shorter
+    /// only in tests). Rules are applied every quarter day, at least
+    /// hourly.
+    pub lifecycle_day_ms: u64,
     /// How often the repair loop runs (re-replication, trimming, GC), ms.
     pub repair_ms: u64,
     /// Replica copies ordered from one datanode and not yet confirmed (the
@@ -131,6 +135,7 @@ impl Default for Config {
             admin_secret_key: None,
             multipart_ttl_secs: 7 * 24 * 3600,
             multipart_sweep_secs: 600,
+            lifecycle_day_ms: 86_400_000,
             repair_ms: 1000,
             max_copies_per_node: 16,
             copy_timeout_ms: 30_000,
@@ -284,6 +289,7 @@ pub async fn serve_with(
     spawn_clock_watch(nn.clone(), shutdown.clone());
     tracing::info!(addr = ?addr, data = %nn.cfg.data_dir.display(), "namenode listening");
     tokio::spawn(background::sweep_loop(nn.clone(), shutdown.clone()));
+    tokio::spawn(background::lifecycle_loop(nn.clone(), shutdown.clone()));
     let listener =
         blob_server::limits::LimitedListener::new(listener, nn.cfg.limits.connection_slots());
     let served = axum::serve(listener, api::router(nn))

@@ -17,6 +17,7 @@ mod conditions;
 pub(crate) mod copy;
 pub(crate) mod delete;
 pub(crate) mod get;
+pub(crate) mod lifecycle;
 pub(crate) mod list;
 pub(crate) mod multipart;
 pub(crate) mod put;

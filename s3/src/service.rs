@@ -18,7 +18,7 @@ use crate::cors::Cors;
 use crate::error::s3;
 use crate::keys::Keys;
 use crate::locations::LocationCache;
-use crate::ops::{bucket, copy, delete, get, list, multipart, put, tagging};
+use crate::ops::{bucket, copy, delete, get, lifecycle, list, multipart, put, tagging};
 use crate::{Config, RequestId};
 
 /// Longest validity of a pre-signed URL AWS accepts: 7 days, in seconds.
@@ -235,6 +235,27 @@ impl S3 for Gateway {
         req: S3Request<GetObjectAttributesInput>,
     ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
         get::get_object_attributes(self, req).await
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        lifecycle::put_bucket_lifecycle(self, req).await
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        lifecycle::get_bucket_lifecycle(self, req).await
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        lifecycle::delete_bucket_lifecycle(self, req).await
     }
 
     async fn put_bucket_tagging(

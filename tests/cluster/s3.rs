@@ -185,6 +185,32 @@ async fn a_browser_on_another_origin_fetches_hls_only_as_cors_allows() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lifecycle_rules_expire_objects_and_abort_old_uploads() {
+    bounded(async {
+        let day = std::time::Duration::from_secs(2);
+        let c = start(
+            TestCluster::builder()
+                .fsync(false)
+                .s3(true)
+                .lifecycle_day(day),
+        )
+        .await;
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("s3/lifecycle.py");
+        let mut cmd = s3_cmd(&c, venv_python());
+        cmd.arg(script)
+            .env("LIFECYCLE_DAY_SECS", day.as_secs().to_string())
+            .env(
+                "PYTHONPATH",
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("s3"),
+            );
+        let out = run(cmd);
+        eprintln!("{out}");
+        assert!(out.contains(" 0 failed"), "{out}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn aws_cli_round_trips_files_trees_and_presigned_urls() {
     bounded(async {
         let c = start(TestCluster::builder().fsync(false).s3(true)).await;

@@ -40,6 +40,7 @@ pub struct Builder {
     repair_interval: Duration,
     gc_grace: Duration,
     orphan_grace: Duration,
+    lifecycle_day: Option<Duration>,
     namenode_args: Vec<String>,
     datanode_args: Vec<(Option<usize>, Vec<String>)>,
     datanode_dirs: Vec<(usize, PathBuf)>,
@@ -136,6 +137,7 @@ impl Default for Builder {
             repair_interval: Duration::from_millis(200),
             gc_grace: Duration::from_secs(3600),
             orphan_grace: Duration::from_secs(3600),
+            lifecycle_day: None,
             namenode_args: Vec::new(),
             datanode_args: Vec::new(),
             datanode_dirs: Vec::new(),
@@ -199,6 +201,12 @@ impl Builder {
     pub fn grace(mut self, gc: Duration, orphan: Duration) -> Self {
         self.gc_grace = gc;
         self.orphan_grace = orphan;
+        self
+    }
+
+    /// The length of a day for lifecycle rules (default 24 h).
+    pub fn lifecycle_day(mut self, day: Duration) -> Self {
+        self.lifecycle_day = Some(day);
         self
     }
 
@@ -282,6 +290,7 @@ impl Builder {
             repair_interval: Some(self.repair_interval),
             gc_grace: Some(self.gc_grace),
             orphan_grace: Some(self.orphan_grace),
+            lifecycle_day: self.lifecycle_day,
             edges: self
                 .edges
                 .iter()

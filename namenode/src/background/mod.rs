@@ -19,6 +19,7 @@
 //!
 //! One file per job: [`repair`] (step 2 and the node index), [`gc`],
 //! [`sessions`] (also the multipart sweep loop) and [`decommission`].
+//! Buckets' lifecycle rules run in their own loop ([`lifecycle`]).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -34,9 +35,11 @@ use crate::Namenode;
 
 mod decommission;
 mod gc;
+mod lifecycle;
 mod repair;
 mod sessions;
 
+pub(crate) use lifecycle::lifecycle_loop;
 pub(crate) use sessions::sweep_loop;
 
 /// Chunks evaluated per pass at most, so one pass never holds things up

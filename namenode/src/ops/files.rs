@@ -169,9 +169,25 @@ impl Namenode {
     }
 
     pub(crate) fn delete_file(&self, bucket: &str, path: &str) -> Result<(), Error> {
+        self.delete_file_if(bucket, path, None).map(|_| ())
+    }
+
+    /// Deletes `bucket/path` (404 when missing), or with `version` only if
+    /// it is still that version (false when it is not, or is gone).
+    pub(crate) fn delete_file_if(
+        &self,
+        bucket: &str,
+        path: &str,
+        version: Option<UploadId>,
+    ) -> Result<bool, Error> {
         {
             let _g = self.lock();
-            let rec = self.file_record(bucket, path)?;
+            let rec = match (self.file_record(bucket, path), version) {
+                (Ok(rec), Some(v)) if rec.version != v => return Ok(false),
+                (Ok(rec), _) => rec,
+                (Err(Error::NoSuchFile { .. }), Some(_)) => return Ok(false),
+                (Err(e), _) => return Err(e),
+            };
             let mut t = Txn::new(&self.meta, now_ms());
             for c in &rec.chunks {
                 t.add_ref(bucket, &c.id, -1)?;
@@ -179,7 +195,8 @@ impl Namenode {
             t.delete(CF_FILES, &file_key(bucket, path));
             t.commit()?;
         }
-        self.meta.sync()
+        self.meta.sync()?;
+        Ok(true)
     }
 
     pub(crate) fn rename(&self, req: &RenameRequest) -> Result<FileInfo, Error> {

@@ -440,7 +440,9 @@ impl Namenode {
     }
 
     /// Drops every multipart upload matching `pred`; returns how many.
-    fn drop_multiparts_where(
+    /// Drops the multipart uploads `pred` selects (checked again under
+    /// the lock).
+    pub(crate) fn drop_multiparts_where(
         &self,
         pred: impl Fn(&MultipartRecord) -> bool,
     ) -> Result<usize, Error> {

@@ -36,3 +36,46 @@ fn bucket_settings_are_kept_replaced_and_removed() {
         Err(Error::NoSuchBucket(_))
     ));
 }
+
+#[test]
+fn lifecycle_rules_expire_matching_files_and_old_uploads_only() {
+    use blob_common::proto::lifecycle::{Rule, SETTING};
+    let t = namenode(2, |c| c.lifecycle_day_ms = 1000);
+    let rules = vec![Rule {
+        enabled: true,
+        prefix: "tmp/".into(),
+        tags: vec![("kind".into(), "proxy".into())],
+        expiration_days: Some(1),
+        abort_multipart_days: Some(2),
+        ..Rule::default()
+    }];
+    t.set_bucket_setting(BUCKET, SETTING, serde_json::to_string(&rules).ok())
+        .expect("set rules");
+    let tagged = |path: &str, tags: &str, tag: &str| {
+        let f = upload(&t, path, &[chunk(tag)], &[1, 2]);
+        t.update_meta(&blob_common::proto::namenode::UpdateMeta {
+            bucket: BUCKET.into(),
+            path: path.into(),
+            set: BTreeMap::from([("tagging".to_string(), tags.to_string())]),
+            ..Default::default()
+        })
+        .map(|_| f)
+        .expect("tag")
+    };
+    let gone = tagged("tmp/a.mp4", "kind=proxy", "a");
+    tagged("tmp/master.mp4", "kind=master", "b");
+    tagged("keep/a.mp4", "kind=proxy", "c");
+    let now = gone.created_ms;
+    assert_eq!(
+        t.apply_lifecycle(now + 999).expect("pass").expired,
+        0,
+        "too young"
+    );
+    let applied = t.apply_lifecycle(now + 1000).expect("pass");
+    assert_eq!(applied.expired, 1);
+    assert!(t.stat(BUCKET, "tmp/a.mp4").is_err());
+    assert!(t.stat(BUCKET, "tmp/master.mp4").is_ok());
+    assert!(t.stat(BUCKET, "keep/a.mp4").is_ok());
+    assert!(marked_for_gc(&t, &chunk("a")), "its chunk goes to GC");
+    assert!(!marked_for_gc(&t, &chunk("b")));
+}

@@ -18,7 +18,7 @@ use crate::error::{from_client, s3};
 use crate::service::Gateway;
 
 /// The metadata key of a file's tags.
-pub(super) const TAGGING: &str = "tagging";
+pub(super) const TAGGING: &str = blob_common::proto::lifecycle::TAGS_META;
 /// Most tags on one object (S3: 10).
 const MAX_TAGS: usize = 10;
 
