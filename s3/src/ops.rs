@@ -21,4 +21,5 @@ pub(crate) mod lifecycle;
 pub(crate) mod list;
 pub(crate) mod multipart;
 pub(crate) mod put;
+mod settings;
 pub(crate) mod tagging;

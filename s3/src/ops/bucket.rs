@@ -7,6 +7,7 @@ use s3s::{S3ErrorCode, S3Request, S3Response, S3Result};
 use super::args::check_bucket;
 use super::attrs::timestamp;
 use super::list::{token_decode, token_encode};
+use super::settings;
 use crate::cors;
 use crate::error::{from_client, s3};
 use crate::service::Gateway;
@@ -179,14 +180,8 @@ pub(crate) async fn put_bucket_cors(
 ) -> S3Result<S3Response<PutBucketCorsOutput>> {
     let client = gw.client(&req).await?;
     let i = &req.input;
-    check_bucket(&i.bucket)?;
     let rules = cors::rules_from(&i.cors_configuration)?;
-    let json = serde_json::to_string(&rules)
-        .map_err(|e| s3(S3ErrorCode::InternalError, format!("encoding rules: {e}")))?;
-    client
-        .set_bucket_setting(&i.bucket, cors::SETTING, Some(json))
-        .await
-        .map_err(from_client)?;
+    settings::write(&client, &i.bucket, cors::SETTING, Some(&rules)).await?;
     gw.cors.forget(&i.bucket);
     Ok(S3Response::new(PutBucketCorsOutput::default()))
 }
@@ -197,20 +192,7 @@ pub(crate) async fn get_bucket_cors(
     req: S3Request<GetBucketCorsInput>,
 ) -> S3Result<S3Response<GetBucketCorsOutput>> {
     let client = gw.client(&req).await?;
-    check_bucket(&req.input.bucket)?;
-    let value = client
-        .bucket_setting(&req.input.bucket, cors::SETTING)
-        .await
-        .map_err(from_client)?;
-    let rules: Vec<cors::Rule> = match value {
-        Some(v) => serde_json::from_str(&v).map_err(|e| {
-            s3(
-                S3ErrorCode::InternalError,
-                format!("stored CORS rules: {e}"),
-            )
-        })?,
-        None => Vec::new(),
-    };
+    let rules: Vec<cors::Rule> = settings::read(&client, &req.input.bucket, cors::SETTING).await?;
     if rules.is_empty() {
         return Err(s3(
             S3ErrorCode::NoSuchCORSConfiguration,
@@ -228,13 +210,7 @@ pub(crate) async fn delete_bucket_cors(
     req: S3Request<DeleteBucketCorsInput>,
 ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
     let client = gw.client(&req).await?;
-    check_bucket(&req.input.bucket)?;
-    client
-        .set_bucket_setting(&req.input.bucket, cors::SETTING, None)
-        .await
-        .map_err(from_client)?;
+    settings::write::<cors::Rule>(&client, &req.input.bucket, cors::SETTING, None).await?;
     gw.cors.forget(&req.input.bucket);
-    let mut resp = S3Response::new(DeleteBucketCorsOutput::default());
-    resp.status = Some(http::StatusCode::NO_CONTENT);
-    Ok(resp)
+    Ok(settings::no_content())
 }

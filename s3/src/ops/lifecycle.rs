@@ -12,8 +12,9 @@ use s3s::{S3ErrorCode, S3Request, S3Response, S3Result};
 
 use super::args::check_bucket;
 use super::attrs::timestamp;
+use super::settings;
 use super::tagging::{self, Tags};
-use crate::error::{from_client, s3};
+use crate::error::s3;
 use crate::service::Gateway;
 
 /// Most rules in one configuration (S3: 1,000).
@@ -218,12 +219,7 @@ pub(crate) async fn put_bucket_lifecycle(
     {
         return Err(s3(S3ErrorCode::InvalidArgument, "Rule ID must be unique"));
     }
-    let json = serde_json::to_string(&rules)
-        .map_err(|e| s3(S3ErrorCode::InternalError, format!("encoding rules: {e}")))?;
-    client
-        .set_bucket_setting(&i.bucket, SETTING, Some(json))
-        .await
-        .map_err(from_client)?;
+    settings::write(&client, &i.bucket, SETTING, Some(&rules)).await?;
     Ok(S3Response::new(
         PutBucketLifecycleConfigurationOutput::default(),
     ))
@@ -236,16 +232,7 @@ pub(crate) async fn get_bucket_lifecycle(
     req: S3Request<GetBucketLifecycleConfigurationInput>,
 ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
     let client = gw.client(&req).await?;
-    check_bucket(&req.input.bucket)?;
-    let value = client
-        .bucket_setting(&req.input.bucket, SETTING)
-        .await
-        .map_err(from_client)?;
-    let rules: Vec<Rule> = match value {
-        Some(v) => serde_json::from_str(&v)
-            .map_err(|e| s3(S3ErrorCode::InternalError, format!("stored rules: {e}")))?,
-        None => Vec::new(),
-    };
+    let rules: Vec<Rule> = settings::read(&client, &req.input.bucket, SETTING).await?;
     if rules.is_empty() {
         return Err(s3(
             S3ErrorCode::NoSuchLifecycleConfiguration,
@@ -264,12 +251,6 @@ pub(crate) async fn delete_bucket_lifecycle(
     req: S3Request<DeleteBucketLifecycleInput>,
 ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
     let client = gw.client(&req).await?;
-    check_bucket(&req.input.bucket)?;
-    client
-        .set_bucket_setting(&req.input.bucket, SETTING, None)
-        .await
-        .map_err(from_client)?;
-    let mut resp = S3Response::new(DeleteBucketLifecycleOutput::default());
-    resp.status = Some(http::StatusCode::NO_CONTENT);
-    Ok(resp)
+    settings::write::<Rule>(&client, &req.input.bucket, SETTING, None).await?;
+    Ok(settings::no_content())
 }

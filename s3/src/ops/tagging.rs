@@ -4,7 +4,7 @@
 //! metadata as the URL-encoded query string the header uses; changing them
 //! changes the file's metadata in place (its bytes, ETag and time stay).
 //! A bucket keeps its tags (Put/Get/DeleteBucketTagging) as a bucket
-//! setting in the same form.
+//! setting ([`super::settings`]).
 
 use std::collections::BTreeMap;
 
@@ -14,6 +14,7 @@ use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result};
 
 use super::args::{check_bucket, check_key};
+use super::settings;
 use crate::error::{from_client, s3};
 use crate::service::Gateway;
 
@@ -140,12 +141,8 @@ pub(crate) async fn put_bucket_tagging(
     req: S3Request<PutBucketTaggingInput>,
 ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
     let client = gw.client(&req).await?;
-    check_bucket(&req.input.bucket)?;
     let tags = from_set(&req.input.tagging.tag_set)?;
-    client
-        .set_bucket_setting(&req.input.bucket, TAGGING, Some(encode(&tags)))
-        .await
-        .map_err(from_client)?;
+    settings::write(&client, &req.input.bucket, TAGGING, Some(&tags)).await?;
     Ok(S3Response::new(PutBucketTaggingOutput::default()))
 }
 
@@ -155,12 +152,7 @@ pub(crate) async fn get_bucket_tagging(
     req: S3Request<GetBucketTaggingInput>,
 ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
     let client = gw.client(&req).await?;
-    check_bucket(&req.input.bucket)?;
-    let value = client
-        .bucket_setting(&req.input.bucket, TAGGING)
-        .await
-        .map_err(from_client)?;
-    let tags = value.map(|v| parse(&v)).transpose()?.unwrap_or_default();
+    let tags: Tags = settings::read(&client, &req.input.bucket, TAGGING).await?;
     if tags.is_empty() {
         return Err(s3(S3ErrorCode::NoSuchTagSet, "The TagSet does not exist"));
     }
@@ -175,14 +167,8 @@ pub(crate) async fn delete_bucket_tagging(
     req: S3Request<DeleteBucketTaggingInput>,
 ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
     let client = gw.client(&req).await?;
-    check_bucket(&req.input.bucket)?;
-    client
-        .set_bucket_setting(&req.input.bucket, TAGGING, None)
-        .await
-        .map_err(from_client)?;
-    let mut resp = S3Response::new(DeleteBucketTaggingOutput::default());
-    resp.status = Some(http::StatusCode::NO_CONTENT);
-    Ok(resp)
+    settings::write::<(String, String)>(&client, &req.input.bucket, TAGGING, None).await?;
+    Ok(settings::no_content())
 }
 
 /// PutObjectTagging: replaces an object's tags.
@@ -243,9 +229,7 @@ pub(crate) async fn delete_object_tagging(
     };
     client.update_meta(&update).await.map_err(from_client)?;
     gw.locations.forget(&i.bucket, &i.key);
-    let mut resp = S3Response::new(DeleteObjectTaggingOutput::default());
-    resp.status = Some(http::StatusCode::NO_CONTENT);
-    Ok(resp)
+    Ok(settings::no_content())
 }
 
 #[cfg(test)]
