@@ -438,15 +438,16 @@ async fn blobctl_globs_du_find_and_rm_r_see_exactly_the_tree() {
 }
 
 /// Every file under `dir` whose name says it is a log.
+/// The services' log files (`namenode.log`, `datanode-0.log`, …), which sit
+/// at the top of the cluster's directory. Data directories are left out:
+/// RocksDB's write-ahead log is also named `*.log` and holds binary data.
 fn log_files(dir: &std::path::Path, found: &mut Vec<std::path::PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
         let p = e.path();
-        if p.is_dir() {
-            log_files(&p, found);
-        } else if p.extension().is_some_and(|x| x == "log") {
+        if p.is_file() && p.extension().is_some_and(|x| x == "log") {
             found.push(p);
         }
     }
