@@ -134,7 +134,13 @@ pub enum PresignError {
         used: ChunkId,
     },
     /// The body's declared size is not the signed size.
-    #[error("signed for {signed} bytes, request declares {declared:?}")]
+    #[error(
+        "the URL was signed for a body of {signed} bytes, but the request declares {}",
+        match declared {
+            Some(n) => format!("{n} bytes"),
+            None => "no Content-Length".to_string(),
+        }
+    )]
     WrongSize {
         /// What was signed.
         signed: u64,
@@ -515,6 +521,23 @@ impl Receipt {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn size_errors_read_as_sentences() {
+        let e = PresignError::WrongSize {
+            signed: 1_048_576,
+            declared: Some(1_048_575),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the URL was signed for a body of 1048576 bytes, but the request declares 1048575 bytes"
+        );
+        let none = PresignError::WrongSize {
+            signed: 5,
+            declared: None,
+        };
+        assert!(none.to_string().ends_with("declares no Content-Length"));
+    }
 
     fn claims() -> Claims {
         Claims {
