@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use blob_common::presign::Keyring;
 use blob_common::proto::namenode::BucketSetting;
 use http::{HeaderMap, HeaderValue, Method};
 use s3s::dto::{CORSConfiguration, CORSRule};
@@ -188,16 +187,13 @@ pub(crate) struct Cors {
 }
 
 impl Cors {
-    pub(crate) fn new(namenode_url: &str, keyring: &Keyring) -> Result<Self, String> {
-        let namenode =
-            blob_rpc::Namenode::builder(namenode_url, blob_rpc::Credentials::cluster(keyring))
-                .timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|e| e.to_string())?;
-        Ok(Self {
+    /// Reads rules through `namenode`, a handle holding the cluster
+    /// credentials (the one access keys are looked up with).
+    pub(crate) fn new(namenode: blob_rpc::Namenode) -> Self {
+        Self {
             namenode,
             cache: Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     /// Drops what is kept of `bucket`'s rules (after a change).

@@ -57,6 +57,11 @@ impl Keys {
         })
     }
 
+    /// The handle on the namenode holding the cluster credentials.
+    pub(crate) fn namenode(&self) -> &blob_rpc::Namenode {
+        &self.inner.namenode
+    }
+
     fn cached(&self, access_key: &str) -> Option<Arc<Entry>> {
         let cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache

@@ -156,8 +156,8 @@ pub async fn serve(
 ) -> Result<(), Error> {
     cfg.validate().map_err(Error::Config)?;
     let cfg = Arc::new(cfg);
-    let cors = Arc::new(cors::Cors::new(&cfg.namenode, &keyring).map_err(Error::Config)?);
     let keys = keys::Keys::new(cfg.clone(), keyring).map_err(Error::Config)?;
+    let cors = Arc::new(cors::Cors::new(keys.namenode().clone()));
     let budget = cfg.limits.budget();
     let hosts = Arc::new(host::Hosts::new(&cfg.domains));
     let s3 = {

@@ -68,7 +68,7 @@ impl Rule {
             return false;
         }
         if !self.tags.is_empty() {
-            let have = decode_tags(tags.unwrap_or_default());
+            let have = decode_tags(tags.unwrap_or_default()).unwrap_or_default();
             if !self.tags.iter().all(|t| have.contains(t)) {
                 return false;
             }
@@ -91,18 +91,20 @@ impl Rule {
     }
 }
 
-/// Tags from their URL-encoded form (`k=v&k2=v2`; `+` is a space).
-pub fn decode_tags(s: &str) -> Vec<(String, String)> {
+/// Tags from their URL-encoded form (`k=v&k2=v2`; `+` is a space);
+/// `None` when an escape decodes to invalid UTF-8.
+pub fn decode_tags(s: &str) -> Option<Vec<(String, String)>> {
     let decode = |s: &str| {
         percent_encoding::percent_decode_str(&s.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned()
+            .decode_utf8()
+            .ok()
+            .map(|c| c.into_owned())
     };
     s.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
+            Some((decode(k)?, decode(v)?))
         })
         .collect()
 }

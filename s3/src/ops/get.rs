@@ -61,7 +61,8 @@ macro_rules! fill_checksums {
 }
 
 /// What a GET or HEAD answers for: the bytes, and for a range or a part,
-/// its `Content-Range` (a 206) and the object's part count.
+/// its `Content-Range` (a 206); for a part of a multipart object, the
+/// object's part count (`x-amz-mp-parts-count`).
 struct Selected {
     span: Span<u64>,
     content_range: Option<String>,
@@ -74,7 +75,10 @@ struct Selected {
 fn select(file: &FileInfo, range: Option<&Range>, part: Option<i32>) -> S3Result<Selected> {
     let size = file.size;
     let parts = file.meta.get(PART_SIZES).and_then(|s| decode_part_sizes(s));
-    let parts_count = parts.as_ref().map(|p| p.len() as i32);
+    let parts_count = parts
+        .as_ref()
+        .filter(|_| part.is_some())
+        .map(|p| p.len() as i32);
     let span = match (range, part) {
         (None, None) => {
             return Ok(Selected {
@@ -189,7 +193,7 @@ pub(crate) async fn get_object(
     );
     let tags = tags_of(&file).len();
     out.tag_count = (tags > 0).then_some(tags as i32);
-    out.parts_count = parts_count.filter(|_| i.part_number.is_some());
+    out.parts_count = parts_count;
     if let Some(v) = &i.response_content_type {
         out.content_type = Some(v.clone());
     }
@@ -245,7 +249,7 @@ pub(crate) async fn head_object(
         i.checksum_mode,
         span.end - span.start == file.size
     );
-    out.parts_count = parts_count.filter(|_| i.part_number.is_some());
+    out.parts_count = parts_count;
     let mut resp = S3Response::new(out);
     if partial {
         resp.status = Some(http::StatusCode::PARTIAL_CONTENT);

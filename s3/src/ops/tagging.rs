@@ -9,7 +9,8 @@
 use std::collections::BTreeMap;
 
 use blob_client::{FileInfo, UpdateMeta};
-use percent_encoding::{percent_decode_str, utf8_percent_encode, NON_ALPHANUMERIC};
+use blob_common::proto::lifecycle::decode_tags;
+use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
 use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result};
 
@@ -59,17 +60,7 @@ pub(super) fn check(tags: &Tags) -> S3Result<()> {
 
 /// Tags from the `x-amz-tagging` form (`k1=v1&k2=v2`, URL-encoded).
 pub(super) fn parse(header: &str) -> S3Result<Tags> {
-    let decode = |s: &str| {
-        percent_decode_str(&s.replace('+', " "))
-            .decode_utf8()
-            .map(|c| c.into_owned())
-            .map_err(|_| invalid("The tag set is not valid UTF-8"))
-    };
-    let mut tags = Vec::new();
-    for pair in header.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        tags.push((decode(k)?, decode(v)?));
-    }
+    let tags = decode_tags(header).ok_or_else(|| invalid("The tag set is not valid UTF-8"))?;
     check(&tags)?;
     Ok(tags)
 }
