@@ -20,6 +20,7 @@ pub mod ids;
 pub mod names;
 pub mod presign;
 pub mod proto;
+pub mod seal;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;
 
