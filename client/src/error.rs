@@ -135,6 +135,23 @@ pub enum Error {
     /// An internal task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// The file is encrypted with a customer's key (SSE-C) and none was
+    /// given ([`crate::Client::with_customer_key`]).
+    #[error("{bucket}/{path} is encrypted with a customer key; give that key to read it")]
+    KeyRequired {
+        /// Bucket.
+        bucket: String,
+        /// Path.
+        path: String,
+    },
+    /// The customer key given is not the one the file was encrypted with.
+    #[error("{bucket}/{path} was encrypted with another customer key than the one given")]
+    WrongKey {
+        /// Bucket.
+        bucket: String,
+        /// Path.
+        path: String,
+    },
     /// The caller's [`crate::UploadOptions::before_commit`] check refused
     /// the upload; nothing was committed.
     #[error("upload refused before commit: {0}")]

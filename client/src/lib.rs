@@ -47,6 +47,7 @@ pub mod error;
 mod namenode;
 mod objects;
 pub mod session;
+pub mod sse;
 mod transfer;
 
 pub use blob_common::proto::edge::{EdgeStats, TierStats, WarmResponse};
@@ -83,6 +84,8 @@ pub struct Client {
     /// The `x-request-id` every call of this handle sends; `None` makes a
     /// fresh one per call.
     request_id: Option<Arc<str>>,
+    /// The customer key SSE-C files are read and written with.
+    customer_key: Option<Arc<sse::CustomerKey>>,
 }
 
 struct Inner {
@@ -95,6 +98,8 @@ struct Inner {
     edge_http: reqwest::Client,
     /// Until when edge URLs are skipped after an edge could not be reached.
     edge_down_until: std::sync::Mutex<Option<std::time::Instant>>,
+    /// SSE-S3 data keys in clear, by wrapped key ([`sse`]).
+    keys: std::sync::Mutex<std::collections::HashMap<String, blob_common::seal::DataKey>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -142,8 +147,10 @@ impl Client {
                 http,
                 edge_http,
                 edge_down_until: std::sync::Mutex::new(None),
+                keys: Default::default(),
             }),
             request_id: None,
+            customer_key: None,
         })
     }
 
@@ -159,6 +166,7 @@ impl Client {
         Client {
             inner: self.inner.clone(),
             request_id: Some(id.into()),
+            customer_key: self.customer_key.clone(),
         }
     }
 
@@ -303,6 +311,10 @@ pub struct UploadOptions {
     /// Commit only if the file now at the path meets this (S3's
     /// conditional writes); checked atomically with the commit.
     pub condition: Option<WriteCondition>,
+    /// Seal every chunk with this ([`sse`]): encryption at rest. Its
+    /// metadata is added to the file's (or, for a part, must be the
+    /// multipart upload's).
+    pub sealing: Option<sse::Sealing>,
 }
 
 impl Default for UploadOptions {
@@ -318,6 +330,7 @@ impl Default for UploadOptions {
             abort_on_error: false,
             input_sha256: None,
             condition: None,
+            sealing: None,
         }
     }
 }
@@ -335,6 +348,7 @@ impl std::fmt::Debug for UploadOptions {
             .field("abort_on_error", &self.abort_on_error)
             .field("input_sha256", &self.input_sha256.is_some())
             .field("condition", &self.condition)
+            .field("sealing", &self.sealing)
             .finish()
     }
 }

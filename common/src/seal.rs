@@ -66,6 +66,38 @@ pub fn is_seal_meta(key: &str) -> bool {
     key == SEALED || key == SSE || key.starts_with("sse-")
 }
 
+/// The entries of `meta` this module owns.
+pub fn seal_meta(meta: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    meta.iter()
+        .filter(|(k, _)| is_seal_meta(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// `meta` with its sealing entries replaced by those of `from` (a copy or
+/// a metadata update never changes how the bytes are sealed).
+pub fn keep_seal_meta(
+    mut meta: BTreeMap<String, String>,
+    from: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    meta.retain(|k, _| !is_seal_meta(k));
+    meta.extend(seal_meta(from));
+    meta
+}
+
+/// Checks the sealing entries of a new file's metadata: none, or a known
+/// [`LAYOUT`] under [`SEALED`]. Returns whether the file is sealed.
+pub fn check_meta(meta: &BTreeMap<String, String>) -> Result<bool, String> {
+    match meta.get(SEALED) {
+        Some(l) if l == LAYOUT => Ok(true),
+        Some(l) => Err(format!("unknown sealed-chunk layout {l:?}")),
+        None => match meta.keys().find(|k| is_seal_meta(k)) {
+            Some(k) => Err(format!("metadata key {k:?} is reserved for sealed files")),
+            None => Ok(false),
+        },
+    }
+}
+
 /// Stored size of `plain` bytes sealed as one chunk.
 pub fn sealed_len(plain: u64) -> u64 {
     let (full, rem) = (plain / PLAIN_BLOCK as u64, plain % PLAIN_BLOCK as u64);

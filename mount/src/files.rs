@@ -39,7 +39,10 @@ impl BlobFs {
                         // Kept as it is: its committed version is the base.
                         Some(Kind::File { .. }) => {
                             match s.client.locations(&s.bucket, &path).await {
-                                Ok(l) => Opened::Existing(Arc::new(l)),
+                                Ok(l) => {
+                                    crate::write::refuse_sealed_base(&path, &l)?;
+                                    Opened::Existing(Arc::new(l))
+                                }
                                 // Being created here, nothing committed yet.
                                 Err(e) if e.is_not_found() => Opened::New,
                                 Err(e) => return Err(errno("open", &path, &e)),

@@ -429,6 +429,7 @@ impl Shared {
             .locations(&self.bucket, path)
             .await
             .map_err(|e| errno("truncate", path, &e))?;
+        crate::write::refuse_sealed_base(path, &locs)?;
         let w = Arc::new(Writer::new(
             self.client.clone(),
             self.bucket.clone(),

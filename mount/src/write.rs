@@ -174,6 +174,18 @@ pub(crate) struct Writer {
     discarded: AtomicBool,
 }
 
+/// In-place writes (and appends, and truncation to a size other than 0)
+/// build the new version from the old one's chunks, which an encrypted
+/// file's are not in clear: refused with `EPERM`. Rewriting such a file
+/// whole (`O_TRUNC`) works, and reading it is transparent.
+pub(crate) fn refuse_sealed_base(path: &str, locs: &FileLocations) -> Result<(), fuser::Errno> {
+    if blob_common::seal::is_sealed(&locs.file.meta) {
+        tracing::warn!(%path, "in-place writes to an encrypted file are not supported; rewrite it whole: EPERM");
+        return Err(fuser::Errno::EPERM);
+    }
+    Ok(())
+}
+
 impl Writer {
     /// A writer for `path`, opened as `opened`; with `staging`, any writer
     /// is taken (else only front-to-back writes and appends). A new or

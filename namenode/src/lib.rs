@@ -31,6 +31,7 @@ mod claims;
 mod db;
 pub mod edges;
 mod error;
+mod masterkeys;
 mod metrics;
 mod nodes;
 mod ops;
@@ -183,6 +184,8 @@ impl Config {
 /// config format.
 pub const CREDENTIALS_FILE: &str = "admin-credentials.toml";
 
+pub use masterkeys::MASTER_KEYS_FILE;
+
 /// The namenode's shared state.
 pub struct Namenode {
     cfg: Config,
@@ -195,6 +198,8 @@ pub struct Namenode {
     repair: Mutex<background::Repair>,
     claims: claims::Claims,
     metrics: metrics::Metrics,
+    /// SSE-S3 master keys.
+    master_keys: masterkeys::MasterKeys,
 }
 
 impl Namenode {
@@ -213,6 +218,7 @@ impl Namenode {
         for (id, rec) in ops::load_nodes(&meta)? {
             nodes.add_known(id, rec.url, rec.admin);
         }
+        let master_keys = masterkeys::MasterKeys::load_or_create(&cfg.data_dir)?;
         let nn = Arc::new(Self {
             cfg,
             keyring,
@@ -222,6 +228,7 @@ impl Namenode {
             repair: Mutex::new(background::Repair::default()),
             claims: claims::Claims::default(),
             metrics: metrics::Metrics::new(),
+            master_keys,
         });
         nn.ensure_admin_key()?;
         Ok(nn)
@@ -240,6 +247,19 @@ impl Namenode {
             Some(m) => usize::from(m).clamp(1, rf),
             None => rf / 2 + 1,
         }
+    }
+
+    /// A fresh SSE-S3 data key, in clear and wrapped.
+    pub(crate) fn grant_data_key(&self) -> Result<blob_common::proto::keys::DataKeyGrant, Error> {
+        self.master_keys.grant()
+    }
+
+    /// The SSE-S3 data key `wrapped` holds.
+    pub(crate) fn unwrap_data_key(
+        &self,
+        wrapped: &str,
+    ) -> Result<blob_common::proto::keys::DataKeyGrant, Error> {
+        self.master_keys.unwrap(wrapped)
     }
 
     /// Path of the admin credentials file.

@@ -210,9 +210,9 @@ pub(crate) fn frames(
 /// full chunk is fetched (and verified) whole.
 pub(crate) fn pieces(locs: &FileLocations, start: u64, end: u64) -> Vec<(u64, u64)> {
     let mut out = Vec::new();
-    for c in &locs.chunks {
-        let (cs, ce) = (c.offset, c.offset + c.size);
-        if ce <= start || c.size == 0 {
+    for (offset, size, _) in blob_client::sse::spans(locs) {
+        let (cs, ce) = (offset, offset + size);
+        if ce <= start || size == 0 {
             continue;
         }
         if cs >= end {
@@ -246,13 +246,14 @@ pub(crate) async fn range_stream(
     impl futures::Stream<Item = Result<Bytes, std::io::Error>> + Send + Sync + Unpin + 'static,
     blob_client::Error,
 > {
-    if let Some(c) = locs
-        .chunks
-        .iter()
-        .filter(|c| c.offset < end && c.offset + c.size > start && c.size > 0)
-        .find(|c| c.replicas.is_empty())
+    if let Some((i, _)) = blob_client::sse::spans(&locs)
+        .into_iter()
+        .enumerate()
+        .find(|(_, (o, size, listed))| *o < end && o + size > start && *size > 0 && !listed)
     {
-        return Err(blob_client::Error::NoReplica { chunk: c.id });
+        return Err(blob_client::Error::NoReplica {
+            chunk: locs.chunks[i].id,
+        });
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Vec<Bytes>, blob_client::Error>>(1);
     let list = pieces(&locs, start, end);

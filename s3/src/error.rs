@@ -71,6 +71,14 @@ pub(crate) fn from_client(e: ClientError) -> S3Error {
         | ClientError::NoReplica { .. }
         | ClientError::Underreplicated { .. }
         | ClientError::Transport { .. } => s3(S3ErrorCode::ServiceUnavailable, e.to_string()),
+        ClientError::KeyRequired { .. } => s3(
+            S3ErrorCode::InvalidRequest,
+            "The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve the object.",
+        ),
+        ClientError::WrongKey { .. } => s3(
+            S3ErrorCode::AccessDenied,
+            "Access Denied: the customer key given is not the one the object was encrypted with.",
+        ),
         _ => {
             tracing::warn!(error = %e, "internal error");
             s3(S3ErrorCode::InternalError, "internal error")

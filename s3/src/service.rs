@@ -85,6 +85,8 @@ pub(crate) struct Gateway {
     pub(crate) locations: LocationCache,
     /// Buckets' CORS rules.
     pub(crate) cors: Arc<Cors>,
+    /// Buckets' default encryption.
+    pub(crate) encryption: crate::sse::Defaults,
 }
 
 impl Gateway {
@@ -96,6 +98,7 @@ impl Gateway {
             budget,
             locations,
             cors,
+            encryption: crate::sse::Defaults::new(),
         }
     }
 
@@ -131,8 +134,14 @@ impl Gateway {
             };
         check_scope(&self.cfg.region, region, query)?;
         let client = self.keys.client(access_key).await?;
-        Ok(match req.extensions.get::<RequestId>() {
+        let client = match req.extensions.get::<RequestId>() {
             Some(id) => client.with_request_id(id.0.clone()),
+            None => client,
+        };
+        // SSE-C: the key of the object read or written goes with every
+        // call of this request.
+        Ok(match crate::sse::request_key(&req.headers, false) {
+            Some(key) => client.with_customer_key(key),
             None => client,
         })
     }
@@ -200,6 +209,27 @@ impl S3 for Gateway {
         req: S3Request<DeleteBucketCorsInput>,
     ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
         bucket::delete_bucket_cors(self, req).await
+    }
+
+    async fn put_bucket_encryption(
+        &self,
+        req: S3Request<PutBucketEncryptionInput>,
+    ) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+        bucket::put_bucket_encryption(self, req).await
+    }
+
+    async fn get_bucket_encryption(
+        &self,
+        req: S3Request<GetBucketEncryptionInput>,
+    ) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+        bucket::get_bucket_encryption(self, req).await
+    }
+
+    async fn delete_bucket_encryption(
+        &self,
+        req: S3Request<DeleteBucketEncryptionInput>,
+    ) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+        bucket::delete_bucket_encryption(self, req).await
     }
 
     async fn get_bucket_location(

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use blob_common::names::{validate_bucket, validate_path};
 use blob_common::proto::namenode::{BadReplica, FileInfo, FileLocations, ReplicaUrl};
+use blob_common::seal::{self, DataKey};
 use blob_common::ChunkId;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -151,7 +152,7 @@ where
     W: AsyncWrite + Unpin + Send,
 {
     let started = std::time::Instant::now();
-    let locator = Arc::new(Locator::new(client.clone(), Arc::new(locs))?);
+    let locator = Arc::new(Locator::open(client.clone(), Arc::new(locs)).await?);
     let file = locator.file().clone();
     out.expect(file.size);
     let progress = ProgressCounter::new(opts.progress.clone());
@@ -309,7 +310,7 @@ pub(crate) async fn read_range_frames(
     if end == start {
         return Ok(ChunkBody::default());
     }
-    let locator = Arc::new(Locator::new(client.clone(), locs)?);
+    let locator = Arc::new(Locator::open(client.clone(), locs).await?);
     let pieces = plan_range(&locator.initial_chunks(), start..end);
     let mut fetched = futures::stream::iter(pieces)
         .map(|(index, range)| {
@@ -359,36 +360,66 @@ struct Locator {
     file: FileInfo,
     /// Chunk ids and sizes as first listed: refreshed lists must agree.
     chunks: Vec<(ChunkId, u64, u64)>,
+    /// Offset and size of each chunk's bytes in the file: those of
+    /// `chunks`, or for a sealed file those of the plaintext they hold.
+    spans: Vec<(u64, u64)>,
+    /// The key of a sealed file.
+    seal: Option<DataKey>,
     current: tokio::sync::Mutex<(u64, Arc<FileLocations>)>,
 }
 
 impl Locator {
-    fn new(client: Client, locs: Arc<FileLocations>) -> Result<Self, Error> {
+    /// The locator of `locs`, with the key to open its chunks if they are
+    /// sealed (checked against the file's metadata).
+    async fn open(client: Client, locs: Arc<FileLocations>) -> Result<Self, Error> {
+        let f = &locs.file;
+        let seal = client
+            .sealing_of(&f.bucket, &f.path, &f.meta)
+            .await?
+            .map(|s| s.key().clone());
+        Self::new(client, locs, seal)
+    }
+
+    fn new(client: Client, locs: Arc<FileLocations>, seal: Option<DataKey>) -> Result<Self, Error> {
+        let bad =
+            |detail: String| Error::protocol(&client.meta_url(&["file", "locations"], &[]), detail);
         let mut offset = 0u64;
+        let mut plain = 0u64;
         let mut chunks = Vec::with_capacity(locs.chunks.len());
+        let mut spans = Vec::with_capacity(locs.chunks.len());
         for c in &locs.chunks {
             if c.offset != offset {
-                return Err(Error::protocol(
-                    &client.meta_url(&["file", "locations"], &[]),
-                    format!("chunk {} at offset {}, expected {offset}", c.id, c.offset),
-                ));
+                return Err(bad(format!(
+                    "chunk {} at offset {}, expected {offset}",
+                    c.id, c.offset
+                )));
             }
             chunks.push((c.id, c.offset, c.size));
             offset += c.size;
+            let size = match &seal {
+                None => c.size,
+                Some(_) => seal::plain_len(c.size).ok_or_else(|| {
+                    bad(format!(
+                        "sealed chunk {} has an impossible size {}",
+                        c.id, c.size
+                    ))
+                })?,
+            };
+            spans.push((plain, size));
+            plain += size;
         }
-        if offset != locs.file.size {
-            return Err(Error::protocol(
-                &client.meta_url(&["file", "locations"], &[]),
-                format!(
-                    "chunks add up to {offset} bytes, file is {}",
-                    locs.file.size
-                ),
-            ));
+        if plain != locs.file.size {
+            return Err(bad(format!(
+                "chunks add up to {plain} bytes, file is {}",
+                locs.file.size
+            )));
         }
         Ok(Self {
             client,
             file: locs.file.clone(),
             chunks,
+            spans,
+            seal,
             current: tokio::sync::Mutex::new((0, locs)),
         })
     }
@@ -402,7 +433,7 @@ impl Locator {
     }
 
     fn initial_chunks(&self) -> Vec<(u64, u64)> {
-        self.chunks.iter().map(|&(_, o, s)| (o, s)).collect()
+        self.spans.clone()
     }
 
     async fn snapshot(&self) -> (u64, Arc<FileLocations>) {
@@ -456,7 +487,14 @@ impl Locator {
                     continue;
                 }
                 attempts += 1;
-                match self.fetch_from(id, size, replica, range.clone()).await {
+                let fetched = match &self.seal {
+                    None => self.fetch_from(id, size, replica, range.clone()).await,
+                    Some(key) => {
+                        self.fetch_sealed(key, id, size, replica, range.clone())
+                            .await
+                    }
+                };
+                match fetched {
                     Ok(b) => return Ok(b),
                     Err(e) => {
                         if replica.edge.is_some() && e.is_unreachable() {
@@ -493,6 +531,55 @@ impl Locator {
             attempts,
             last: Box::new(last),
         })
+    }
+
+    /// The plaintext `range` (all of it: `None`) of sealed chunk `id` from
+    /// one replica: the blocks holding it are fetched (verified against
+    /// the id when that is the whole chunk) and opened.
+    async fn fetch_sealed(
+        &self,
+        key: &DataKey,
+        id: ChunkId,
+        size: u64,
+        replica: &ReplicaUrl,
+        range: Option<Range<u64>>,
+    ) -> Result<ChunkBody, Error> {
+        let plain_size = seal::plain_len(size).unwrap_or(0);
+        let want = range.unwrap_or(0..plain_size);
+        let (stored, first_block, skip) = seal::stored_range(want.clone(), size);
+        let whole = stored.start == 0 && stored.end == size;
+        let body = self
+            .fetch_from(id, size, replica, (!whole).then_some(stored))
+            .await?;
+        let key = key.clone();
+        let len = (want.end - want.start) as usize;
+        tokio::task::spawn_blocking(move || {
+            let mut buf = Vec::with_capacity(body.len);
+            for f in &body.frames {
+                buf.extend_from_slice(f);
+            }
+            let opened =
+                key.open_in_place(&mut buf, first_block)
+                    .map_err(|e| Error::Integrity {
+                        chunk: id,
+                        detail: e.to_string(),
+                    })?;
+            let skip = skip as usize;
+            if opened < skip + len {
+                return Err(Error::Integrity {
+                    chunk: id,
+                    detail: format!("{opened} bytes opened, {} expected", skip + len),
+                });
+            }
+            let bytes = Bytes::from(buf).slice(skip..skip + len);
+            Ok(ChunkBody {
+                frames: if len > 0 { vec![bytes] } else { Vec::new() },
+                len,
+                digest: None,
+            })
+        })
+        .await
+        .map_err(|e| Error::Task(format!("opening a sealed chunk: {e}")))?
     }
 
     /// One replica. A whole chunk is hashed as it arrives (in this per-chunk

@@ -86,8 +86,17 @@ where
     let permits = Arc::new(Semaphore::new(opts.parallel));
     let (tx, rx) = mpsc::channel(opts.parallel);
     let mut coord = Coordinator::new(client.clone(), bucket, path, opts);
-    let whole = opts.input_sha256.map(ChunkId);
-    let reading = read_chunks(reader, chunk_size, whole, permits, tx);
+    // Sealed chunks hold less plaintext than their stored size, and their
+    // ids are those of the sealed bytes, never of the input's.
+    let seal = opts.sealing.as_ref().map(|s| s.key().clone());
+    let (read_size, whole) = match &seal {
+        Some(_) => (
+            blob_common::seal::plain_capacity(chunk_size as u64) as usize,
+            None,
+        ),
+        None => (chunk_size, opts.input_sha256.map(ChunkId)),
+    };
+    let reading = read_chunks(reader, read_size, whole, seal, permits, tx);
     let result = tokio::try_join!(reading, coord.run(rx));
     let chunks = match result {
         Ok((chunks, ())) => chunks,
@@ -108,6 +117,9 @@ where
     }
     let chunk_count = chunks.len() as u64;
     let mut meta = opts.meta.clone();
+    if let Some(sealing) = &opts.sealing {
+        meta.extend(sealing.meta().clone());
+    }
     if let Some(check) = &opts.before_commit {
         match check(&chunks) {
             Ok(extra) => meta.extend(extra),

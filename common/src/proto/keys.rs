@@ -25,3 +25,30 @@ impl std::fmt::Debug for AccessKeyInfo {
             .finish_non_exhaustive()
     }
 }
+
+/// Answer to `POST /v1/sse/data-key` (any user): a fresh data key for one
+/// SSE-S3 object, and the same key wrapped by the cluster's master key,
+/// to be kept in the object's metadata ([`crate::seal::WRAPPED_KEY`]).
+#[derive(Clone, Serialize, Deserialize)]
+pub struct DataKeyGrant {
+    /// The key, base64.
+    pub key: String,
+    /// The key wrapped by the master key ([`crate::seal::wrap_key`]).
+    pub wrapped: String,
+}
+
+impl std::fmt::Debug for DataKeyGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DataKeyGrant")
+            .field("wrapped", &self.wrapped)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Body of `POST /v1/sse/unwrap` (any user): a wrapped data key, answered
+/// with a [`DataKeyGrant`] holding it in clear.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UnwrapKey {
+    /// As kept in an object's metadata.
+    pub wrapped: String,
+}

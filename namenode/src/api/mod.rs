@@ -27,6 +27,7 @@ mod datanodes;
 mod files;
 mod multipart;
 mod replicas;
+mod sse;
 mod uploads;
 
 use auth::Role;
@@ -93,7 +94,9 @@ pub(crate) fn router(nn: Arc<Namenode>) -> Router {
         .route(
             "/v1/multipart/{id}/complete",
             post(multipart::complete_multipart),
-        );
+        )
+        .route("/v1/sse/data-key", post(sse::data_key))
+        .route("/v1/sse/unwrap", post(sse::unwrap));
     // Readers with their key, and edges with the cluster secret (warming
     // by file path, reporting bad origin bytes).
     // Bucket settings are read by gateways too (CORS preflights come

@@ -236,11 +236,13 @@ impl Namenode {
                     req.bucket, req.path, rec.version
                 )));
             }
+            let before = rec.meta.clone();
             for k in &req.remove {
                 rec.meta.remove(k);
             }
             rec.meta
                 .extend(req.set.iter().map(|(k, v)| (k.clone(), v.clone())));
+            rec.meta = blob_common::seal::keep_seal_meta(std::mem::take(&mut rec.meta), &before);
             rec.version = UploadId::random();
             let mut t = Txn::new(&self.meta, now_ms());
             t.put(CF_FILES, &file_key(&req.bucket, &req.path), &rec);
@@ -272,7 +274,10 @@ impl Namenode {
             let file = FileRecord {
                 created_ms: now_ms(),
                 version: UploadId::random(),
-                meta: req.meta.clone().unwrap_or_else(|| src.meta.clone()),
+                meta: blob_common::seal::keep_seal_meta(
+                    req.meta.clone().unwrap_or_else(|| src.meta.clone()),
+                    &src.meta,
+                ),
                 ..src
             };
             t.put(CF_FILES, &key, &file);

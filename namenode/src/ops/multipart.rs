@@ -89,6 +89,7 @@ impl Namenode {
         validate_bucket(&req.bucket)?;
         validate_path(&req.path)?;
         self.head_bucket(&req.bucket)?;
+        blob_common::seal::check_meta(&req.meta).map_err(Error::BadRequest)?;
         let id = UploadId::random();
         let rec = MultipartRecord {
             bucket: req.bucket.clone(),
@@ -224,6 +225,13 @@ impl Namenode {
             let chunks = self.commit_chunks(id, &req.chunks, req.manifest)?;
             let Taken { size, added, under } =
                 self.take_chunks(&mut t, id, &rec, &chunks, &req.receipts, now)?;
+            let sealed = blob_common::seal::check_meta(&req.meta).map_err(Error::BadRequest)?;
+            if blob_common::seal::seal_meta(&req.meta) != blob_common::seal::seal_meta(&mp.meta) {
+                return Err(Error::BadRequest(
+                    "a part must be sealed exactly as its multipart upload says".into(),
+                ));
+            }
+            let size = super::uploads::file_size(size, sealed, &chunks)?;
             let part = PartRecord {
                 etag: etag.trim_matches('"').to_ascii_lowercase(),
                 size,
@@ -265,6 +273,12 @@ impl Namenode {
             let _g = self.lock();
             let mp = self.multipart_record(id, owner)?;
             let src = self.file_record(&req.src_bucket, &req.src_path)?;
+            if blob_common::seal::seal_meta(&src.meta) != blob_common::seal::seal_meta(&mp.meta) {
+                return Err(Error::NotCopyable(format!(
+                    "{}/{} is sealed with another key than the upload",
+                    req.src_bucket, req.src_path
+                )));
+            }
             let etag = src
                 .meta
                 .get("etag")

@@ -439,6 +439,8 @@ impl Namenode {
             let chunks = self.commit_chunks(id, &req.chunks, req.manifest)?;
             let Taken { size, added, under } =
                 self.take_chunks(&mut t, id, &rec, &chunks, &req.receipts, now)?;
+            let sealed = blob_common::seal::check_meta(&req.meta).map_err(Error::BadRequest)?;
+            let size = file_size(size, sealed, &chunks)?;
             let fkey = file_key(&rec.bucket, &rec.path);
             let old = self.meta.get::<FileRecord>(CF_FILES, &fkey)?;
             check_condition(
@@ -523,4 +525,15 @@ impl Namenode {
         }
         self.meta.sync()
     }
+}
+
+/// The size a file reports: its stored bytes, or for a sealed file the
+/// plaintext they hold (every chunk must then have a sealed size).
+pub(crate) fn file_size(stored: u64, sealed: bool, chunks: &[ChunkRef]) -> Result<u64, Error> {
+    if !sealed {
+        return Ok(stored);
+    }
+    blob_common::seal::plain_total(chunks.iter().map(|c| c.size)).ok_or_else(|| {
+        Error::BadRequest("a sealed file's chunk has a size no sealed chunk can have".into())
+    })
 }

@@ -214,3 +214,102 @@ pub(crate) async fn delete_bucket_cors(
     gw.cors.forget(&req.input.bucket);
     Ok(settings::no_content())
 }
+
+/// PutBucketEncryption: the bucket's default encryption for new objects
+/// that name none. SSE-S3 (`AES256`) only; SSE-KMS is `501`.
+pub(crate) async fn put_bucket_encryption(
+    gw: &Gateway,
+    req: S3Request<PutBucketEncryptionInput>,
+) -> S3Result<S3Response<PutBucketEncryptionOutput>> {
+    let client = gw.client(&req).await?;
+    let i = &req.input;
+    check_bucket(&i.bucket)?;
+    let rules = &i.server_side_encryption_configuration.rules;
+    let [rule] = rules.as_slice() else {
+        return Err(s3(
+            S3ErrorCode::MalformedXML,
+            "A server-side encryption configuration holds exactly one rule.",
+        ));
+    };
+    let Some(default) = &rule.apply_server_side_encryption_by_default else {
+        return Err(s3(
+            S3ErrorCode::MalformedXML,
+            "The rule needs ApplyServerSideEncryptionByDefault.",
+        ));
+    };
+    match default.sse_algorithm.as_str() {
+        ServerSideEncryption::AES256 => {}
+        "aws:kms" | "aws:kms:dsse" => {
+            return Err(s3(
+                S3ErrorCode::NotImplemented,
+                "SSE-KMS is not supported by this store; use AES256 (SSE-S3).",
+            ))
+        }
+        other => {
+            return Err(s3(
+                S3ErrorCode::InvalidArgument,
+                format!("The encryption method specified is not supported: {other:?}"),
+            ))
+        }
+    }
+    client
+        .set_bucket_setting(
+            &i.bucket,
+            crate::sse::SETTING,
+            Some(ServerSideEncryption::AES256.to_string()),
+        )
+        .await
+        .map_err(from_client)?;
+    gw.encryption.forget(&i.bucket);
+    Ok(S3Response::new(PutBucketEncryptionOutput::default()))
+}
+
+/// GetBucketEncryption: 404 `ServerSideEncryptionConfigurationNotFoundError`
+/// when the bucket has no default.
+pub(crate) async fn get_bucket_encryption(
+    gw: &Gateway,
+    req: S3Request<GetBucketEncryptionInput>,
+) -> S3Result<S3Response<GetBucketEncryptionOutput>> {
+    let client = gw.client(&req).await?;
+    let bucket = &req.input.bucket;
+    check_bucket(bucket)?;
+    let algo = client
+        .bucket_setting(bucket, crate::sse::SETTING)
+        .await
+        .map_err(from_client)?;
+    let Some(algo) = algo else {
+        return Err(s3(
+            S3ErrorCode::ServerSideEncryptionConfigurationNotFoundError,
+            "The server side encryption configuration was not found",
+        ));
+    };
+    Ok(S3Response::new(GetBucketEncryptionOutput {
+        server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration {
+            rules: vec![ServerSideEncryptionRule {
+                apply_server_side_encryption_by_default: Some(ServerSideEncryptionByDefault {
+                    kms_master_key_id: None,
+                    sse_algorithm: ServerSideEncryption::from(algo),
+                }),
+                bucket_key_enabled: None,
+                ..Default::default()
+            }],
+        }),
+    }))
+}
+
+/// DeleteBucketEncryption: 204; new objects are then stored in clear
+/// unless they ask otherwise.
+pub(crate) async fn delete_bucket_encryption(
+    gw: &Gateway,
+    req: S3Request<DeleteBucketEncryptionInput>,
+) -> S3Result<S3Response<DeleteBucketEncryptionOutput>> {
+    let client = gw.client(&req).await?;
+    let bucket = &req.input.bucket;
+    check_bucket(bucket)?;
+    client
+        .set_bucket_setting(bucket, crate::sse::SETTING, None)
+        .await
+        .map_err(from_client)?;
+    gw.encryption.forget(bucket);
+    Ok(settings::no_content())
+}

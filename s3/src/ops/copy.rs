@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use blob_client::{CopyFile, CopyPart, PartTarget};
+use blob_client::{CopyFile, CopyPart, ListPartsQuery, PartTarget};
 use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result};
 
@@ -36,6 +36,7 @@ pub(crate) async fn copy_object(
         .stat(&src_bucket, &src_key)
         .await
         .map_err(from_client)?;
+    crate::sse::check_read(&src.meta, &req.headers, true)?;
     check_copy_conditions(
         &src,
         i.copy_source_if_match.as_ref(),
@@ -71,24 +72,149 @@ pub(crate) async fn copy_object(
         m.remove(TAGGING);
         tag_meta(i.tagging.as_ref(), m)?;
     }
-    let file = client
-        .copy_file(&CopyFile {
-            src_bucket,
-            src_path: src_key,
-            bucket: i.bucket.clone(),
-            path: i.key.clone(),
-            meta,
-        })
-        .await
-        .map_err(from_client)?;
+    let file = match copy_sealing(gw, &client, &req.headers, &i.bucket, &src).await? {
+        // Sealed as the source is (or both in clear): share its chunks.
+        None => client
+            .copy_file(&CopyFile {
+                src_bucket,
+                src_path: src_key,
+                bucket: i.bucket.clone(),
+                path: i.key.clone(),
+                meta,
+            })
+            .await
+            .map_err(from_client)?,
+        // Another key or none: the bytes are read, opened and sealed anew.
+        Some(sealing) => {
+            let mut meta = meta.unwrap_or_else(|| src.meta.clone());
+            meta.retain(|k, _| !blob_common::seal::is_seal_meta(k));
+            let locs = client
+                .locations(&src_bucket, &src_key)
+                .await
+                .map_err(from_client)?;
+            let mut opts = gw.upload_options(meta);
+            opts.sealing = sealing;
+            opts.condition = None;
+            let reader = source_client(&client, &req.headers);
+            let range = 0..locs.file.size;
+            stream_copy(gw, &reader, &client, locs, range, &i.bucket, &i.key, opts).await?
+        }
+    };
+    let d = crate::sse::describe(&file.meta, &req.headers);
     Ok(S3Response::new(CopyObjectOutput {
         copy_object_result: Some(CopyObjectResult {
             e_tag: Some(strong(&etag_of(&file))),
             last_modified: Some(timestamp(file.created_ms)),
             ..Default::default()
         }),
+        server_side_encryption: d.sse,
+        sse_customer_algorithm: d.customer_algorithm,
+        sse_customer_key_md5: d.customer_key_md5,
         ..Default::default()
     }))
+}
+
+/// How a CopyObject's destination must be sealed when the source's chunks
+/// cannot simply be shared: `None` when they can (the same SSE-C key, an
+/// SSE-S3 source where SSE-S3 is asked for or nothing is, or both in
+/// clear), else `Some(how)`, `Some(None)` being in clear.
+async fn copy_sealing(
+    gw: &Gateway,
+    client: &blob_client::Client,
+    headers: &http::HeaderMap,
+    bucket: &str,
+    src: &blob_client::FileInfo,
+) -> S3Result<Option<Option<blob_client::sse::Sealing>>> {
+    use blob_client::sse::sse_mode;
+    use blob_common::seal::{SSE_C, SSE_S3};
+    let src_mode = sse_mode(&src.meta);
+    if let Some(key) = crate::sse::request_key(headers, false) {
+        let same = src_mode == Some(SSE_C) && {
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let salt = src
+                .meta
+                .get(blob_common::seal::CUSTOMER_SALT)
+                .and_then(|s| base64::Engine::decode(&b64, s).ok())
+                .unwrap_or_default();
+            let check = src
+                .meta
+                .get(blob_common::seal::CUSTOMER_CHECK)
+                .map_or("", String::as_str);
+            key.matches(&salt, check)
+        };
+        return Ok((!same).then(|| Some(blob_client::sse::Sealing::customer(&key))));
+    }
+    match src_mode {
+        Some(SSE_S3) => Ok(None),
+        Some(_) | None => {
+            let wanted = crate::sse::sealing_for_write(gw, client, headers, bucket).await?;
+            match (src_mode, wanted) {
+                (None, None) => Ok(None),
+                (_, wanted) => Ok(Some(wanted)),
+            }
+        }
+    }
+}
+
+/// The handle a copy reads its source with: with the source's customer
+/// key when the request gives one.
+fn source_client(client: &blob_client::Client, headers: &http::HeaderMap) -> blob_client::Client {
+    match crate::sse::request_key(headers, true) {
+        Some(key) => client.with_customer_key(key),
+        None => client.clone(),
+    }
+}
+
+/// Reads `range` of the file `locs` describes with `reader` and uploads it
+/// with `writer` as `opts` say, within the gateway's byte budget.
+#[allow(clippy::too_many_arguments)]
+async fn stream_copy(
+    gw: &Gateway,
+    reader: &blob_client::Client,
+    writer: &blob_client::Client,
+    locs: blob_client::FileLocations,
+    range: std::ops::Range<u64>,
+    bucket: &str,
+    key: &str,
+    opts: blob_client::UploadOptions,
+) -> S3Result<blob_client::FileInfo> {
+    // The read's window, and the upload's below, are reserved apart.
+    let held = gw.reserve_read(&locs, range.start, range.end).await?;
+    let stream = body::range_stream(
+        reader.clone(),
+        Arc::new(locs),
+        (range.start, range.end),
+        gw.cfg.parallel,
+        held,
+    )
+    .await
+    .map_err(from_client)?;
+    let upload_held = gw
+        .budget
+        .admit(admit::upload_window(
+            gw.cfg.parallel,
+            gw.cfg.chunk_size,
+            Some(range.end - range.start),
+        ))
+        .await
+        .map_err(admit::slow_down)?;
+    let digests = Arc::new(Mutex::new(Digests::new(&[])));
+    let input = body::hashed(stream, digests.clone(), MAX_PUT);
+    let mut opts = opts;
+    if opts.part.is_some() {
+        let d2 = digests.clone();
+        opts.before_commit = Some(Arc::new(move |_| {
+            let md5 = d2.lock().unwrap_or_else(|p| p.into_inner()).md5();
+            let md5 = md5.ok_or("the source was not read to its end")?;
+            Ok(BTreeMap::from([(ETAG.to_string(), hex::encode(md5))]))
+        }));
+    }
+    let out = writer
+        .upload(input, bucket, key, &opts)
+        .await
+        .map_err(from_client)?;
+    drop(upload_held);
+    Ok(out.file)
 }
 
 /// UploadPartCopy: a whole single-part source shares its chunks; a range (or a multipart source) is read and uploaded as the part.
@@ -110,6 +236,7 @@ pub(crate) async fn upload_part_copy(
         .await
         .map_err(from_client)?;
     let src = locs.file.clone();
+    crate::sse::check_read(&src.meta, &req.headers, true)?;
     check_copy_conditions(
         &src,
         i.copy_source_if_match.as_ref(),
@@ -152,46 +279,31 @@ pub(crate) async fn upload_part_copy(
         }
     }
     // Otherwise read the range and upload it as the part (chunks the
-    // bucket already holds are not sent again).
-    // The read's window, and the upload's below, are reserved apart.
-    let held = gw.reserve_read(&locs, range.start, range.end).await?;
-    let stream = body::range_stream(
-        client.clone(),
-        Arc::new(locs),
-        (range.start, range.end),
-        gw.cfg.parallel,
-        held,
-    )
-    .await
-    .map_err(from_client)?;
-    let upload_held = gw
-        .budget
-        .admit(admit::upload_window(
-            gw.cfg.parallel,
-            gw.cfg.chunk_size,
-            Some(range.end - range.start),
-        ))
+    // bucket already holds are not sent again), sealed as the upload is.
+    let mp = client
+        .list_parts(
+            &upload,
+            &ListPartsQuery {
+                after: None,
+                limit: Some(1),
+            },
+        )
         .await
-        .map_err(admit::slow_down)?;
-    let digests = Arc::new(Mutex::new(Digests::new(&[])));
-    let reader = body::hashed(stream, digests.clone(), MAX_PUT);
-    let d2 = digests.clone();
+        .map_err(from_client)?
+        .upload;
+    crate::sse::check_read(&mp.meta, &req.headers, false)?;
     let mut opts = gw.upload_options(BTreeMap::new());
     opts.part = Some(PartTarget { upload, number });
-    opts.before_commit = Some(Arc::new(move |_| {
-        let md5 = d2.lock().unwrap_or_else(|p| p.into_inner()).md5();
-        let md5 = md5.ok_or("the source was not read to its end")?;
-        Ok(BTreeMap::from([(ETAG.to_string(), hex::encode(md5))]))
-    }));
-    let out = client
-        .upload(reader, &i.bucket, &i.key, &opts)
+    opts.sealing = client
+        .sealing_of(&i.bucket, &i.key, &mp.meta)
         .await
         .map_err(from_client)?;
-    drop(upload_held);
+    let reader = source_client(&client, &req.headers);
+    let file = stream_copy(gw, &reader, &client, locs, range, &i.bucket, &i.key, opts).await?;
     Ok(S3Response::new(UploadPartCopyOutput {
         copy_part_result: Some(CopyPartResult {
-            e_tag: Some(strong(&etag_of(&out.file))),
-            last_modified: Some(timestamp(out.file.created_ms)),
+            e_tag: Some(strong(&etag_of(&file))),
+            last_modified: Some(timestamp(file.created_ms)),
             ..Default::default()
         }),
         ..Default::default()

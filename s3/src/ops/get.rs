@@ -42,6 +42,13 @@ macro_rules! fill_headers {
         $out.cache_control = $file.meta.get(CACHE_CONTROL).cloned();
         $out.expires = expires_of(&$file);
     };
+    ($out:ident, $file:ident, $headers:expr) => {
+        fill_headers!($out, $file);
+        let d = crate::sse::describe(&$file.meta, $headers);
+        $out.server_side_encryption = d.sse;
+        $out.sse_customer_algorithm = d.customer_algorithm;
+        $out.sse_customer_key_md5 = d.customer_key_md5;
+    };
 }
 
 /// Sets the kept checksums of the whole object when the client asked for
@@ -154,6 +161,7 @@ pub(crate) async fn get_object(
         .await
         .map_err(from_client)?;
     let file = locs.file.clone();
+    crate::sse::check_read(&file.meta, &req.headers, false)?;
     check_conditions(
         &file,
         i.if_match.as_ref(),
@@ -184,7 +192,7 @@ pub(crate) async fn get_object(
         accept_ranges: Some("bytes".into()),
         ..Default::default()
     };
-    fill_headers!(out, file);
+    fill_headers!(out, file, &req.headers);
     fill_checksums!(
         out,
         file,
@@ -223,6 +231,7 @@ pub(crate) async fn head_object(
     check_bucket(&i.bucket)?;
     check_key(&i.key)?;
     let file = client.stat(&i.bucket, &i.key).await.map_err(from_client)?;
+    crate::sse::check_read(&file.meta, &req.headers, false)?;
     check_conditions(
         &file,
         i.if_match.as_ref(),
@@ -242,7 +251,7 @@ pub(crate) async fn head_object(
         accept_ranges: Some("bytes".into()),
         ..Default::default()
     };
-    fill_headers!(out, file);
+    fill_headers!(out, file, &req.headers);
     fill_checksums!(
         out,
         file,
@@ -269,6 +278,7 @@ pub(crate) async fn get_object_attributes(
     check_bucket(&i.bucket)?;
     check_key(&i.key)?;
     let file = client.stat(&i.bucket, &i.key).await.map_err(from_client)?;
+    crate::sse::check_read(&file.meta, &req.headers, false)?;
     // One header, `ETag,ObjectSize`, may arrive as one element.
     let wants = |name: &str| {
         i.object_attributes

@@ -33,6 +33,12 @@ pub(crate) async fn create_multipart_upload(
     check_key(&i.key)?;
     let mut meta = object_meta!(i);
     tag_meta(i.tagging.as_ref(), &mut meta)?;
+    // The data key is chosen now; every part is sealed with it.
+    let sealing = crate::sse::sealing_for_write(gw, &client, &req.headers, &i.bucket).await?;
+    if let Some(s) = &sealing {
+        meta.extend(s.meta().clone());
+    }
+    let described = crate::sse::describe(&meta, &req.headers);
     let info = client
         .create_multipart(&CreateMultipart {
             bucket: i.bucket.clone(),
@@ -45,6 +51,9 @@ pub(crate) async fn create_multipart_upload(
         bucket: Some(i.bucket.clone()),
         key: Some(i.key.clone()),
         upload_id: Some(info.upload.to_string()),
+        server_side_encryption: described.sse,
+        sse_customer_algorithm: described.customer_algorithm,
+        sse_customer_key_md5: described.customer_key_md5,
         ..Default::default()
     }))
 }
@@ -70,6 +79,26 @@ pub(crate) async fn upload_part(
         i.checksum_sha256.clone(),
     );
     let (bucket, key) = (i.bucket.clone(), i.key.clone());
+    // A part is sealed as its upload is: with the upload's SSE-S3 key, or
+    // with the customer key each part must carry for SSE-C.
+    let mp = client
+        .list_parts(
+            &upload,
+            &ListPartsQuery {
+                after: None,
+                limit: Some(1),
+            },
+        )
+        .await
+        .map_err(from_client)?
+        .upload;
+    crate::sse::check_read(&mp.meta, &req.headers, false)?;
+    let sealing = client
+        .sealing_of(&bucket, &key, &mp.meta)
+        .await
+        .map_err(from_client)?;
+    let mut decl = decl;
+    decl.sealing = sealing;
     let target = PartTarget { upload, number };
     let (_, etag) = put_body(
         gw,
@@ -83,8 +112,12 @@ pub(crate) async fn upload_part(
         decl,
     )
     .await?;
+    let d = crate::sse::describe(&mp.meta, &req.headers);
     Ok(S3Response::new(UploadPartOutput {
         e_tag: Some(strong(&etag)),
+        server_side_encryption: d.sse,
+        sse_customer_algorithm: d.customer_algorithm,
+        sse_customer_key_md5: d.customer_key_md5,
         ..Default::default()
     }))
 }
@@ -137,6 +170,7 @@ pub(crate) async fn complete_multipart_upload(
         key: Some(i.key.clone()),
         e_tag: Some(strong(&etag_of(&file))),
         location: Some(format!("/{}/{}", i.bucket, url_encode(&i.key))),
+        server_side_encryption: crate::sse::describe(&file.meta, &req.headers).sse,
         ..Default::default()
     }))
 }

@@ -51,10 +51,16 @@ pub(crate) async fn put_object(
         ..decl
     };
     let (bucket, key) = (i.bucket.clone(), i.key.clone());
+    let sealing = crate::sse::sealing_for_write(gw, &client, &req.headers, &bucket).await?;
+    let decl = Declared { sealing, ..decl };
     let (file, etag) = put_body(gw, &client, &req, blob, &bucket, &key, meta, None, decl).await?;
+    let d = crate::sse::describe(&file.meta, &req.headers);
     Ok(S3Response::new(PutObjectOutput {
         e_tag: Some(strong(&etag)),
         size: Some(file.size as i64),
+        server_side_encryption: d.sse,
+        sse_customer_algorithm: d.customer_algorithm,
+        sse_customer_key_md5: d.customer_key_md5,
         ..Default::default()
     }))
 }
@@ -174,6 +180,7 @@ pub(super) async fn put_body<T>(
     opts.before_commit = Some(check);
     opts.part = part;
     opts.condition = declared.condition;
+    opts.sealing = declared.sealing;
     opts.input_sha256 = checked_payload_sha256(req);
     let blob = blob.unwrap_or_else(|| {
         StreamingBlob::wrap(futures::stream::empty::<Result<bytes::Bytes, std::io::Error>>())
@@ -250,6 +257,8 @@ pub(super) struct Declared {
     checksums: Vec<(Algo, String)>,
     /// What the version replaced must be (conditional writes).
     condition: Option<WriteCondition>,
+    /// How the bytes are sealed (encryption at rest), if they are.
+    pub(super) sealing: Option<blob_client::sse::Sealing>,
 }
 
 /// What a request declares about its body, from its headers.
@@ -275,6 +284,7 @@ pub(super) fn declared(
         content_md5,
         checksums,
         condition: None,
+        sealing: None,
     }
 }
 

@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use blob_common::proto::namenode::ChunkRef;
+use blob_common::seal::DataKey;
 use blob_common::ChunkId;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -43,6 +44,7 @@ pub(crate) async fn read_chunks<R>(
     reader: R,
     chunk_size: usize,
     whole: Option<ChunkId>,
+    seal: Option<DataKey>,
     permits: Arc<Semaphore>,
     tx: mpsc::Sender<Msg>,
 ) -> Result<Vec<ChunkRef>, Error>
@@ -99,22 +101,32 @@ where
         }
     });
     let hashed = raw
-        .map(|item| async move {
-            let (buf, permit, known) = item?;
-            let (id, buf) = match known {
-                Some(id) => (id, buf),
-                None => tokio::task::spawn_blocking(move || (ChunkId::of(&buf), buf))
+        .map(|item| {
+            let seal = seal.clone();
+            async move {
+                let (buf, permit, known) = item?;
+                let (id, bytes) = match (known, seal) {
+                    (Some(id), None) => (id, buf.into_bytes()),
+                    (_, seal) => tokio::task::spawn_blocking(move || match seal {
+                        Some(key) => {
+                            let sealed = key.seal(&buf);
+                            drop(buf);
+                            (ChunkId::of(&sealed), Bytes::from(sealed))
+                        }
+                        None => (ChunkId::of(&buf), buf.into_bytes()),
+                    })
                     .await
                     .map_err(|e| Error::Task(format!("hashing a chunk: {e}")))?,
-            };
-            Ok::<_, Error>(ReadyChunk {
-                chunk: ChunkRef {
-                    id,
-                    size: buf.len() as u64,
-                },
-                bytes: buf.into_bytes(),
-                permit,
-            })
+                };
+                Ok::<_, Error>(ReadyChunk {
+                    chunk: ChunkRef {
+                        id,
+                        size: bytes.len() as u64,
+                    },
+                    bytes,
+                    permit,
+                })
+            }
         })
         .buffered(MAX_HASHING);
     let mut hashed = std::pin::pin!(hashed);
@@ -296,7 +308,15 @@ mod tests {
         let permits = Arc::new(Semaphore::new(parallel));
         let (tx, mut rx) = mpsc::channel(parallel);
         let reading = tokio::spawn(async move {
-            read_chunks(std::io::Cursor::new(data), chunk_size, whole, permits, tx).await
+            read_chunks(
+                std::io::Cursor::new(data),
+                chunk_size,
+                whole,
+                None,
+                permits,
+                tx,
+            )
+            .await
         });
         let mut got = Vec::new();
         let mut eof = false;
@@ -374,6 +394,7 @@ mod tests {
                 std::io::Cursor::new(vec![1u8; 100 * 1024]),
                 1024,
                 None,
+                None,
                 p,
                 tx,
             )
@@ -416,7 +437,7 @@ mod tests {
             }
         }
         let (tx, _rx) = mpsc::channel(1);
-        let r = read_chunks(Broken, 1024, None, Arc::new(Semaphore::new(1)), tx).await;
+        let r = read_chunks(Broken, 1024, None, None, Arc::new(Semaphore::new(1)), tx).await;
         assert!(matches!(r, Err(Error::Io { .. })));
     }
 
