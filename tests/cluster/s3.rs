@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use blob_tests::{random_bytes, sha256_hex, TestCluster, TEST_MIN_PART_SIZE};
+use blob_tests::{random_bytes, sha256_hex, EdgeSpec, TestCluster, TEST_MIN_PART_SIZE};
 
 use crate::{bounded, get, put, start};
 
@@ -100,7 +100,7 @@ async fn boto3_and_aws_cli_get_aws_exact_semantics() {
         boto3_script(&c, "boto3_semantics.py");
 
         // The same through the AWS CLI: conditional writes, a part read,
-        // and encryption asked for but refused, with nothing stored.
+        // and SSE-KMS asked for but refused, with nothing stored.
         aws(&c, &["s3", "mb", "s3://cli-semantics"]);
         let dir = tempfile::tempdir().expect("tempdir");
         let body = dir.path().join("body");
@@ -122,15 +122,11 @@ async fn boto3_and_aws_cli_get_aws_exact_semantics() {
             "a second If-None-Match: * write succeeded"
         );
         assert!(err.contains("PreconditionFailed"), "{err}");
-        for sse in [
-            &["sse", "--server-side-encryption", "AES256"][..],
-            &["sse", "--server-side-encryption", "aws:kms"][..],
-        ] {
-            let out = put(sse);
-            let err = String::from_utf8_lossy(&out.stderr).into_owned();
-            assert!(!out.status.success(), "{sse:?} was accepted");
-            assert!(err.contains("NotImplemented"), "{sse:?}: {err}");
-        }
+        let kms = ["sse", "--server-side-encryption", "aws:kms"];
+        let out = put(&kms);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success(), "{kms:?} was accepted");
+        assert!(err.contains("NotImplemented"), "{kms:?}: {err}");
         let mut head = s3_cmd(&c, "aws");
         head.args([
             "s3api",
@@ -180,6 +176,167 @@ async fn a_browser_on_another_origin_fetches_hls_only_as_cors_allows() {
         assert!(allowed.contains("OK seg0.ts 206"), "{allowed}");
         let refused = std::fs::read_to_string(out.path().join("without-rules.html")).expect("dump");
         assert!(refused.contains("FAILED"), "{refused}");
+    })
+    .await;
+}
+
+/// Every regular file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => todo.push(e.path()),
+                Ok(t) if t.is_file() => out.push(e.path()),
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// How many of `files` hold any of three 256-byte pieces of `plain` (at
+/// its start, middle and end).
+fn files_holding(files: &[(PathBuf, Vec<u8>)], plain: &[u8]) -> usize {
+    let n = plain.len();
+    let needles: Vec<&[u8]> = [1000, n / 2, n - 300]
+        .iter()
+        .map(|&at| &plain[at..at + 256])
+        .collect();
+    files
+        .iter()
+        .filter(|(_, bytes)| {
+            needles
+                .iter()
+                .any(|needle| memchr::memmem::find(bytes, needle).is_some())
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn encrypted_objects_round_trip_and_reach_no_disk_in_clear() {
+    bounded(async {
+        // Memory tier 0: every chunk the edge caches lands on its disk.
+        let c = start(
+            TestCluster::builder()
+                .fsync(false)
+                .s3(true)
+                .edge(EdgeSpec::new("z1").capacity(0, 256 << 20)),
+        )
+        .await;
+        let out = tempfile::tempdir().expect("tempdir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("s3/sse.py");
+        let mut cmd = s3_cmd(&c, venv_python());
+        cmd.arg(script).env("OUT_DIR", out.path()).env(
+            "PYTHONPATH",
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("s3"),
+        );
+        let printed = run(cmd);
+        eprintln!("{printed}");
+        assert!(printed.contains(" 0 failed"), "{printed}");
+
+        // The AWS CLI, multipart (20 MiB), with SSE-S3 and with SSE-C.
+        let big = out.path().join("cli.bin");
+        std::fs::write(&big, random_bytes(20 << 20, 31)).expect("write");
+        let key = out.path().join("key");
+        std::fs::write(&key, random_bytes(32, 32)).expect("write key");
+        let (big_s, key_s) = (
+            big.to_str().unwrap_or_default(),
+            key.to_str().unwrap_or_default(),
+        );
+        let key_arg = format!("fileb://{key_s}");
+        aws(
+            &c,
+            &["s3", "cp", big_s, "s3://sse/cli-s3", "--sse", "AES256"],
+        );
+        aws(
+            &c,
+            &[
+                "s3",
+                "cp",
+                big_s,
+                "s3://sse/cli-c",
+                "--sse-c",
+                "AES256",
+                "--sse-c-key",
+                &key_arg,
+            ],
+        );
+        let back = out.path().join("back");
+        aws(
+            &c,
+            &[
+                "s3",
+                "cp",
+                "s3://sse/cli-s3",
+                back.to_str().unwrap_or_default(),
+            ],
+        );
+        assert_eq!(file_sha(&back), file_sha(&big));
+        aws(
+            &c,
+            &[
+                "s3",
+                "cp",
+                "s3://sse/cli-c",
+                back.to_str().unwrap_or_default(),
+                "--sse-c",
+                "AES256",
+                "--sse-c-key",
+                &key_arg,
+            ],
+        );
+        assert_eq!(file_sha(&back), file_sha(&big));
+        let mut no_key = s3_cmd(&c, "aws");
+        no_key.args([
+            "s3",
+            "cp",
+            "s3://sse/cli-c",
+            back.to_str().unwrap_or_default(),
+        ]);
+        let refused = no_key.output().expect("run aws");
+        assert!(
+            !refused.status.success(),
+            "an SSE-C object was read without its key"
+        );
+
+        // Every file of the cluster (datanodes, the edge's disk, the
+        // namenode): only the object stored in clear can be found there.
+        // The edge writes what it serves a moment after serving it.
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let files: Vec<(PathBuf, Vec<u8>)> = files_under(c.root())
+            .into_iter()
+            .filter_map(|p| std::fs::read(&p).ok().map(|b| (p, b)))
+            .collect();
+        let edge_files = files
+            .iter()
+            .filter(|(p, _)| p.to_string_lossy().contains("edge-0"))
+            .count();
+        assert!(edge_files > 0, "the edge cached nothing on disk");
+        let mut found = Vec::new();
+        for name in [
+            "plain.bin",
+            "sse-s3.bin",
+            "sse-c.bin",
+            "sse-mp.bin",
+            "cli.bin",
+        ] {
+            let plain = std::fs::read(out.path().join(name)).expect("plaintext kept by the script");
+            let n = files_holding(&files, &plain);
+            eprintln!("{name}: found in {n} of {} files", files.len());
+            found.push((name, n));
+        }
+        assert!(
+            found[0].1 >= 3,
+            "the grep cannot find even the clear object: {found:?}"
+        );
+        for (name, n) in &found[1..] {
+            assert_eq!(*n, 0, "{name} was found in clear on disk: {found:?}");
+        }
     })
     .await;
 }

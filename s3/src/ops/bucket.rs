@@ -278,10 +278,12 @@ pub(crate) async fn get_bucket_encryption(
         .await
         .map_err(from_client)?;
     let Some(algo) = algo else {
-        return Err(s3(
+        let mut e = s3(
             S3ErrorCode::ServerSideEncryptionConfigurationNotFoundError,
             "The server side encryption configuration was not found",
-        ));
+        );
+        e.set_status_code(http::StatusCode::NOT_FOUND);
+        return Err(e);
     };
     Ok(S3Response::new(GetBucketEncryptionOutput {
         server_side_encryption_configuration: Some(ServerSideEncryptionConfiguration {

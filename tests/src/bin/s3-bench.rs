@@ -18,7 +18,10 @@
 //!    object downloaded with `aws s3 cp` through a gateway that reads
 //!    straight from the datanodes, then through the default gateway, whose
 //!    zone has an edge, cold (every chunk a miss) and hot; and 64 KiB GETs
-//!    through each gateway beside the client library.
+//!    through each gateway beside the client library;
+//! 5. encryption at rest (`--sse-only` runs just this part): per run, a
+//!    fresh object up and down with `aws s3 cp` in clear, with SSE-S3 and
+//!    with SSE-C, as MiB/s and a ratio to the clear one.
 //!
 //! The cluster runs two gateways: the default one, reading in the zone of
 //! an edge (as `blobd dev` starts them), and one outside every zone.
@@ -47,7 +50,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use blob_client::{Client, DownloadOptions, UploadOptions};
 use blob_tests::bench::{make_file, rss_mib, sibling};
-use blob_tests::{random_bytes, EdgeSpec, TestCluster};
+use blob_tests::{random_bytes, sha256_file, EdgeSpec, TestCluster};
 
 const SMALL: usize = 64 << 10;
 const BLOCK_MIB: u64 = 64;
@@ -58,6 +61,7 @@ struct Args {
     small: usize,
     big_mib: u64,
     reads_only: bool,
+    sse_only: bool,
 }
 
 fn args() -> Result<Args> {
@@ -67,6 +71,7 @@ fn args() -> Result<Args> {
         small: 1000,
         big_mib: 10240,
         reads_only: false,
+        sse_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -77,10 +82,11 @@ fn args() -> Result<Args> {
             "--small" => a.small = val()?.parse()?,
             "--big-mib" => a.big_mib = val()?.parse()?,
             "--reads-only" => a.reads_only = true,
+            "--sse-only" => a.sse_only = true,
             other => {
                 bail!(
                     "unknown flag {other}; use --size-mib N, --runs N, --small N, --big-mib N, \
-                     --reads-only"
+                     --reads-only, --sse-only"
                 )
             }
         }
@@ -412,15 +418,20 @@ async fn main() -> Result<()> {
         .edge(EdgeSpec::new("bench").capacity(256 << 20, 4 << 30))
         .start(&blobd)
         .await?;
-    let result = if a.reads_only {
+    let result = if a.sse_only {
+        sse_paths(&a, &cluster).await.map(|()| dev_null_ok())
+    } else if a.reads_only {
         read_paths(&a, &cluster, &blobctl_bin)
             .await
             .map(|()| dev_null_ok())
     } else {
         match run(&a, &cluster, &blobctl_bin).await {
-            Ok(null_after) => read_paths(&a, &cluster, &blobctl_bin)
-                .await
-                .map(|()| null_after && dev_null_ok()),
+            Ok(null_after) => match read_paths(&a, &cluster, &blobctl_bin).await {
+                Ok(()) => sse_paths(&a, &cluster)
+                    .await
+                    .map(|()| null_after && dev_null_ok()),
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         }
     };
@@ -913,5 +924,88 @@ async fn read_paths(a: &Args, cluster: &TestCluster, blobctl_bin: &Path) -> Resu
         "  {:<34} {:>9.1} {:>9.1} {:>9.1}",
         "client library", lib_get.rate, lib_get.p50, lib_get.p99
     );
+    Ok(())
+}
+
+/// Part 5 (`--sse-only` runs just this part): per run, a fresh object up
+/// and down with `aws s3 cp` stored in clear, with SSE-S3 (`--sse AES256`)
+/// and with SSE-C (`--sse-c AES256 --sse-c-key`), back to back; MiB/s and
+/// the ratio to the clear transfer of the same run (goal: encryption costs
+/// under 30%).
+async fn sse_paths(a: &Args, cluster: &TestCluster) -> Result<()> {
+    let work = cluster.root().join("bench");
+    std::fs::create_dir_all(&work)?;
+    let c = cluster.client_direct();
+    if !c.head_bucket("bench").await? {
+        c.create_bucket("bench").await?;
+    }
+    let mib = a.size_mib;
+    let size = mib << 20;
+    let input = work.join("sse-input.bin");
+    let output = work.join("sse-output.bin");
+    let key = work.join("sse-c.key");
+    std::fs::write(&key, random_bytes(32, 99))?;
+    let key_arg = format!("fileb://{}", utf8(&key)?);
+    let (input_s, output_s) = (utf8(&input)?.to_string(), utf8(&output)?.to_string());
+    let modes: [(&str, Vec<&str>); 3] = [
+        ("none", vec![]),
+        ("SSE-S3", vec!["--sse", "AES256"]),
+        ("SSE-C", vec!["--sse-c", "AES256", "--sse-c-key", &key_arg]),
+    ];
+    // (mode, up MiB/s, down MiB/s) per run.
+    let mut rows: Vec<Vec<(f64, f64)>> = vec![Vec::new(); modes.len()];
+    for run in 0..a.runs {
+        for (m, (name, flags)) in modes.iter().enumerate() {
+            eprintln!("sse run {}: {mib} MiB, {name}…", run + 1);
+            make_file(&input, mib, 500 + run as u64 * 10 + m as u64).await?;
+            let url = format!("s3://bench/sse-{run}-{m}.bin");
+            let mut up_args = vec!["s3", "cp", "--no-progress", &input_s, &url];
+            up_args.extend(flags.iter().copied());
+            let (up, _) = aws(cluster, &up_args)?;
+            let mut down_args = vec!["s3", "cp", "--no-progress", &url, &output_s];
+            down_args.extend(flags.iter().copied());
+            let (down, _) = aws(cluster, &down_args)?;
+            let got = file_len(&output);
+            if got != size {
+                bail!("{name}: downloaded {got} bytes, expected {size}");
+            }
+            if sha256_file(&output)? != sha256_file(&input)? {
+                bail!("{name}: the object came back different");
+            }
+            let _ = std::fs::remove_file(&output);
+            rows[m].push((mib as f64 / up, mib as f64 / down));
+        }
+    }
+    println!(
+        "5. encryption at rest: {mib} MiB per transfer, aws s3 cp, {} runs (median; ratio to none in the same run)",
+        a.runs
+    );
+    println!(
+        "  {:<8} {:>10} {:>8} {:>10} {:>8}",
+        "mode", "PUT MiB/s", "vs none", "GET MiB/s", "vs none"
+    );
+    for (m, (name, _)) in modes.iter().enumerate() {
+        let up = median(rows[m].iter().map(|r| r.0).collect());
+        let down = median(rows[m].iter().map(|r| r.1).collect());
+        let up_ratio = median(
+            rows[m]
+                .iter()
+                .zip(&rows[0])
+                .map(|(r, n)| r.0 / n.0)
+                .collect(),
+        );
+        let down_ratio = median(
+            rows[m]
+                .iter()
+                .zip(&rows[0])
+                .map(|(r, n)| r.1 / n.1)
+                .collect(),
+        );
+        println!(
+            "  {name:<8} {up:>10.1} {:>7.0}% {down:>10.1} {:>7.0}%",
+            up_ratio * 100.0,
+            down_ratio * 100.0
+        );
+    }
     Ok(())
 }
