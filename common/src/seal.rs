@@ -182,6 +182,14 @@ impl DataKey {
     /// Seals `plain` as one chunk: [`sealed_len`] bytes.
     pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
         let mut out = Vec::with_capacity(sealed_len(plain.len() as u64) as usize);
+        self.seal_into(plain, &mut out);
+        out
+    }
+
+    /// [`DataKey::seal`] appending to `out` (a buffer to reuse: no fresh
+    /// pages to fault in for every chunk).
+    pub fn seal_into(&self, plain: &[u8], out: &mut Vec<u8>) {
+        out.reserve(sealed_len(plain.len() as u64) as usize);
         for (i, block) in plain.chunks(PLAIN_BLOCK).enumerate() {
             let nonce: [u8; NONCE] = rand::random();
             out.extend_from_slice(&nonce);
@@ -198,7 +206,6 @@ impl DataKey {
                 .unwrap_or_default();
             out.extend_from_slice(&tag);
         }
-        out
     }
 
     /// Opens whole sealed blocks in place, the first being block

@@ -567,3 +567,83 @@ async fn a_partitioned_datanode_is_replaced_and_trimmed_when_it_rejoins() {
     })
     .await;
 }
+
+/// Encrypted objects heal like any others, with no key anywhere in the
+/// cluster's services: a rotten replica of a sealed chunk is found by the
+/// scrubber and recopied, a killed datanode's sealed replicas are copied
+/// again, and every object reads back identical, SSE-C ones only with
+/// their key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn encrypted_objects_survive_rot_and_a_killed_datanode() {
+    bounded(async {
+        let mut cluster = start(fast().datanodes(4).datanode_args(None, &["--scrub-interval", "1s"])).await;
+        let c = cluster.client();
+        c.create_bucket("enc").await.expect("mb");
+        let customer = blob_client::sse::CustomerKey::new([42; 32]);
+        let keyed = c.with_customer_key(customer.clone());
+        let mut files = Vec::new();
+        for i in 0..6u64 {
+            let data = random_bytes(3 * MIB + 1000, 300 + i);
+            let mut opts = chunked(MIB as u64);
+            opts.sealing = Some(if i % 2 == 0 {
+                c.sse_s3_sealing().await.expect("data key")
+            } else {
+                blob_client::sse::Sealing::customer(&customer)
+            });
+            let path = format!("f/{i}");
+            keyed
+                .upload(std::io::Cursor::new(data.clone()), "enc", &path, &opts)
+                .await
+                .expect("upload");
+            files.push((path, sha256_hex(&data)));
+        }
+        // SSE-C objects are not readable without their key.
+        let mut sink = Vec::new();
+        let refused = c
+            .download("enc", &files[1].0, &mut sink, &blob_client::DownloadOptions::default())
+            .await;
+        assert!(
+            matches!(refused, Err(blob_client::Error::KeyRequired { .. })),
+            "{refused:?}"
+        );
+        let wrong = c.with_customer_key(blob_client::sse::CustomerKey::new([7; 32]));
+        let refused = wrong
+            .download("enc", &files[1].0, &mut sink, &blob_client::DownloadOptions::default())
+            .await;
+        assert!(matches!(refused, Err(blob_client::Error::WrongKey { .. })), "{refused:?}");
+
+        // Rot one replica of a sealed chunk of each of two objects.
+        for (n, (path, _)) in files.iter().take(2).enumerate() {
+            let ch = c.locations("enc", path).await.expect("locations").chunks[1].clone();
+            let i = cluster.datanode_index(&ch.replicas[n].node).expect("index");
+            cluster.corrupt_chunk(i, &ch.id, 7000 + n as u64).expect("corrupt");
+        }
+        wait_until("scrubber found the rot", Duration::from_secs(60), || async {
+            Ok(cluster.datanode_metric("blob_datanode_scrub_corrupt_total").await? >= 2.0)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e:#}"));
+        wait_healthy(&cluster, Duration::from_secs(60)).await;
+
+        // Then a datanode dies: its sealed replicas are copied again.
+        let victim = 2;
+        let id = cluster.node_id(victim).expect("id");
+        assert!(cluster.chunk_files(victim) > 0);
+        cluster.kill_datanode(victim);
+        wait_state(&cluster, id, "dead").await;
+        let restore = wait_healthy(&cluster, Duration::from_secs(120)).await;
+        let lost = bytes_lost(&keyed, "enc", &files).await;
+        eprintln!(
+            "FIGURES encrypted objects: 2 rotten replicas and 1 of 4 datanodes killed, restored {:.1} s after detection, bytes lost {lost}",
+            restore.as_secs_f64()
+        );
+        assert_eq!(lost, 0);
+        for (path, _) in &files {
+            for ch in c.locations("enc", path).await.expect("locations").chunks {
+                let live = ch.replicas.iter().filter(|r| r.node != id).count();
+                assert!(live >= 3, "{path}: chunk {} has {live} live replicas", ch.id);
+            }
+        }
+    })
+    .await;
+}

@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex};
 
 use blob_common::proto::namenode::ChunkRef;
-use blob_common::seal::DataKey;
+use blob_common::seal::{sealed_len, DataKey};
 use blob_common::ChunkId;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -54,6 +54,8 @@ where
     // One buffer per permit at most, reused from chunk to chunk: no fresh
     // pages to fault in and zero for every chunk.
     let pool = BufferPool::new(permits.available_permits());
+    // Sealed chunks go in buffers of their own, reused the same way.
+    let sealed_pool = BufferPool::new(permits.available_permits());
     let start = Reading {
         reader,
         done: false,
@@ -103,15 +105,17 @@ where
     let hashed = raw
         .map(|item| {
             let seal = seal.clone();
+            let pool = sealed_pool.clone();
             async move {
                 let (buf, permit, known) = item?;
                 let (id, bytes) = match (known, seal) {
                     (Some(id), None) => (id, buf.into_bytes()),
                     (_, seal) => tokio::task::spawn_blocking(move || match seal {
                         Some(key) => {
-                            let sealed = key.seal(&buf);
+                            let mut sealed = pool.take(sealed_len(chunk_size as u64) as usize);
+                            key.seal_into(&buf, &mut sealed.vec);
                             drop(buf);
-                            (ChunkId::of(&sealed), Bytes::from(sealed))
+                            (ChunkId::of(&sealed), sealed.into_bytes())
                         }
                         None => (ChunkId::of(&buf), buf.into_bytes()),
                     })
