@@ -23,6 +23,8 @@ use crate::md5::Md5Body;
 pub(crate) enum Algo {
     Crc32,
     Crc32c,
+    Crc64Nvme,
+    Sha1,
     Sha256,
 }
 
@@ -32,6 +34,8 @@ impl Algo {
         match name.trim().to_ascii_lowercase().as_str() {
             "x-amz-checksum-crc32" => Some(Algo::Crc32),
             "x-amz-checksum-crc32c" => Some(Algo::Crc32c),
+            "x-amz-checksum-crc64nvme" => Some(Algo::Crc64Nvme),
+            "x-amz-checksum-sha1" => Some(Algo::Sha1),
             "x-amz-checksum-sha256" => Some(Algo::Sha256),
             _ => None,
         }
@@ -41,6 +45,8 @@ impl Algo {
         match self {
             Algo::Crc32 => "x-amz-checksum-crc32",
             Algo::Crc32c => "x-amz-checksum-crc32c",
+            Algo::Crc64Nvme => "x-amz-checksum-crc64nvme",
+            Algo::Sha1 => "x-amz-checksum-sha1",
             Algo::Sha256 => "x-amz-checksum-sha256",
         }
     }
@@ -52,6 +58,8 @@ pub(crate) struct Digests {
     md5: Option<[u8; 16]>,
     crc32: Option<crc32fast::Hasher>,
     crc32c: Option<u32>,
+    crc64nvme: Option<crc64fast_nvme::Digest>,
+    sha1: Option<sha1::Sha1>,
     sha256: Option<sha2::Sha256>,
     /// Bytes seen.
     pub(crate) len: u64,
@@ -63,6 +71,12 @@ impl Digests {
             md5: None,
             crc32: algos.contains(&Algo::Crc32).then(crc32fast::Hasher::new),
             crc32c: algos.contains(&Algo::Crc32c).then_some(0),
+            crc64nvme: algos
+                .contains(&Algo::Crc64Nvme)
+                .then(crc64fast_nvme::Digest::new),
+            sha1: algos
+                .contains(&Algo::Sha1)
+                .then(<sha1::Sha1 as sha2::Digest>::new),
             sha256: algos
                 .contains(&Algo::Sha256)
                 .then(<sha2::Sha256 as sha2::Digest>::new),
@@ -76,6 +90,12 @@ impl Digests {
         }
         if let Some(c) = &mut self.crc32c {
             *c = crc32c::crc32c_append(*c, data);
+        }
+        if let Some(h) = &mut self.crc64nvme {
+            h.write(data);
+        }
+        if let Some(h) = &mut self.sha1 {
+            sha2::Digest::update(h, data);
         }
         if let Some(h) = &mut self.sha256 {
             sha2::Digest::update(h, data);
@@ -97,6 +117,14 @@ impl Digests {
                 .as_ref()
                 .map(|h| b64(&h.clone().finalize().to_be_bytes())),
             Algo::Crc32c => self.crc32c.map(|c| b64(&c.to_be_bytes())),
+            Algo::Crc64Nvme => self
+                .crc64nvme
+                .as_ref()
+                .map(|h| b64(&h.sum64().to_be_bytes())),
+            Algo::Sha1 => self
+                .sha1
+                .as_ref()
+                .map(|h| b64(&sha2::Digest::finalize(h.clone()))),
             Algo::Sha256 => self
                 .sha256
                 .as_ref()

@@ -475,6 +475,53 @@ def cleanup():
     s3.delete_bucket(Bucket=B)
 
 
+def crc64nvme(body):
+    """CRC-64/NVME (reflected, poly 0x9a6c9329ac4bc9b5, init and xorout all
+    ones), as S3's x-amz-checksum-crc64nvme carries it: base64, big-endian."""
+    table = []
+    for i in range(256):
+        c = i
+        for _ in range(8):
+            c = (c >> 1) ^ 0x9A6C9329AC4BC9B5 if c & 1 else c >> 1
+        table.append(c)
+    crc = 0xFFFFFFFFFFFFFFFF
+    for b in body:
+        crc = table[(crc ^ b) & 0xFF] ^ (crc >> 8)
+    return base64.b64encode((crc ^ 0xFFFFFFFFFFFFFFFF).to_bytes(8, "big")).decode()
+
+
+def more_checksums():
+    # The algorithm's own check value, so the test's CRC is the real one.
+    eq(base64.b64decode(crc64nvme(b"123456789")).hex(), "ae8b14860a799888")
+    body = data(200_000, 96)
+    sha1 = base64.b64encode(hashlib.sha1(body).digest()).decode()
+    s3.put_object(Bucket=B, Key="sum/sha1", Body=body, ChecksumAlgorithm="SHA1")
+    h = s3.head_object(Bucket=B, Key="sum/sha1", ChecksumMode="ENABLED")
+    eq(h["ChecksumSHA1"], sha1)
+    eq(error_code(lambda: s3.put_object(Bucket=B, Key="sum/sha1-bad", Body=body,
+                                        ChecksumSHA1=base64.b64encode(b"x" * 20).decode()))[1], 400)
+    assert missing("sum/sha1-bad")
+    crc = crc64nvme(body)
+    status, _, text = raw("PUT", f"/{B}/sum/crc64", {"x-amz-checksum-crc64nvme": crc}, body)
+    eq(status, 200)
+    g = s3.get_object(Bucket=B, Key="sum/crc64", ChecksumMode="ENABLED")
+    eq((g["ChecksumCRC64NVME"], g["Body"].read()), (crc, body))
+    status, _, text = raw("PUT", f"/{B}/sum/crc64-bad",
+                          {"x-amz-checksum-crc64nvme": crc64nvme(body + b"x")}, body)
+    eq(status, 400)
+    assert b"BadDigest" in text or b"InvalidRequest" in text, text
+    assert missing("sum/crc64-bad")
+    # As a trailer of an aws-chunked body, as current SDKs send it (the
+    # helper writes to the suite's bucket).
+    s3.create_bucket(Bucket=suite.B)
+    status, text = suite.trailer_put("sum/crc64-trailer", body, "x-amz-checksum-crc64nvme", crc)
+    eq(status, 200)
+    h = s3.head_object(Bucket=suite.B, Key="sum/crc64-trailer", ChecksumMode="ENABLED")
+    eq(h["ChecksumCRC64NVME"], crc)
+    s3.delete_object(Bucket=suite.B, Key="sum/crc64-trailer")
+    s3.delete_bucket(Bucket=suite.B)
+
+
 if __name__ == "__main__":
     for name, fn in [("setup", setup), ("encryption requests refused", sse_refused),
                      ("repeated complete", complete_retried),
@@ -483,6 +530,7 @@ if __name__ == "__main__":
                      ("requests AWS accepts", requests_aws_accepts),
                      ("AWS's errors", aws_errors), ("listing details", listing_details),
                      ("attributes and checksums", attributes_and_checksums),
+                     ("SHA-1 and CRC-64/NVME checksums", more_checksums),
                      ("CORS rules", cors_rules), ("tagging", tagging),
                      ("cleanup", cleanup)]:
         check(name, fn)

@@ -124,11 +124,16 @@ pub(super) fn checksums_of(file: &FileInfo) -> Option<Checksum> {
     let c = Checksum {
         checksum_crc32: get("crc32"),
         checksum_crc32c: get("crc32c"),
+        checksum_crc64nvme: get("crc64nvme"),
+        checksum_sha1: get("sha1"),
         checksum_sha256: get("sha256"),
         ..Default::default()
     };
-    let any =
-        c.checksum_crc32.is_some() || c.checksum_crc32c.is_some() || c.checksum_sha256.is_some();
+    let any = c.checksum_crc32.is_some()
+        || c.checksum_crc32c.is_some()
+        || c.checksum_crc64nvme.is_some()
+        || c.checksum_sha1.is_some()
+        || c.checksum_sha256.is_some();
     any.then(|| Checksum {
         checksum_type: Some(ChecksumType::from_static(ChecksumType::FULL_OBJECT)),
         ..c

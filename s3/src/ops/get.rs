@@ -61,6 +61,8 @@ macro_rules! fill_checksums {
         if let Some(c) = checksums_of(&$file).filter(|_| enabled && $whole) {
             $out.checksum_crc32 = c.checksum_crc32;
             $out.checksum_crc32c = c.checksum_crc32c;
+            $out.checksum_crc64nvme = c.checksum_crc64nvme;
+            $out.checksum_sha1 = c.checksum_sha1;
             $out.checksum_sha256 = c.checksum_sha256;
             $out.checksum_type = c.checksum_type;
         }

@@ -17,7 +17,7 @@ use s3s::{S3ErrorCode, S3Request, S3Response, S3Result};
 use super::args::{check_bucket, check_key, parse_upload, part_number, url_encode};
 use super::attrs::{etag_of, object_meta, strong, timestamp};
 use super::conditions::write_condition;
-use super::put::{declared, put_body};
+use super::put::{declared, declared_checksums, put_body};
 use super::tagging::tag_meta;
 use crate::error::{from_client, s3};
 use crate::service::Gateway;
@@ -74,9 +74,7 @@ pub(crate) async fn upload_part(
     let decl = declared(
         i.content_length,
         i.content_md5.clone(),
-        i.checksum_crc32.clone(),
-        i.checksum_crc32c.clone(),
-        i.checksum_sha256.clone(),
+        declared_checksums!(i),
     );
     let (bucket, key) = (i.bucket.clone(), i.key.clone());
     // A part is sealed as its upload is: with the upload's SSE-S3 key, or

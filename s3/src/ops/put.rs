@@ -42,9 +42,7 @@ pub(crate) async fn put_object(
     let decl = declared(
         i.content_length,
         i.content_md5.clone(),
-        i.checksum_crc32.clone(),
-        i.checksum_crc32c.clone(),
-        i.checksum_sha256.clone(),
+        declared_checksums!(i),
     );
     let decl = Declared {
         condition: write_condition(i.if_match.as_ref(), i.if_none_match.as_ref())?,
@@ -249,6 +247,21 @@ fn checked_payload_sha256<T>(req: &S3Request<T>) -> Option<[u8; 32]> {
     hex::decode(value).ok()?.try_into().ok()
 }
 
+/// The checksums a write's input declares (PutObject, UploadPart: their
+/// input types share these field names), in [`declared`]'s order.
+macro_rules! declared_checksums {
+    ($i:expr) => {
+        [
+            $i.checksum_crc32.clone(),
+            $i.checksum_crc32c.clone(),
+            $i.checksum_crc64nvme.clone(),
+            $i.checksum_sha1.clone(),
+            $i.checksum_sha256.clone(),
+        ]
+    };
+}
+pub(super) use declared_checksums;
+
 /// What a client declared about a body.
 #[derive(Default)]
 pub(super) struct Declared {
@@ -265,14 +278,14 @@ pub(super) struct Declared {
 pub(super) fn declared(
     length: Option<i64>,
     content_md5: Option<String>,
-    crc32: Option<String>,
-    crc32c: Option<String>,
-    sha256: Option<String>,
+    [crc32, crc32c, crc64nvme, sha1, sha256]: [Option<String>; 5],
 ) -> Declared {
     let mut checksums = Vec::new();
     for (algo, v) in [
         (Algo::Crc32, crc32),
         (Algo::Crc32c, crc32c),
+        (Algo::Crc64Nvme, crc64nvme),
+        (Algo::Sha1, sha1),
         (Algo::Sha256, sha256),
     ] {
         if let Some(v) = v {
