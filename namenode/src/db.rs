@@ -39,6 +39,9 @@ use crate::error::Error;
 
 pub(crate) const CF_BUCKETS: &str = "buckets";
 pub(crate) const CF_FILES: &str = "files";
+/// Versions of files other than the current one (versioned buckets), by
+/// [`version_key`]: newest first for each path.
+pub(crate) const CF_VERSIONS: &str = "versions";
 pub(crate) const CF_CHUNKS: &str = "chunks";
 pub(crate) const CF_BUCKET_CHUNKS: &str = "bucket_chunks";
 pub(crate) const CF_UPLOADS: &str = "uploads";
@@ -56,6 +59,7 @@ pub(crate) const CF_MANIFEST: &str = "manifest";
 const ALL_CFS: &[&str] = &[
     CF_BUCKETS,
     CF_FILES,
+    CF_VERSIONS,
     CF_CHUNKS,
     CF_BUCKET_CHUNKS,
     CF_UPLOADS,
@@ -99,6 +103,13 @@ pub struct FileRecord {
     /// User metadata.
     #[serde(default)]
     pub meta: BTreeMap<String, String>,
+    /// Written while the bucket's versioning was enabled: its version id
+    /// is `version`; otherwise it is the "null" version.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub versioned: bool,
+    /// A delete marker (no bytes), kept only among the versions.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub delete_marker: bool,
 }
 
 /// A chunk: its size, how many references it has, where its replicas are.
@@ -243,6 +254,28 @@ pub(crate) fn file_key(bucket: &str, path: &str) -> Vec<u8> {
     k.extend_from_slice(bucket.as_bytes());
     k.push(0);
     k.extend_from_slice(path.as_bytes());
+    k
+}
+
+/// Key of an archived version of `bucket/path`: the file's key, a zero
+/// byte (no path holds one), then the time it was written inverted (newest
+/// first) and its version.
+pub(crate) fn version_key(
+    bucket: &str,
+    path: &str,
+    created_ms: u64,
+    version: &UploadId,
+) -> Vec<u8> {
+    let mut k = version_prefix(bucket, path);
+    k.extend_from_slice(&(u64::MAX - created_ms).to_be_bytes());
+    k.extend_from_slice(version.as_bytes());
+    k
+}
+
+/// The prefix of every archived version of `bucket/path`.
+pub(crate) fn version_prefix(bucket: &str, path: &str) -> Vec<u8> {
+    let mut k = file_key(bucket, path);
+    k.push(0);
     k
 }
 

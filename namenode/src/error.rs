@@ -89,6 +89,19 @@ pub enum Error {
     /// made while it was under way; retry.
     #[error("conditional write conflict: {0}")]
     ConditionalConflict(String),
+    /// No version with that id of that file.
+    #[error("no version {version} of {bucket}/{path}")]
+    NoSuchVersion {
+        /// Bucket.
+        bucket: String,
+        /// Path.
+        path: String,
+        /// The version asked for.
+        version: String,
+    },
+    /// The version asked for is a delete marker: it has no bytes.
+    #[error("version {0} is a delete marker")]
+    DeleteMarker(String),
     /// A part copy whose source has no single-part MD5.
     #[error("cannot copy as a part: {0}")]
     NotCopyable(String),
@@ -153,6 +166,8 @@ impl Error {
             Error::EntityTooSmall(_) => (400, "EntityTooSmall"),
             Error::MalformedComplete(_) => (400, "MalformedXML"),
             Error::NotCopyable(_) => (400, "NotCopyable"),
+            Error::NoSuchVersion { .. } => (404, "NoSuchVersion"),
+            Error::DeleteMarker(_) => (405, "MethodNotAllowed"),
             Error::PreconditionFailed(_) => (412, "PreconditionFailed"),
             Error::ConditionalConflict(_) => (409, "ConditionalRequestConflict"),
             Error::BadReceipt(_) => (403, "InvalidReceipt"),

@@ -39,6 +39,10 @@ pub struct CopyFile {
     /// Metadata of the copy; `None` keeps the source's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<BTreeMap<String, String>>,
+    /// A version of the source (versioned buckets) instead of its current
+    /// one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src_version: Option<String>,
 }
 
 /// Where a commit puts its chunks when it uploads a part.

@@ -82,6 +82,10 @@ pub struct FileInfo {
     /// User metadata (content type, S3 `x-amz-meta-*`, …).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: BTreeMap<String, String>,
+    /// Its version id, for a version written while its bucket's
+    /// versioning was enabled (`None`: S3's "null" version).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
 }
 
 /// One row of a listing.
@@ -208,6 +212,10 @@ pub struct FileQuery {
     /// absent: every chunk in one answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// A version id of the file (versioned buckets; `null` for the null
+    /// version) instead of the current version.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// Locations only: the version the asker already has locations for;
     /// when it is still the file's version the answer is the file alone,
     /// marked [`FileLocations::unchanged`] (nothing located or signed).
@@ -565,4 +573,71 @@ impl FsckReport {
 pub struct Decommission {
     /// The node to drain.
     pub node: NodeId,
+}
+
+/// Answer to `DELETE /v1/file` in a bucket whose versioning was turned
+/// on, or to a delete of one version (`?version=`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeleteOutcome {
+    /// The delete marker made, or the version removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+    /// Whether that is a delete marker.
+    #[serde(default)]
+    pub delete_marker: bool,
+}
+
+/// Query of `GET /v1/buckets/{bucket}/versions`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListVersionsQuery {
+    /// Only paths starting with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// Resume after this path (all its versions, without a version
+    /// marker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_marker: Option<String>,
+    /// With `key_marker`: resume after this version of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_marker: Option<String>,
+    /// At most this many versions (default and cap 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<usize>,
+}
+
+/// One version in [`ListVersions`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionEntry {
+    /// Path.
+    pub path: String,
+    /// Version id (`null` for the null version).
+    pub version_id: String,
+    /// Whether it is the newest version of its path.
+    pub latest: bool,
+    /// Whether it is a delete marker.
+    pub delete_marker: bool,
+    /// Bytes.
+    pub size: u64,
+    /// When it was written, ms since the epoch.
+    pub created_ms: u64,
+    /// Its ETag, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+}
+
+/// Answer to `GET /v1/buckets/{bucket}/versions`: path order, and for
+/// each path the current version first, then newest first.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ListVersions {
+    /// The versions.
+    pub versions: Vec<VersionEntry>,
+    /// More follow.
+    #[serde(default)]
+    pub truncated: bool,
+    /// Where the next page starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_key_marker: Option<String>,
+    /// Where the next page starts (with `next_key_marker`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_version_marker: Option<String>,
 }

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::Json;
 use blob_common::proto::multipart::*;
 use blob_common::proto::namenode::*;
@@ -27,7 +26,18 @@ pub(super) async fn stat(
     q: Result<Query<FileQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<FileInfo>, Error> {
     let q = query(q)?;
-    blocking(move || nn.stat(&q.bucket, &q.path))
+    blocking(move || nn.stat_version(&q.bucket, &q.path, q.version.as_deref()))
+        .await
+        .map(Json)
+}
+
+pub(super) async fn list_versions(
+    State(nn): State<Arc<Namenode>>,
+    Path(bucket): Path<String>,
+    q: Result<Query<ListVersionsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<ListVersions>, Error> {
+    let q = query(q)?;
+    blocking(move || nn.list_versions(&bucket, &q))
         .await
         .map(Json)
 }
@@ -35,11 +45,11 @@ pub(super) async fn stat(
 pub(super) async fn delete_file(
     State(nn): State<Arc<Namenode>>,
     q: Result<Query<FileQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<StatusCode, Error> {
+) -> Result<Json<DeleteOutcome>, Error> {
     let q = query(q)?;
-    blocking(move || nn.delete_file(&q.bucket, &q.path))
+    blocking(move || nn.delete_path(&q.bucket, &q.path, q.version.as_deref()))
         .await
-        .map(|_| StatusCode::NO_CONTENT)
+        .map(Json)
 }
 
 pub(super) async fn rename(

@@ -70,6 +70,7 @@ pub(crate) fn router(nn: Arc<Namenode>) -> Router {
                 .delete(buckets::delete_bucket),
         )
         .route("/v1/buckets/{bucket}/files", get(files::list_files))
+        .route("/v1/buckets/{bucket}/versions", get(files::list_versions))
         .route(
             "/v1/buckets/{bucket}/settings/{name}",
             put(buckets::put_bucket_setting).delete(buckets::delete_bucket_setting),

@@ -132,10 +132,13 @@ impl Namenode {
             let _g = self.lock();
             let prefix = file_key(name, "");
             let mut empty = true;
-            self.meta.scan(CF_FILES, &prefix, &prefix, |_, _| {
-                empty = false;
-                Ok(false)
-            })?;
+            // Archived versions and delete markers count, as in S3.
+            for cf in [CF_FILES, CF_VERSIONS] {
+                self.meta.scan(cf, &prefix, &prefix, |_, _| {
+                    empty = false;
+                    Ok(false)
+                })?;
+            }
             if !empty {
                 return Err(Error::BucketNotEmpty(name.to_string()));
             }

@@ -7,6 +7,7 @@ use blob_common::proto::multipart::CopyFile;
 use blob_common::proto::namenode::*;
 use blob_common::{now_ms, UploadId};
 
+use super::versions::Versioning;
 use crate::db::*;
 use crate::error::Error;
 use crate::Namenode;
@@ -34,6 +35,7 @@ pub(crate) fn file_info(bucket: &str, path: &str, rec: FileRecord) -> FileInfo {
         chunk_size: rec.chunk_size,
         chunks: rec.chunks,
         meta: rec.meta,
+        version_id: rec.versioned.then(|| rec.version.to_string()),
     }
 }
 
@@ -96,6 +98,7 @@ impl Namenode {
         }
     }
 
+    #[cfg(test)]
     pub(crate) fn stat(&self, bucket: &str, path: &str) -> Result<FileInfo, Error> {
         Ok(file_info(bucket, path, self.file_record(bucket, path)?))
     }
@@ -189,14 +192,44 @@ impl Namenode {
                 (Err(e), _) => return Err(e),
             };
             let mut t = Txn::new(&self.meta, now_ms());
-            for c in &rec.chunks {
-                t.add_ref(bucket, &c.id, -1)?;
+            match self.versioning(bucket)? {
+                Versioning::Off => {
+                    for c in &rec.chunks {
+                        t.add_ref(bucket, &c.id, -1)?;
+                    }
+                    t.delete(CF_FILES, &file_key(bucket, path));
+                }
+                mode => {
+                    self.mark_deleted(&mut t, bucket, path, Some(&rec), mode)?;
+                }
             }
-            t.delete(CF_FILES, &file_key(bucket, path));
             t.commit()?;
         }
         self.meta.sync()?;
         Ok(true)
+    }
+
+    /// `DELETE /v1/file`: in a bucket whose versioning was turned on, a
+    /// delete marker (or, with `version`, that version removed for good);
+    /// elsewhere the file (404 when missing).
+    pub(crate) fn delete_path(
+        &self,
+        bucket: &str,
+        path: &str,
+        version: Option<&str>,
+    ) -> Result<DeleteOutcome, Error> {
+        validate_bucket(bucket)?;
+        validate_path(path)?;
+        if let Some(v) = version {
+            return self.delete_version(bucket, path, v);
+        }
+        match self.versioning(bucket)? {
+            Versioning::Off => {
+                self.delete_file(bucket, path)?;
+                Ok(DeleteOutcome::default())
+            }
+            mode => self.delete_versioned(bucket, path, mode),
+        }
     }
 
     pub(crate) fn rename(&self, req: &RenameRequest) -> Result<FileInfo, Error> {
@@ -208,14 +241,11 @@ impl Namenode {
                 return Ok(file_info(&req.bucket, &req.to, rec));
             }
             let mut t = Txn::new(&self.meta, now_ms());
-            if let Some(old) = self
+            let old = self
                 .meta
-                .get::<FileRecord>(CF_FILES, &file_key(&req.bucket, &req.to))?
-            {
-                for c in &old.chunks {
-                    t.add_ref(&req.bucket, &c.id, -1)?;
-                }
-            }
+                .get::<FileRecord>(CF_FILES, &file_key(&req.bucket, &req.to))?;
+            let mode = self.versioning(&req.bucket)?;
+            self.retire(&mut t, &req.bucket, &req.to, old.as_ref(), mode)?;
             t.put(CF_FILES, &file_key(&req.bucket, &req.to), &rec);
             t.delete(CF_FILES, &file_key(&req.bucket, &req.from));
             t.commit()?;
@@ -243,8 +273,20 @@ impl Namenode {
             rec.meta
                 .extend(req.set.iter().map(|(k, v)| (k.clone(), v.clone())));
             rec.meta = blob_common::seal::keep_seal_meta(std::mem::take(&mut rec.meta), &before);
-            rec.version = UploadId::random();
             let mut t = Txn::new(&self.meta, now_ms());
+            // A new version: in a versioned bucket the old one is kept,
+            // and both hold references to the chunks.
+            let old = rec.clone();
+            let mode = self.versioning(&req.bucket)?;
+            rec.versioned = self.retire(&mut t, &req.bucket, &req.path, Some(&old), mode)?;
+            for c in &rec.chunks {
+                t.add_ref(&req.bucket, &c.id, 1)?;
+            }
+            rec.version = UploadId::random();
+            if mode != Versioning::Off {
+                // A version of its own, newer than the one it keeps.
+                rec.created_ms = now_ms().max(old.created_ms + 1);
+            }
             t.put(CF_FILES, &file_key(&req.bucket, &req.path), &rec);
             t.commit()?;
             rec
@@ -259,25 +301,26 @@ impl Namenode {
         validate_path(&req.path)?;
         let file = {
             let _g = self.lock();
-            let src = self.file_record(&req.src_bucket, &req.src_path)?;
+            let src =
+                self.file_version(&req.src_bucket, &req.src_path, req.src_version.as_deref())?;
             self.head_bucket(&req.bucket)?;
             let mut t = Txn::new(&self.meta, now_ms());
             for c in &src.chunks {
                 t.add_ref(&req.bucket, &c.id, 1)?;
             }
             let key = file_key(&req.bucket, &req.path);
-            if let Some(old) = self.meta.get::<FileRecord>(CF_FILES, &key)? {
-                for c in &old.chunks {
-                    t.add_ref(&req.bucket, &c.id, -1)?;
-                }
-            }
+            let old = self.meta.get::<FileRecord>(CF_FILES, &key)?;
+            let mode = self.versioning(&req.bucket)?;
+            let versioned = self.retire(&mut t, &req.bucket, &req.path, old.as_ref(), mode)?;
             let file = FileRecord {
-                created_ms: now_ms(),
+                created_ms: now_ms().max(old.map_or(0, |o| o.created_ms + 1)),
                 version: UploadId::random(),
                 meta: blob_common::seal::keep_seal_meta(
                     req.meta.clone().unwrap_or_else(|| src.meta.clone()),
                     &src.meta,
                 ),
+                versioned,
+                delete_marker: false,
                 ..src
             };
             t.put(CF_FILES, &key, &file);

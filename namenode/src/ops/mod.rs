@@ -19,6 +19,7 @@ mod files;
 mod multipart;
 mod replicas;
 mod uploads;
+pub(crate) mod versions;
 
 pub(crate) use datanodes::load_nodes;
 

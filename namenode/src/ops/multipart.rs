@@ -252,6 +252,8 @@ impl Namenode {
                 chunk_size: rec.chunk_size,
                 chunks: part.chunks,
                 meta: BTreeMap::from([("etag".to_string(), part.etag)]),
+                versioned: false,
+                delete_marker: false,
             };
             (file_info(&mp.bucket, &mp.path, file), size)
         };
@@ -395,17 +397,14 @@ impl Namenode {
                 }
                 t.delete(CF_MULTIPART_PARTS, &part_key(id, *number));
             }
-            if let Some(old) = old {
-                for c in &old.chunks {
-                    t.add_ref(&mp.bucket, &c.id, -1)?;
-                }
-            }
+            let mode = self.versioning(&mp.bucket)?;
+            let versioned = self.retire(&mut t, &mp.bucket, &mp.path, old.as_ref(), mode)?;
             let mut meta = mp.meta.clone();
             meta.insert("etag".into(), blob_common::checksum::multipart_etag(&md5s));
             meta.insert(PART_SIZES.into(), encode_part_sizes(&sizes));
             let file = FileRecord {
                 size,
-                created_ms: now_ms(),
+                created_ms: now_ms().max(old.as_ref().map_or(0, |o| o.created_ms + 1)),
                 version: *id,
                 replication: if replication == u8::MAX {
                     self.cfg.default_replication
@@ -415,6 +414,8 @@ impl Namenode {
                 chunk_size: chunk_size.max(1),
                 chunks,
                 meta,
+                versioned,
+                delete_marker: false,
             };
             t.put(CF_FILES, &key, &file);
             t.delete(CF_MULTIPART, id.as_bytes());

@@ -21,7 +21,7 @@ impl Namenode {
     /// page of at most that many (capped at [`MAX_PAGE`]) from `first`, the
     /// file's own chunk list then left out of the answer.
     pub(crate) fn locations(&self, q: &FileQuery) -> Result<FileLocations, Error> {
-        let mut rec = self.file_record(&q.bucket, &q.path)?;
+        let mut rec = self.file_version(&q.bucket, &q.path, q.version.as_deref())?;
         if q.unless_version == Some(rec.version) {
             rec.chunks = Vec::new();
             return Ok(FileLocations {

@@ -450,21 +450,20 @@ impl Namenode {
                 req.condition.as_ref(),
                 rec.created_ms,
             )?;
-            if let Some(old) = old {
-                for c in &old.chunks {
-                    t.add_ref(&rec.bucket, &c.id, -1)?;
-                }
-            }
+            let mode = self.versioning(&rec.bucket)?;
+            let versioned = self.retire(&mut t, &rec.bucket, &rec.path, old.as_ref(), mode)?;
             self.drop_session(&mut t, id, &rec, &added)?;
 
             let file = FileRecord {
                 size,
-                created_ms: now_ms(),
+                created_ms: now_ms().max(old.as_ref().map_or(0, |o| o.created_ms + 1)),
                 version: *id,
                 replication: rec.replication,
                 chunk_size: rec.chunk_size,
                 chunks,
                 meta: req.meta.clone(),
+                versioned,
+                delete_marker: false,
             };
             t.put(CF_FILES, &fkey, &file);
             t.commit()?;

@@ -10,6 +10,7 @@ mod placement;
 mod receipts;
 mod reports;
 mod uploads;
+mod versions;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
