@@ -57,9 +57,9 @@ pub use blob_common::proto::multipart::{
     PartTarget, PART_SIZES,
 };
 pub use blob_common::proto::namenode::{
-    BucketInfo, ChunkRef, ClusterStatus, FileEntry, FileInfo, FileLocations, FsckFile, FsckQuery,
-    FsckReport, ListBuckets, ListFiles, ListFilesQuery, ListNodes, NodeStatus, UpdateMeta,
-    WriteCondition,
+    BucketInfo, ChunkRef, ClusterStatus, DeleteOutcome, FileEntry, FileInfo, FileLocations,
+    FsckFile, FsckQuery, FsckReport, ListBuckets, ListFiles, ListFilesQuery, ListNodes,
+    ListVersions, ListVersionsQuery, NodeStatus, UpdateMeta, VersionEntry, WriteCondition,
 };
 pub use blob_common::proto::namenode::{EdgeInfo, ListEdges};
 pub use blob_common::NodeId;

@@ -7,9 +7,9 @@
 use blob_common::names::{validate_bucket, validate_path};
 use blob_common::proto::namenode::{
     BadReplica, BucketInfo, ChunkBatch, ChunkRef, ClusterStatus, CommitUpload, CreateUpload,
-    Decommission, FileInfo, FileLocations, FsckQuery, FsckReport, ListBuckets, ListFiles,
-    ListFilesQuery, ListNodes, ManifestPage, NodeStatus, PutTarget, RenameRequest, Retarget,
-    UploadPlan, MAX_PAGE,
+    Decommission, DeleteOutcome, FileInfo, FileLocations, FsckQuery, FsckReport, ListBuckets,
+    ListFiles, ListFilesQuery, ListNodes, ListVersions, ListVersionsQuery, ManifestPage,
+    NodeStatus, PutTarget, RenameRequest, Retarget, UploadPlan, MAX_PAGE,
 };
 use blob_common::{NodeId, UploadId};
 use std::future::Future;
@@ -124,13 +124,90 @@ impl Client {
 
     /// A committed file (404 `NoSuchFile`).
     pub async fn stat(&self, bucket: &str, path: &str) -> Result<FileInfo, Error> {
+        self.stat_version(bucket, path, None).await
+    }
+
+    /// A version of a file in a versioned bucket (`null` for the null
+    /// version; `None`: the current one). 404 `NoSuchVersion` for an
+    /// unknown version, 405 `MethodNotAllowed` for a delete marker.
+    pub async fn stat_version(
+        &self,
+        bucket: &str,
+        path: &str,
+        version: Option<&str>,
+    ) -> Result<FileInfo, Error> {
         validate_bucket(bucket)?;
         validate_path(path)?;
+        let mut query = vec![("bucket", bucket), ("path", path)];
+        if let Some(v) = version {
+            query.push(("version", v));
+        }
         Ok(self
             .nn(Method::GET, &["file"])
-            .query(&[("bucket", bucket), ("path", path)])
+            .query(&query)
             .decode()
             .await?)
+    }
+
+    /// Every version of the files under `q.prefix` (versioned buckets),
+    /// a page at a time.
+    pub async fn list_versions(
+        &self,
+        bucket: &str,
+        q: &ListVersionsQuery,
+    ) -> Result<ListVersions, Error> {
+        validate_bucket(bucket)?;
+        let limit = q.limit.map(|l| l.to_string());
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        for (k, v) in [
+            ("prefix", q.prefix.as_deref()),
+            ("key_marker", q.key_marker.as_deref()),
+            ("version_marker", q.version_marker.as_deref()),
+            ("limit", limit.as_deref()),
+        ] {
+            if let Some(v) = v {
+                query.push((k, v));
+            }
+        }
+        Ok(self
+            .nn(Method::GET, &["buckets", bucket, "versions"])
+            .query(&query)
+            .decode()
+            .await?)
+    }
+
+    /// Deletes a file, or with `version` that version of it for good. In a
+    /// bucket whose versioning was turned on, deleting the file leaves a
+    /// delete marker, which the answer names.
+    pub async fn delete_path(
+        &self,
+        bucket: &str,
+        path: &str,
+        version: Option<&str>,
+    ) -> Result<DeleteOutcome, Error> {
+        validate_bucket(bucket)?;
+        validate_path(path)?;
+        let mut query = vec![("bucket", bucket), ("path", path)];
+        if let Some(v) = version {
+            query.push(("version", v));
+        }
+        Ok(self
+            .nn(Method::DELETE, &["file"])
+            .query(&query)
+            .decode()
+            .await?)
+    }
+
+    /// [`Client::locations`] of one version of the file (`null` for the
+    /// null version).
+    pub async fn locations_of_version(
+        &self,
+        bucket: &str,
+        path: &str,
+        version: &str,
+    ) -> Result<FileLocations, Error> {
+        self.locations_query(bucket, path, None, Some(version))
+            .await
     }
 
     /// A file with a pre-signed GET URL per replica of each chunk (the
@@ -153,6 +230,16 @@ impl Client {
         path: &str,
         known: Option<UploadId>,
     ) -> Result<FileLocations, Error> {
+        self.locations_query(bucket, path, known, None).await
+    }
+
+    async fn locations_query(
+        &self,
+        bucket: &str,
+        path: &str,
+        known: Option<UploadId>,
+        version: Option<&str>,
+    ) -> Result<FileLocations, Error> {
         validate_bucket(bucket)?;
         validate_path(path)?;
         let limit = MAX_PAGE.to_string();
@@ -170,6 +257,9 @@ impl Client {
                 }
                 if self.inner.cfg.direct {
                     query.push(("direct", "true"));
+                }
+                if let Some(v) = version {
+                    query.push(("version", v));
                 }
                 query.push(("first", &first_s));
                 query.push(("limit", &limit));

@@ -38,6 +38,8 @@ pub(crate) fn from_client(e: ClientError) -> S3Error {
                 ("BucketAlreadyExists", _) => S3ErrorCode::BucketAlreadyOwnedByYou,
                 ("BucketNotEmpty", _) => S3ErrorCode::BucketNotEmpty,
                 ("NoSuchUpload", _) => S3ErrorCode::NoSuchUpload,
+                ("NoSuchVersion", _) => S3ErrorCode::NoSuchVersion,
+                ("MethodNotAllowed", _) => S3ErrorCode::MethodNotAllowed,
                 ("InvalidPart", _) => S3ErrorCode::InvalidPart,
                 ("InvalidPartOrder", _) => S3ErrorCode::InvalidPartOrder,
                 ("EntityTooSmall", _) => S3ErrorCode::EntityTooSmall,

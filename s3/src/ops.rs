@@ -5,7 +5,7 @@
 //!
 //! Families: [`bucket`], [`get`] (GetObject, HeadObject), [`put`],
 //! [`copy`] (CopyObject, UploadPartCopy), [`delete`], [`list`] (object
-//! listings), [`multipart`] and [`tagging`]. Shared by them: [`args`] (checks of names,
+//! listings), [`multipart`], [`tagging`] and [`versioning`]. Shared by them: [`args`] (checks of names,
 //! ids and numbers), [`attrs`] (object attributes in file metadata) and
 //! [`conditions`] (conditional headers). [`crate::service`] holds the `S3`
 //! impl that calls into these.
@@ -23,3 +23,4 @@ pub(crate) mod multipart;
 pub(crate) mod put;
 mod settings;
 pub(crate) mod tagging;
+pub(crate) mod versioning;

@@ -18,7 +18,7 @@ use crate::cors::Cors;
 use crate::error::s3;
 use crate::keys::Keys;
 use crate::locations::LocationCache;
-use crate::ops::{bucket, copy, delete, get, lifecycle, list, multipart, put, tagging};
+use crate::ops::{bucket, copy, delete, get, lifecycle, list, multipart, put, tagging, versioning};
 use crate::{Config, RequestId};
 
 /// Longest validity of a pre-signed URL AWS accepts: 7 days, in seconds.
@@ -209,6 +209,27 @@ impl S3 for Gateway {
         req: S3Request<DeleteBucketCorsInput>,
     ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
         bucket::delete_bucket_cors(self, req).await
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        versioning::put_bucket_versioning(self, req).await
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        versioning::get_bucket_versioning(self, req).await
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        versioning::list_object_versions(self, req).await
     }
 
     async fn put_bucket_encryption(

@@ -446,10 +446,12 @@ impl Locator {
         if cur.0 != seen {
             return Ok(cur.clone());
         }
-        let fresh = self
-            .client
-            .locations(&self.file.bucket, &self.file.path)
-            .await?;
+        // The same version again, wherever the file is now.
+        let (bucket, path) = (&self.file.bucket, &self.file.path);
+        let fresh = match &self.file.version_id {
+            Some(v) => self.client.locations_of_version(bucket, path, v).await?,
+            None => self.client.locations(bucket, path).await?,
+        };
         if fresh.file.version != self.file.version {
             return Err(Error::Changed {
                 bucket: self.file.bucket.clone(),

@@ -29,11 +29,11 @@ pub(crate) async fn copy_object(
     let i = &req.input;
     check_bucket(&i.bucket)?;
     check_key(&i.key)?;
-    let (src_bucket, src_key) = copy_source(&i.copy_source)?;
+    let (src_bucket, src_key, src_version) = copy_source(&i.copy_source)?;
     check_bucket(&src_bucket)?;
     check_key(&src_key)?;
     let src = client
-        .stat(&src_bucket, &src_key)
+        .stat_version(&src_bucket, &src_key, src_version.as_deref())
         .await
         .map_err(from_client)?;
     crate::sse::check_read(&src.meta, &req.headers, true)?;
@@ -48,7 +48,8 @@ pub(crate) async fn copy_object(
         .metadata_directive
         .as_ref()
         .is_some_and(|d| d.as_str().eq_ignore_ascii_case(MetadataDirective::REPLACE));
-    if src_bucket == i.bucket && src_key == i.key && !replace {
+    // (Copying an older version over the current one restores it.)
+    if src_bucket == i.bucket && src_key == i.key && !replace && src_version.is_none() {
         return Err(s3(
             S3ErrorCode::InvalidRequest,
             "This copy request is illegal because it is trying to copy an object to itself without changing the object's metadata.",
@@ -81,6 +82,7 @@ pub(crate) async fn copy_object(
                 bucket: i.bucket.clone(),
                 path: i.key.clone(),
                 meta,
+                src_version: src_version.clone(),
             })
             .await
             .map_err(from_client)?,
@@ -88,10 +90,11 @@ pub(crate) async fn copy_object(
         Some(sealing) => {
             let mut meta = meta.unwrap_or_else(|| src.meta.clone());
             meta.retain(|k, _| !blob_common::seal::is_seal_meta(k));
-            let locs = client
-                .locations(&src_bucket, &src_key)
-                .await
-                .map_err(from_client)?;
+            let locs = match &src_version {
+                Some(v) => client.locations_of_version(&src_bucket, &src_key, v).await,
+                None => client.locations(&src_bucket, &src_key).await,
+            }
+            .map_err(from_client)?;
             let mut opts = gw.upload_options(meta);
             opts.sealing = sealing;
             opts.condition = None;
@@ -110,6 +113,8 @@ pub(crate) async fn copy_object(
         server_side_encryption: d.sse,
         sse_customer_algorithm: d.customer_algorithm,
         sse_customer_key_md5: d.customer_key_md5,
+        version_id: file.version_id.clone(),
+        copy_source_version_id: src.version_id.clone(),
         ..Default::default()
     }))
 }
@@ -228,13 +233,14 @@ pub(crate) async fn upload_part_copy(
     check_key(&i.key)?;
     let number = part_number(i.part_number)?;
     let upload = parse_upload(&i.upload_id)?;
-    let (src_bucket, src_key) = copy_source(&i.copy_source)?;
+    let (src_bucket, src_key, src_version) = copy_source(&i.copy_source)?;
     check_bucket(&src_bucket)?;
     check_key(&src_key)?;
-    let locs = client
-        .locations(&src_bucket, &src_key)
-        .await
-        .map_err(from_client)?;
+    let locs = match &src_version {
+        Some(v) => client.locations_of_version(&src_bucket, &src_key, v).await,
+        None => client.locations(&src_bucket, &src_key).await,
+    }
+    .map_err(from_client)?;
     let src = locs.file.clone();
     crate::sse::check_read(&src.meta, &req.headers, true)?;
     check_copy_conditions(
@@ -252,7 +258,8 @@ pub(crate) async fn upload_part_copy(
         return Err(s3(S3ErrorCode::EntityTooLarge, "a part is at most 5 GiB"));
     }
     // The whole of a single-part object: share its chunks.
-    if range == (0..src.size) {
+    // (Shared chunks are those of the current version.)
+    if range == (0..src.size) && src_version.is_none() {
         match client
             .copy_part(
                 &upload,
@@ -310,10 +317,18 @@ pub(crate) async fn upload_part_copy(
     }))
 }
 
-/// The bucket and key of `x-amz-copy-source`.
-fn copy_source(src: &CopySource) -> S3Result<(String, String)> {
+/// The bucket, key and version (if any) of `x-amz-copy-source`.
+fn copy_source(src: &CopySource) -> S3Result<(String, String, Option<String>)> {
     match src {
-        CopySource::Bucket { bucket, key, .. } => Ok((bucket.to_string(), key.to_string())),
+        CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } => Ok((
+            bucket.to_string(),
+            key.to_string(),
+            version_id.as_deref().map(str::to_string),
+        )),
         _ => Err(s3(
             S3ErrorCode::InvalidArgument,
             "copy from an access point is not supported",

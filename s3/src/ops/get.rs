@@ -44,6 +44,7 @@ macro_rules! fill_headers {
     };
     ($out:ident, $file:ident, $headers:expr) => {
         fill_headers!($out, $file);
+        $out.version_id = $file.version_id.clone();
         let d = crate::sse::describe(&$file.meta, $headers);
         $out.server_side_encryption = d.sse;
         $out.sse_customer_algorithm = d.customer_algorithm;
@@ -157,11 +158,20 @@ pub(crate) async fn get_object(
     let i = &req.input;
     check_bucket(&i.bucket)?;
     check_key(&i.key)?;
-    let locs = gw
-        .locations
-        .get(&client, &i.bucket, &i.key)
-        .await
-        .map_err(from_client)?;
+    let locs = match &i.version_id {
+        // One version: not what the location cache keeps.
+        Some(v) => std::sync::Arc::new(
+            client
+                .locations_of_version(&i.bucket, &i.key, v)
+                .await
+                .map_err(from_client)?,
+        ),
+        None => gw
+            .locations
+            .get(&client, &i.bucket, &i.key)
+            .await
+            .map_err(from_client)?,
+    };
     let file = locs.file.clone();
     crate::sse::check_read(&file.meta, &req.headers, false)?;
     check_conditions(
@@ -232,7 +242,10 @@ pub(crate) async fn head_object(
     let i = &req.input;
     check_bucket(&i.bucket)?;
     check_key(&i.key)?;
-    let file = client.stat(&i.bucket, &i.key).await.map_err(from_client)?;
+    let file = client
+        .stat_version(&i.bucket, &i.key, i.version_id.as_deref())
+        .await
+        .map_err(from_client)?;
     crate::sse::check_read(&file.meta, &req.headers, false)?;
     check_conditions(
         &file,

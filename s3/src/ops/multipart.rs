@@ -169,6 +169,7 @@ pub(crate) async fn complete_multipart_upload(
         e_tag: Some(strong(&etag_of(&file))),
         location: Some(format!("/{}/{}", i.bucket, url_encode(&i.key))),
         server_side_encryption: crate::sse::describe(&file.meta, &req.headers).sse,
+        version_id: file.version_id.clone(),
         ..Default::default()
     }))
 }

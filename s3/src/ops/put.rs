@@ -56,6 +56,7 @@ pub(crate) async fn put_object(
     Ok(S3Response::new(PutObjectOutput {
         e_tag: Some(strong(&etag)),
         size: Some(file.size as i64),
+        version_id: file.version_id.clone(),
         server_side_encryption: d.sse,
         sse_customer_algorithm: d.customer_algorithm,
         sse_customer_key_md5: d.customer_key_md5,
