@@ -22,9 +22,7 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use crate::cli::{Cli, Command};
+use crate::cli::Command;
 
 mod args;
 mod cli;
@@ -40,7 +38,7 @@ pub fn main() -> ExitCode {
 /// Runs `blobctl` with `args` (the first is the program name).
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let raw: Vec<OsString> = args.into_iter().collect();
-    let cli = match Cli::try_parse_from(&raw) {
+    let cli = match cli::parse(&raw) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
