@@ -1140,6 +1140,28 @@ async fn blobctl_filters_store_copies_and_moves_select_exactly_the_keys() {
         assert_eq!(code, 2, "{err}");
         let (code, _, err) = blobctl_cached(&cfg, cache, &["mv", "fil/no/such", "fil/x"]);
         assert_eq!(code, 1, "{err}");
+        // Within the store, sync has nothing on cp -r (metadata only).
+        let (code, _, err) = blobctl_cached(&cfg, cache, &["sync", "fil/across", "fcp/x"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("cp -r"), "{err}");
+        // A dry run lists what it would do, and does nothing.
+        let (code, out, err) = blobctl_cached(
+            &cfg,
+            cache,
+            &["sync", "--dry-run", "--delete", &src_arg, "fcp/dry"],
+        );
+        assert_eq!(code, 0, "{err}");
+        let out = text(out);
+        assert_eq!(out.lines().count(), all.len() - 2, "{out}");
+        assert!(
+            out.contains("/logs/old/c.mp4 to fcp/dry/logs/old/c.mp4\n"),
+            "{out}"
+        );
+        assert!(
+            err.starts_with(&format!("dry run: {} files", all.len() - 2)),
+            "{err}"
+        );
+        assert!(store_paths(&c, "fcp", "dry").await.is_empty());
     })
     .await;
 }

@@ -50,7 +50,10 @@ pub(crate) fn is_local(s: &str) -> bool {
 /// `(bucket, path)` when `dst` (with SRC in the store) is in the store
 /// too: not a local path by [`is_local`], with a `/`, and its bucket
 /// exists.
-async fn store_destination(client: &Client, dst: &str) -> anyhow::Result<Option<(String, String)>> {
+pub(crate) async fn store_destination(
+    client: &Client,
+    dst: &str,
+) -> anyhow::Result<Option<(String, String)>> {
     if is_local(dst) || !dst.contains('/') {
         return Ok(None);
     }

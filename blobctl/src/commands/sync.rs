@@ -20,7 +20,7 @@ use blob_client::{Client, FileEntry};
 use blob_common::ChunkId;
 use serde::Serialize;
 
-use super::copy::{is_local, plural, print_json};
+use super::copy::{is_local, plural, print_json, store_destination};
 use super::filter::Filters;
 use super::hashes::{chunk_ids, HashCache, Stamp};
 use super::objects::list_under;
@@ -91,10 +91,16 @@ pub(crate) async fn sync(
         let (bucket, dir) = parse_remote(dst)?;
         (PathBuf::from(src), bucket, dir)
     } else {
-        if !dst.contains('/') && !Path::new(dst).exists() && client.head_bucket(dst).await? {
+        // Within the store, `cp -r` copies metadata only: nothing to save.
+        let bucket_named = !dst.contains('/')
+            && !Path::new(dst).exists()
+            && blob_common::names::validate_bucket(dst).is_ok()
+            && client.head_bucket(dst).await?;
+        if bucket_named || store_destination(client, dst).await?.is_some() {
             bail!(
-                "{dst} is a bucket: sync copies between the local disk and the store \
-                 (write ./{dst} for a local directory)"
+                "{dst} is in the store: sync copies between the local disk and the store \
+                 (within the store, `cp -r` copies metadata only; write ./{dst} for a local \
+                 directory)"
             );
         }
         let (bucket, dir) = parse_remote(src)?;
