@@ -374,6 +374,8 @@ already holds are not sent again.
   blobctl cp -r ./photos b/backup/photos     local tree to the store
   blobctl cp -r b/backup/photos ./restored   and back
   blobctl cp -r b/backup/photos c/photos     within the store
+  blobctl cp 'b/videos/2026/*.mp4' ./out     what `ls` shows for a pattern
+                                             (-r: and under matching dirs)
   blobctl cp -r ./logs b/logs --exclude '*' --include '*.gz'
 
 --exclude/--include (with -r) work as in `aws s3`: every file is in until a

@@ -1026,6 +1026,37 @@ async fn blobctl_filters_store_copies_and_moves_select_exactly_the_keys() {
         let want = pick(&|p| p.ends_with(".txt"));
         assert_eq!(r["copied"], want.len(), "{r}");
         assert_eq!(store_paths(&c, "fil", "txt").await, want);
+
+        tracing::info!("--- globs in store paths pick what ls shows");
+        let got = tempfile::tempdir().expect("tempdir");
+        let g = got.path().join("g");
+        let g_arg = g.to_str().expect("utf8");
+        let r = blobctl_json(&cfg, cache, &["cp", "fil/txt/*/a.txt", g_arg]);
+        assert_eq!(r["copied"], 2, "{r}");
+        let back: Vec<String> = tree_hashes(&g).into_keys().collect();
+        assert_eq!(back, ["logs/a.txt", "media/a.txt"]);
+        let r = blobctl_json(&cfg, cache, &["cp", "-r", "fil/txt/l*", "fcp/globbed"]);
+        assert_eq!(r["copied"], 2, "{r}");
+        assert_eq!(
+            store_paths(&c, "fcp", "globbed").await,
+            ["logs/a.txt", "logs/old/a.txt"]
+        );
+        assert!(
+            c.list_all("fcp", &Default::default())
+                .await
+                .expect("ls")
+                .files
+                .len()
+                == 2
+        );
+        c.delete_file("fcp", "globbed/logs/a.txt")
+            .await
+            .expect("rm");
+        c.delete_file("fcp", "globbed/logs/old/a.txt")
+            .await
+            .expect("rm");
+        let (code, _, err) = blobctl_cached(&cfg, cache, &["cp", "fil/txt/*.none", g_arg]);
+        assert_eq!(code, 1, "{err}");
         let r = blobctl_json(
             &cfg,
             cache,

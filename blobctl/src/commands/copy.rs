@@ -15,9 +15,9 @@ use blob_client::Client;
 use serde::Serialize;
 
 use super::filter::Filters;
-use super::objects::list_under;
+use super::objects::{list_glob, list_under};
 use super::tree::{self, join_remote, rel_under, Job, Op, Plan, Report, RunOptions};
-use crate::args::{last_segment, parse_file, parse_remote};
+use crate::args::{glob_base, is_glob, last_segment, parse_file, parse_remote};
 use crate::render::{human, note};
 
 /// How `cp` copies.
@@ -69,7 +69,7 @@ pub(crate) async fn store_destination(
 }
 
 pub(crate) async fn cp(client: &Client, src: &str, dst: &str, o: CpOptions) -> anyhow::Result<()> {
-    if !o.recursive && !o.filters.is_empty() {
+    if !o.recursive && !o.filters.is_empty() && !is_glob(src) {
         bail!("--exclude and --include select files of a tree: add -r");
     }
     if is_local(src) {
@@ -133,14 +133,15 @@ async fn cp_up(client: &Client, src: &str, dst: &str, o: &CpOptions) -> anyhow::
 
 /// A store file or directory to the local disk.
 async fn cp_down(client: &Client, src: &str, dst: &str, o: &CpOptions) -> anyhow::Result<()> {
-    if !o.recursive && !o.dry_run && !o.json {
+    let glob = is_glob(src);
+    if !o.recursive && !glob && !o.dry_run && !o.json {
         return super::transfer::download(client, src, dst, 8, o.run.quiet).await;
     }
     let (bucket, jobs) = store_jobs(client, src, o, |rel, _| {
         PathBuf::from(dst).join(rel).display().to_string()
     })
     .await?;
-    let jobs = if o.recursive {
+    let jobs = if o.recursive || glob {
         jobs
     } else {
         // One file: to DST itself, or into it when it is a directory.
@@ -170,7 +171,7 @@ async fn cp_within(
     dst_path: &str,
     o: &CpOptions,
 ) -> anyhow::Result<()> {
-    let (bucket, jobs) = if o.recursive {
+    let (bucket, jobs) = if o.recursive || is_glob(src) {
         let prefix = dst_path.trim_end_matches('/').to_string();
         store_jobs(client, src, o, |rel, _| join_remote(&prefix, rel)).await?
     } else {
@@ -201,6 +202,33 @@ async fn store_jobs(
     o: &CpOptions,
     to: impl Fn(&str, &str) -> String,
 ) -> anyhow::Result<(String, Vec<Job>)> {
+    let (bucket, path) = parse_remote(src)?;
+    if is_glob(&path) {
+        // What `ls` shows for the pattern (with -r, files under matching
+        // directories too), each keeping its path below the pattern's
+        // literal directory.
+        let list = list_glob(client, &bucket, &path, o.recursive)
+            .await
+            .with_context(|| format!("listing {src}"))?;
+        if list.files.is_empty() {
+            return Err(crate::NotFound(format!("nothing matches {src}")).into());
+        }
+        let base = glob_base(&path);
+        let jobs = list
+            .files
+            .into_iter()
+            .filter_map(|f| {
+                let rel = f.path.strip_prefix(base).unwrap_or(&f.path).to_string();
+                o.filters.admits(&rel).then(|| Job {
+                    to: to(&rel, &f.path),
+                    from: f.path.clone(),
+                    rel,
+                    size: f.size,
+                })
+            })
+            .collect();
+        return Ok((bucket, jobs));
+    }
     if !o.recursive {
         let (bucket, path) = parse_file(src)?;
         let info = client

@@ -123,7 +123,7 @@ pub(crate) async fn ls(client: &Client, target: Option<&str>, o: LsOptions) -> a
 /// The files (and, one level deep, the directories) matching `pattern`:
 /// everything under its literal directory is listed and matched here.
 /// Recursive: files under a matching directory too.
-async fn list_glob(
+pub(crate) async fn list_glob(
     client: &Client,
     bucket: &str,
     pattern: &str,
