@@ -190,6 +190,37 @@ pub(crate) fn chunk_ids(path: &Path, chunk_size: u64) -> anyhow::Result<Vec<Chun
     Ok(ids)
 }
 
+/// The chunk ids of the local file `path` cut into pieces of `sizes`, in
+/// order (a store file whose chunks are not all one size, like an S3
+/// multipart upload's); bytes past the last piece make one more id, so a
+/// longer file never matches. Blocking.
+pub(crate) fn chunk_ids_cut(path: &Path, sizes: &[u64]) -> anyhow::Result<Vec<ChunkId>> {
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut ids = Vec::with_capacity(sizes.len() + 1);
+    let mut buf = Vec::new();
+    for &size in sizes {
+        buf.clear();
+        let n = (&mut file)
+            .take(size)
+            .read_to_end(&mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        ids.push(ChunkId::of(&buf));
+        if (n as u64) < size {
+            return Ok(ids);
+        }
+    }
+    let mut rest = [0u8; 1];
+    if file
+        .read(&mut rest)
+        .with_context(|| format!("reading {}", path.display()))?
+        > 0
+    {
+        ids.push(ChunkId::of(&rest));
+    }
+    Ok(ids)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +244,33 @@ mod tests {
             chunk_ids(&p, 65536).unwrap_or_else(|e| panic!("{e}")).len(),
             2
         );
+    }
+
+    #[test]
+    fn chunk_ids_cut_where_told() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let p = dir.path().join("f");
+        let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&p, &data).unwrap_or_else(|e| panic!("{e}"));
+        let cuts = [100_000, 50_000, 150_000];
+        let want = vec![
+            ChunkId::of(&data[..100_000]),
+            ChunkId::of(&data[100_000..150_000]),
+            ChunkId::of(&data[150_000..]),
+        ];
+        assert_eq!(
+            chunk_ids_cut(&p, &cuts).unwrap_or_else(|e| panic!("{e}")),
+            want
+        );
+        // A longer file gets one more id; a shorter one a short last piece.
+        assert_eq!(
+            chunk_ids_cut(&p, &cuts[..2])
+                .unwrap_or_else(|e| panic!("{e}"))
+                .len(),
+            3
+        );
+        let short = chunk_ids_cut(&p, &[100_000, 250_000]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(short[1], ChunkId::of(&data[100_000..]));
     }
 
     #[test]

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use super::copy::{is_local, plural, print_json, store_destination};
 use super::filter::Filters;
-use super::hashes::{chunk_ids, HashCache, Stamp};
+use super::hashes::{chunk_ids, chunk_ids_cut, HashCache, Stamp};
 use super::objects::list_under;
 use super::tree::{self, join_remote, rel_under, Job, LocalFile, Op, Plan, RunOptions};
 use crate::args::parse_remote;
@@ -325,6 +325,10 @@ struct Compared {
     hashed: usize,
 }
 
+/// A store file's chunk size, chunk ids, and the chunks' sizes when they
+/// are not all that chunk size.
+type StoreChunks = (u64, Vec<ChunkId>, Option<Vec<u64>>);
+
 /// Splits `cands` into the same and the different: the store file's chunk
 /// size and ids from its metadata, the local file's from the cache or
 /// hashed (`parallel` files at once, off the runtime). A file either side
@@ -348,13 +352,25 @@ async fn compare(
             (i, client.stat(&bucket, &path).await)
         });
     }
-    let mut remote: HashMap<usize, (u64, Vec<ChunkId>)> = HashMap::new();
+    // Each store file's chunk ids, and its chunk size when every chunk
+    // but the last has that size (what the local side is cut and cached
+    // at); otherwise (parts of an S3 multipart upload) the local file is
+    // cut where the store file's chunks end, uncached.
+    let mut remote: HashMap<usize, StoreChunks> = HashMap::new();
     while let Some(joined) = stats.join_next().await {
         let (i, r) = joined.context("a stat task failed")?;
         if let Ok(info) = r {
+            let uniform = info.chunks.split_last().is_none_or(|(last, rest)| {
+                rest.iter().all(|c| c.size == info.chunk_size) && last.size <= info.chunk_size
+            });
+            let cuts = (!uniform).then(|| info.chunks.iter().map(|c| c.size).collect());
             remote.insert(
                 i,
-                (info.chunk_size, info.chunks.iter().map(|c| c.id).collect()),
+                (
+                    info.chunk_size,
+                    info.chunks.iter().map(|c| c.id).collect(),
+                    cuts,
+                ),
             );
         }
     }
@@ -367,27 +383,36 @@ async fn compare(
     let mut hashing = tokio::task::JoinSet::new();
     let mut waiting: HashMap<usize, Candidate> = HashMap::new();
     for (i, c) in cands.into_iter().enumerate() {
-        let Some((chunk_size, ids)) = remote.remove(&i) else {
+        let Some((chunk_size, ids, cuts)) = remote.remove(&i) else {
             out.differ.push(c);
             continue;
         };
-        match cache.get(&c.rel, c.stamp, chunk_size) {
+        let cached = match &cuts {
+            None => cache.get(&c.rel, c.stamp, chunk_size),
+            Some(_) => None,
+        };
+        match cached {
             Some(local) if local == ids => out.same += 1,
             Some(_) => out.differ.push(c),
             None => {
                 let path = c.local.clone();
                 let limit = hash_limit.clone();
+                let uniform = cuts.is_none();
                 hashing.spawn(async move {
                     let _permit = limit.acquire_owned().await;
-                    let r = tokio::task::spawn_blocking(move || chunk_ids(&path, chunk_size)).await;
-                    (i, chunk_size, ids, r)
+                    let r = tokio::task::spawn_blocking(move || match cuts {
+                        None => chunk_ids(&path, chunk_size),
+                        Some(cuts) => chunk_ids_cut(&path, &cuts),
+                    })
+                    .await;
+                    (i, uniform.then_some(chunk_size), ids, r)
                 });
                 waiting.insert(i, c);
             }
         }
     }
     while let Some(joined) = hashing.join_next().await {
-        let (i, chunk_size, ids, r) = joined.context("a hashing task failed")?;
+        let (i, cache_at, ids, r) = joined.context("a hashing task failed")?;
         let Some(c) = waiting.remove(&i) else {
             continue;
         };
@@ -396,7 +421,7 @@ async fn compare(
             Ok(Ok(local)) => {
                 // Only trusted if the file did not change while it was read.
                 let still = std::fs::metadata(&c.local).map(|m| Stamp::of(&m)).ok();
-                if still == Some(c.stamp) {
+                if let (Some(chunk_size), true) = (cache_at, still == Some(c.stamp)) {
                     cache.put(&c.rel, c.stamp, chunk_size, &local);
                 }
                 if local == ids && still == Some(c.stamp) {
