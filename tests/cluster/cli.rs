@@ -1196,3 +1196,32 @@ async fn blobctl_filters_store_copies_and_moves_select_exactly_the_keys() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tree_copies_show_one_aggregate_bar_on_a_terminal_only() {
+    bounded(async {
+        let cluster = start(TestCluster::builder()).await;
+        let cfg = cluster.client_config().expect("config");
+        cluster.client().create_bucket("bars").await.expect("mb");
+        let src = tempfile::tempdir().expect("tempdir");
+        for i in 0..40usize {
+            let p = src.path().join(format!("d{}/f{i}", i % 4));
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, random_bytes(1000 + i * 3000, i as u64)).expect("write");
+        }
+        let src_arg = src.path().to_str().expect("utf8");
+        let (code, out) = blobctl_on_a_terminal(&cfg, &format!("cp -r {src_arg} bars/t"), b"");
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains("/40 files"),
+            "files counted on the bar: {out:?}"
+        );
+        assert!(out.contains("uploaded 40 of 40 files"), "{out:?}");
+        // On a pipe: the summary line only.
+        let (code, _, err) = blobctl(&cfg, &["cp", "-r", src_arg, "bars/u"], None);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err:?}");
+        assert!(!err.contains('\u{1b}'), "{err:?}");
+    })
+    .await;
+}
