@@ -4,7 +4,9 @@
 //! Flow: [`main_with_args`] parses the arguments ([`cli`]), lays flags,
 //! environment and config files over each other ([`config`]), runs one
 //! command ([`commands`], one module per family: buckets, objects,
-//! transfers, admin, edge, mount) and maps the outcome to an exit status.
+//! transfers, copies and moves, sync, admin, edge, mount; tree commands
+//! share a walk, `--exclude`/`--include` filters and one job runner) and
+//! maps the outcome to an exit status.
 //! Data goes to stdout; progress bars, summaries, logs and errors to stderr
 //! ([`render`] holds the tables, sizes and dates).
 //!
