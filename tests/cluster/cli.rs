@@ -733,13 +733,14 @@ async fn rm_r_asks_on_a_terminal() {
     .await;
 }
 
-/// [`blobctl`] with its hash cache (`sync`) in `cache`, not the user's.
+/// [`blobctl`] with its hash cache (`sync`) in `cache`, not the user's;
+/// killed (and the test failed) if it runs longer than two minutes.
 fn blobctl_cached(
     config: &std::path::Path,
     cache: &std::path::Path,
     args: &[&str],
 ) -> (i32, Vec<u8>, String) {
-    let out = Command::new(blobctl_bin())
+    let child = Command::new(blobctl_bin())
         .arg("--config")
         .arg(config)
         .args(args)
@@ -748,8 +749,22 @@ fn blobctl_cached(
         .env_remove("BLOBCTL_SECRET_KEY")
         .env("XDG_CACHE_HOME", cache)
         .stdin(Stdio::null())
-        .output()
-        .expect("blobctl output");
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn blobctl");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(out) => out.expect("blobctl output"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            panic!("blobctl {args:?} did not finish within 120 s");
+        }
+    };
     (
         out.status.code().unwrap_or(-1),
         out.stdout,
