@@ -201,10 +201,12 @@ pub(crate) async fn sync(
     let compared = compare(client, &bucket, candidates, &mut cache, &o.run).await?;
     summary.hashed = compared.hashed;
     summary.skipped = compared.same;
-    jobs.extend(compared.differ.into_iter().map(|c| {
-        let size = c.stamp.size;
-        job_for(&c.rel, size)
-    }));
+    jobs.extend(
+        compared
+            .differ
+            .iter()
+            .map(|c| job_for(&c.rel, c.stamp.size)),
+    );
     jobs.sort_by(|a, b| a.rel.cmp(&b.rel));
     let doomed: Vec<String> = if !o.delete {
         Vec::new()
