@@ -73,22 +73,6 @@ pub(crate) fn parse_file(s: &str) -> anyhow::Result<(String, String)> {
     Ok((bucket, path))
 }
 
-/// `mv` arguments: same bucket; a destination ending in `/` keeps the name.
-pub(crate) fn parse_move(from: &str, to: &str) -> anyhow::Result<(String, String, String)> {
-    let (bucket, from_path) = parse_file(from)?;
-    let (to_bucket, mut to_path) = parse_remote(to)?;
-    if to_bucket != bucket {
-        bail!(
-            "mv works inside one bucket ({bucket} vs {to_bucket}): \
-             download and upload to copy across buckets"
-        );
-    }
-    if to_path.is_empty() || to_path.ends_with('/') {
-        to_path.push_str(last_segment(&from_path));
-    }
-    Ok((bucket, from_path, to_path))
-}
-
 /// The last segment of a remote path (`a/b/c.txt` → `c.txt`).
 pub(crate) fn last_segment(path: &str) -> &str {
     let p = path.strip_suffix('/').unwrap_or(path);
@@ -357,23 +341,5 @@ mod tests {
         assert_eq!(glob_base("videos/2026/*.mp4"), "videos/2026/");
         assert_eq!(glob_base("videos/20*/x"), "videos/");
         assert_eq!(glob_base("*.mp4"), "");
-    }
-
-    #[test]
-    fn mv_stays_in_one_bucket() {
-        assert_eq!(
-            parse_move("b/a.txt", "b/c.txt").ok(),
-            Some(("b".into(), "a.txt".into(), "c.txt".into()))
-        );
-        assert_eq!(
-            parse_move("b/x/a.txt", "b/dir/").ok(),
-            Some(("b".into(), "x/a.txt".into(), "dir/a.txt".into()))
-        );
-        let e = parse_move("b/a", "c/a")
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(e.contains("one bucket"), "{e}");
-        assert!(parse_move("b", "b/a").is_err());
     }
 }

@@ -8,6 +8,7 @@ use blob_client::NodeId;
 use clap::{Parser, Subcommand};
 
 use crate::args::{parse_chunk_size, parse_newer, parse_node_id, parse_size};
+use crate::commands::filter::{rules_from, FilterRule};
 use crate::config::parse_timeout;
 
 const AFTER_HELP: &str = "\
@@ -180,12 +181,16 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
         parallel: u16,
     },
-    /// Rename a file inside a bucket
+    /// Move a file or a directory, within a bucket or to another (no
+    /// bytes move: a rename, or a copy sharing the chunks)
     Mv {
-        /// BUCKET/FROM
+        /// BUCKET/FILE or BUCKET/DIR
         from: String,
-        /// BUCKET/TO (ending in `/`: keep the file name)
+        /// BUCKET/TO (ending in `/`, or a bare bucket: keep the source's name)
         to: String,
+        /// Files moved at once (directories)
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        parallel: u16,
     },
     /// Upload a local file or stdin
     Upload {
@@ -213,13 +218,14 @@ pub(crate) enum Command {
         #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
         parallel: u16,
     },
-    /// Copy a file or, with -r, a directory tree between the local disk
-    /// and the store
+    /// Copy a file or, with -r, a directory tree: local to store, store
+    /// to local, or within the store (metadata only)
     #[command(after_help = CP_AFTER_HELP)]
     Cp {
         /// A local file or directory, or BUCKET/PATH
         src: String,
-        /// BUCKET/PATH when SRC is local; a local path when SRC is in the store
+        /// BUCKET/PATH when SRC is local; a local path or BUCKET/PATH when
+        /// SRC is in the store
         dst: String,
         /// Copy every file under SRC, keeping the tree's shape
         #[arg(short, long)]
@@ -236,6 +242,57 @@ pub(crate) enum Command {
         /// Print what would be copied (`would upload A to B`), copy nothing
         #[arg(long)]
         dry_run: bool,
+        /// Leave out files matching GLOB (relative to SRC; `*` crosses `/`);
+        /// with --include, the last matching rule wins
+        #[arg(long, value_name = "GLOB", action = clap::ArgAction::Append)]
+        exclude: Vec<String>,
+        /// Take files matching GLOB back in after an earlier --exclude
+        #[arg(long, value_name = "GLOB", action = clap::ArgAction::Append)]
+        include: Vec<String>,
+        /// Print the summary as one JSON document on stdout
+        #[arg(long)]
+        json: bool,
+        /// --exclude and --include in the order given (filled after parsing)
+        #[arg(skip)]
+        filters: Vec<FilterRule>,
+    },
+    /// Make a store directory match a local tree, or a local tree match a
+    /// store directory, copying only the files that differ
+    #[command(after_help = SYNC_AFTER_HELP)]
+    Sync {
+        /// A local directory, or BUCKET[/DIR]
+        src: String,
+        /// BUCKET[/DIR] when SRC is local; a local directory otherwise
+        dst: String,
+        /// Remove destination files that SRC lacks (within the filters)
+        #[arg(long)]
+        delete: bool,
+        /// Print what would be copied and removed, change nothing
+        #[arg(long)]
+        dry_run: bool,
+        /// Files copied at once
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        parallel: u16,
+        /// Chunk size of uploaded files, 64KiB to 256MiB
+        #[arg(long, default_value = "8MiB", value_parser = parse_chunk_size)]
+        chunk_size: u64,
+        /// Replication factor of uploaded files (default: the cluster's)
+        #[arg(long, value_parser = clap::value_parser!(u8).range(1..))]
+        replication: Option<u8>,
+        /// Leave out files matching GLOB (relative to SRC; `*` crosses `/`);
+        /// with --include, the last matching rule wins
+        #[arg(long, value_name = "GLOB", action = clap::ArgAction::Append)]
+        exclude: Vec<String>,
+        /// Take files matching GLOB back in after an earlier --exclude
+        #[arg(long, value_name = "GLOB", action = clap::ArgAction::Append)]
+        include: Vec<String>,
+        /// Print the summary (sent, skipped, deleted, failed) as one JSON
+        /// document on stdout
+        #[arg(long)]
+        json: bool,
+        /// --exclude and --include in the order given (filled after parsing)
+        #[arg(skip)]
+        filters: Vec<FilterRule>,
     },
     /// Write a file to stdout
     Cat {
@@ -308,14 +365,46 @@ pub(crate) struct MountArgs {
 const CP_AFTER_HELP: &str = "\
 SRC is local when it exists on disk or starts with /, ./ or ../; DST is then
 BUCKET/PATH (with -r, the directory the tree goes under). Otherwise SRC is
-BUCKET/PATH in the store and DST a local path (with -r, a directory, made if
-missing). Chunks the store already holds are not sent again.
+BUCKET/PATH in the store, and DST is in the store too when it is BUCKET/PATH
+with an existing bucket and no such local path (a copy there writes only
+metadata: it shares the source's chunks); else DST is a local path (with -r,
+a directory, made if missing; write ./DIR to be sure). Chunks the store
+already holds are not sent again.
 
   blobctl cp -r ./photos b/backup/photos     local tree to the store
   blobctl cp -r b/backup/photos ./restored   and back
+  blobctl cp -r b/backup/photos c/photos     within the store
+  blobctl cp 'b/videos/2026/*.mp4' ./out     what `ls` shows for a pattern
+                                             (-r: and under matching dirs)
+  blobctl cp -r ./logs b/logs --exclude '*' --include '*.gz'
 
-Prints one summary line. Exit status 1 when some file was not found, 2 when
-any other copy failed; the others are copied regardless.";
+--exclude/--include (with -r) work as in `aws s3`: every file is in until a
+rule matches it, the last matching rule wins, and patterns match the path
+below SRC (`*` also matches `/`).
+
+Prints one summary line (--json: one document). Exit status 1 when some file
+was not found, 2 when any other copy failed; the others are copied
+regardless.";
+
+const SYNC_AFTER_HELP: &str = "\
+SRC is local when it exists on disk or starts with /, ./ or ../; DST is then
+BUCKET[/DIR]. Otherwise SRC is BUCKET[/DIR] and DST a local directory (made
+if missing). Files go under DST as under SRC.
+
+A file is sent when the destination lacks it, or has it with another size or
+other content: contents are compared by the SHA-256 of each chunk, the
+store's from its metadata (no remote byte is read), the local side's hashed
+at the store file's chunk size and kept in ~/.cache/blobctl/sync by size
+and modification time, so an unchanged tree is not read again. A file sent
+still sends only the chunks the store lacks.
+
+  blobctl sync ./site b/www --delete         the store mirrors ./site
+  blobctl sync b/www ./site --dry-run        what would come back
+
+--exclude/--include as for cp. Prints one summary line
+(`N sent, N unchanged, N deleted, N failed`; --json: one document). Exit
+status 1 when some file was not found, 2 when any other copy or removal
+failed.";
 
 const MOUNT_AFTER_HELP: &str = "\
 Files are read with read-ahead for sequential readers. A file written front
@@ -328,6 +417,21 @@ commits nothing. A stopped cluster gives EIO after --timeout (the global
 flag: the longest a read or metadata call may take, 30 s by default).
 
 Unmount with `fusermount3 -u MOUNTPOINT`, or SIGTERM/Ctrl-C to blobctl.";
+
+/// Parses the command line (`raw[0]` is the program name), keeping the
+/// order of `--exclude` and `--include` between them.
+pub(crate) fn parse(raw: &[std::ffi::OsString]) -> Result<Cli, clap::Error> {
+    use clap::{CommandFactory, FromArgMatches};
+    let mut cmd = Cli::command();
+    let matches = cmd.try_get_matches_from_mut(raw)?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| e.format(&mut cmd))?;
+    if let Some((_, sub)) = matches.subcommand() {
+        if let Command::Cp { filters, .. } | Command::Sync { filters, .. } = &mut cli.command {
+            *filters = rules_from(sub);
+        }
+    }
+    Ok(cli)
+}
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum AdminCommand {

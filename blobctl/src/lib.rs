@@ -4,7 +4,9 @@
 //! Flow: [`main_with_args`] parses the arguments ([`cli`]), lays flags,
 //! environment and config files over each other ([`config`]), runs one
 //! command ([`commands`], one module per family: buckets, objects,
-//! transfers, admin, edge, mount) and maps the outcome to an exit status.
+//! transfers, copies and moves, sync, admin, edge, mount; tree commands
+//! share a walk, `--exclude`/`--include` filters and one job runner) and
+//! maps the outcome to an exit status.
 //! Data goes to stdout; progress bars, summaries, logs and errors to stderr
 //! ([`render`] holds the tables, sizes and dates).
 //!
@@ -22,9 +24,7 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use crate::cli::{Cli, Command};
+use crate::cli::Command;
 
 mod args;
 mod cli;
@@ -40,7 +40,7 @@ pub fn main() -> ExitCode {
 /// Runs `blobctl` with `args` (the first is the program name).
 pub fn main_with_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let raw: Vec<OsString> = args.into_iter().collect();
-    let cli = match Cli::try_parse_from(&raw) {
+    let cli = match cli::parse(&raw) {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();

@@ -112,6 +112,19 @@ pub(crate) fn progress_bar(quiet: bool, total: Option<u64>) -> Option<ProgressBa
     Some(bar)
 }
 
+/// One bar for a many-file transfer: files done, bytes, rate and ETA, on
+/// stderr, only when it is a terminal and not `-q`.
+pub(crate) fn tree_bar(quiet: bool, files: usize, bytes: u64) -> Option<ProgressBar> {
+    let bar = progress_bar(quiet, Some(bytes))?;
+    if let Ok(style) = ProgressStyle::with_template(
+        "{msg} {wide_bar} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(format!("0/{files} files"));
+    Some(bar)
+}
+
 pub(crate) fn progress_fn(bar: &ProgressBar) -> blob_client::ProgressFn {
     let bar = bar.clone();
     Arc::new(move |done| bar.set_position(done))

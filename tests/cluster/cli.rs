@@ -732,3 +732,511 @@ async fn rm_r_asks_on_a_terminal() {
     })
     .await;
 }
+
+/// [`blobctl`] with its hash cache (`sync`) in `cache`, not the user's;
+/// killed (and the test failed) if it runs longer than two minutes.
+fn blobctl_cached(
+    config: &std::path::Path,
+    cache: &std::path::Path,
+    args: &[&str],
+) -> (i32, Vec<u8>, String) {
+    let child = Command::new(blobctl_bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("BLOBCTL_ENDPOINT")
+        .env_remove("BLOBCTL_ACCESS_KEY")
+        .env_remove("BLOBCTL_SECRET_KEY")
+        .env("XDG_CACHE_HOME", cache)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn blobctl");
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let out = match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(out) => out.expect("blobctl output"),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            panic!("blobctl {args:?} did not finish within 120 s");
+        }
+    };
+    (
+        out.status.code().unwrap_or(-1),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Runs blobctl with `--json`; exit status 0 and the document, or panics.
+fn blobctl_json(
+    config: &std::path::Path,
+    cache: &std::path::Path,
+    args: &[&str],
+) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.push("--json");
+    let (code, out, err) = blobctl_cached(config, cache, &all);
+    assert_eq!(code, 0, "blobctl {args:?}: {err}");
+    serde_json::from_slice(&out)
+        .unwrap_or_else(|e| panic!("blobctl {args:?}: {e}: {}", String::from_utf8_lossy(&out)))
+}
+
+/// Every file under `root`, by `/`-separated relative path, with its SHA-256.
+fn tree_hashes(root: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let mut found = std::collections::BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read_dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p
+                    .strip_prefix(root)
+                    .expect("under root")
+                    .to_str()
+                    .expect("utf8")
+                    .to_string();
+                found.insert(rel, sha256_hex(&std::fs::read(&p).expect("read")));
+            }
+        }
+    }
+    found
+}
+
+/// The paths under `bucket/prefix/`, relative to it.
+async fn store_paths(c: &blob_client::Client, bucket: &str, prefix: &str) -> Vec<String> {
+    let q = blob_client::ListFilesQuery {
+        prefix: Some(format!("{prefix}/")),
+        ..Default::default()
+    };
+    c.list_all(bucket, &q)
+        .await
+        .expect("list")
+        .files
+        .into_iter()
+        .map(|f| f.path[prefix.len() + 1..].to_string())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blobctl_sync_moves_exactly_what_differs_in_a_1000_file_tree() {
+    bounded(async {
+        let cluster = start(TestCluster::builder()).await;
+        let cfg = cluster.client_config().expect("config");
+        let c = cluster.client();
+        c.create_bucket("mirror").await.expect("mb");
+        let cache = tempfile::tempdir().expect("tempdir");
+        let cache = cache.path();
+
+        // 1,000 files, 0 bytes to 3 chunks + 1, up to four levels deep;
+        // most are small so the tree stays quick to move.
+        const CHUNK: usize = 64 << 10;
+        let edges = [
+            0,
+            1,
+            CHUNK - 1,
+            CHUNK,
+            CHUNK + 1,
+            2 * CHUNK,
+            3 * CHUNK,
+            3 * CHUNK + 1,
+        ];
+        let src = tempfile::tempdir().expect("tempdir");
+        let mut sizes = std::collections::BTreeMap::new();
+        let mut rels = Vec::new();
+        // Written an hour ago, as far as the hash cache can tell.
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for i in 0..1000usize {
+            let dir = match i % 4 {
+                0 => String::new(),
+                1 => format!("d{}/", i % 7),
+                2 => format!("d{}/e{}/", i % 7, i % 5),
+                _ => format!("d{}/e{}/f{}/", i % 7, i % 5, i % 3),
+            };
+            let size = match edges.get(i) {
+                Some(s) => *s,
+                None if i % 97 == 0 => (i * 7919) % (3 * CHUNK + 2),
+                None => (i * 7919) % 4096,
+            };
+            let rel = format!("{dir}file{i:04}.bin");
+            let path = src.path().join(&rel);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&path, random_bytes(size, 5000 + i as u64)).expect("write");
+            std::fs::File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(past))
+                .expect("set mtime");
+            sizes.insert(rel.clone(), size as u64);
+            rels.push(rel);
+        }
+        let expected = tree_hashes(src.path());
+        assert_eq!(expected.len(), 1000);
+        let total: u64 = sizes.values().sum();
+        let src_arg = src.path().to_str().expect("utf8").to_string();
+
+        tracing::info!("--- the tree goes up with cp -r");
+        let up = blobctl_json(
+            &cfg,
+            cache,
+            &["cp", "-r", &src_arg, "mirror/tree", "--chunk-size", "64KiB"],
+        );
+        assert_eq!(
+            (&up["copied"], &up["failed"], &up["bytes"]),
+            (&1000.into(), &0.into(), &total.into()),
+            "{up}"
+        );
+        let listed = store_paths(&c, "mirror", "tree").await;
+        assert_eq!(listed, sizes.keys().cloned().collect::<Vec<_>>());
+
+        tracing::info!("--- and comes back with identical SHA-256s");
+        let dst = tempfile::tempdir().expect("tempdir");
+        let back = dst.path().join("back");
+        let back_arg = back.to_str().expect("utf8").to_string();
+        let down = blobctl_json(&cfg, cache, &["cp", "-r", "mirror/tree", &back_arg]);
+        assert_eq!((&down["copied"], &down["failed"]), (&1000.into(), &0.into()));
+        assert_eq!(tree_hashes(&back), expected);
+
+        tracing::info!("--- re-syncing an unchanged tree moves nothing, both ways");
+        let sync_up = |extra: &[&str]| {
+            let mut args = vec!["sync", src_arg.as_str(), "mirror/tree", "--chunk-size", "64KiB"];
+            args.extend_from_slice(extra);
+            blobctl_json(&cfg, cache, &args)
+        };
+        let s = sync_up(&[]);
+        assert_eq!(
+            (&s["sent"], &s["skipped"], &s["deleted"], &s["failed"]),
+            (&0.into(), &1000.into(), &0.into(), &0.into()),
+            "{s}"
+        );
+        assert_eq!(s["hashed"], 1000, "the first sync reads every file: {s}");
+        let s = sync_up(&[]);
+        assert_eq!((&s["sent"], &s["skipped"]), (&0.into(), &1000.into()), "{s}");
+        assert_eq!(s["hashed"], 0, "the second one reads none: {s}");
+        let s = blobctl_json(&cfg, cache, &["sync", "mirror/tree", &back_arg]);
+        assert_eq!(
+            (&s["sent"], &s["skipped"], &s["deleted"], &s["hashed"]),
+            (&0.into(), &1000.into(), &0.into(), &1000.into()),
+            "{s}"
+        );
+
+        tracing::info!("--- change 3 files, delete 2, sync --delete");
+        let small = rels[4].as_str(); // same size, other bytes
+        let grown = rels[6].as_str(); // another size
+        let big = rels[7].as_str(); // 3 chunks + 1: first chunk changed
+        assert_eq!(sizes[small], (CHUNK + 1) as u64);
+        assert_eq!(sizes[big], (3 * CHUNK + 1) as u64);
+        let small_new = random_bytes(CHUNK + 1, 77);
+        std::fs::write(src.path().join(small), &small_new).expect("write");
+        let grown_new = random_bytes(2 * CHUNK + 5, 78);
+        std::fs::write(src.path().join(grown), &grown_new).expect("write");
+        let mut big_new = std::fs::read(src.path().join(big)).expect("read");
+        big_new[..16].copy_from_slice(b"changed 16 bytes");
+        std::fs::write(src.path().join(big), &big_new).expect("write");
+        let gone = [rels[0].as_str(), rels[10].as_str()];
+        for g in gone {
+            std::fs::remove_file(src.path().join(g)).expect("rm");
+        }
+        let expected = tree_hashes(src.path());
+        let dry = sync_up(&["--delete", "--dry-run"]);
+        assert_eq!(
+            (&dry["sent"], &dry["deleted"], &dry["skipped"]),
+            (&3.into(), &2.into(), &995.into()),
+            "{dry}"
+        );
+        assert_eq!(store_paths(&c, "mirror", "tree").await.len(), 1000);
+        let s = sync_up(&["--delete"]);
+        // Chunks sent: the small file's 2, the grown file's 3, and only the
+        // big file's first chunk.
+        let chunks_sent = (small_new.len() + grown_new.len() + CHUNK) as u64;
+        assert_eq!(
+            (&s["sent"], &s["skipped"], &s["deleted"], &s["failed"]),
+            (&3.into(), &995.into(), &2.into(), &0.into()),
+            "{s}"
+        );
+        assert_eq!(s["bytes_sent"], chunks_sent, "{s}");
+        // Only the two same-size changes were read; the rest came from the
+        // cache, the grown file differed by size.
+        assert_eq!(s["hashed"], 2, "{s}");
+        let listed = store_paths(&c, "mirror", "tree").await;
+        assert_eq!(listed, expected.keys().cloned().collect::<Vec<_>>());
+        for (rel, data) in [(small, &small_new), (grown, &grown_new), (big, &big_new)] {
+            let got = crate::get(&c, "mirror", &format!("tree/{rel}")).await;
+            assert_eq!(sha256_hex(&got), sha256_hex(data), "{rel}");
+        }
+
+        tracing::info!("--- and the copy on disk follows with sync --delete");
+        let s = blobctl_json(&cfg, cache, &["sync", "mirror/tree", &back_arg, "--delete"]);
+        assert_eq!(
+            (&s["sent"], &s["skipped"], &s["deleted"], &s["failed"]),
+            (&3.into(), &995.into(), &2.into(), &0.into()),
+            "{s}"
+        );
+        assert_eq!(tree_hashes(&back), expected);
+        let s = sync_up(&["--delete"]);
+        assert_eq!((&s["sent"], &s["deleted"]), (&0.into(), &0.into()), "{s}");
+
+        // The summary line says the same.
+        let (code, _, err) = blobctl_cached(&cfg, cache, &["sync", &src_arg, "mirror/tree"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            err.contains(": 0 sent (0 B, 0 B of chunks the store lacked), 998 unchanged, 0 deleted, 0 failed"),
+            "{err}"
+        );
+        let (code, _, err) = blobctl_cached(&cfg, cache, &["sync", "mirror/nothing", &back_arg]);
+        assert_eq!(code, 1, "{err}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn blobctl_filters_store_copies_and_moves_select_exactly_the_keys() {
+    bounded(async {
+        let cluster = start(TestCluster::builder()).await;
+        let cfg = cluster.client_config().expect("config");
+        let c = cluster.client();
+        for b in ["fil", "fcp"] {
+            c.create_bucket(b).await.expect("mb");
+        }
+        let cache = tempfile::tempdir().expect("tempdir");
+        let cache = cache.path();
+        let src = tempfile::tempdir().expect("tempdir");
+        let mut all = Vec::new();
+        for dir in ["", "logs/", "logs/old/", "media/"] {
+            for name in ["a.txt", "b.gz", "keep1.log", "keep22.log", "c.mp4"] {
+                let rel = format!("{dir}{name}");
+                let path = src.path().join(&rel);
+                std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+                std::fs::write(&path, rel.as_bytes()).expect("write");
+                all.push(rel);
+            }
+        }
+        all.sort();
+        let src_arg = src.path().to_str().expect("utf8").to_string();
+        let pick = |f: &dyn Fn(&str) -> bool| -> Vec<String> {
+            all.iter().filter(|p| f(p)).cloned().collect()
+        };
+
+        tracing::info!("--- cp -r with filters: the last matching rule wins");
+        let r = blobctl_json(
+            &cfg,
+            cache,
+            &[
+                "cp",
+                "-r",
+                &src_arg,
+                "fil/txt",
+                "--exclude",
+                "*",
+                "--include",
+                "*.txt",
+            ],
+        );
+        let want = pick(&|p| p.ends_with(".txt"));
+        assert_eq!(r["copied"], want.len(), "{r}");
+        assert_eq!(store_paths(&c, "fil", "txt").await, want);
+
+        tracing::info!("--- globs in store paths pick what ls shows");
+        let got = tempfile::tempdir().expect("tempdir");
+        let g = got.path().join("g");
+        let g_arg = g.to_str().expect("utf8");
+        let r = blobctl_json(&cfg, cache, &["cp", "fil/txt/*/a.txt", g_arg]);
+        assert_eq!(r["copied"], 2, "{r}");
+        let back: Vec<String> = tree_hashes(&g).into_keys().collect();
+        assert_eq!(back, ["logs/a.txt", "media/a.txt"]);
+        let r = blobctl_json(&cfg, cache, &["cp", "-r", "fil/txt/l*", "fcp/globbed"]);
+        assert_eq!(r["copied"], 2, "{r}");
+        assert_eq!(
+            store_paths(&c, "fcp", "globbed").await,
+            ["logs/a.txt", "logs/old/a.txt"]
+        );
+        assert!(
+            c.list_all("fcp", &Default::default())
+                .await
+                .expect("ls")
+                .files
+                .len()
+                == 2
+        );
+        c.delete_file("fcp", "globbed/logs/a.txt")
+            .await
+            .expect("rm");
+        c.delete_file("fcp", "globbed/logs/old/a.txt")
+            .await
+            .expect("rm");
+        let (code, _, err) = blobctl_cached(&cfg, cache, &["cp", "fil/txt/*.none", g_arg]);
+        assert_eq!(code, 1, "{err}");
+        let r = blobctl_json(
+            &cfg,
+            cache,
+            &[
+                "cp",
+                "-r",
+                &src_arg,
+                "fil/logs",
+                "--exclude",
+                "logs/*",
+                "--include",
+                "logs/keep?.log",
+                "--exclude",
+                "*.mp4",
+            ],
+        );
+        let want = pick(&|p| {
+            let in_logs = p.starts_with("logs/");
+            let keep = p.starts_with("logs/keep") && p.len() == "logs/keepN.log".len();
+            (!in_logs || keep) && !p.ends_with(".mp4")
+        });
+        assert_eq!(r["copied"], want.len(), "{r}");
+        assert_eq!(store_paths(&c, "fil", "logs").await, want);
+
+        tracing::info!("--- sync --delete leaves excluded keys alone");
+        let before = store_paths(&c, "fil", "logs").await;
+        let r = blobctl_json(
+            &cfg,
+            cache,
+            &[
+                "sync",
+                &src_arg,
+                "fil/logs",
+                "--delete",
+                "--exclude",
+                "*.gz",
+            ],
+        );
+        // Sent: what the copy left out, but *.gz; skipped: what it copied,
+        // but *.gz; deleted: none (the store has no file the source lacks).
+        let sent = pick(&|p| !p.ends_with(".gz") && !before.iter().any(|b| b == p));
+        let skipped = before.iter().filter(|p| !p.ends_with(".gz")).count();
+        assert_eq!(
+            (&r["sent"], &r["skipped"], &r["deleted"]),
+            (&sent.len().into(), &skipped.into(), &0.into()),
+            "{r}"
+        );
+        let had = store_paths(&c, "fil", "logs").await;
+        let want = pick(&|p| !p.ends_with(".gz") || before.iter().any(|b| b == p));
+        assert_eq!(had, want, "the .gz files from before stay, the rest came");
+        std::fs::remove_file(src.path().join("media/b.gz")).expect("rm");
+        std::fs::remove_file(src.path().join("media/a.txt")).expect("rm");
+        let r = blobctl_json(
+            &cfg,
+            cache,
+            &[
+                "sync",
+                &src_arg,
+                "fil/logs",
+                "--delete",
+                "--exclude",
+                "*.gz",
+            ],
+        );
+        assert_eq!((&r["deleted"], &r["sent"]), (&1.into(), &0.into()), "{r}");
+        let had = store_paths(&c, "fil", "logs").await;
+        assert!(
+            had.contains(&"media/b.gz".to_string()) && !had.contains(&"media/a.txt".to_string())
+        );
+
+        tracing::info!("--- store to store: metadata only, across buckets");
+        let r = blobctl_json(
+            &cfg,
+            cache,
+            &["cp", "-r", "fil/logs", "fcp/copy", "--include", "*"],
+        );
+        assert_eq!(r["op"], "copy", "{r}");
+        assert_eq!(r["copied"], had.len(), "{r}");
+        assert_eq!(r["bytes_sent"], 0, "{r}");
+        assert_eq!(store_paths(&c, "fcp", "copy").await, had);
+        let a = c.stat("fil", "logs/logs/old/c.mp4").await.expect("stat");
+        let b = c.stat("fcp", "copy/logs/old/c.mp4").await.expect("stat");
+        assert_eq!(a.chunks, b.chunks, "the copy shares the chunks");
+        let (code, _, err) = blobctl_cached(&cfg, cache, &["cp", "fil/logs/a.txt", "fcp/single/"]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(c.stat("fcp", "single/a.txt").await.expect("stat").size, 5);
+
+        tracing::info!("--- mv of a directory, within a bucket and across");
+        let before = store_paths(&c, "fcp", "copy").await;
+        let (code, _, err) = blobctl_cached(&cfg, cache, &["mv", "fcp/copy", "fcp/moved"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(
+            err.starts_with(&format!("moved {n} of {n} files", n = before.len())),
+            "{err}"
+        );
+        assert_eq!(store_paths(&c, "fcp", "moved").await, before);
+        assert!(store_paths(&c, "fcp", "copy").await.is_empty());
+        let (code, _, err) = blobctl_cached(&cfg, cache, &["mv", "fcp/moved/logs", "fil/across/"]);
+        assert_eq!(code, 0, "{err}");
+        let moved: Vec<String> = before
+            .iter()
+            .filter_map(|p| p.strip_prefix("logs/"))
+            .map(String::from)
+            .collect();
+        assert_eq!(store_paths(&c, "fil", "across/logs").await, moved);
+        assert!(store_paths(&c, "fcp", "moved/logs").await.is_empty());
+        let (code, _, err) =
+            blobctl_cached(&cfg, cache, &["mv", "fcp/single/a.txt", "fil/one.txt"]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(c.stat("fil", "one.txt").await.expect("stat").size, 5);
+        let (code, _, err) = blobctl_cached(&cfg, cache, &["mv", "fil/across", "fil/across/inner"]);
+        assert_eq!(code, 2, "{err}");
+        let (code, _, err) = blobctl_cached(&cfg, cache, &["mv", "fil/no/such", "fil/x"]);
+        assert_eq!(code, 1, "{err}");
+        // Within the store, sync has nothing on cp -r (metadata only).
+        let (code, _, err) = blobctl_cached(&cfg, cache, &["sync", "fil/across", "fcp/x"]);
+        assert_eq!(code, 2, "{err}");
+        assert!(err.contains("cp -r"), "{err}");
+        // A dry run lists what it would do, and does nothing.
+        let (code, out, err) = blobctl_cached(
+            &cfg,
+            cache,
+            &["sync", "--dry-run", "--delete", &src_arg, "fcp/dry"],
+        );
+        assert_eq!(code, 0, "{err}");
+        let out = text(out);
+        assert_eq!(out.lines().count(), all.len() - 2, "{out}");
+        assert!(
+            out.contains("/logs/old/c.mp4 to fcp/dry/logs/old/c.mp4\n"),
+            "{out}"
+        );
+        assert!(
+            err.starts_with(&format!("dry run: {} files", all.len() - 2)),
+            "{err}"
+        );
+        assert!(store_paths(&c, "fcp", "dry").await.is_empty());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn tree_copies_show_one_aggregate_bar_on_a_terminal_only() {
+    bounded(async {
+        let cluster = start(TestCluster::builder()).await;
+        let cfg = cluster.client_config().expect("config");
+        cluster.client().create_bucket("bars").await.expect("mb");
+        let src = tempfile::tempdir().expect("tempdir");
+        for i in 0..40usize {
+            let p = src.path().join(format!("d{}/f{i}", i % 4));
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, random_bytes(1000 + i * 3000, i as u64)).expect("write");
+        }
+        let src_arg = src.path().to_str().expect("utf8");
+        let (code, out) = blobctl_on_a_terminal(&cfg, &format!("cp -r {src_arg} bars/t"), b"");
+        assert_eq!(code, 0, "{out}");
+        assert!(
+            out.contains("/40 files"),
+            "files counted on the bar: {out:?}"
+        );
+        assert!(out.contains("uploaded 40 of 40 files"), "{out:?}");
+        // On a pipe: the summary line only.
+        let (code, _, err) = blobctl(&cfg, &["cp", "-r", src_arg, "bars/u"], None);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err:?}");
+        assert!(!err.contains('\u{1b}'), "{err:?}");
+    })
+    .await;
+}

@@ -16,9 +16,13 @@ pub(crate) mod admin;
 pub(crate) mod buckets;
 pub(crate) mod copy;
 pub(crate) mod edge;
+pub(crate) mod filter;
+pub(crate) mod hashes;
 pub(crate) mod mount;
 pub(crate) mod objects;
+pub(crate) mod sync;
 pub(crate) mod transfer;
+pub(crate) mod tree;
 
 /// Runs `cli`'s command; returns the exit status it calls for (errors are
 /// mapped by the caller).
@@ -95,7 +99,13 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             objects::rm_recursive(&client, &target, force, usize::from(parallel), quiet).await?;
         }
-        Command::Mv { from, to } => objects::mv(&client, &from, &to, quiet).await?,
+        Command::Mv { from, to, parallel } => {
+            let o = copy::MvOptions {
+                parallel: usize::from(parallel),
+                quiet,
+            };
+            copy::mv(&client, &from, &to, &o).await?;
+        }
         Command::Upload {
             local,
             target,
@@ -124,21 +134,41 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             chunk_size,
             replication,
             dry_run,
+            json,
+            filters,
+            exclude: _,
+            include: _,
         } => {
             let o = copy::CpOptions {
                 dry_run,
                 recursive,
-                parallel: usize::from(parallel),
-                upload: UploadOptions {
-                    chunk_size,
-                    // Files run in parallel too: fewer chunks each.
-                    parallel: 4,
-                    replication,
-                    ..UploadOptions::default()
-                },
-                quiet,
+                run: tree_run(parallel, chunk_size, replication, quiet || json),
+                filters: filter::Filters::new(&filters)?,
+                json,
             };
             copy::cp(&client, &src, &dst, o).await?;
+        }
+        Command::Sync {
+            src,
+            dst,
+            delete,
+            dry_run,
+            parallel,
+            chunk_size,
+            replication,
+            json,
+            filters,
+            exclude: _,
+            include: _,
+        } => {
+            let o = sync::SyncOptions {
+                delete,
+                dry_run,
+                run: tree_run(parallel, chunk_size, replication, quiet || json),
+                filters: filter::Filters::new(&filters)?,
+                json,
+            };
+            sync::sync(&client, &src, &dst, o).await?;
         }
         Command::Cat { target } => transfer::download(&client, &target, "-", 8, true).await?,
         Command::Mount(m) => mount::mount(client, &m).await?,
@@ -146,4 +176,24 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Completions { .. } => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How a tree command runs its files.
+fn tree_run(
+    parallel: u16,
+    chunk_size: u64,
+    replication: Option<u8>,
+    quiet: bool,
+) -> tree::RunOptions {
+    tree::RunOptions {
+        parallel: usize::from(parallel),
+        upload: UploadOptions {
+            chunk_size,
+            // Files run in parallel too: fewer chunks each.
+            parallel: 4,
+            replication,
+            ..UploadOptions::default()
+        },
+        quiet,
+    }
 }

@@ -1,6 +1,6 @@
 //! Looking at and changing files: `ls` (buckets, or one level or all of
 //! a prefix, or what a pattern matches), `du`, `find`, `stat`, `rm` (one
-//! file or a whole directory), `mv`.
+//! file or a whole directory).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{IsTerminal, Write};
@@ -11,9 +11,7 @@ use anyhow::{bail, Context};
 use blob_client::{Client, FileEntry, ListFiles, ListFilesQuery};
 use serde::Serialize;
 
-use crate::args::{
-    glob_base, is_glob, last_segment, parse_file, parse_move, parse_remote, path_glob,
-};
+use crate::args::{glob_base, is_glob, last_segment, parse_file, parse_remote, path_glob};
 use crate::render::{format_date, format_rfc3339, human, note, render_table};
 use crate::NotFound;
 
@@ -125,7 +123,7 @@ pub(crate) async fn ls(client: &Client, target: Option<&str>, o: LsOptions) -> a
 /// The files (and, one level deep, the directories) matching `pattern`:
 /// everything under its literal directory is listed and matched here.
 /// Recursive: files under a matching directory too.
-async fn list_glob(
+pub(crate) async fn list_glob(
     client: &Client,
     bucket: &str,
     pattern: &str,
@@ -440,18 +438,4 @@ pub(crate) async fn rm_recursive(
         failed.len(),
         failed.len() + removed
     )
-}
-
-/// `mv BUCKET/FROM BUCKET/TO`: the namenode's atomic rename.
-pub(crate) async fn mv(client: &Client, from: &str, to: &str, quiet: bool) -> anyhow::Result<()> {
-    let (bucket, from_path, to_path) = parse_move(from, to)?;
-    client
-        .rename(&bucket, &from_path, &to_path)
-        .await
-        .with_context(|| format!("renaming {bucket}/{from_path} to {bucket}/{to_path}"))?;
-    note(
-        quiet,
-        format_args!("renamed {bucket}/{from_path} to {bucket}/{to_path}"),
-    );
-    Ok(())
 }
