@@ -83,6 +83,15 @@ pub(crate) struct Cli {
     /// [env: BLOBCTL_TIMEOUT; file: timeout = "30s"]
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_timeout)]
     pub(crate) timeout: Option<std::time::Duration>,
+    /// Encrypt uploaded files at rest with a data key of their own
+    /// (SSE-S3, the only value); SSE-S3 files are read transparently
+    #[arg(long, global = true, value_name = "AES256", value_parser = ["AES256"])]
+    pub(crate) sse: Option<String>,
+    /// Encrypt uploaded files with the 256-bit key in FILE (SSE-C: raw 32
+    /// bytes, hex or base64), and read files encrypted with it; the key is
+    /// never sent to be stored
+    #[arg(long, global = true, value_name = "FILE", conflicts_with = "sse")]
+    pub(crate) sse_c_key_file: Option<std::path::PathBuf>,
     /// No progress bar or summary
     #[arg(short, long, global = true)]
     pub(crate) quiet: bool,

@@ -315,6 +315,9 @@ pub struct UploadOptions {
     /// metadata is added to the file's (or, for a part, must be the
     /// multipart upload's).
     pub sealing: Option<sse::Sealing>,
+    /// Without `sealing`: seal each upload with a fresh sealing of this
+    /// kind (a new SSE-S3 data key, or a new salt for a customer key).
+    pub encrypt: Option<sse::Encrypt>,
 }
 
 impl Default for UploadOptions {
@@ -331,6 +334,7 @@ impl Default for UploadOptions {
             input_sha256: None,
             condition: None,
             sealing: None,
+            encrypt: None,
         }
     }
 }
@@ -349,6 +353,7 @@ impl std::fmt::Debug for UploadOptions {
             .field("input_sha256", &self.input_sha256.is_some())
             .field("condition", &self.condition)
             .field("sealing", &self.sealing)
+            .field("encrypt", &self.encrypt)
             .finish()
     }
 }

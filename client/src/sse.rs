@@ -124,6 +124,16 @@ impl Sealing {
     }
 }
 
+/// How to encrypt new files: what [`crate::UploadOptions::encrypt`] makes a
+/// fresh [`Sealing`] of for each upload.
+#[derive(Debug, Clone)]
+pub enum Encrypt {
+    /// SSE-S3: a new data key from the namenode per file.
+    S3,
+    /// SSE-C: the customer's key, with a new salt per file.
+    Customer(CustomerKey),
+}
+
 /// The encryption mode a file's metadata names, if any: `AES256` (SSE-S3)
 /// or `SSE-C`.
 pub fn sse_mode(meta: &BTreeMap<String, String>) -> Option<&str> {
@@ -159,6 +169,14 @@ impl Client {
         let mut c = self.clone();
         c.customer_key = Some(Arc::new(key));
         c
+    }
+
+    /// A fresh sealing of kind `how`.
+    pub async fn sealing_for(&self, how: &Encrypt) -> Result<Sealing, Error> {
+        match how {
+            Encrypt::S3 => self.sse_s3_sealing().await,
+            Encrypt::Customer(key) => Ok(Sealing::customer(key)),
+        }
     }
 
     /// Sealing for a new SSE-S3 object: a fresh data key from the

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::io::Write;
 
 use anyhow::Context;
+use blob_client::sse::{CustomerKey, Encrypt};
 use blob_client::{Client, UploadOptions};
 use clap::CommandFactory;
 
@@ -52,6 +53,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         default_config_path(),
     )?;
     let client = Client::new(cfg).context("configuring the client")?;
+    let (client, encrypt) = encryption(client, &cli)?;
     let quiet = cli.quiet;
     match cli.command {
         Command::Mb { bucket } => buckets::mb(&client, &bucket, quiet).await?,
@@ -117,6 +119,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 chunk_size,
                 parallel: usize::from(parallel),
                 replication,
+                encrypt: encrypt.clone(),
                 ..UploadOptions::default()
             };
             transfer::upload(&client, &local, &target, opts, quiet).await?;
@@ -142,7 +145,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let o = copy::CpOptions {
                 dry_run,
                 recursive,
-                run: tree_run(parallel, chunk_size, replication, quiet || json),
+                run: tree_run(parallel, chunk_size, replication, quiet || json, &encrypt),
                 filters: filter::Filters::new(&filters)?,
                 json,
             };
@@ -164,7 +167,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let o = sync::SyncOptions {
                 delete,
                 dry_run,
-                run: tree_run(parallel, chunk_size, replication, quiet || json),
+                run: tree_run(parallel, chunk_size, replication, quiet || json, &encrypt),
                 filters: filter::Filters::new(&filters)?,
                 json,
             };
@@ -184,6 +187,7 @@ fn tree_run(
     chunk_size: u64,
     replication: Option<u8>,
     quiet: bool,
+    encrypt: &Option<Encrypt>,
 ) -> tree::RunOptions {
     tree::RunOptions {
         parallel: usize::from(parallel),
@@ -192,8 +196,29 @@ fn tree_run(
             // Files run in parallel too: fewer chunks each.
             parallel: 4,
             replication,
+            encrypt: encrypt.clone(),
             ..UploadOptions::default()
         },
         quiet,
     }
+}
+
+/// `--sse` and `--sse-c-key-file`: how uploads are encrypted, and the
+/// customer key reads of SSE-C files use.
+fn encryption(client: Client, cli: &Cli) -> anyhow::Result<(Client, Option<Encrypt>)> {
+    if let Some(path) = &cli.sse_c_key_file {
+        let data = std::fs::read(path)
+            .with_context(|| format!("reading the SSE-C key file {}", path.display()))?;
+        let key = CustomerKey::from_file_contents(&data).with_context(|| {
+            format!(
+                "{} does not hold a 256-bit key (32 raw bytes, or 64 hex digits, or base64)",
+                path.display()
+            )
+        })?;
+        return Ok((
+            client.with_customer_key(key.clone()),
+            Some(Encrypt::Customer(key)),
+        ));
+    }
+    Ok((client, cli.sse.as_ref().map(|_| Encrypt::S3)))
 }

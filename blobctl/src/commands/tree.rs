@@ -328,6 +328,7 @@ async fn copy_file(
         bucket: dst_bucket.to_string(),
         path: to.to_string(),
         meta: None,
+        src_version: None,
     };
     client
         .copy_file(&req)

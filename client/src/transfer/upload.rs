@@ -62,6 +62,17 @@ where
     validate_path(path)?;
     opts.validate()?;
     let client = client.scoped();
+    let sealed;
+    let opts = match (&opts.sealing, &opts.encrypt) {
+        (None, Some(how)) => {
+            sealed = UploadOptions {
+                sealing: Some(client.sealing_for(how).await?),
+                ..opts.clone()
+            };
+            &sealed
+        }
+        _ => opts,
+    };
     let span = tracing::info_span!("upload", bucket, path, request_id = %client.request_id());
     run(client, reader, bucket, path, opts)
         .instrument(span)
