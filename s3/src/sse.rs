@@ -285,7 +285,7 @@ fn customer_key(headers: &HeaderMap, prefix: &str) -> S3Result<Option<CustomerKe
     else {
         return invalid("The secret key was invalid for the specified algorithm.");
     };
-    let want = Md5::digest(&key);
+    let want = Md5::digest(key);
     if md5.and_then(|m| b64.decode(m).ok()).as_deref() != Some(&want[..]) {
         return invalid(
             "The calculated MD5 hash of the key did not match the hash that was provided.",

@@ -1309,7 +1309,7 @@ async fn blobctl_encrypts_with_sse_s3_and_customer_keys() {
         let a = c.stat("enc", "tree/a").await.expect("stat");
         let b = c.stat("enc", "tree/sub/b").await.expect("stat");
         let key = blob_common::seal::WRAPPED_KEY;
-        assert!(a.meta.get(key).is_some() && a.meta.get(key) != b.meta.get(key));
+        assert!(a.meta.contains_key(key) && a.meta.get(key) != b.meta.get(key));
         ok(&["cp", "-r", "enc/tree", &path("back")]);
         assert_eq!(
             std::fs::read(dir.path().join("back/sub/b")).expect("read"),

@@ -85,9 +85,40 @@ def removal():
     assert not missing("tmp/late.mp4"), "expired without rules"
 
 
+def noncurrent():
+    b = "lifecycle-versions"
+    s3.create_bucket(Bucket=b)
+    s3.put_bucket_versioning(Bucket=b, VersioningConfiguration={"Status": "Enabled"})
+    s3.put_bucket_lifecycle_configuration(Bucket=b, LifecycleConfiguration={"Rules": [
+        {"ID": "old-takes", "Status": "Enabled", "Filter": {"Prefix": "takes/"},
+         "NoncurrentVersionExpiration": {"NoncurrentDays": 1}}]})
+    got = s3.get_bucket_lifecycle_configuration(Bucket=b)["Rules"][0]
+    eq(got["NoncurrentVersionExpiration"]["NoncurrentDays"], 1)
+    eq(error_code(lambda: s3.put_bucket_lifecycle_configuration(
+        Bucket=b, LifecycleConfiguration={"Rules": [
+            {"ID": "n", "Status": "Enabled", "Filter": {"Prefix": ""},
+             "NoncurrentVersionExpiration": {"NoncurrentDays": 1,
+                                             "NewerNoncurrentVersions": 2}}]}))[1], 501)
+    for key in ("takes/a.mov", "other/a.mov"):
+        for n in (1, 2):
+            s3.put_object(Bucket=b, Key=key, Body=data(50_000, 10 * n))
+    count = lambda key: len(s3.list_object_versions(Bucket=b, Prefix=key).get("Versions", []))  # noqa: E731
+    deadline = time.time() + DAY * 8 + 10
+    while time.time() < deadline and count("takes/a.mov") > 1:
+        time.sleep(0.25)
+    eq(count("takes/a.mov"), 1)
+    eq(count("other/a.mov"), 2)
+    eq(s3.get_object(Bucket=b, Key="takes/a.mov")["Body"].read(), data(50_000, 20))
+    vs = s3.list_object_versions(Bucket=b)
+    s3.delete_objects(Bucket=b, Delete={"Objects": [
+        {"Key": v["Key"], "VersionId": v["VersionId"]} for v in vs["Versions"]]})
+    s3.delete_bucket(Bucket=b)
+
+
 if __name__ == "__main__":
     for name, fn in [("configuration", configuration), ("expiration", expiration),
-                     ("rules removed", removal)]:
+                     ("rules removed", removal),
+                     ("noncurrent versions expire", noncurrent)]:
         check(name, fn)
     print(f"lifecycle: {suite.passed} passed, {suite.failed} failed")
     sys.exit(1 if suite.failed else 0)

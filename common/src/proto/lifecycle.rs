@@ -44,6 +44,10 @@ pub struct Rule {
     /// Multipart uploads are aborted this many days after they started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_multipart_days: Option<u32>,
+    /// Versions (of a versioned bucket) are removed this many days after
+    /// a newer version replaced them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub noncurrent_days: Option<u32>,
 }
 
 impl Rule {
@@ -59,6 +63,35 @@ impl Rule {
         now_ms: u64,
         day_ms: u64,
     ) -> bool {
+        if !self.selects(path, size, tags) {
+            return false;
+        }
+        let by_days = self.expiration_days.is_some_and(|d| {
+            created_ms.saturating_add(u64::from(d).saturating_mul(day_ms)) <= now_ms
+        });
+        let by_date = self.expiration_date_ms.is_some_and(|d| d <= now_ms);
+        by_days || by_date
+    }
+
+    /// Whether a noncurrent version (path, size, tags) that a newer one
+    /// replaced at `replaced_ms` is to be removed at `now_ms`.
+    pub fn expires_noncurrent(
+        &self,
+        path: &str,
+        size: u64,
+        tags: Option<&str>,
+        replaced_ms: u64,
+        now_ms: u64,
+        day_ms: u64,
+    ) -> bool {
+        self.selects(path, size, tags)
+            && self.noncurrent_days.is_some_and(|d| {
+                replaced_ms.saturating_add(u64::from(d).saturating_mul(day_ms)) <= now_ms
+            })
+    }
+
+    /// Whether this rule is enabled and its filter selects a file.
+    fn selects(&self, path: &str, size: u64, tags: Option<&str>) -> bool {
         if !self.enabled || !path.starts_with(&self.prefix) {
             return false;
         }
@@ -73,11 +106,7 @@ impl Rule {
                 return false;
             }
         }
-        let by_days = self.expiration_days.is_some_and(|d| {
-            created_ms.saturating_add(u64::from(d).saturating_mul(day_ms)) <= now_ms
-        });
-        let by_date = self.expiration_date_ms.is_some_and(|d| d <= now_ms);
-        by_days || by_date
+        true
     }
 
     /// Whether a multipart upload of `path` started at `created_ms` is to

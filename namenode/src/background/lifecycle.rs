@@ -22,6 +22,8 @@ pub(crate) struct Applied {
     pub(crate) expired: usize,
     /// Multipart uploads aborted.
     pub(crate) aborted: usize,
+    /// Noncurrent versions removed.
+    pub(crate) noncurrent: usize,
 }
 
 /// The lifecycle loop.
@@ -38,6 +40,7 @@ pub(crate) async fn lifecycle_loop(nn: Arc<Namenode>, shutdown: CancellationToke
             Ok(Ok(a)) => tracing::info!(
                 expired = a.expired,
                 aborted = a.aborted,
+                noncurrent = a.noncurrent,
                 "lifecycle rules applied"
             ),
             Ok(Err(e)) => tracing::warn!(error = %e, "lifecycle pass failed"),
@@ -86,6 +89,9 @@ impl Namenode {
                     tracing::info!(bucket, path, "expired by a lifecycle rule");
                 }
             }
+            if rules.iter().any(|r| r.noncurrent_days.is_some()) {
+                applied.noncurrent += self.expire_noncurrent(&bucket, &rules, now, day)?;
+            }
             applied.aborted += self.drop_multiparts_where(|m| {
                 m.bucket == bucket
                     && rules
@@ -94,5 +100,71 @@ impl Namenode {
             })?;
         }
         Ok(applied)
+    }
+
+    /// Removes the noncurrent versions of `bucket` that `rules` expire at
+    /// `now`: a version is noncurrent from the time the next newer one
+    /// was written.
+    fn expire_noncurrent(
+        &self,
+        bucket: &str,
+        rules: &[Rule],
+        now: u64,
+        day: u64,
+    ) -> Result<usize, Error> {
+        let base = file_key(bucket, "");
+        let mut due: Vec<(String, String)> = Vec::new();
+        // The path being walked and when its newer version was written
+        // (`None`: the entry seen is the path's latest).
+        let mut walking: Option<(String, Option<u64>)> = None;
+        self.meta.scan(CF_VERSIONS, &base, &base, |k, v| {
+            let rest = &k[base.len()..];
+            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+            let path = String::from_utf8_lossy(&rest[..end]).into_owned();
+            let rec: FileRecord = serde_json::from_slice(v)
+                .map_err(|e| Error::Corrupt(format!("version record: {e}")))?;
+            let newer = match &walking {
+                Some((p, newer)) if *p == path => *newer,
+                _ => self
+                    .meta
+                    .get::<FileRecord>(CF_FILES, &file_key(bucket, &path))?
+                    .map(|cur| cur.created_ms),
+            };
+            if let Some(replaced) = newer {
+                let tags = rec.meta.get(TAGS_META).map(String::as_str);
+                if !rec.delete_marker
+                    && rules
+                        .iter()
+                        .any(|r| r.expires_noncurrent(&path, rec.size, tags, replaced, now, day))
+                {
+                    let id = if rec.versioned {
+                        rec.version.to_string()
+                    } else {
+                        "null".to_string()
+                    };
+                    due.push((path.clone(), id));
+                }
+            }
+            walking = Some((path, Some(rec.created_ms)));
+            Ok(true)
+        })?;
+        let mut removed = 0;
+        for (path, version) in due {
+            match self.delete_version(bucket, &path, &version) {
+                Ok(_) => {
+                    removed += 1;
+                    tracing::info!(
+                        bucket,
+                        path,
+                        version,
+                        "noncurrent version expired by a lifecycle rule"
+                    );
+                }
+                // Removed meanwhile.
+                Err(Error::NoSuchVersion { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
     }
 }

@@ -306,8 +306,8 @@ impl Namenode {
             .as_ref()
             .map(|k| (k.clone(), q.version_marker.clone()));
         loop {
-            let fp = files.key().and_then(|k| path_of(k));
-            let vp = versions.key().and_then(|k| path_of(k));
+            let fp = files.key().and_then(&path_of);
+            let vp = versions.key().and_then(&path_of);
             let path = match (&fp, &vp) {
                 (None, None) => break,
                 (Some(a), Some(b)) => a.min(b).clone(),
@@ -319,7 +319,7 @@ impl Namenode {
                 entries.push(decode(files.value().unwrap_or_default())?);
                 files.next();
             }
-            while versions.key().and_then(|k| path_of(k)).as_deref() == Some(path.as_str()) {
+            while versions.key().and_then(&path_of).as_deref() == Some(path.as_str()) {
                 entries.push(decode(versions.value().unwrap_or_default())?);
                 versions.next();
             }

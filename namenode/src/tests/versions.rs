@@ -172,3 +172,44 @@ fn version_listings_page_by_key_and_version() {
     }
     assert_eq!(paged, all);
 }
+
+#[test]
+fn noncurrent_versions_expire_days_after_they_were_replaced() {
+    use blob_common::proto::lifecycle::{Rule, SETTING};
+    let t = namenode(3, |c| c.lifecycle_day_ms = 1000);
+    set_versioning(&t, "Enabled");
+    let rules = vec![Rule {
+        enabled: true,
+        prefix: "old/".into(),
+        noncurrent_days: Some(1),
+        ..Rule::default()
+    }];
+    t.set_bucket_setting(BUCKET, SETTING, serde_json::to_string(&rules).ok())
+        .expect("rules");
+    upload(&t, "old/f", &[chunk("first")], &[1, 2]);
+    let second = upload(&t, "old/f", &[chunk("second")], &[1, 2]);
+    upload(&t, "keep/f", &[chunk("k1")], &[1, 2]);
+    upload(&t, "keep/f", &[chunk("k2")], &[1, 2]);
+    let replaced = second.created_ms;
+    let a = t.apply_lifecycle(replaced + 999).expect("pass");
+    assert_eq!(a.noncurrent, 0, "too young");
+    let a = t.apply_lifecycle(replaced + 1000).expect("pass");
+    assert_eq!(a.noncurrent, 1);
+    assert_eq!(
+        versions(&t, "old/").len(),
+        1,
+        "only the current version is left"
+    );
+    assert_eq!(
+        versions(&t, "keep/").len(),
+        2,
+        "another prefix keeps its versions"
+    );
+    assert_eq!(
+        t.stat_version(BUCKET, "old/f", None)
+            .expect("current")
+            .chunks,
+        vec![chunk("second")]
+    );
+    assert!(marked_for_gc(&t, &chunk("first")), "its chunk goes to GC");
+}

@@ -293,7 +293,6 @@ pub(crate) async fn get_bucket_encryption(
                     sse_algorithm: ServerSideEncryption::from(algo),
                 }),
                 bucket_key_enabled: None,
-                ..Default::default()
             }],
         }),
     }))

@@ -1,10 +1,11 @@
 //! Buckets' lifecycle rules: Put/Get/DeleteBucketLifecycleConfiguration.
 //! Rules are kept by the namenode as a bucket setting
 //! ([`blob_common::proto::lifecycle`]) and applied by its lifecycle pass.
-//! Supported: Expiration (Days or Date), AbortIncompleteMultipartUpload,
-//! filters by prefix, tags and size. Transitions (there are no storage
-//! classes) get `501 NotImplemented`; NoncurrentVersion* rules are refused
-//! the same way, as objects have no versions yet.
+//! Supported: Expiration (Days or Date), NoncurrentVersionExpiration
+//! (NoncurrentDays), AbortIncompleteMultipartUpload, filters by prefix,
+//! tags and size. Transitions (there are no storage classes) get `501
+//! NotImplemented`, and so do NoncurrentVersionTransitions and
+//! NewerNoncurrentVersions.
 
 use blob_common::proto::lifecycle::{Rule, SETTING};
 use s3s::dto::*;
@@ -45,11 +46,13 @@ fn rule_from(r: &LifecycleRule) -> S3Result<Rule> {
         || r.noncurrent_version_transitions
             .as_ref()
             .is_some_and(|t| !t.is_empty())
-        || r.noncurrent_version_expiration.is_some()
+        || r.noncurrent_version_expiration
+            .as_ref()
+            .is_some_and(|n| n.newer_noncurrent_versions.is_some())
     {
         return Err(s3(
             S3ErrorCode::NotImplemented,
-            "Transitions and noncurrent-version rules are not supported (one storage class, no versioning)",
+            "Transitions and NewerNoncurrentVersions are not supported (one storage class)",
         ));
     }
     let mut rule = Rule {
@@ -100,7 +103,7 @@ fn rule_from(r: &LifecycleRule) -> S3Result<Rule> {
         if e.expired_object_delete_marker == Some(true) {
             return Err(s3(
                 S3ErrorCode::NotImplemented,
-                "ExpiredObjectDeleteMarker is not supported (no versioning)",
+                "ExpiredObjectDeleteMarker is not supported",
             ));
         }
         rule.expiration_days = days(e.days, "Days")?;
@@ -118,6 +121,17 @@ fn rule_from(r: &LifecycleRule) -> S3Result<Rule> {
             .and_then(|a| a.days_after_initiation),
         "DaysAfterInitiation",
     )?;
+    rule.noncurrent_days = days(
+        r.noncurrent_version_expiration
+            .as_ref()
+            .and_then(|n| n.noncurrent_days),
+        "NoncurrentDays",
+    )?;
+    if r.noncurrent_version_expiration.is_some() && rule.noncurrent_days.is_none() {
+        return Err(malformed(
+            "A NoncurrentVersionExpiration needs NoncurrentDays",
+        ));
+    }
     if rule.abort_multipart_days.is_some() && !rule.tags.is_empty() {
         return Err(s3(
             S3ErrorCode::InvalidRequest,
@@ -127,6 +141,7 @@ fn rule_from(r: &LifecycleRule) -> S3Result<Rule> {
     if rule.expiration_days.is_none()
         && rule.expiration_date_ms.is_none()
         && rule.abort_multipart_days.is_none()
+        && rule.noncurrent_days.is_none()
     {
         return Err(malformed(
             "At least one action needs to be specified in a rule",
@@ -183,7 +198,10 @@ fn rule_to(r: &Rule) -> LifecycleRule {
                 days_after_initiation: Some(d as i32),
             }
         }),
-        noncurrent_version_expiration: None,
+        noncurrent_version_expiration: r.noncurrent_days.map(|d| NoncurrentVersionExpiration {
+            noncurrent_days: Some(d as i32),
+            newer_noncurrent_versions: None,
+        }),
         noncurrent_version_transitions: None,
         prefix: None,
         transitions: None,

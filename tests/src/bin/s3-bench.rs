@@ -21,7 +21,10 @@
 //!    through each gateway beside the client library;
 //! 5. encryption at rest (`--sse-only` runs just this part): per run, a
 //!    fresh object up and down with `aws s3 cp` in clear, with SSE-S3 and
-//!    with SSE-C, as MiB/s and a ratio to the clear one.
+//!    with SSE-C, as MiB/s and a ratio to the clear one;
+//! 6. versioning (`--versioning-only` runs just this part): 64 KiB PUTs and
+//!    GETs in a bucket with versioning off and one with it enabled, the
+//!    same keys written again each run, as ops/s and a ratio.
 //!
 //! The cluster runs two gateways: the default one, reading in the zone of
 //! an edge (as `blobd dev` starts them), and one outside every zone.
@@ -62,6 +65,7 @@ struct Args {
     big_mib: u64,
     reads_only: bool,
     sse_only: bool,
+    versioning_only: bool,
 }
 
 fn args() -> Result<Args> {
@@ -72,6 +76,7 @@ fn args() -> Result<Args> {
         big_mib: 10240,
         reads_only: false,
         sse_only: false,
+        versioning_only: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -83,10 +88,11 @@ fn args() -> Result<Args> {
             "--big-mib" => a.big_mib = val()?.parse()?,
             "--reads-only" => a.reads_only = true,
             "--sse-only" => a.sse_only = true,
+            "--versioning-only" => a.versioning_only = true,
             other => {
                 bail!(
                     "unknown flag {other}; use --size-mib N, --runs N, --small N, --big-mib N, \
-                     --reads-only, --sse-only"
+                     --reads-only, --sse-only, --versioning-only"
                 )
             }
         }
@@ -418,7 +424,9 @@ async fn main() -> Result<()> {
         .edge(EdgeSpec::new("bench").capacity(256 << 20, 4 << 30))
         .start(&blobd)
         .await?;
-    let result = if a.sse_only {
+    let result = if a.versioning_only {
+        versioning_paths(&a, &cluster).await.map(|()| dev_null_ok())
+    } else if a.sse_only {
         sse_paths(&a, &cluster).await.map(|()| dev_null_ok())
     } else if a.reads_only {
         read_paths(&a, &cluster, &blobctl_bin)
@@ -427,9 +435,12 @@ async fn main() -> Result<()> {
     } else {
         match run(&a, &cluster, &blobctl_bin).await {
             Ok(null_after) => match read_paths(&a, &cluster, &blobctl_bin).await {
-                Ok(()) => sse_paths(&a, &cluster)
-                    .await
-                    .map(|()| null_after && dev_null_ok()),
+                Ok(()) => match sse_paths(&a, &cluster).await {
+                    Ok(()) => versioning_paths(&a, &cluster)
+                        .await
+                        .map(|()| null_after && dev_null_ok()),
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             },
             Err(e) => Err(e),
@@ -1007,5 +1018,102 @@ async fn sse_paths(a: &Args, cluster: &TestCluster) -> Result<()> {
             down_ratio * 100.0
         );
     }
+    Ok(())
+}
+
+/// Part 6 (`--versioning-only` runs just this part): 64 KiB objects PUT
+/// then GET (boto3, 16 in flight) in a bucket without versioning and in
+/// one with it enabled, back to back per run; every run writes the same
+/// keys again, so from the second run on each PUT in the versioned bucket
+/// keeps the version it replaces. ops/s and the ratio to the unversioned
+/// bucket in the same run (goal: versioning costs under 10%).
+async fn versioning_paths(a: &Args, cluster: &TestCluster) -> Result<()> {
+    let c = cluster.client_direct();
+    for b in ["bench-plain", "bench-versioned"] {
+        if !c.head_bucket(b).await? {
+            c.create_bucket(b).await?;
+        }
+    }
+    aws(
+        cluster,
+        &[
+            "s3api",
+            "put-bucket-versioning",
+            "--bucket",
+            "bench-versioned",
+            "--versioning-configuration",
+            "Status=Enabled",
+        ],
+    )?;
+    let runs = a.runs.max(2);
+    // (put, get) ops/s per bucket per run.
+    let mut rates: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
+    for run in 0..runs {
+        for (i, b) in ["bench-plain", "bench-versioned"].iter().enumerate() {
+            eprintln!(
+                "versioning run {}: {} objects of 64 KiB in {b}…",
+                run + 1,
+                a.small
+            );
+            let v = sdk(
+                cluster,
+                &[
+                    "small",
+                    b,
+                    "v",
+                    &a.small.to_string(),
+                    "16",
+                    &SMALL.to_string(),
+                ],
+            )?;
+            rates[i].push((ops_from(&v["put"])?.rate, ops_from(&v["get"])?.rate));
+        }
+    }
+    let versions = c
+        .list_versions(
+            "bench-versioned",
+            &blob_client::ListVersionsQuery {
+                prefix: Some("v/00000".into()),
+                ..Default::default()
+            },
+        )
+        .await?
+        .versions
+        .len();
+    if versions != runs {
+        bail!("v/00000 has {versions} versions after {runs} runs");
+    }
+    println!(
+        "6. versioning: {} objects of 64 KiB, boto3 16 in flight, {runs} runs, the same keys each run (median; ratio to no versioning in the same run)",
+        a.small
+    );
+    println!(
+        "  {:<12} {:>8} {:>8} {:>8} {:>8}",
+        "bucket", "PUT/s", "vs off", "GET/s", "vs off"
+    );
+    for (i, name) in ["off", "Enabled"].iter().enumerate() {
+        let put = median(rates[i].iter().map(|r| r.0).collect());
+        let get = median(rates[i].iter().map(|r| r.1).collect());
+        let put_ratio = median(
+            rates[i]
+                .iter()
+                .zip(&rates[0])
+                .map(|(r, o)| r.0 / o.0)
+                .collect(),
+        );
+        let get_ratio = median(
+            rates[i]
+                .iter()
+                .zip(&rates[0])
+                .map(|(r, o)| r.1 / o.1)
+                .collect(),
+        );
+        println!(
+            "  {name:<12} {put:>8.0} {:>7.0}% {get:>8.0} {:>7.0}%",
+            put_ratio * 100.0,
+            get_ratio * 100.0
+        );
+    }
+    println!("  (v/00000 holds {versions} versions, one per run)");
     Ok(())
 }
