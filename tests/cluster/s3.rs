@@ -360,6 +360,73 @@ async fn versioned_buckets_keep_every_version_through_gc() {
         let out = run(cmd);
         eprintln!("{out}");
         assert!(out.contains(" 0 failed"), "{out}");
+
+        // The same through the AWS CLI.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (one, two) = (dir.path().join("one"), dir.path().join("two"));
+        std::fs::write(&one, random_bytes(200_000, 91)).expect("write");
+        std::fs::write(&two, random_bytes(300_000, 92)).expect("write");
+        aws(&c, &["s3", "mb", "s3://cli-versions"]);
+        aws(
+            &c,
+            &[
+                "s3api",
+                "put-bucket-versioning",
+                "--bucket",
+                "cli-versions",
+                "--versioning-configuration",
+                "Status=Enabled",
+            ],
+        );
+        let status = aws_api(&c, &["get-bucket-versioning", "--bucket", "cli-versions"]);
+        assert_eq!(status["Status"], "Enabled", "{status}");
+        let path = |p: &Path| p.to_str().unwrap_or_default().to_string();
+        let first = aws_api(
+            &c,
+            &[
+                "put-object",
+                "--bucket",
+                "cli-versions",
+                "--key",
+                "k",
+                "--body",
+                &path(&one),
+            ],
+        );
+        aws(&c, &["s3", "cp", &path(&two), "s3://cli-versions/k"]);
+        let listed = aws_api(&c, &["list-object-versions", "--bucket", "cli-versions"]);
+        let versions = listed["Versions"].as_array().cloned().unwrap_or_default();
+        assert_eq!(versions.len(), 2, "{listed}");
+        let old = first["VersionId"].as_str().unwrap_or_default().to_string();
+        assert!(versions
+            .iter()
+            .any(|v| v["VersionId"] == old.as_str() && v["IsLatest"] == false));
+        let back = dir.path().join("back");
+        aws_api(
+            &c,
+            &[
+                "get-object",
+                "--bucket",
+                "cli-versions",
+                "--key",
+                "k",
+                "--version-id",
+                &old,
+                &path(&back),
+            ],
+        );
+        assert_eq!(file_sha(&back), file_sha(&one));
+        let deleted = aws_api(
+            &c,
+            &["delete-object", "--bucket", "cli-versions", "--key", "k"],
+        );
+        assert_eq!(deleted["DeleteMarker"], true, "{deleted}");
+        let mut get = s3_cmd(&c, "aws");
+        get.args(["s3", "cp", "s3://cli-versions/k", &path(&back)]);
+        assert!(
+            !get.output().expect("run aws").status.success(),
+            "read past a delete marker"
+        );
     })
     .await;
 }

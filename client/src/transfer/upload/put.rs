@@ -66,7 +66,11 @@ impl PutJob {
                 };
                 match self.client.retarget(&self.upload, &req).await {
                     Ok(t) => break t,
-                    Err(e) if e.is_retryable() => {
+                    // Too few nodes for the missing replicas is final for
+                    // a new session, but mid-upload it passes: a node
+                    // late with its heartbeat under load, or back from a
+                    // restart, is eligible again a moment later.
+                    Err(e) if e.is_retryable() || e.code() == Some("NotEnoughNodes") => {
                         attempts += 1;
                         last = e;
                     }
