@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::*;
 use crate::error::Error;
+use crate::ops::versions;
 use crate::Namenode;
 
 /// What one pass did.
@@ -118,11 +119,8 @@ impl Namenode {
         // (`None`: the entry seen is the path's latest).
         let mut walking: Option<(String, Option<u64>)> = None;
         self.meta.scan(CF_VERSIONS, &base, &base, |k, v| {
-            let rest = &k[base.len()..];
-            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-            let path = String::from_utf8_lossy(&rest[..end]).into_owned();
-            let rec: FileRecord = serde_json::from_slice(v)
-                .map_err(|e| Error::Corrupt(format!("version record: {e}")))?;
+            let path = versions::key_path(k, &base);
+            let rec = versions::decode_version(v)?;
             let newer = match &walking {
                 Some((p, newer)) if *p == path => *newer,
                 _ => self
@@ -137,12 +135,7 @@ impl Namenode {
                         .iter()
                         .any(|r| r.expires_noncurrent(&path, rec.size, tags, replaced, now, day))
                 {
-                    let id = if rec.versioned {
-                        rec.version.to_string()
-                    } else {
-                        "null".to_string()
-                    };
-                    due.push((path.clone(), id));
+                    due.push((path.clone(), versions::version_id(&rec)));
                 }
             }
             walking = Some((path, Some(rec.created_ms)));

@@ -285,7 +285,7 @@ impl Namenode {
             rec.version = UploadId::random();
             if mode != Versioning::Off {
                 // A version of its own, newer than the one it keeps.
-                rec.created_ms = now_ms().max(old.created_ms + 1);
+                rec.created_ms = super::versions::next_version_ms(Some(&old));
             }
             t.put(CF_FILES, &file_key(&req.bucket, &req.path), &rec);
             t.commit()?;
@@ -313,7 +313,7 @@ impl Namenode {
             let mode = self.versioning(&req.bucket)?;
             let versioned = self.retire(&mut t, &req.bucket, &req.path, old.as_ref(), mode)?;
             let file = FileRecord {
-                created_ms: now_ms().max(old.map_or(0, |o| o.created_ms + 1)),
+                created_ms: super::versions::next_version_ms(old.as_ref()),
                 version: UploadId::random(),
                 meta: blob_common::seal::keep_seal_meta(
                     req.meta.clone().unwrap_or_else(|| src.meta.clone()),

@@ -404,7 +404,7 @@ impl Namenode {
             meta.insert(PART_SIZES.into(), encode_part_sizes(&sizes));
             let file = FileRecord {
                 size,
-                created_ms: now_ms().max(old.as_ref().map_or(0, |o| o.created_ms + 1)),
+                created_ms: super::versions::next_version_ms(old.as_ref()),
                 version: *id,
                 replication: if replication == u8::MAX {
                     self.cfg.default_replication

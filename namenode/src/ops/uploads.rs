@@ -456,7 +456,7 @@ impl Namenode {
 
             let file = FileRecord {
                 size,
-                created_ms: now_ms().max(old.as_ref().map_or(0, |o| o.created_ms + 1)),
+                created_ms: super::versions::next_version_ms(old.as_ref()),
                 version: *id,
                 replication: rec.replication,
                 chunk_size: rec.chunk_size,

@@ -39,8 +39,27 @@ pub(crate) enum Versioning {
     Suspended,
 }
 
+/// When a version replacing `old` is written: now, but always after
+/// `old`, so that versions of a path sort in the order they were written.
+pub(crate) fn next_version_ms(old: Option<&FileRecord>) -> u64 {
+    now_ms().max(old.map_or(0, |o| o.created_ms + 1))
+}
+
+/// A record of `CF_VERSIONS` (a `CF_FILES` record for the current one).
+pub(crate) fn decode_version(v: &[u8]) -> Result<FileRecord, Error> {
+    serde_json::from_slice(v).map_err(|e| Error::Corrupt(format!("version record: {e}")))
+}
+
+/// The path a `CF_VERSIONS` (or `CF_FILES`) key names, the bucket's part
+/// (`base` = `file_key(bucket, "")`) taken off.
+pub(crate) fn key_path(key: &[u8], base: &[u8]) -> String {
+    let rest = key.get(base.len()..).unwrap_or_default();
+    let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
+    String::from_utf8_lossy(&rest[..end]).into_owned()
+}
+
 /// The id of a version as S3 names it.
-fn version_id(rec: &FileRecord) -> String {
+pub(crate) fn version_id(rec: &FileRecord) -> String {
     if rec.versioned {
         rec.version.to_string()
     } else {
@@ -99,8 +118,7 @@ impl Namenode {
         let prefix = version_prefix(bucket, path);
         let mut nulls = Vec::new();
         self.meta.scan(CF_VERSIONS, &prefix, &prefix, |k, v| {
-            let rec: FileRecord = serde_json::from_slice(v)
-                .map_err(|e| Error::Corrupt(format!("version record: {e}")))?;
+            let rec = decode_version(v)?;
             if !rec.versioned {
                 nulls.push((k.to_vec(), rec));
             }
@@ -156,7 +174,7 @@ impl Namenode {
         let versioned = self.retire(t, bucket, path, old, mode)?;
         let marker = FileRecord {
             size: 0,
-            created_ms: now_ms().max(old.map_or(0, |o| o.created_ms + 1)),
+            created_ms: next_version_ms(old),
             version: UploadId::random(),
             replication: 0,
             chunk_size: 0,
@@ -196,8 +214,7 @@ impl Namenode {
         let prefix = version_prefix(bucket, path);
         let mut found = None;
         self.meta.scan(CF_VERSIONS, &prefix, &prefix, |_, v| {
-            let rec: FileRecord = serde_json::from_slice(v)
-                .map_err(|e| Error::Corrupt(format!("version record: {e}")))?;
+            let rec = decode_version(v)?;
             if version_id(&rec) == version {
                 found = Some(rec);
                 return Ok(false);
@@ -248,8 +265,7 @@ impl Namenode {
                     if k == removed.as_slice() {
                         return Ok(true);
                     }
-                    let r: FileRecord = serde_json::from_slice(v)
-                        .map_err(|e| Error::Corrupt(format!("version record: {e}")))?;
+                    let r = decode_version(v)?;
                     newest = Some((k.to_vec(), r));
                     Ok(false)
                 })?;
@@ -288,17 +304,7 @@ impl Namenode {
         let mut versions = self.meta.raw_iter(CF_VERSIONS);
         versions.seek(file_key(bucket, &start_path));
         let prefix_key = file_key(bucket, &prefix);
-        let path_of = |key: &[u8]| -> Option<String> {
-            if !key.starts_with(&prefix_key) {
-                return None;
-            }
-            let rest = &key[base.len()..];
-            let end = rest.iter().position(|&b| b == 0).unwrap_or(rest.len());
-            Some(String::from_utf8_lossy(&rest[..end]).into_owned())
-        };
-        let decode = |v: &[u8]| -> Result<FileRecord, Error> {
-            serde_json::from_slice(v).map_err(|e| Error::Corrupt(format!("version record: {e}")))
-        };
+        let path_of = |key: &[u8]| key.starts_with(&prefix_key).then(|| key_path(key, &base));
         let mut out = ListVersions::default();
         // Skipping what the marker says was already listed.
         let mut skipping = q
@@ -316,11 +322,11 @@ impl Namenode {
             };
             let mut entries = Vec::new();
             if fp.as_deref() == Some(path.as_str()) {
-                entries.push(decode(files.value().unwrap_or_default())?);
+                entries.push(decode_version(files.value().unwrap_or_default())?);
                 files.next();
             }
             while versions.key().and_then(&path_of).as_deref() == Some(path.as_str()) {
-                entries.push(decode(versions.value().unwrap_or_default())?);
+                entries.push(decode_version(versions.value().unwrap_or_default())?);
                 versions.next();
             }
             for (i, rec) in entries.into_iter().enumerate() {
