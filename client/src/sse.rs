@@ -60,10 +60,13 @@ impl CustomerKey {
         Self::from_base64(text)
     }
 
-    /// Whether this is the key whose keyed digest with `salt` is `check`
-    /// (base64), as kept with an SSE-C file.
-    pub fn matches(&self, salt: &[u8], check: &str) -> bool {
-        seal::customer_key_matches(&self.0, salt, check)
+    /// Whether this is the key an SSE-C file (or multipart upload) with
+    /// metadata `meta` was sealed with: its keyed digest with the file's
+    /// salt is the one kept there.
+    pub fn is_key_of(&self, meta: &BTreeMap<String, String>) -> bool {
+        let salt = salt_of(meta).unwrap_or_default();
+        let check = meta.get(seal::CUSTOMER_CHECK).map_or("", String::as_str);
+        seal::customer_key_matches(&self.0, &salt, check)
     }
 
     /// Base64 of the key's MD5, as S3's `…-customer-key-MD5` header says.
@@ -243,13 +246,9 @@ impl Client {
                         path: path.into(),
                     });
                 };
-                let b64 = base64::engine::general_purpose::STANDARD;
-                let salt = meta
-                    .get(seal::CUSTOMER_SALT)
-                    .and_then(|s| b64.decode(s).ok())
+                let salt = salt_of(meta)
                     .ok_or_else(|| Error::protocol(url, "an SSE-C file without its salt"))?;
-                let check = meta.get(seal::CUSTOMER_CHECK).map_or("", String::as_str);
-                if !customer.matches(&salt, check) {
+                if !customer.is_key_of(meta) {
                     return Err(Error::WrongKey {
                         bucket: bucket.into(),
                         path: path.into(),
@@ -279,6 +278,13 @@ impl Client {
         }
         keys.insert(wrapped.to_string(), key.clone());
     }
+}
+
+/// The salt kept with an SSE-C file.
+fn salt_of(meta: &BTreeMap<String, String>) -> Option<Vec<u8>> {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    meta.get(seal::CUSTOMER_SALT)
+        .and_then(|s| b64.decode(s).ok())
 }
 
 fn decode_key(url: &reqwest::Url, b64: &str) -> Result<DataKey, Error> {

@@ -152,13 +152,7 @@ pub(crate) fn check_read(
             format!("The object was stored using a form of Server Side Encryption. The correct parameters must be provided to retrieve {what}."),
         )),
         (Some(seal::SSE_C), Some(key)) => {
-            let b64 = base64::engine::general_purpose::STANDARD;
-            let salt = meta
-                .get(seal::CUSTOMER_SALT)
-                .and_then(|s| b64.decode(s).ok())
-                .unwrap_or_default();
-            let check = meta.get(seal::CUSTOMER_CHECK).map_or("", String::as_str);
-            if key.matches(&salt, check) {
+            if key.is_key_of(meta) {
                 Ok(())
             } else {
                 Err(s3(S3ErrorCode::AccessDenied, format!("Access Denied: the customer key given is not the one {what} was encrypted with.")))

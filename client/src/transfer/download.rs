@@ -384,9 +384,7 @@ impl Locator {
         let bad =
             |detail: String| Error::protocol(&client.meta_url(&["file", "locations"], &[]), detail);
         let mut offset = 0u64;
-        let mut plain = 0u64;
         let mut chunks = Vec::with_capacity(locs.chunks.len());
-        let mut spans = Vec::with_capacity(locs.chunks.len());
         for c in &locs.chunks {
             if c.offset != offset {
                 return Err(bad(format!(
@@ -396,18 +394,15 @@ impl Locator {
             }
             chunks.push((c.id, c.offset, c.size));
             offset += c.size;
-            let size = match &seal {
-                None => c.size,
-                Some(_) => seal::plain_len(c.size).ok_or_else(|| {
-                    bad(format!(
-                        "sealed chunk {} has an impossible size {}",
-                        c.id, c.size
-                    ))
-                })?,
-            };
-            spans.push((plain, size));
-            plain += size;
         }
+        // Where each chunk's bytes lie in the file (its plaintext, when
+        // sealed); a sealed chunk of an impossible size counts 0 bytes, so
+        // the sum cannot match.
+        let spans: Vec<(u64, u64)> = crate::sse::spans(&locs)
+            .into_iter()
+            .map(|(o, size, _)| (o, size))
+            .collect();
+        let plain = spans.last().map_or(0, |&(o, size)| o + size);
         if plain != locs.file.size {
             return Err(bad(format!(
                 "chunks add up to {plain} bytes, file is {}",

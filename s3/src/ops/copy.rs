@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use blob_client::{CopyFile, CopyPart, ListPartsQuery, PartTarget};
+use blob_client::{CopyFile, CopyPart, PartTarget};
 use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result};
 
@@ -134,19 +134,7 @@ async fn copy_sealing(
     use blob_common::seal::{SSE_C, SSE_S3};
     let src_mode = sse_mode(&src.meta);
     if let Some(key) = crate::sse::request_key(headers, false) {
-        let same = src_mode == Some(SSE_C) && {
-            let b64 = base64::engine::general_purpose::STANDARD;
-            let salt = src
-                .meta
-                .get(blob_common::seal::CUSTOMER_SALT)
-                .and_then(|s| base64::Engine::decode(&b64, s).ok())
-                .unwrap_or_default();
-            let check = src
-                .meta
-                .get(blob_common::seal::CUSTOMER_CHECK)
-                .map_or("", String::as_str);
-            key.matches(&salt, check)
-        };
+        let same = src_mode == Some(SSE_C) && key.is_key_of(&src.meta);
         return Ok((!same).then(|| Some(blob_client::sse::Sealing::customer(&key))));
     }
     match src_mode {
@@ -287,24 +275,11 @@ pub(crate) async fn upload_part_copy(
     }
     // Otherwise read the range and upload it as the part (chunks the
     // bucket already holds are not sent again), sealed as the upload is.
-    let mp = client
-        .list_parts(
-            &upload,
-            &ListPartsQuery {
-                after: None,
-                limit: Some(1),
-            },
-        )
-        .await
-        .map_err(from_client)?
-        .upload;
-    crate::sse::check_read(&mp.meta, &req.headers, false)?;
+    let (_, sealing) =
+        super::multipart::part_sealing(&client, &upload, &i.bucket, &i.key, &req.headers).await?;
     let mut opts = gw.upload_options(BTreeMap::new());
     opts.part = Some(PartTarget { upload, number });
-    opts.sealing = client
-        .sealing_of(&i.bucket, &i.key, &mp.meta)
-        .await
-        .map_err(from_client)?;
+    opts.sealing = sealing;
     let reader = source_client(&client, &req.headers);
     let file = stream_copy(gw, &reader, &client, locs, range, &i.bucket, &i.key, opts).await?;
     Ok(S3Response::new(UploadPartCopyOutput {

@@ -77,24 +77,7 @@ pub(crate) async fn upload_part(
         declared_checksums!(i),
     );
     let (bucket, key) = (i.bucket.clone(), i.key.clone());
-    // A part is sealed as its upload is: with the upload's SSE-S3 key, or
-    // with the customer key each part must carry for SSE-C.
-    let mp = client
-        .list_parts(
-            &upload,
-            &ListPartsQuery {
-                after: None,
-                limit: Some(1),
-            },
-        )
-        .await
-        .map_err(from_client)?
-        .upload;
-    crate::sse::check_read(&mp.meta, &req.headers, false)?;
-    let sealing = client
-        .sealing_of(&bucket, &key, &mp.meta)
-        .await
-        .map_err(from_client)?;
+    let (mp, sealing) = part_sealing(&client, &upload, &bucket, &key, &req.headers).await?;
     let mut decl = decl;
     decl.sealing = sealing;
     let target = PartTarget { upload, number };
@@ -118,6 +101,36 @@ pub(crate) async fn upload_part(
         sse_customer_key_md5: d.customer_key_md5,
         ..Default::default()
     }))
+}
+
+/// The multipart upload a part goes into, and how the part is sealed: as
+/// its upload is, with the upload's SSE-S3 key or with the customer key
+/// each part of an SSE-C upload must carry (checked as a read is).
+pub(super) async fn part_sealing(
+    client: &Client,
+    upload: &UploadId,
+    bucket: &str,
+    key: &str,
+    headers: &http::HeaderMap,
+) -> S3Result<(
+    blob_client::MultipartInfo,
+    Option<blob_client::sse::Sealing>,
+)> {
+    let q = ListPartsQuery {
+        after: None,
+        limit: Some(1),
+    };
+    let mp = client
+        .list_parts(upload, &q)
+        .await
+        .map_err(from_client)?
+        .upload;
+    crate::sse::check_read(&mp.meta, headers, false)?;
+    let sealing = client
+        .sealing_of(bucket, key, &mp.meta)
+        .await
+        .map_err(from_client)?;
+    Ok((mp, sealing))
 }
 
 /// CompleteMultipartUpload: joins the listed parts into the object.
