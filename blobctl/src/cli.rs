@@ -466,6 +466,16 @@ pub(crate) enum AdminCommand {
         #[command(subcommand)]
         command: EdgeCommand,
     },
+    /// Access keys: create, list, inspect, delete, rotate, rate-limit
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+    /// Bucket permissions, usage and quotas
+    Bucket {
+        #[command(subcommand)]
+        command: BucketAdminCommand,
+    },
     /// Drain a datanode: it takes no new replicas and its chunks are copied
     /// elsewhere; follow with `admin status`
     Decommission {
@@ -476,6 +486,132 @@ pub(crate) enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum KeyCommand {
+    /// Make a key; prints its access key and secret (the only time the
+    /// secret is shown)
+    Create {
+        /// A name for people
+        name: String,
+        /// May administer the cluster
+        #[arg(long)]
+        admin: bool,
+        /// Print {"name","access_key","secret_key"}
+        #[arg(long)]
+        json: bool,
+    },
+    /// List every key
+    List {
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a key, its limits and the buckets it may use
+    Info {
+        /// The access key
+        #[arg(value_name = "ACCESS_KEY")]
+        key: String,
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a key: it stops working at once
+    Delete {
+        /// The access key
+        #[arg(value_name = "ACCESS_KEY")]
+        key: String,
+    },
+    /// Give a key a second secret that works beside the old one; with
+    /// --retire-old, drop the old one
+    Rotate {
+        /// The access key
+        #[arg(value_name = "ACCESS_KEY")]
+        key: String,
+        /// Drop the older of its two secrets instead
+        #[arg(long)]
+        retire_old: bool,
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Limit a key's requests and bytes per second (0 or none: unlimited)
+    Limit {
+        /// The access key
+        #[arg(value_name = "ACCESS_KEY")]
+        key: String,
+        /// Requests per second
+        #[arg(long)]
+        rps: Option<u32>,
+        /// Bytes per second to and from the datanodes, e.g. 100MiB
+        #[arg(long, value_parser = parse_rate)]
+        bandwidth: Option<u64>,
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum BucketAdminCommand {
+    /// Show a bucket's owner, grants, usage and quota
+    Info {
+        /// The bucket
+        bucket: String,
+        /// Print as JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Let a key read, write or own a bucket (adds to what it had)
+    Allow {
+        /// The bucket
+        bucket: String,
+        /// The access key
+        #[arg(long)]
+        key: String,
+        #[command(flatten)]
+        permissions: PermissionArgs,
+    },
+    /// Take permissions away from a key (all of them when none is given)
+    Deny {
+        /// The bucket
+        bucket: String,
+        /// The access key
+        #[arg(long)]
+        key: String,
+        #[command(flatten)]
+        permissions: PermissionArgs,
+    },
+    /// Limit what a bucket may hold (0 or none: unlimited)
+    Quota {
+        /// The bucket
+        bucket: String,
+        /// Most bytes, e.g. 10GiB
+        #[arg(long, value_parser = parse_size)]
+        max_bytes: Option<u64>,
+        /// Most objects
+        #[arg(long)]
+        max_objects: Option<u64>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub(crate) struct PermissionArgs {
+    /// List and read files
+    #[arg(long)]
+    pub(crate) read: bool,
+    /// Write, overwrite, rename and delete files
+    #[arg(long)]
+    pub(crate) write: bool,
+    /// Everything, settings and deleting the bucket included
+    #[arg(long)]
+    pub(crate) owner: bool,
+}
+
+/// A rate in bytes per second: a size, with an optional `/s`.
+fn parse_rate(s: &str) -> Result<u64, String> {
+    parse_size(s.strip_suffix("/s").unwrap_or(s))
 }
 
 #[derive(Debug, Subcommand)]
@@ -554,6 +690,39 @@ mod tests {
         assert!(Cli::try_parse_from(["blobctl", "--endpoint", "http://x:1", "ls"]).is_ok());
         use clap::CommandFactory;
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_key_named_on_the_command_line_is_not_the_key_signing() {
+        let cli = Cli::try_parse_from(["blobctl", "admin", "key", "rotate", "BKX", "--retire-old"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cli.access_key, None);
+        match cli.command {
+            Command::Admin {
+                command:
+                    AdminCommand::Key {
+                        command:
+                            KeyCommand::Rotate {
+                                key, retire_old, ..
+                            },
+                    },
+            } => assert_eq!((key.as_str(), retire_old), ("BKX", true)),
+            other => panic!("parsed as {other:?}"),
+        }
+        assert!(Cli::try_parse_from([
+            "blobctl", "admin", "bucket", "allow", "b", "--key", "BKX", "--read"
+        ])
+        .is_ok());
+        assert!(Cli::try_parse_from([
+            "blobctl",
+            "admin",
+            "key",
+            "limit",
+            "BKX",
+            "--bandwidth",
+            "10MiB/s"
+        ])
+        .is_ok());
     }
 
     #[test]

@@ -18,6 +18,43 @@ pub(crate) fn note(quiet: bool, msg: std::fmt::Arguments<'_>) {
 }
 
 /// `1.0 GiB`, `512 B`.
+/// `s` with its control characters escaped (`\n`, `\t`, `\r`, `\x1b`,
+/// `\u{9b}`), so that a name cannot move the cursor, recolour or forge
+/// lines of the terminal it is printed to. For human output only: `--json`
+/// carries names as they are.
+pub(crate) fn escape(s: &str) -> String {
+    if !s.chars().any(char::is_control) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x80 && c.is_control() => {
+                out.push_str(&format!("\\x{:02x}", c as u32));
+            }
+            c if c.is_control() => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod escape_tests {
+    #[test]
+    fn control_characters_are_escaped_and_the_rest_kept() {
+        assert_eq!(super::escape("a/b c.mp4"), "a/b c.mp4");
+        assert_eq!(super::escape("é/ü"), "é/ü");
+        assert_eq!(
+            super::escape("x\n\x1b[31mred\t\r\u{9b}2J"),
+            "x\\n\\x1b[31mred\\t\\r\\u{9b}2J"
+        );
+    }
+}
+
 pub(crate) fn human(n: u64) -> String {
     const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
     if n < 1024 {

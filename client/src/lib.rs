@@ -51,6 +51,10 @@ pub mod sse;
 mod transfer;
 
 pub use blob_common::proto::edge::{EdgeStats, TierStats, WarmResponse};
+pub use blob_common::proto::keys::{
+    BucketDetails, BucketGrant, CreateKey, GrantChange, KeyCreated, KeyDetails, KeyGrant,
+    KeyLimits, KeySummary, ListKeys, Permissions, Quota, RotateKey, Usage,
+};
 pub use blob_common::proto::multipart::{
     decode_part_sizes, CompleteMultipart, CompletePart, CopyFile, CopyPart, CreateMultipart,
     ListMultipart, ListMultipartQuery, ListParts, ListPartsQuery, MultipartInfo, PartInfo,

@@ -5,6 +5,10 @@
 //! Names are validated locally before anything is sent.
 
 use blob_common::names::{validate_bucket, validate_path};
+use blob_common::proto::keys::{
+    BucketDetails, CreateKey, GrantChange, KeyCreated, KeyDetails, KeyLimits, ListKeys, Quota,
+    RotateKey,
+};
 use blob_common::proto::namenode::{
     BadReplica, BucketInfo, ChunkBatch, ChunkRef, ClusterStatus, CommitUpload, CreateUpload,
     Decommission, DeleteOutcome, FileInfo, FileLocations, FsckQuery, FsckReport, ListBuckets,
@@ -459,6 +463,104 @@ impl Client {
         Ok(self
             .nn(Method::POST, &["admin", "decommission"])
             .body(&Decommission { node })
+            .decode()
+            .await?)
+    }
+
+    /// Makes an access key; the answer is the only place its secret is
+    /// shown (admin keys only).
+    pub async fn create_key(&self, req: &CreateKey) -> Result<KeyCreated, Error> {
+        Ok(self
+            .nn(Method::POST, &["admin", "keys"])
+            .body(req)
+            .decode()
+            .await?)
+    }
+
+    /// Every access key (admin keys only).
+    pub async fn list_keys(&self) -> Result<ListKeys, Error> {
+        Ok(self.nn(Method::GET, &["admin", "keys"]).decode().await?)
+    }
+
+    /// A key and the buckets it may use (admin keys only; 404
+    /// `NoSuchAccessKey`).
+    pub async fn key_info(&self, access_key: &str) -> Result<KeyDetails, Error> {
+        Ok(self
+            .nn(Method::GET, &["admin", "keys", access_key])
+            .decode()
+            .await?)
+    }
+
+    /// Deletes a key: it stops working at once (admin keys only).
+    pub async fn delete_key(&self, access_key: &str) -> Result<(), Error> {
+        Ok(self
+            .nn(Method::DELETE, &["admin", "keys", access_key])
+            .ok()
+            .await?)
+    }
+
+    /// Gives a key a second secret that works beside the first (admin keys
+    /// only).
+    pub async fn rotate_key(&self, access_key: &str) -> Result<KeyCreated, Error> {
+        Ok(self
+            .nn(Method::POST, &["admin", "keys", access_key, "rotate"])
+            .body(&RotateKey { retire_old: false })
+            .decode()
+            .await?)
+    }
+
+    /// Drops the older of a key's two secrets (admin keys only).
+    pub async fn retire_old_secret(&self, access_key: &str) -> Result<KeyDetails, Error> {
+        Ok(self
+            .nn(Method::POST, &["admin", "keys", access_key, "rotate"])
+            .body(&RotateKey { retire_old: true })
+            .decode()
+            .await?)
+    }
+
+    /// Sets a key's rate limits (admin keys only).
+    pub async fn set_key_limits(
+        &self,
+        access_key: &str,
+        limits: &KeyLimits,
+    ) -> Result<KeyDetails, Error> {
+        Ok(self
+            .nn(Method::PUT, &["admin", "keys", access_key, "limits"])
+            .body(limits)
+            .decode()
+            .await?)
+    }
+
+    /// A bucket's owner, grants, usage and quota (admin keys only).
+    pub async fn bucket_info(&self, bucket: &str) -> Result<BucketDetails, Error> {
+        validate_bucket(bucket)?;
+        Ok(self
+            .nn(Method::GET, &["admin", "buckets", bucket])
+            .decode()
+            .await?)
+    }
+
+    /// Adds (`allow`) or removes a key's permissions on a bucket (admin
+    /// keys only).
+    pub async fn change_grant(
+        &self,
+        bucket: &str,
+        change: &GrantChange,
+    ) -> Result<BucketDetails, Error> {
+        validate_bucket(bucket)?;
+        Ok(self
+            .nn(Method::POST, &["admin", "buckets", bucket, "grants"])
+            .body(change)
+            .decode()
+            .await?)
+    }
+
+    /// Sets a bucket's quota (admin keys only).
+    pub async fn set_quota(&self, bucket: &str, quota: &Quota) -> Result<BucketDetails, Error> {
+        validate_bucket(bucket)?;
+        Ok(self
+            .nn(Method::PUT, &["admin", "buckets", bucket, "quota"])
+            .body(quota)
             .decode()
             .await?)
     }

@@ -260,11 +260,17 @@ const WRAP_AAD: &[u8] = b"blobstore sse-s3 data key v1";
 /// `key` wrapped by master key `master_id`: `v1:<id>:<base64 of nonce ‖
 /// ciphertext ‖ tag>`.
 pub fn wrap_key(master: &DataKey, master_id: u32, key: &[u8; 32]) -> String {
+    wrap_bytes(master, master_id, key, WRAP_AAD)
+}
+
+/// `plain` sealed by master key `master_id` with associated data `aad`,
+/// in the format of [`wrap_key`] (any length).
+pub fn wrap_bytes(master: &DataKey, master_id: u32, plain: &[u8], aad: &[u8]) -> String {
     let nonce: [u8; NONCE] = rand::random();
-    let mut body = key.to_vec();
+    let mut body = plain.to_vec();
     let tag = master
         .0
-        .encrypt_in_place_detached(Nonce::from_slice(&nonce), WRAP_AAD, &mut body)
+        .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, &mut body)
         .unwrap_or_default();
     let mut blob = nonce.to_vec();
     blob.extend_from_slice(&body);
@@ -288,6 +294,14 @@ pub fn wrapped_key_master(wrapped: &str) -> Result<u32, SealError> {
 
 /// Unwraps a key made by [`wrap_key`] with `master`.
 pub fn unwrap_key(master: &DataKey, wrapped: &str) -> Result<[u8; 32], SealError> {
+    let plain = unwrap_bytes(master, wrapped, WRAP_AAD)?;
+    plain
+        .try_into()
+        .map_err(|p: Vec<u8>| SealError::Wrapped(format!("a {}-byte key", p.len())))
+}
+
+/// Opens what [`wrap_bytes`] sealed with `master` and `aad`.
+pub fn unwrap_bytes(master: &DataKey, wrapped: &str, aad: &[u8]) -> Result<Vec<u8>, SealError> {
     let b64 = wrapped
         .splitn(3, ':')
         .nth(2)
@@ -295,23 +309,22 @@ pub fn unwrap_key(master: &DataKey, wrapped: &str) -> Result<[u8; 32], SealError
     let blob = base64::engine::general_purpose::STANDARD
         .decode(b64)
         .map_err(|e| SealError::Wrapped(format!("bad base64: {e}")))?;
-    if blob.len() != NONCE + 32 + TAG {
+    if blob.len() < NONCE + TAG {
         return Err(SealError::Wrapped(format!("{} bytes", blob.len())));
     }
     let (nonce, rest) = blob.split_at(NONCE);
-    let (body, tag) = rest.split_at(32);
-    let mut key = [0u8; 32];
-    key.copy_from_slice(body);
+    let (body, tag) = rest.split_at(rest.len() - TAG);
+    let mut plain = body.to_vec();
     master
         .0
         .decrypt_in_place_detached(
             Nonce::from_slice(nonce),
-            WRAP_AAD,
-            &mut key,
+            aad,
+            &mut plain,
             Tag::from_slice(tag),
         )
         .map_err(|_| SealError::Wrapped("does not authenticate under its master key".into()))?;
-    Ok(key)
+    Ok(plain)
 }
 
 /// The data key of an SSE-C object: HKDF-SHA256 of the customer's key

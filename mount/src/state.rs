@@ -171,6 +171,11 @@ pub(crate) fn errno(op: &str, path: &str, e: &Error) -> Errno {
     if e.is_not_found() {
         return Errno::ENOENT;
     }
+    match e.code() {
+        Some("AccessDenied") => return Errno::EACCES,
+        Some("QuotaExceeded") => return Errno::EDQUOT,
+        _ => {}
+    }
     match e {
         Error::InvalidName(_) => Errno::EINVAL,
         _ => {

@@ -17,6 +17,8 @@
 //! | `node_chunks` | node id + chunk id | empty: index of replicas by node |
 //! | `pending` | chunk id | ms since epoch until which an upload may still store it |
 //! | `manifest` | upload id + first index (u64 BE) | a page of the session's chunk list, staged for its commit |
+//! | `versions` | bucket `\0` path `\0` inverted time + version | an archived [`FileRecord`] |
+//! | `usage` | bucket | bytes and objects of its files and archived versions (u64 LE each), kept by [`Txn`] |
 //!
 //! A chunk's `refs` counts every file position that names it plus every
 //! session that reported it; `bucket_chunks` counts the same per bucket and
@@ -29,6 +31,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use blob_common::proto::keys::{KeyLimits, Permissions, Quota, Usage};
 use blob_common::proto::namenode::ChunkRef;
 use blob_common::{ChunkId, NodeId, UploadId};
 use rocksdb::{ColumnFamily, ColumnFamilyDescriptor, Options, WriteBatch, WriteOptions, DB};
@@ -55,6 +58,7 @@ pub(crate) const CF_MULTIPART_PARTS: &str = "multipart_parts";
 pub(crate) const CF_NODE_CHUNKS: &str = "node_chunks";
 pub(crate) const CF_PENDING: &str = "pending";
 pub(crate) const CF_MANIFEST: &str = "manifest";
+pub(crate) const CF_USAGE: &str = "usage";
 
 const ALL_CFS: &[&str] = &[
     CF_BUCKETS,
@@ -73,6 +77,7 @@ const ALL_CFS: &[&str] = &[
     CF_NODE_CHUNKS,
     CF_PENDING,
     CF_MANIFEST,
+    CF_USAGE,
 ];
 
 /// A bucket.
@@ -83,6 +88,20 @@ pub struct BucketRecord {
     /// Named settings (S3's CORS rules, …), opaque to the namenode.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub settings: BTreeMap<String, String>,
+    /// The key that made it: it may do everything to it. None for buckets
+    /// made before owners were kept (admin keys only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    /// What other keys may do, by access key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub grants: BTreeMap<String, Permissions>,
+    /// Its limits.
+    #[serde(default, skip_serializing_if = "is_unlimited")]
+    pub quota: Quota,
+}
+
+fn is_unlimited(q: &Quota) -> bool {
+    *q == Quota::default()
 }
 
 /// A committed file version.
@@ -169,15 +188,42 @@ pub enum AdminState {
     Decommissioned,
 }
 
-/// An access key.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// An access key. Its secrets are needed in clear to verify HMACs (as in
+/// S3), so they are kept sealed by the namenode's master key
+/// (`crate::masterkeys`), which lives in a file beside the database, not
+/// in it: a copy of the database alone does not reveal them.
+#[derive(Clone, Serialize, Deserialize)]
 pub struct KeyRecord {
-    /// The secret (kept to verify HMACs, as S3 does).
+    /// A secret in clear, as records made before sealing kept it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub secret: String,
+    /// Sealed secrets, newest first: two between a rotation and the old
+    /// one's retirement.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sealed: Vec<String>,
     /// Creation time.
     pub created_ms: u64,
     /// May administer the cluster.
     pub admin: bool,
+    /// A name for people.
+    #[serde(default)]
+    pub name: String,
+    /// Rate limits.
+    #[serde(default, skip_serializing_if = "is_no_limit")]
+    pub limits: KeyLimits,
+}
+
+fn is_no_limit(l: &KeyLimits) -> bool {
+    *l == KeyLimits::default()
+}
+
+impl std::fmt::Debug for KeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRecord")
+            .field("name", &self.name)
+            .field("admin", &self.admin)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An open S3 multipart upload.
@@ -497,7 +543,55 @@ pub(crate) struct Txn<'a> {
     chunks: HashMap<ChunkId, (u64, Vec<NodeId>, ChunkRecord)>,
     removed: Vec<(ChunkId, Vec<NodeId>)>,
     bucket: HashMap<(String, ChunkId), i64>,
+    /// Usage change per bucket (bytes, objects).
+    usage: HashMap<String, (i64, i64)>,
+    /// What each file or version key this transaction wrote now counts
+    /// for, so that a second write of the same key sees the first.
+    counted: HashMap<(bool, Vec<u8>), (u64, u64)>,
     now_ms: u64,
+}
+
+/// What a file record counts for in its bucket's usage: its size and one
+/// object, or nothing for a delete marker.
+fn usage_of(bytes: &[u8]) -> Result<(u64, u64), Error> {
+    #[derive(Deserialize)]
+    struct Counted {
+        size: u64,
+        #[serde(default)]
+        delete_marker: bool,
+    }
+    let c: Counted = decode(CF_FILES, bytes)?;
+    Ok(if c.delete_marker { (0, 0) } else { (c.size, 1) })
+}
+
+/// The bucket a `files` or `versions` key belongs to.
+fn bucket_of(key: &[u8]) -> String {
+    let end = key.iter().position(|&b| b == 0).unwrap_or(key.len());
+    String::from_utf8_lossy(&key[..end]).into_owned()
+}
+
+/// A bucket's usage as stored.
+pub(crate) fn decode_usage(bytes: Option<Vec<u8>>) -> Usage {
+    let word = |b: &[u8], i: usize| {
+        b.get(i * 8..i * 8 + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    bytes.map_or_else(Usage::default, |b| Usage {
+        bytes: word(&b, 0),
+        objects: word(&b, 1),
+    })
+}
+
+fn encode_usage(u: &Usage) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&u.bytes.to_le_bytes());
+    out[8..].copy_from_slice(&u.objects.to_le_bytes());
+    out
+}
+
+fn add_signed(v: u64, d: i64) -> u64 {
+    (v as i64).saturating_add(d).max(0) as u64
 }
 
 impl<'a> Txn<'a> {
@@ -508,8 +602,31 @@ impl<'a> Txn<'a> {
             chunks: HashMap::new(),
             removed: Vec::new(),
             bucket: HashMap::new(),
+            usage: HashMap::new(),
+            counted: HashMap::new(),
             now_ms,
         }
+    }
+
+    /// Records that a `files` or `versions` key now counts for `now`,
+    /// moving its bucket's usage by the difference with what it counted
+    /// for before (in this transaction, or in the store).
+    fn recount(&mut self, cf: &str, key: &[u8], now: (u64, u64)) -> Result<(), Error> {
+        let slot = (cf == CF_VERSIONS, key.to_vec());
+        let before = match self.counted.get(&slot) {
+            Some(c) => *c,
+            None => match self.meta.get_raw(cf, key)? {
+                Some(b) => usage_of(&b)?,
+                None => (0, 0),
+            },
+        };
+        if before != now {
+            let d = self.usage.entry(bucket_of(key)).or_default();
+            d.0 += now.0 as i64 - before.0 as i64;
+            d.1 += now.1 as i64 - before.1 as i64;
+        }
+        self.counted.insert(slot, now);
+        Ok(())
     }
 
     /// The chunk's record as this transaction sees it, if it exists.
@@ -615,6 +732,21 @@ impl<'a> Txn<'a> {
             self.batch.delete_cf(meta.cf(CF_GC), id.as_bytes());
             self.batch.delete_cf(meta.cf(CF_PENDING), id.as_bytes());
         }
+        for (bucket, (bytes, objects)) in &self.usage {
+            if (*bytes, *objects) == (0, 0) {
+                continue;
+            }
+            let was = decode_usage(meta.get_raw(CF_USAGE, bucket.as_bytes())?);
+            let now = Usage {
+                bytes: add_signed(was.bytes, *bytes),
+                objects: add_signed(was.objects, *objects),
+            };
+            if *bytes > 0 || *objects > 0 {
+                check_quota(meta, bucket, &was, &now, *bytes > 0, *objects > 0)?;
+            }
+            self.batch
+                .put_cf(meta.cf(CF_USAGE), bucket.as_bytes(), encode_usage(&now));
+        }
         for ((bucket, chunk), delta) in &self.bucket {
             if *delta == 0 {
                 continue;
@@ -631,15 +763,86 @@ impl<'a> Txn<'a> {
         meta.write(self.batch)
     }
 
-    /// Puts a JSON record into the batch.
-    pub(crate) fn put<T: Serialize>(&mut self, cf: &str, key: &[u8], v: &T) {
-        self.batch.put_cf(self.meta.cf(cf), key, encode(v));
+    /// Puts a JSON record into the batch. Files and archived versions
+    /// move their bucket's usage.
+    pub(crate) fn put<T: Serialize>(&mut self, cf: &str, key: &[u8], v: &T) -> Result<(), Error> {
+        let bytes = encode(v);
+        if cf == CF_FILES || cf == CF_VERSIONS {
+            self.recount(cf, key, usage_of(&bytes)?)?;
+        }
+        self.batch.put_cf(self.meta.cf(cf), key, bytes);
+        Ok(())
     }
 
-    /// Deletes a key in the batch.
-    pub(crate) fn delete(&mut self, cf: &str, key: &[u8]) {
+    /// Deletes a key in the batch. Files and archived versions move their
+    /// bucket's usage.
+    pub(crate) fn delete(&mut self, cf: &str, key: &[u8]) -> Result<(), Error> {
+        if cf == CF_FILES || cf == CF_VERSIONS {
+            self.recount(cf, key, (0, 0))?;
+        }
         self.batch.delete_cf(self.meta.cf(cf), key);
+        Ok(())
     }
+}
+
+/// Refuses a change that takes a bucket past its quota in a dimension it
+/// grows (one already past it may still shrink).
+fn check_quota(
+    meta: &Meta,
+    bucket: &str,
+    was: &Usage,
+    now: &Usage,
+    more_bytes: bool,
+    more_objects: bool,
+) -> Result<(), Error> {
+    let Some(rec) = meta.get::<BucketRecord>(CF_BUCKETS, bucket.as_bytes())? else {
+        return Ok(());
+    };
+    if let Some(max) = rec.quota.max_bytes.filter(|m| more_bytes && now.bytes > *m) {
+        return Err(Error::QuotaExceeded(format!(
+            "bucket {bucket} holds {} of its {max} bytes; this needs {} more",
+            was.bytes,
+            now.bytes - was.bytes
+        )));
+    }
+    if let Some(max) = rec
+        .quota
+        .max_objects
+        .filter(|m| more_objects && now.objects > *m)
+    {
+        return Err(Error::QuotaExceeded(format!(
+            "bucket {bucket} holds {} of its {max} objects",
+            was.objects
+        )));
+    }
+    Ok(())
+}
+
+/// Recomputes every bucket's usage from its files and archived versions
+/// (a store made before usage was kept). Runs once: the result carries a
+/// marker.
+pub(crate) fn ensure_usage(meta: &Meta) -> Result<(), Error> {
+    const MARKER: &[u8] = b"\0computed";
+    if meta.get_raw(CF_USAGE, MARKER)?.is_some() {
+        return Ok(());
+    }
+    let mut totals: HashMap<String, Usage> = HashMap::new();
+    for cf in [CF_FILES, CF_VERSIONS] {
+        meta.scan(cf, b"", b"", |k, v| {
+            let (bytes, objects) = usage_of(v)?;
+            let u = totals.entry(bucket_of(k)).or_default();
+            u.bytes += bytes;
+            u.objects += objects;
+            Ok(true)
+        })?;
+    }
+    let mut batch = WriteBatch::default();
+    for (bucket, u) in &totals {
+        batch.put_cf(meta.cf(CF_USAGE), bucket.as_bytes(), encode_usage(u));
+    }
+    batch.put_cf(meta.cf(CF_USAGE), MARKER, []);
+    meta.write(batch)?;
+    meta.sync()
 }
 
 #[cfg(test)]

@@ -117,6 +117,15 @@ pub enum Error {
         /// Nodes that are full.
         full: usize,
     },
+    /// No such access key.
+    #[error("no such access key: {0}")]
+    NoSuchKey(String),
+    /// The key is past its rate limit; retry after a second.
+    #[error("slow down: {0}")]
+    RateLimited(String),
+    /// The change would take a bucket past its quota.
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
     /// The caller sends more than its rate allows; retry later.
     #[error("slow down: {0}")]
     SlowDown(String),
@@ -174,6 +183,9 @@ impl Error {
             Error::NotEnoughNodes { .. } => (503, "NotEnoughNodes"),
             Error::ClusterFull { .. } => (507, "ClusterFull"),
             Error::SlowDown(_) => (429, "SlowDown"),
+            Error::QuotaExceeded(_) => (403, "QuotaExceeded"),
+            Error::RateLimited(_) => (503, "SlowDown"),
+            Error::NoSuchKey(_) => (404, "NoSuchAccessKey"),
             Error::Db { .. } | Error::Corrupt(_) | Error::Internal(_) => (500, "InternalError"),
         };
         ApiError::new(status, code, self.to_string())
@@ -182,6 +194,14 @@ impl Error {
 
 impl axum::response::IntoResponse for Error {
     fn into_response(self) -> axum::response::Response {
-        self.api().into_response()
+        let limited = matches!(self, Error::RateLimited(_));
+        let mut resp = self.api().into_response();
+        if limited {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        resp
     }
 }

@@ -25,6 +25,7 @@
 //!   `nodes`: the datanode registry and placement; `claims`: corruption
 //!   claims; [`edges`]: picking a reader's edge cache.
 
+mod access;
 mod api;
 mod background;
 mod claims;
@@ -35,6 +36,7 @@ mod masterkeys;
 mod metrics;
 mod nodes;
 mod ops;
+mod ratelimit;
 #[cfg(test)]
 mod tests;
 
@@ -200,6 +202,10 @@ pub struct Namenode {
     metrics: metrics::Metrics,
     /// SSE-S3 master keys.
     master_keys: masterkeys::MasterKeys,
+    /// Per-key rate limits.
+    rate_limits: ratelimit::RateLimits,
+    /// Bytes each open session planned, for bucket quotas.
+    planned: Mutex<std::collections::HashMap<blob_common::UploadId, u64>>,
 }
 
 impl Namenode {
@@ -229,7 +235,10 @@ impl Namenode {
             claims: claims::Claims::default(),
             metrics: metrics::Metrics::new(),
             master_keys,
+            rate_limits: ratelimit::RateLimits::default(),
+            planned: Mutex::new(Default::default()),
         });
+        db::ensure_usage(&nn.meta)?;
         nn.ensure_admin_key()?;
         Ok(nn)
     }
@@ -247,6 +256,16 @@ impl Namenode {
             Some(m) => usize::from(m).clamp(1, rf),
             None => rf / 2 + 1,
         }
+    }
+
+    /// Drops a key's rate-limit buckets (its limits changed, or it is gone).
+    pub(crate) fn forget_limits(&self, access_key: &str) {
+        self.rate_limits.forget(access_key);
+    }
+
+    /// Charges `bytes` of chunk traffic to `access_key`'s byte budget.
+    pub(crate) fn charge_bytes(&self, access_key: &str, bytes: u64) -> Result<(), Error> {
+        self.rate_limits.admit_bytes(access_key, bytes)
     }
 
     /// A fresh SSE-S3 data key, in clear and wrapped.

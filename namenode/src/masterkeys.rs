@@ -1,5 +1,6 @@
-//! The cluster's master keys for SSE-S3: they wrap each object's data key
-//! (kept wrapped in the object's metadata) and never leave the namenode.
+//! The cluster's master keys: they wrap each SSE-S3 object's data key
+//! (kept wrapped in the object's metadata) and seal the secrets of access
+//! keys in the database, and never leave the namenode.
 //!
 //! They live in `<data dir>/sse-master-keys`, mode 0600, one key per line
 //! as `<id> <64 hex digits>`; the last line is the key new objects use,
@@ -90,6 +91,34 @@ impl MasterKeys {
             key: base64::engine::general_purpose::STANDARD.encode(key),
             wrapped: wrapped.to_string(),
         })
+    }
+}
+
+/// Associated data of a sealed access-key secret.
+const SECRET_AAD: &[u8] = b"blobstore access key secret v1";
+
+impl MasterKeys {
+    /// An access key's secret sealed by the current master key.
+    pub(crate) fn seal_secret(&self, secret: &str) -> Result<String, Error> {
+        let (id, master) = self
+            .keys
+            .last_key_value()
+            .ok_or_else(|| Error::Internal("no master key".into()))?;
+        Ok(seal::wrap_bytes(master, *id, secret.as_bytes(), SECRET_AAD))
+    }
+
+    /// A secret [`MasterKeys::seal_secret`] sealed.
+    pub(crate) fn open_secret(&self, sealed: &str) -> Result<String, Error> {
+        let bad = |e: String| Error::Corrupt(format!("sealed access key secret: {e}"));
+        let id = seal::wrapped_key_master(sealed).map_err(|e| bad(e.to_string()))?;
+        let master = self.keys.get(&id).ok_or_else(|| {
+            bad(format!(
+                "master key {id} is missing from {MASTER_KEYS_FILE}"
+            ))
+        })?;
+        let plain =
+            seal::unwrap_bytes(master, sealed, SECRET_AAD).map_err(|e| bad(e.to_string()))?;
+        String::from_utf8(plain).map_err(|e| bad(e.to_string()))
     }
 }
 

@@ -32,7 +32,13 @@ pub(crate) fn from_client(e: ClientError) -> S3Error {
             message,
             ..
         } => {
+            if code == "QuotaExceeded" {
+                let mut err = s3(S3ErrorCode::Custom("QuotaExceeded".into()), message.clone());
+                err.set_status_code(http::StatusCode::FORBIDDEN);
+                return err;
+            }
             let code = match (code.as_str(), *status) {
+                ("SlowDown", _) => S3ErrorCode::SlowDown,
                 ("NoSuchBucket", _) => S3ErrorCode::NoSuchBucket,
                 ("NoSuchFile", _) => S3ErrorCode::NoSuchKey,
                 ("BucketAlreadyExists", _) => S3ErrorCode::BucketAlreadyOwnedByYou,

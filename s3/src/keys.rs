@@ -1,5 +1,5 @@
 //! Access keys: the gateway verifies SigV4 with the user's secret, which it
-//! asks the namenode for (`GET /v1/admin/keys/{access_key}`, signed with
+//! asks the namenode for (`GET /v1/service/keys/{access_key}`, signed with
 //! the cluster credentials, as datanodes sign), keeps for a short while,
 //! and then acts as that user through a client holding the user's secret.
 
@@ -114,7 +114,7 @@ impl Keys {
         let answer = self
             .inner
             .namenode
-            .get(&["admin", "keys", access_key])
+            .get(&["service", "keys", access_key])
             .decode::<AccessKeyInfo>()
             .await;
         match answer {

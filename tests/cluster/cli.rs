@@ -7,7 +7,7 @@ use blob_tests::{random_bytes, sha256_hex, TestCluster};
 
 use crate::{blobctl_bin, bounded, chunked, put, start};
 
-fn blobctl(
+pub(crate) fn blobctl(
     config: &std::path::Path,
     args: &[&str],
     stdin: Option<&[u8]>,

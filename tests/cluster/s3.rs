@@ -9,7 +9,7 @@ use blob_tests::{random_bytes, sha256_hex, EdgeSpec, TestCluster, TEST_MIN_PART_
 
 use crate::{bounded, get, put, start};
 
-fn venv_python() -> PathBuf {
+pub(crate) fn venv_python() -> PathBuf {
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     PathBuf::from(home).join(".cache/blobstore/venv/bin/python")
 }
@@ -68,7 +68,7 @@ fn file_sha(p: &Path) -> String {
 
 /// Runs one of the boto3 scripts in tests/s3 against `c`, asserting that
 /// every check passed; returns its output.
-fn boto3_script(c: &TestCluster, name: &str) -> String {
+pub(crate) fn boto3_script(c: &TestCluster, name: &str) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("s3").join(name);
     let out = run({
         let mut cmd = s3_cmd(c, venv_python());

@@ -58,6 +58,8 @@ pub(crate) async fn admin(
             return Ok(fsck_exit_code(&report));
         }
         AdminCommand::Edge { command } => return super::edge::edge(client, command, quiet).await,
+        AdminCommand::Key { command } => super::access::key(client, command, quiet).await?,
+        AdminCommand::Bucket { command } => super::access::bucket(client, command).await?,
         AdminCommand::Decommission { node, json } => {
             let st = client
                 .decommission(node)

@@ -13,6 +13,7 @@ use clap::CommandFactory;
 use crate::cli::{Cli, Command};
 use crate::config::{default_config_path, load_config, ConfigLayer, TimeoutSetting};
 
+pub(crate) mod access;
 pub(crate) mod admin;
 pub(crate) mod buckets;
 pub(crate) mod copy;

@@ -12,7 +12,7 @@ use blob_client::{Client, FileEntry, ListFiles, ListFilesQuery};
 use serde::Serialize;
 
 use crate::args::{glob_base, is_glob, last_segment, parse_file, parse_remote, path_glob};
-use crate::render::{format_date, format_rfc3339, human, note, render_table};
+use crate::render::{escape, format_date, format_rfc3339, human, note, render_table};
 use crate::NotFound;
 
 /// How `ls` shows its answer.
@@ -78,7 +78,7 @@ pub(crate) async fn ls(client: &Client, target: Option<&str>, o: LsOptions) -> a
         writeln!(out, "{}", serde_json::to_string_pretty(&list)?).context("writing to stdout")?;
         return Ok(());
     }
-    let rel = |p: &str| p.strip_prefix(base).unwrap_or(p).to_string();
+    let rel = |p: &str| escape(p.strip_prefix(base).unwrap_or(p));
     let size = |n: u64| if o.human { human(n) } else { n.to_string() };
     if o.long {
         let mut rows: Vec<Vec<String>> = list
@@ -272,7 +272,7 @@ pub(crate) async fn du(
             "{:>12}  {:>8} {files:<5}  {}",
             size(u.bytes),
             u.files,
-            u.path
+            escape(&u.path)
         )
         .context("writing to stdout")?;
     }
@@ -311,7 +311,7 @@ pub(crate) async fn find(
         writeln!(out, "{}", serde_json::to_string_pretty(&doc)?).context("writing to stdout")?;
     } else {
         for f in &found {
-            writeln!(out, "{bucket}/{}", f.path).context("writing to stdout")?;
+            writeln!(out, "{bucket}/{}", escape(&f.path)).context("writing to stdout")?;
         }
     }
     Ok(if found.is_empty() {
@@ -336,7 +336,7 @@ pub(crate) async fn stat(client: &Client, target: &str, json: bool) -> anyhow::R
         "path:        {}/{}\nsize:        {} ({})\nchunks:      {} (chunk size {})\n\
          replication: {}\nversion:     {}\ncreated:     {}\n",
         info.bucket,
-        info.path,
+        escape(&info.path),
         info.size,
         human(info.size),
         info.chunks.len(),

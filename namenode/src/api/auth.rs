@@ -14,7 +14,10 @@ use axum::response::{IntoResponse, Response};
 use blob_common::auth::{self, RequestParts, CLUSTER_KEY_PREFIX};
 use blob_server::limits::{self, Budget};
 
-use super::{blocking, body_limit, SMALL_BODY_LIMIT};
+use super::{blocking, body_limit};
+pub(crate) use crate::access::Principal;
+use crate::access::{self, Rule, Source};
+use crate::db::{MultipartRecord, UploadRecord, CF_MULTIPART, CF_UPLOADS};
 use crate::error::Error;
 use crate::Namenode;
 
@@ -24,35 +27,6 @@ use crate::Namenode;
 pub(super) struct Gate {
     pub(super) nn: Arc<Namenode>,
     pub(super) budget: Budget,
-}
-
-/// Who signed a request.
-#[derive(Debug, Clone)]
-pub(super) enum Principal {
-    /// A user's access key.
-    User { access_key: String, admin: bool },
-    /// A datanode or another cluster service (edge, S3 gateway), signing
-    /// with the cluster keyring.
-    Cluster,
-}
-
-impl Principal {
-    /// How the principal is named in logs and rate limits.
-    pub(super) fn name(&self) -> &str {
-        match self {
-            Principal::User { access_key, .. } => access_key,
-            Principal::Cluster => "cluster",
-        }
-    }
-
-    fn user(&self) -> Result<&str, Error> {
-        match self {
-            Principal::User { access_key, .. } => Ok(access_key),
-            Principal::Cluster => Err(Error::Forbidden(
-                "cluster credentials are for datanode routes".into(),
-            )),
-        }
-    }
 }
 
 /// What a route requires of whoever signed the request. Declared once per
@@ -146,25 +120,27 @@ async fn authenticate_inner(gate: Gate, req: Request, next: Next) -> Result<Resp
     let refuse = |e: Error| e.into_response();
     let cred = auth::parse_authorization(header(header::AUTHORIZATION.as_str()))
         .map_err(|e| refuse(e.into()))?;
-    let (secret, principal) = if let Some(kid) = cred.access_key.strip_prefix(CLUSTER_KEY_PREFIX) {
+    let mut key_limits = Default::default();
+    let (secrets, principal) = if let Some(kid) = cred.access_key.strip_prefix(CLUSTER_KEY_PREFIX) {
         let secret = nn
             .keyring
             .secret(kid)
             .ok_or_else(|| refuse(auth::AuthError::UnknownKey(cred.access_key.clone()).into()))?
             .to_vec();
-        (secret, Principal::Cluster)
+        (vec![secret], Principal::Cluster)
     } else {
         let nn2 = nn.clone();
         let key = cred.access_key.clone();
-        let rec = blocking(move || nn2.key_secret(&key))
+        let (secrets, admin, limits) = blocking(move || nn2.key_secrets(&key))
             .await
             .map_err(refuse)?
             .ok_or_else(|| refuse(auth::AuthError::UnknownKey(cred.access_key.clone()).into()))?;
+        key_limits = limits;
         (
-            rec.secret.into_bytes(),
+            secrets.into_iter().map(String::into_bytes).collect(),
             Principal::User {
                 access_key: cred.access_key.clone(),
-                admin: rec.admin,
+                admin,
             },
         )
     };
@@ -176,12 +152,27 @@ async fn authenticate_inner(gate: Gate, req: Request, next: Next) -> Result<Resp
         content_sha256: header(auth::CONTENT_SHA_HEADER),
         body: &[],
     };
-    auth::verify_signature(&cred, &secret, &request, blob_common::now_secs())
-        .map_err(|e| refuse(e.into()))?;
-    let limit = parts
+    // Between a rotation and the old secret's retirement a key has two.
+    let now = blob_common::now_secs();
+    let mut verified = Err(auth::AuthError::UnknownKey(cred.access_key.clone()));
+    for secret in &secrets {
+        verified = auth::verify_signature(&cred, secret, &request, now);
+        if verified.is_ok() {
+            break;
+        }
+    }
+    verified.map_err(|e| refuse(e.into()))?;
+    if let Principal::User { access_key, .. } = &principal {
+        nn.rate_limits
+            .admit_request(access_key, key_limits)
+            .map_err(refuse)?;
+    }
+    let route = parts
         .extensions
         .get::<MatchedPath>()
-        .map_or(SMALL_BODY_LIMIT, |m| body_limit(m.as_str()));
+        .map(|m| m.as_str().to_string())
+        .unwrap_or_default();
+    let limit = body_limit(&route);
     let (body, held) = limits::read_body(
         body,
         limits::declared_length(&parts.headers),
@@ -191,6 +182,10 @@ async fn authenticate_inner(gate: Gate, req: Request, next: Next) -> Result<Resp
     .await
     .map_err(IntoResponse::into_response)?;
     auth::check_body(header(auth::CONTENT_SHA_HEADER), &body).map_err(|e| refuse(e.into()))?;
+    let mut parts = parts;
+    check_access(&nn, &principal, &mut parts, &route, &body)
+        .await
+        .map_err(refuse)?;
     let mut req = Request::from_parts(parts, Body::from(body));
     req.extensions_mut().insert(principal);
     let resp = next.run(req).await;
@@ -198,6 +193,108 @@ async fn authenticate_inner(gate: Gate, req: Request, next: Next) -> Result<Resp
     // once it answered.
     drop(held);
     Ok(resp)
+}
+
+/// Applies the access table ([`access::route_needs`]) to a request whose
+/// signer and body are known: finds each bucket it touches and asks
+/// [`Namenode::authorize`]. Admin keys and services pass (their routes'
+/// roles limit them); a user route missing from the table is refused.
+async fn check_access(
+    nn: &Arc<Namenode>,
+    who: &Principal,
+    parts: &mut Parts,
+    route: &str,
+    body: &[u8],
+) -> Result<(), Error> {
+    if who.is_admin() || !matches!(who, Principal::User { .. }) {
+        return Ok(());
+    }
+    let needs = match access::route_needs(&parts.method, route) {
+        Rule::Needs(n) => n,
+        Rule::Unlisted => {
+            return Err(Error::Forbidden(format!(
+                "{} {route} needs an admin key",
+                parts.method
+            )))
+        }
+    };
+    if needs.is_empty() {
+        return Ok(());
+    }
+    let params = axum::extract::RawPathParams::from_request_parts(parts, &())
+        .await
+        .map_err(|e| Error::Internal(format!("path parameters: {e}")))?;
+    let param = |name: &str| {
+        params
+            .iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    #[derive(serde::Deserialize, Default)]
+    struct Named {
+        bucket: Option<String>,
+        src_bucket: Option<String>,
+    }
+    let named: Named = if needs
+        .iter()
+        .any(|(_, s)| matches!(s, Source::Body | Source::CopiedFrom))
+    {
+        // A body that is not such JSON is refused by its handler.
+        serde_json::from_slice(body).unwrap_or_default()
+    } else {
+        Named::default()
+    };
+    let query_bucket = || {
+        form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "bucket")
+            .map(|(_, v)| v.into_owned())
+    };
+    let mut checks = Vec::new();
+    for (need, source) in needs {
+        let bucket = match source {
+            Source::Path => param("bucket"),
+            Source::Query => query_bucket(),
+            Source::Body => named.bucket.clone(),
+            Source::CopiedFrom => named.src_bucket.clone(),
+            Source::Upload | Source::Multipart => param("id"),
+        };
+        // Nothing named: the handler refuses the request as malformed.
+        if let Some(b) = bucket {
+            checks.push((*need, *source, b));
+        }
+    }
+    let nn = nn.clone();
+    let who = who.clone();
+    blocking(move || {
+        for (need, source, named) in checks {
+            let bucket = match source {
+                Source::Upload => match parse_id(&named).and_then(|id| {
+                    nn.meta
+                        .get::<UploadRecord>(CF_UPLOADS, id.as_bytes())
+                        .ok()?
+                }) {
+                    Some(rec) => rec.bucket,
+                    None => continue,
+                },
+                Source::Multipart => match parse_id(&named).and_then(|id| {
+                    nn.meta
+                        .get::<MultipartRecord>(CF_MULTIPART, id.as_bytes())
+                        .ok()?
+                }) {
+                    Some(rec) => rec.bucket,
+                    None => continue,
+                },
+                _ => named,
+            };
+            nn.authorize(&who, &bucket, need)?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+fn parse_id(id: &str) -> Option<blob_common::UploadId> {
+    id.parse().ok()
 }
 
 #[cfg(test)]

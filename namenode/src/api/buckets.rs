@@ -4,24 +4,29 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Json;
+use axum::{Extension, Json};
 use blob_common::proto::namenode::*;
 
+use super::auth::{Principal, UserKey};
 use super::{blocking, JsonBody};
 use crate::error::Error;
 use crate::Namenode;
 
 pub(super) async fn list_buckets(
     State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
 ) -> Result<Json<ListBuckets>, Error> {
-    blocking(move || nn.list_buckets()).await.map(Json)
+    blocking(move || nn.list_buckets(&p)).await.map(Json)
 }
 
 pub(super) async fn create_bucket(
     State(nn): State<Arc<Namenode>>,
+    UserKey(owner): UserKey,
     Path(bucket): Path<String>,
 ) -> Result<Json<BucketInfo>, Error> {
-    blocking(move || nn.create_bucket(&bucket)).await.map(Json)
+    blocking(move || nn.create_bucket(&bucket, Some(&owner)))
+        .await
+        .map(Json)
 }
 
 pub(super) async fn head_bucket(

@@ -116,11 +116,30 @@ pub(crate) fn router(nn: Arc<Namenode>) -> Router {
         .route("/v1/admin/nodes", get(datanodes::list_nodes))
         .route("/v1/admin/status", get(admin::cluster_status))
         .route("/v1/admin/fsck", get(admin::fsck))
-        .route("/v1/admin/decommission", post(datanodes::decommission));
+        .route("/v1/admin/decommission", post(datanodes::decommission))
+        .route(
+            "/v1/admin/keys",
+            post(admin::create_key).get(admin::list_keys),
+        )
+        .route(
+            "/v1/admin/keys/{access_key}",
+            get(admin::key_details).delete(admin::delete_key),
+        )
+        .route(
+            "/v1/admin/keys/{access_key}/rotate",
+            post(admin::rotate_key),
+        )
+        .route("/v1/admin/keys/{access_key}/limits", put(admin::key_limits))
+        .route("/v1/admin/buckets/{bucket}", get(admin::bucket_details))
+        .route(
+            "/v1/admin/buckets/{bucket}/grants",
+            post(admin::change_grant),
+        )
+        .route("/v1/admin/buckets/{bucket}/quota", put(admin::bucket_quota));
     let cluster = Router::new()
         .route("/v1/datanodes/heartbeat", post(datanodes::heartbeat))
         .route("/v1/datanodes/report", post(replicas::chunk_report))
-        .route("/v1/admin/keys/{access_key}", get(admin::access_key_info));
+        .route("/v1/service/keys/{access_key}", get(admin::access_key_info));
     let signed = Router::new()
         .merge(requiring(Role::User, user))
         .merge(requiring(Role::AnySigner, any_signer))

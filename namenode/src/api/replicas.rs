@@ -16,10 +16,16 @@ use crate::Namenode;
 
 pub(super) async fn locations(
     State(nn): State<Arc<Namenode>>,
+    Extension(p): Extension<Principal>,
     q: Result<Query<FileQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<FileLocations>, Error> {
     let q = query(q)?;
-    blocking(move || nn.locations(&q)).await.map(Json)
+    let nn2 = nn.clone();
+    let locs = blocking(move || nn2.locations(&q)).await?;
+    if let Principal::User { access_key, .. } = &p {
+        nn.charge_bytes(access_key, locs.chunks.iter().map(|c| c.size).sum())?;
+    }
+    Ok(Json(locs))
 }
 
 pub(super) async fn locate_chunks(

@@ -18,6 +18,7 @@ pub(super) async fn create_upload(
     UserKey(owner): UserKey,
     JsonBody(req): JsonBody<CreateUpload>,
 ) -> Result<Json<UploadPlan>, Error> {
+    nn.charge_bytes(&owner, req.chunks.iter().map(|c| c.size).sum())?;
     blocking(move || nn.create_upload(&owner, &req))
         .await
         .map(Json)
@@ -30,6 +31,7 @@ pub(super) async fn add_chunks(
     JsonBody(req): JsonBody<ChunkBatch>,
 ) -> Result<Json<UploadPlan>, Error> {
     let id = parse_upload(&id)?;
+    nn.charge_bytes(&owner, req.chunks.iter().map(|c| c.size).sum())?;
     blocking(move || nn.add_chunks(&owner, &id, &req))
         .await
         .map(Json)

@@ -51,7 +51,7 @@ impl Namenode {
         });
         rec.admin = admin;
         let mut t = Txn::new(&self.meta, now_ms());
-        t.put(CF_DATANODES, node.as_bytes(), &rec);
+        t.put(CF_DATANODES, node.as_bytes(), &rec)?;
         t.commit()?;
         drop(_g);
         self.meta.sync()

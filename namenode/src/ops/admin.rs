@@ -5,6 +5,7 @@
 use std::time::Instant;
 
 use blob_common::presign;
+use blob_common::proto::keys::*;
 use blob_common::proto::namenode::*;
 use blob_common::{now_ms, now_secs};
 
@@ -40,11 +41,14 @@ impl Namenode {
             CF_KEYS,
             access.as_bytes(),
             &KeyRecord {
-                secret: secret.clone(),
+                secret: String::new(),
+                sealed: vec![self.master_keys.seal_secret(&secret)?],
                 created_ms: now_ms(),
                 admin: true,
+                name: "admin".into(),
+                limits: KeyLimits::default(),
             },
-        );
+        )?;
         t.commit()?;
         self.meta.sync()?;
         let path = Namenode::credentials_path(&self.cfg.data_dir);
@@ -55,8 +59,293 @@ impl Namenode {
         Ok(())
     }
 
-    pub(crate) fn key_secret(&self, access_key: &str) -> Result<Option<KeyRecord>, Error> {
-        self.meta.get(CF_KEYS, access_key.as_bytes())
+    /// A key's secrets in clear, newest first, whether it is an admin key,
+    /// and its rate limits; `None` for an unknown key.
+    pub(crate) fn key_secrets(
+        &self,
+        access_key: &str,
+    ) -> Result<Option<(Vec<String>, bool, KeyLimits)>, Error> {
+        let Some(rec) = self.meta.get::<KeyRecord>(CF_KEYS, access_key.as_bytes())? else {
+            return Ok(None);
+        };
+        let mut secrets = rec
+            .sealed
+            .iter()
+            .map(|s| self.master_keys.open_secret(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        if !rec.secret.is_empty() {
+            secrets.push(rec.secret.clone());
+        }
+        Ok(Some((secrets, rec.admin, rec.limits)))
+    }
+
+    fn key_record(&self, access_key: &str) -> Result<KeyRecord, Error> {
+        self.meta
+            .get(CF_KEYS, access_key.as_bytes())?
+            .ok_or_else(|| Error::NoSuchKey(access_key.chars().take(128).collect()))
+    }
+
+    /// `admin key create`: a new key with a random secret, shown only in
+    /// this answer.
+    pub(crate) fn create_key(&self, req: &CreateKey) -> Result<KeyCreated, Error> {
+        let name = req.name.trim();
+        if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+            return Err(Error::BadRequest(
+                "a key name is 1 to 64 characters, none of them control characters".into(),
+            ));
+        }
+        let access = format!("BK{}", hex::encode_upper(rand::random::<[u8; 9]>()));
+        let secret = new_secret();
+        {
+            let _g = self.lock();
+            let mut t = Txn::new(&self.meta, now_ms());
+            t.put(
+                CF_KEYS,
+                access.as_bytes(),
+                &KeyRecord {
+                    secret: String::new(),
+                    sealed: vec![self.master_keys.seal_secret(&secret)?],
+                    created_ms: now_ms(),
+                    admin: req.admin,
+                    name: name.to_string(),
+                    limits: KeyLimits::default(),
+                },
+            )?;
+            t.commit()?;
+        }
+        self.meta.sync()?;
+        tracing::info!(access_key = %access, name, admin = req.admin, "created access key");
+        Ok(KeyCreated {
+            name: name.to_string(),
+            access_key: access,
+            secret_key: secret,
+        })
+    }
+
+    fn summary(access_key: &str, rec: &KeyRecord) -> KeySummary {
+        KeySummary {
+            access_key: access_key.to_string(),
+            name: rec.name.clone(),
+            admin: rec.admin,
+            created_ms: rec.created_ms,
+            secrets: (rec.sealed.len() + usize::from(!rec.secret.is_empty())) as u8,
+            limits: rec.limits,
+        }
+    }
+
+    /// `admin key list`.
+    pub(crate) fn list_keys(&self) -> Result<ListKeys, Error> {
+        let mut keys = Vec::new();
+        self.meta.scan(CF_KEYS, b"", b"", |k, v| {
+            let rec: KeyRecord = serde_json::from_slice(v)
+                .map_err(|e| Error::Corrupt(format!("key record: {e}")))?;
+            keys.push(Self::summary(&String::from_utf8_lossy(k), &rec));
+            Ok(true)
+        })?;
+        Ok(ListKeys { keys })
+    }
+
+    /// `admin key info`: the key and the buckets it may use.
+    pub(crate) fn key_details(&self, access_key: &str) -> Result<KeyDetails, Error> {
+        let rec = self.key_record(access_key)?;
+        let mut buckets = Vec::new();
+        self.meta.scan(CF_BUCKETS, b"", b"", |k, v| {
+            let b: BucketRecord = serde_json::from_slice(v)
+                .map_err(|e| Error::Corrupt(format!("bucket record: {e}")))?;
+            let allowed = crate::access::permissions_of(&b, access_key);
+            if !allowed.is_empty() {
+                buckets.push(BucketGrant {
+                    bucket: String::from_utf8_lossy(k).into_owned(),
+                    allowed,
+                });
+            }
+            Ok(true)
+        })?;
+        Ok(KeyDetails {
+            key: Self::summary(access_key, &rec),
+            buckets,
+        })
+    }
+
+    /// `admin key delete`: the key stops working at once; its grants go
+    /// with it. The buckets it owns keep their files (admin keys still
+    /// reach them).
+    pub(crate) fn delete_key(&self, access_key: &str) -> Result<(), Error> {
+        {
+            let _g = self.lock();
+            self.key_record(access_key)?;
+            let mut t = Txn::new(&self.meta, now_ms());
+            let mut changed = Vec::new();
+            self.meta.scan(CF_BUCKETS, b"", b"", |k, v| {
+                let mut b: BucketRecord = serde_json::from_slice(v)
+                    .map_err(|e| Error::Corrupt(format!("bucket record: {e}")))?;
+                if b.grants.remove(access_key).is_some() {
+                    changed.push((k.to_vec(), b));
+                }
+                Ok(true)
+            })?;
+            for (k, b) in changed {
+                t.put(CF_BUCKETS, &k, &b)?;
+            }
+            t.delete(CF_KEYS, access_key.as_bytes())?;
+            t.commit()?;
+        }
+        self.meta.sync()?;
+        self.forget_limits(access_key);
+        tracing::info!(access_key, "deleted access key");
+        Ok(())
+    }
+
+    /// `admin key rotate`: a second secret that works beside the first,
+    /// or with `retire_old`, dropping the older of two.
+    pub(crate) fn rotate_key(
+        &self,
+        access_key: &str,
+        req: &RotateKey,
+    ) -> Result<Result<KeyCreated, KeyDetails>, Error> {
+        let created = {
+            let _g = self.lock();
+            let mut rec = self.key_record(access_key)?;
+            let count = rec.sealed.len() + usize::from(!rec.secret.is_empty());
+            let created = if req.retire_old {
+                if count < 2 {
+                    return Err(Error::BadRequest(format!(
+                        "{access_key} has one secret: rotate first, then retire the old one"
+                    )));
+                }
+                if rec.secret.is_empty() {
+                    rec.sealed.truncate(1);
+                } else {
+                    rec.secret.clear();
+                }
+                None
+            } else {
+                if count >= 2 {
+                    return Err(Error::BadRequest(format!(
+                        "{access_key} already has two secrets: retire the old one first (--retire-old)"
+                    )));
+                }
+                let secret = new_secret();
+                rec.sealed.insert(0, self.master_keys.seal_secret(&secret)?);
+                Some(KeyCreated {
+                    name: rec.name.clone(),
+                    access_key: access_key.to_string(),
+                    secret_key: secret,
+                })
+            };
+            let mut t = Txn::new(&self.meta, now_ms());
+            t.put(CF_KEYS, access_key.as_bytes(), &rec)?;
+            t.commit()?;
+            created
+        };
+        self.meta.sync()?;
+        match created {
+            Some(c) => Ok(Ok(c)),
+            None => Ok(Err(self.key_details(access_key)?)),
+        }
+    }
+
+    /// `admin key limit`.
+    pub(crate) fn set_key_limits(
+        &self,
+        access_key: &str,
+        limits: KeyLimits,
+    ) -> Result<KeyDetails, Error> {
+        {
+            let _g = self.lock();
+            let mut rec = self.key_record(access_key)?;
+            rec.limits = limits;
+            let mut t = Txn::new(&self.meta, now_ms());
+            t.put(CF_KEYS, access_key.as_bytes(), &rec)?;
+            t.commit()?;
+        }
+        self.meta.sync()?;
+        self.forget_limits(access_key);
+        self.key_details(access_key)
+    }
+
+    /// `admin bucket info`.
+    pub(crate) fn bucket_details(&self, bucket: &str) -> Result<BucketDetails, Error> {
+        let rec: BucketRecord = self
+            .meta
+            .get(CF_BUCKETS, bucket.as_bytes())?
+            .ok_or_else(|| Error::NoSuchBucket(bucket.to_string()))?;
+        Ok(BucketDetails {
+            name: bucket.to_string(),
+            owner: rec.owner.clone(),
+            created_ms: rec.created_ms,
+            grants: rec
+                .grants
+                .iter()
+                .map(|(k, p)| KeyGrant {
+                    access_key: k.clone(),
+                    allowed: *p,
+                })
+                .collect(),
+            usage: decode_usage(self.meta.get_raw(CF_USAGE, bucket.as_bytes())?),
+            quota: rec.quota,
+        })
+    }
+
+    /// `admin bucket allow|deny`.
+    pub(crate) fn change_grant(
+        &self,
+        bucket: &str,
+        req: &GrantChange,
+    ) -> Result<BucketDetails, Error> {
+        self.key_record(&req.access_key)?;
+        self.update_bucket(bucket, |rec| {
+            let p = rec.grants.entry(req.access_key.clone()).or_default();
+            let asked = req.permissions;
+            if req.allow {
+                if asked.is_empty() {
+                    return Err(Error::BadRequest(
+                        "allow what? give --read, --write and/or --owner".into(),
+                    ));
+                }
+                p.read |= asked.read;
+                p.write |= asked.write;
+                p.owner |= asked.owner;
+            } else if asked.is_empty() {
+                *p = Permissions::default();
+            } else {
+                p.read &= !asked.read;
+                p.write &= !asked.write;
+                p.owner &= !asked.owner;
+            }
+            if p.is_empty() {
+                rec.grants.remove(&req.access_key);
+            }
+            Ok(())
+        })
+    }
+
+    /// `admin bucket quota`.
+    pub(crate) fn set_quota(&self, bucket: &str, quota: Quota) -> Result<BucketDetails, Error> {
+        self.update_bucket(bucket, |rec| {
+            rec.quota = quota;
+            Ok(())
+        })
+    }
+
+    fn update_bucket(
+        &self,
+        bucket: &str,
+        change: impl FnOnce(&mut BucketRecord) -> Result<(), Error>,
+    ) -> Result<BucketDetails, Error> {
+        {
+            let _g = self.lock();
+            let mut rec: BucketRecord = self
+                .meta
+                .get(CF_BUCKETS, bucket.as_bytes())?
+                .ok_or_else(|| Error::NoSuchBucket(bucket.to_string()))?;
+            change(&mut rec)?;
+            let mut t = Txn::new(&self.meta, now_ms());
+            t.put(CF_BUCKETS, bucket.as_bytes(), &rec)?;
+            t.commit()?;
+        }
+        self.meta.sync()?;
+        self.bucket_details(bucket)
     }
 
     /// The configured edges, with a grant for their stats routes.
@@ -121,7 +410,7 @@ impl Namenode {
                 vec![b.clone()]
             }
             None => self
-                .list_buckets()?
+                .list_buckets(&crate::access::Principal::Cluster)?
                 .buckets
                 .into_iter()
                 .map(|b| b.name)
@@ -196,4 +485,13 @@ impl Namenode {
             .set(self.claims.suspects() as i64);
         self.metrics.render()
     }
+}
+
+/// A new secret: 40 characters from S3's secret alphabet.
+fn new_secret() -> String {
+    use base64::Engine as _;
+    let raw: [u8; 30] = rand::random();
+    base64::engine::general_purpose::STANDARD
+        .encode(raw)
+        .replace(['+', '/'], "x")
 }

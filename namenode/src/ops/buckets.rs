@@ -7,6 +7,7 @@ use blob_common::names::validate_bucket;
 use blob_common::now_ms;
 use blob_common::proto::namenode::*;
 
+use crate::access::Principal;
 use crate::db::*;
 use crate::error::Error;
 use crate::Namenode;
@@ -28,7 +29,13 @@ fn validate_setting_name(name: &str) -> Result<(), Error> {
 }
 
 impl Namenode {
-    pub(crate) fn create_bucket(&self, name: &str) -> Result<BucketInfo, Error> {
+    /// Makes a bucket owned by `owner` (the key that asked; none for one
+    /// only admin keys reach).
+    pub(crate) fn create_bucket(
+        &self,
+        name: &str,
+        owner: Option<&str>,
+    ) -> Result<BucketInfo, Error> {
         validate_bucket(name)?;
         let created_ms = now_ms();
         {
@@ -40,8 +47,11 @@ impl Namenode {
             let rec = BucketRecord {
                 created_ms,
                 settings: Default::default(),
+                owner: owner.map(str::to_string),
+                grants: Default::default(),
+                quota: Default::default(),
             };
-            t.put(CF_BUCKETS, name.as_bytes(), &rec);
+            t.put(CF_BUCKETS, name.as_bytes(), &rec)?;
             t.commit()?;
         }
         self.meta.sync()?;
@@ -106,17 +116,21 @@ impl Namenode {
                 None => rec.settings.remove(name),
             };
             let mut t = Txn::new(&self.meta, now_ms());
-            t.put(CF_BUCKETS, bucket.as_bytes(), &rec);
+            t.put(CF_BUCKETS, bucket.as_bytes(), &rec)?;
             t.commit()?;
         }
         self.meta.sync()
     }
 
-    pub(crate) fn list_buckets(&self) -> Result<ListBuckets, Error> {
+    /// The buckets `who` may see: those it has any permission on.
+    pub(crate) fn list_buckets(&self, who: &Principal) -> Result<ListBuckets, Error> {
         let mut buckets = Vec::new();
         self.meta.scan(CF_BUCKETS, b"", b"", |k, v| {
             let rec: BucketRecord = serde_json::from_slice(v)
                 .map_err(|e| Error::Corrupt(format!("bucket record: {e}")))?;
+            if !self.may_see(who, &rec) {
+                return Ok(true);
+            }
             buckets.push(BucketInfo {
                 name: String::from_utf8_lossy(k).into_owned(),
                 created_ms: rec.created_ms,
@@ -146,7 +160,7 @@ impl Namenode {
             for (id, rec) in self.uploads_matching(|u| u.bucket == name)? {
                 self.drop_session(&mut t, &id, &rec, &HashSet::new())?;
             }
-            t.delete(CF_BUCKETS, name.as_bytes());
+            t.delete(CF_BUCKETS, name.as_bytes())?;
             t.commit()?;
         }
         self.meta.sync()

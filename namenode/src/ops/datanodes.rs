@@ -62,7 +62,7 @@ impl Namenode {
                 admin: old.map(|r| r.admin).unwrap_or_default(),
             };
             let mut t = Txn::new(&self.meta, now_ms());
-            t.put(CF_DATANODES, node.as_bytes(), &rec);
+            t.put(CF_DATANODES, node.as_bytes(), &rec)?;
             t.commit()?;
         }
         let mut commands = self.take_commands(&node);

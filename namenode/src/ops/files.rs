@@ -197,7 +197,7 @@ impl Namenode {
                     for c in &rec.chunks {
                         t.add_ref(bucket, &c.id, -1)?;
                     }
-                    t.delete(CF_FILES, &file_key(bucket, path));
+                    t.delete(CF_FILES, &file_key(bucket, path))?;
                 }
                 mode => {
                     self.mark_deleted(&mut t, bucket, path, Some(&rec), mode)?;
@@ -246,8 +246,8 @@ impl Namenode {
                 .get::<FileRecord>(CF_FILES, &file_key(&req.bucket, &req.to))?;
             let mode = self.versioning(&req.bucket)?;
             self.retire(&mut t, &req.bucket, &req.to, old.as_ref(), mode)?;
-            t.put(CF_FILES, &file_key(&req.bucket, &req.to), &rec);
-            t.delete(CF_FILES, &file_key(&req.bucket, &req.from));
+            t.put(CF_FILES, &file_key(&req.bucket, &req.to), &rec)?;
+            t.delete(CF_FILES, &file_key(&req.bucket, &req.from))?;
             t.commit()?;
             rec
         };
@@ -287,7 +287,7 @@ impl Namenode {
                 // A version of its own, newer than the one it keeps.
                 rec.created_ms = super::versions::next_version_ms(Some(&old));
             }
-            t.put(CF_FILES, &file_key(&req.bucket, &req.path), &rec);
+            t.put(CF_FILES, &file_key(&req.bucket, &req.path), &rec)?;
             t.commit()?;
             rec
         };
@@ -323,7 +323,7 @@ impl Namenode {
                 delete_marker: false,
                 ..src
             };
-            t.put(CF_FILES, &key, &file);
+            t.put(CF_FILES, &key, &file)?;
             t.commit()?;
             file
         };

@@ -101,7 +101,7 @@ impl Namenode {
         {
             let _g = self.lock();
             let mut t = Txn::new(&self.meta, now_ms());
-            t.put(CF_MULTIPART, id.as_bytes(), &rec);
+            t.put(CF_MULTIPART, id.as_bytes(), &rec)?;
             t.commit()?;
         }
         self.meta.sync()?;
@@ -191,7 +191,7 @@ impl Namenode {
                 t.add_ref(bucket, &c.id, -1)?;
             }
         }
-        t.put(CF_MULTIPART_PARTS, &key, part);
+        t.put(CF_MULTIPART_PARTS, &key, part)?;
         Ok(())
     }
 
@@ -395,7 +395,7 @@ impl Namenode {
                         t.add_ref(&mp.bucket, &c.id, -1)?;
                     }
                 }
-                t.delete(CF_MULTIPART_PARTS, &part_key(id, *number));
+                t.delete(CF_MULTIPART_PARTS, &part_key(id, *number))?;
             }
             let mode = self.versioning(&mp.bucket)?;
             let versioned = self.retire(&mut t, &mp.bucket, &mp.path, old.as_ref(), mode)?;
@@ -417,8 +417,8 @@ impl Namenode {
                 versioned,
                 delete_marker: false,
             };
-            t.put(CF_FILES, &key, &file);
-            t.delete(CF_MULTIPART, id.as_bytes());
+            t.put(CF_FILES, &key, &file)?;
+            t.delete(CF_MULTIPART, id.as_bytes())?;
             t.commit()?;
             file_info(&mp.bucket, &mp.path, file)
         };
@@ -437,9 +437,9 @@ impl Namenode {
             for c in &part.chunks {
                 t.add_ref(&rec.bucket, &c.id, -1)?;
             }
-            t.delete(CF_MULTIPART_PARTS, &part_key(id, number));
+            t.delete(CF_MULTIPART_PARTS, &part_key(id, number))?;
         }
-        t.delete(CF_MULTIPART, id.as_bytes());
+        t.delete(CF_MULTIPART, id.as_bytes())?;
         Ok(())
     }
 

@@ -227,7 +227,7 @@ impl Namenode {
                     reported_ms: now_ms(),
                     reason: reason.chars().take(500).collect(),
                 },
-            );
+            )?;
             if let Some(rec) = t.chunk(chunk)? {
                 rec.replicas.retain(|n| n != node);
             }
@@ -250,7 +250,7 @@ impl Namenode {
                 Ok(true)
             })?;
         for k in keys {
-            t.delete(CF_CORRUPT, &k);
+            t.delete(CF_CORRUPT, &k)?;
         }
         Ok(())
     }

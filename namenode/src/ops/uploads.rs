@@ -99,7 +99,7 @@ impl Namenode {
         {
             let _g = self.lock();
             let mut t = Txn::new(&self.meta, now_ms());
-            t.put(CF_UPLOADS, id.as_bytes(), &rec);
+            t.put(CF_UPLOADS, id.as_bytes(), &rec)?;
             t.commit()?;
         }
         let chunks = self.plan(&id, &rec, &req.chunks)?;
@@ -137,12 +137,66 @@ impl Namenode {
         })
     }
 
+    /// Refuses a batch that, with what its session planned before, would
+    /// take the bucket past its quota: checked before any byte moves. The
+    /// tally counts the session's chunks as new bytes less the file it
+    /// replaces; the commit checks the exact change.
+    fn check_planned(
+        &self,
+        id: &UploadId,
+        rec: &UploadRecord,
+        chunks: &[ChunkRef],
+    ) -> Result<(), Error> {
+        let Some(bucket) = self
+            .meta
+            .get::<BucketRecord>(CF_BUCKETS, rec.bucket.as_bytes())?
+        else {
+            return Ok(());
+        };
+        let quota = bucket.quota;
+        if quota.max_bytes.is_none() && quota.max_objects.is_none() {
+            return Ok(());
+        }
+        let usage = decode_usage(self.meta.get_raw(CF_USAGE, rec.bucket.as_bytes())?);
+        let replaced = self
+            .meta
+            .get::<FileRecord>(CF_FILES, &file_key(&rec.bucket, &rec.path))?
+            .filter(|f| !f.delete_marker);
+        let batch: u64 = chunks.iter().map(|c| c.size).sum();
+        let mut planned = self.planned.lock().unwrap_or_else(|p| p.into_inner());
+        let tally = planned.entry(*id).or_default();
+        let after =
+            (usage.bytes + *tally + batch).saturating_sub(replaced.as_ref().map_or(0, |f| f.size));
+        if let Some(max) = quota.max_bytes.filter(|m| after > *m) {
+            planned.remove(id);
+            return Err(Error::QuotaExceeded(format!(
+                "bucket {} holds {} of its {max} bytes; this upload needs at least {} more",
+                rec.bucket,
+                usage.bytes,
+                after - usage.bytes
+            )));
+        }
+        if let Some(max) = quota
+            .max_objects
+            .filter(|m| replaced.is_none() && usage.objects >= *m)
+        {
+            planned.remove(id);
+            return Err(Error::QuotaExceeded(format!(
+                "bucket {} holds {} of its {max} objects",
+                rec.bucket, usage.objects
+            )));
+        }
+        *tally += batch;
+        Ok(())
+    }
+
     fn plan(
         &self,
         id: &UploadId,
         rec: &UploadRecord,
         chunks: &[ChunkRef],
     ) -> Result<Vec<ChunkPlan>, Error> {
+        self.check_planned(id, rec, chunks)?;
         let now = Instant::now();
         let mut out = Vec::with_capacity(chunks.len());
         for c in chunks {
@@ -301,7 +355,7 @@ impl Namenode {
         let _g = self.lock();
         self.upload_record(id, owner)?;
         let mut t = Txn::new(&self.meta, now_ms());
-        t.put(CF_MANIFEST, &manifest_key(id, page.start), &page.chunks);
+        t.put(CF_MANIFEST, &manifest_key(id, page.start), &page.chunks)?;
         t.commit()
     }
 
@@ -465,7 +519,7 @@ impl Namenode {
                 versioned,
                 delete_marker: false,
             };
-            t.put(CF_FILES, &fkey, &file);
+            t.put(CF_FILES, &fkey, &file)?;
             t.commit()?;
             self.enqueue(under);
             (file_info(&rec.bucket, &rec.path, file), size)
@@ -499,7 +553,7 @@ impl Namenode {
             })?;
         for c in held {
             t.add_ref(&rec.bucket, &c, -1)?;
-            t.delete(CF_UPLOAD_CHUNKS, &upload_chunk_key(id, &c));
+            t.delete(CF_UPLOAD_CHUNKS, &upload_chunk_key(id, &c))?;
         }
         let mut pages = Vec::new();
         self.meta
@@ -508,9 +562,13 @@ impl Namenode {
                 Ok(true)
             })?;
         for k in pages {
-            t.delete(CF_MANIFEST, &k);
+            t.delete(CF_MANIFEST, &k)?;
         }
-        t.delete(CF_UPLOADS, id.as_bytes());
+        t.delete(CF_UPLOADS, id.as_bytes())?;
+        self.planned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         Ok(())
     }
 

@@ -103,7 +103,7 @@ impl Namenode {
             };
             if keep {
                 let key = version_key(bucket, path, old.created_ms, &old.version);
-                t.put(CF_VERSIONS, &key, old);
+                t.put(CF_VERSIONS, &key, old)?;
             } else {
                 for c in &old.chunks {
                     t.add_ref(bucket, &c.id, -1)?;
@@ -128,7 +128,7 @@ impl Namenode {
             for c in &rec.chunks {
                 t.add_ref(bucket, &c.id, -1)?;
             }
-            t.delete(CF_VERSIONS, &k);
+            t.delete(CF_VERSIONS, &k)?;
         }
         Ok(())
     }
@@ -187,8 +187,8 @@ impl Namenode {
             CF_VERSIONS,
             &version_key(bucket, path, marker.created_ms, &marker.version),
             &marker,
-        );
-        t.delete(CF_FILES, &file_key(bucket, path));
+        )?;
+        t.delete(CF_FILES, &file_key(bucket, path))?;
         Ok(marker)
     }
 
@@ -248,10 +248,10 @@ impl Namenode {
             }
             let removed = version_key(bucket, path, rec.created_ms, &rec.version);
             let has_current = if current {
-                t.delete(CF_FILES, &file_key(bucket, path));
+                t.delete(CF_FILES, &file_key(bucket, path))?;
                 false
             } else {
-                t.delete(CF_VERSIONS, &removed);
+                t.delete(CF_VERSIONS, &removed)?;
                 self.meta
                     .get::<FileRecord>(CF_FILES, &file_key(bucket, path))?
                     .is_some()
@@ -270,8 +270,8 @@ impl Namenode {
                     Ok(false)
                 })?;
                 if let Some((k, r)) = newest.filter(|(_, r)| !r.delete_marker) {
-                    t.delete(CF_VERSIONS, &k);
-                    t.put(CF_FILES, &file_key(bucket, path), &r);
+                    t.delete(CF_VERSIONS, &k)?;
+                    t.put(CF_FILES, &file_key(bucket, path), &r)?;
                 }
             }
             t.commit()?;

@@ -54,7 +54,7 @@ pub(crate) fn namenode(nodes: u8, tune: impl FnOnce(&mut Config)) -> TestNn {
     for n in 1..=nodes {
         nn.heartbeat(heartbeat(n)).expect("heartbeat");
     }
-    nn.create_bucket(BUCKET).expect("create bucket");
+    nn.create_bucket(BUCKET, None).expect("create bucket");
     TestNn { nn, _dir: dir }
 }
 

@@ -1,0 +1,506 @@
+//! Many users on one cluster: access keys made by an admin, what each may
+//! do to a bucket through every door (blobctl, S3 with the AWS CLI and
+//! boto3, the mount, the edge), admin routes closed to other keys, key
+//! rotation and deletion, bucket quotas with exact usage, and per-key rate
+//! limits that leave other keys alone.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use blob_tests::{random_bytes, sha256_hex, EdgeSpec, Mount, TestCluster};
+
+use crate::cli::blobctl;
+use crate::s3::{s3_cmd, venv_python};
+use crate::{blobctl_bin, bounded, start};
+
+/// A key made with `blobctl admin key create`, and a config file using it.
+struct Key {
+    access: String,
+    secret: String,
+    config: PathBuf,
+}
+
+/// `base` with its access and secret keys replaced, written beside it.
+fn config_as(base: &Path, name: &str, access: &str, secret: &str) -> PathBuf {
+    let text = std::fs::read_to_string(base).expect("reading config");
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.starts_with("access_key") {
+                format!("access_key = \"{access}\"")
+            } else if l.starts_with("secret_key") {
+                format!("secret_key = \"{secret}\"")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    let path = base.with_file_name(format!("client-{name}.toml"));
+    std::fs::write(&path, out.join("\n") + "\n").expect("writing config");
+    path
+}
+
+fn ok(config: &Path, args: &[&str], stdin: Option<&[u8]>) -> Vec<u8> {
+    let (code, out, err) = blobctl(config, args, stdin);
+    assert_eq!(code, 0, "blobctl {args:?} failed: {err}");
+    out
+}
+
+/// Runs blobctl expecting a refusal whose message has `needle`.
+fn refused(config: &Path, args: &[&str], stdin: Option<&[u8]>, needle: &str) {
+    let (code, out, err) = blobctl(config, args, stdin);
+    assert_ne!(
+        code,
+        0,
+        "blobctl {args:?} should have been refused: {}",
+        String::from_utf8_lossy(&out)
+    );
+    assert!(err.contains(needle), "blobctl {args:?}: {err}");
+}
+
+fn create_key(admin: &Path, name: &str) -> Key {
+    let out = ok(admin, &["admin", "key", "create", name, "--json"], None);
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("key JSON");
+    assert_eq!(v["name"], name);
+    let access = v["access_key"].as_str().expect("access_key").to_string();
+    let secret = v["secret_key"].as_str().expect("secret_key").to_string();
+    let config = config_as(admin, name, &access, &secret);
+    Key {
+        access,
+        secret,
+        config,
+    }
+}
+
+/// Runs tests/s3/tenancy.py at `stage` as alice and bob.
+fn tenancy_py(c: &TestCluster, alice: &Key, bob: &Key, stage: &str, bucket: &str) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("s3")
+        .join("tenancy.py");
+    let out = s3_cmd(c, venv_python())
+        .arg(script)
+        .env("STAGE", stage)
+        .env("BUCKET", bucket)
+        .env("ALICE_KEY", &alice.access)
+        .env("ALICE_SECRET", &alice.secret)
+        .env("BOB_KEY", &bob.access)
+        .env("BOB_SECRET", &bob.secret)
+        .output()
+        .expect("running tenancy.py");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success() && text.contains(" 0 failed"),
+        "tenancy.py {stage}: {text}"
+    );
+}
+
+/// The AWS CLI as `key`: its exit status and stderr.
+fn aws_as(c: &TestCluster, key: &Key, args: &[&str]) -> (bool, String) {
+    let out = s3_cmd(c, "aws")
+        .env("AWS_ACCESS_KEY_ID", &key.access)
+        .env("AWS_SECRET_ACCESS_KEY", &key.secret)
+        .args(args)
+        .output()
+        .expect("running aws");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_see_and_change_only_the_buckets_they_are_allowed() {
+    bounded(async {
+        let c = start(
+            TestCluster::builder()
+                .fsync(false)
+                .s3(true)
+                .edge(EdgeSpec::new("z1")),
+        )
+        .await;
+        let admin = c.client_config().expect("config");
+        let alice = create_key(&admin, "alice");
+        let bob = create_key(&admin, "bob");
+        let listed = String::from_utf8(ok(&admin, &["admin", "key", "list"], None)).expect("utf8");
+        assert!(
+            listed.contains(&alice.access) && listed.contains(&bob.access),
+            "{listed}"
+        );
+        assert!(!listed.contains(&alice.secret), "a listing shows no secret");
+
+        ok(&alice.config, &["mb", "alice-b"], None);
+        ok(&bob.config, &["mb", "bob-b"], None);
+        let secret = random_bytes(3 << 20 | 77, 61);
+        ok(
+            &alice.config,
+            &["upload", "-", "alice-b/secret.bin"],
+            Some(&secret),
+        );
+        let info = ok(
+            &admin,
+            &["admin", "bucket", "info", "alice-b", "--json"],
+            None,
+        );
+        let info: serde_json::Value = serde_json::from_slice(&info).expect("json");
+        assert_eq!(info["owner"], alice.access.as_str());
+
+        // Denied through blobctl, the edge, S3 and the mount; nothing changes.
+        let denied = "may not";
+        let bob_edge = config_as(
+            &c.client_config_in("z1").expect("config"),
+            "bob-z1",
+            &bob.access,
+            &bob.secret,
+        );
+        let bob_cannot_read = || {
+            refused(&bob.config, &["ls", "alice-b"], None, denied);
+            refused(&bob.config, &["cat", "alice-b/secret.bin"], None, denied);
+            refused(&bob_edge, &["cat", "alice-b/secret.bin"], None, denied);
+            refused(
+                &bob.config,
+                &["cp", "alice-b/secret.bin", "bob-b/stolen"],
+                None,
+                denied,
+            );
+        };
+        let bob_cannot_write = || {
+            refused(
+                &bob.config,
+                &["upload", "-", "alice-b/bob.bin"],
+                Some(b"bob was here"),
+                denied,
+            );
+            refused(&bob.config, &["rm", "alice-b/secret.bin"], None, denied);
+            refused(&bob.config, &["rb", "alice-b"], None, denied);
+        };
+        bob_cannot_read();
+        bob_cannot_write();
+        let mine = String::from_utf8(ok(&bob.config, &["ls"], None)).expect("utf8");
+        assert!(
+            mine.contains("bob-b") && !mine.contains("alice-b"),
+            "{mine}"
+        );
+        tenancy_py(&c, &alice, &bob, "denied", "alice-b");
+        let (done, err) = aws_as(&c, &bob, &["s3", "ls", "s3://alice-b"]);
+        assert!(!done && err.contains("AccessDenied"), "{err}");
+        let (done, err) = aws_as(&c, &bob, &["s3", "cp", "s3://alice-b/secret.bin", "-"]);
+        assert!(!done && err.contains("403"), "{err}");
+        match Mount::start(&blobctl_bin(), &bob.config, "alice-b", &[]) {
+            Ok(m) => {
+                let listing = std::fs::read_dir(m.dir());
+                assert!(
+                    matches!(&listing, Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied),
+                    "listing alice-b through bob's mount: {listing:?}"
+                );
+                let read = std::fs::read(m.path("secret.bin"));
+                assert!(read.is_err(), "bob read alice's file through the mount");
+            }
+            Err(e) => {
+                let msg = format!("{e:#}");
+                assert!(
+                    msg.contains(denied) || msg.contains("AccessDenied"),
+                    "{msg}"
+                );
+            }
+        }
+        let got = ok(&alice.config, &["cat", "alice-b/secret.bin"], None);
+        assert_eq!(sha256_hex(&got), sha256_hex(&secret));
+        let alice_edge = config_as(
+            &c.client_config_in("z1").expect("config"),
+            "alice-z1",
+            &alice.access,
+            &alice.secret,
+        );
+        let got = ok(&alice_edge, &["cat", "alice-b/secret.bin"], None);
+        assert_eq!(sha256_hex(&got), sha256_hex(&secret));
+
+        // Read only: bob reads everywhere and still writes nowhere.
+        ok(
+            &admin,
+            &[
+                "admin",
+                "bucket",
+                "allow",
+                "alice-b",
+                "--key",
+                &bob.access,
+                "--read",
+            ],
+            None,
+        );
+        for cfg in [&bob.config, &bob_edge] {
+            let got = ok(cfg, &["cat", "alice-b/secret.bin"], None);
+            assert_eq!(sha256_hex(&got), sha256_hex(&secret));
+        }
+        let listing = String::from_utf8(ok(&bob.config, &["ls", "alice-b"], None)).expect("utf8");
+        assert!(listing.contains("secret.bin"), "{listing}");
+        bob_cannot_write();
+        tenancy_py(&c, &alice, &bob, "read", "alice-b");
+        {
+            let m = Mount::start(&blobctl_bin(), &bob.config, "alice-b", &[]).expect("mount");
+            let got = std::fs::read(m.path("secret.bin")).expect("read through the mount");
+            assert_eq!(sha256_hex(&got), sha256_hex(&secret));
+            // The mount commits on fsync (and close, whose error Rust drops).
+            let wrote = std::fs::File::create(m.path("bob.bin")).and_then(|mut f| {
+                use std::io::Write;
+                f.write_all(b"bob was here")?;
+                f.sync_all()
+            });
+            assert!(wrote.is_err(), "bob wrote through a read-only grant");
+        }
+        let listing = String::from_utf8(ok(&alice.config, &["ls", "alice-b"], None)).expect("utf8");
+        assert!(!listing.contains("bob.bin"), "{listing}");
+
+        // Denied again.
+        ok(
+            &admin,
+            &["admin", "bucket", "deny", "alice-b", "--key", &bob.access],
+            None,
+        );
+        bob_cannot_read();
+        tenancy_py(&c, &alice, &bob, "denied", "alice-b");
+
+        // A key that is not an admin calls no admin route.
+        for args in [
+            &["admin", "status"][..],
+            &["admin", "key", "list"],
+            &["admin", "key", "create", "mallory"],
+            &["admin", "bucket", "info", "alice-b"],
+            &[
+                "admin",
+                "bucket",
+                "allow",
+                "alice-b",
+                "--key",
+                &bob.access,
+                "--read",
+            ],
+            &["admin", "fsck"],
+        ] {
+            refused(&alice.config, args, None, "admin key");
+        }
+
+        // Rotation: both secrets work until the old one is retired.
+        let out = ok(
+            &admin,
+            &["admin", "key", "rotate", &bob.access, "--json"],
+            None,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        let new_secret = v["secret_key"].as_str().expect("secret").to_string();
+        assert_ne!(new_secret, bob.secret);
+        let bob_new = config_as(&admin, "bob-new", &bob.access, &new_secret);
+        ok(&bob.config, &["ls", "bob-b"], None);
+        ok(&bob_new, &["ls", "bob-b"], None);
+        ok(
+            &admin,
+            &["admin", "key", "rotate", &bob.access, "--retire-old"],
+            None,
+        );
+        refused(&bob.config, &["ls", "bob-b"], None, "Signature");
+        ok(&bob_new, &["ls", "bob-b"], None);
+        ok(&admin, &["admin", "key", "delete", &bob.access], None);
+        refused(&bob_new, &["ls", "bob-b"], None, "InvalidAccessKeyId");
+    })
+    .await;
+}
+
+fn usage(admin: &Path, bucket: &str) -> (u64, u64) {
+    let out = ok(admin, &["admin", "bucket", "info", bucket, "--json"], None);
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+    (
+        v["usage"]["bytes"].as_u64().expect("bytes"),
+        v["usage"]["objects"].as_u64().expect("objects"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn quotas_refuse_before_data_moves_and_rate_limits_touch_one_key() {
+    bounded(async {
+        let c = start(TestCluster::builder().fsync(false).s3(true)).await;
+        let admin = c.client_config().expect("config");
+        let alice = create_key(&admin, "alice");
+        let bob = create_key(&admin, "bob");
+        ok(&alice.config, &["mb", "quota-b"], None);
+        ok(
+            &admin,
+            &[
+                "admin",
+                "bucket",
+                "quota",
+                "quota-b",
+                "--max-bytes",
+                "10MiB",
+            ],
+            None,
+        );
+        const MIB: u64 = 1 << 20;
+
+        // 20 MiB into 10 MiB: refused, nothing stored, through blobctl and S3.
+        let big = random_bytes(20 << 20, 3);
+        refused(
+            &alice.config,
+            &["upload", "-", "quota-b/big.bin"],
+            Some(&big),
+            "QuotaExceeded",
+        );
+        assert_eq!(usage(&admin, "quota-b"), (0, 0));
+        tenancy_py(&c, &alice, &bob, "quota", "quota-b");
+        assert_eq!(usage(&admin, "quota-b"), (0, 0));
+        let listing = String::from_utf8(ok(&alice.config, &["ls", "quota-b"], None)).expect("utf8");
+        assert!(listing.trim().is_empty(), "{listing}");
+
+        // Usage follows writes, overwrites, copies, deletes and multipart.
+        let up = |path: &str, n: u64, seed: u64| {
+            ok(
+                &alice.config,
+                &["upload", "-", &format!("quota-b/{path}")],
+                Some(&random_bytes(n as usize, seed)),
+            );
+        };
+        up("a", 4 * MIB, 4);
+        assert_eq!(usage(&admin, "quota-b"), (4 * MIB, 1));
+        up("a", 6 * MIB, 5);
+        assert_eq!(usage(&admin, "quota-b"), (6 * MIB, 1));
+        refused(
+            &alice.config,
+            &["cp", "quota-b/a", "quota-b/a-copy"],
+            None,
+            "QuotaExceeded",
+        );
+        assert_eq!(usage(&admin, "quota-b"), (6 * MIB, 1));
+        up("b", 3 * MIB, 6);
+        assert_eq!(usage(&admin, "quota-b"), (9 * MIB, 2));
+        ok(&alice.config, &["rm", "quota-b/a"], None);
+        assert_eq!(usage(&admin, "quota-b"), (3 * MIB, 1));
+        ok(&alice.config, &["cp", "quota-b/b", "quota-b/b-copy"], None);
+        assert_eq!(usage(&admin, "quota-b"), (6 * MIB, 2));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let part = dir.path().join("part");
+        std::fs::write(
+            &part,
+            random_bytes(blob_tests::TEST_MIN_PART_SIZE as usize, 7),
+        )
+        .expect("write part");
+        let aws = |args: &[&str]| -> serde_json::Value {
+            let out = s3_cmd(&c, "aws")
+                .env("AWS_ACCESS_KEY_ID", &alice.access)
+                .env("AWS_SECRET_ACCESS_KEY", &alice.secret)
+                .arg("s3api")
+                .args(args)
+                .args(["--output", "json"])
+                .output()
+                .expect("aws");
+            assert!(
+                out.status.success(),
+                "aws {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Null)
+        };
+        let mp = aws(&[
+            "create-multipart-upload",
+            "--bucket",
+            "quota-b",
+            "--key",
+            "mp",
+        ]);
+        let id = mp["UploadId"].as_str().expect("upload id").to_string();
+        let body = part.to_str().expect("utf-8 path").to_string();
+        let mut parts = Vec::new();
+        for n in ["1", "2"] {
+            let r = aws(&[
+                "upload-part",
+                "--bucket",
+                "quota-b",
+                "--key",
+                "mp",
+                "--upload-id",
+                &id,
+                "--part-number",
+                n,
+                "--body",
+                &body,
+            ]);
+            parts.push(
+                serde_json::json!({"ETag": r["ETag"], "PartNumber": n.parse::<u32>().expect("n")}),
+            );
+        }
+        let layout = serde_json::json!({ "Parts": parts }).to_string();
+        aws(&[
+            "complete-multipart-upload",
+            "--bucket",
+            "quota-b",
+            "--key",
+            "mp",
+            "--upload-id",
+            &id,
+            "--multipart-upload",
+            &layout,
+        ]);
+        assert_eq!(
+            usage(&admin, "quota-b"),
+            (6 * MIB + 2 * blob_tests::TEST_MIN_PART_SIZE, 3)
+        );
+
+        // Rate limits: bob at 50 requests/s is refused past them with
+        // SlowDown; alice, unlimited, at the same time sees no error.
+        ok(
+            &admin,
+            &["admin", "key", "limit", &bob.access, "--rps", "50"],
+            None,
+        );
+        let caller = |k: &Key| {
+            blob_rpc::Namenode::builder(
+                &c.endpoint(),
+                blob_rpc::Credentials::new(k.access.clone(), k.secret.clone().into_bytes()),
+            )
+            .retry(blob_rpc::RetryPolicy::NONE)
+            .build()
+            .expect("namenode client")
+        };
+        let hammer = |nn: blob_rpc::Namenode| async move {
+            let nn = std::sync::Arc::new(nn);
+            let until = Instant::now() + Duration::from_secs(2);
+            let mut tasks = Vec::new();
+            for _ in 0..8 {
+                let nn = nn.clone();
+                tasks.push(tokio::spawn(async move {
+                    let (mut ok, mut slow, mut other) = (0u64, 0u64, Vec::new());
+                    while Instant::now() < until {
+                        match nn.get(&["buckets"]).ok().await {
+                            Ok(()) => ok += 1,
+                            Err(e) if e.code() == Some("SlowDown") => slow += 1,
+                            Err(e) => other.push(e.to_string()),
+                        }
+                    }
+                    (ok, slow, other)
+                }));
+            }
+            let mut total = (0u64, 0u64, Vec::new());
+            for t in tasks {
+                let (a, b, mut e) = t.await.expect("task");
+                total.0 += a;
+                total.1 += b;
+                total.2.append(&mut e);
+            }
+            total
+        };
+        let (b, a) = tokio::join!(hammer(caller(&bob)), hammer(caller(&alice)));
+        eprintln!(
+            "rate limit: bob {} admitted, {} SlowDown; alice {} admitted, {} errors",
+            b.0,
+            b.1,
+            a.0,
+            a.2.len() as u64 + a.1
+        );
+        assert!(b.2.is_empty(), "bob's other errors: {:?}", b.2);
+        assert!(b.1 > 0, "bob was never slowed down");
+        // 2 s at 50/s plus a burst of 50, with slack for timing.
+        assert!(b.0 <= 50 * 2 + 50 + 25, "bob got {} requests through", b.0);
+        assert_eq!((a.1, a.2.len()), (0, 0), "alice saw errors: {:?}", a.2);
+        assert!(a.0 > b.0, "alice {} vs bob {}", a.0, b.0);
+    })
+    .await;
+}
