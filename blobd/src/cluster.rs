@@ -29,6 +29,7 @@ use blob_common::presign::Keyring;
 use serde::Deserialize;
 
 use crate::{secrets, DatanodeArgs, EdgeArgs, NamenodeArgs, S3Args};
+use blob_common::auth::ServiceRole;
 
 /// Where a cluster keeps its files.
 #[derive(Debug, Clone)]
@@ -368,8 +369,18 @@ impl Launcher {
     /// secret and its address file. Not started yet: see [`Service::start`].
     pub fn service(&self, name: &str, mut args: ServiceArgs, extra: &[String]) -> Service {
         let addr_file = self.layout.addr_file(name);
+        let role = match &args {
+            ServiceArgs::Namenode(_) => None,
+            ServiceArgs::Datanode(_) => Some(ServiceRole::Datanode),
+            ServiceArgs::Edge(_) => Some(ServiceRole::Edge),
+            ServiceArgs::S3(_) => Some(ServiceRole::Gateway),
+        };
         let common = args.common_mut();
-        common.secret_file = Some(self.layout.secret());
+        // Each service gets only its role's secrets; the namenode all.
+        common.secret_file = Some(match role {
+            Some(r) => secrets::role_file(&self.layout.secret(), r),
+            None => self.layout.secret(),
+        });
         common.addr_file = Some(addr_file.clone());
         let data = args
             .data()
@@ -705,7 +716,7 @@ mod tests {
                 "/bin/blobd",
                 "s3",
                 "--secret-file",
-                "/d/cluster.secret",
+                "/d/s3.secret",
                 "--addr-file",
                 "/d/run/s3.addr",
                 "--namenode",

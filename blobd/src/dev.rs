@@ -24,6 +24,7 @@ use crate::cluster::{
     Layout, Service, ServiceArgs,
 };
 use crate::{bind, cancel_on_signals, parse_duration, secrets, CommonArgs};
+use blob_common::auth::ServiceRole;
 
 /// `blobd dev` flags.
 #[derive(Debug, Args, Clone)]
@@ -351,7 +352,7 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
             format!("http://{addr}"),
             cfg.data_dir.clone(),
         ));
-        let (ring, token) = (keyring.clone(), shutdown.clone());
+        let (ring, token) = (keyring.for_role(ServiceRole::Datanode), shutdown.clone());
         tasks.spawn(async move {
             blob_datanode::serve(cfg, ring, listener, token)
                 .await
@@ -365,7 +366,7 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
         .context("reading S3 gateway address")?;
     let s3_url = format!("http://{s3_addr}");
     let client_config = write_client_files(&layout, &nn_url, &s3_url, zone)?;
-    let (ring, token) = (keyring.clone(), shutdown.clone());
+    let (ring, token) = (keyring.for_role(ServiceRole::Gateway), shutdown.clone());
     tasks.spawn(async move {
         blob_s3::serve(s3_cfg, ring, s3_listener, token)
             .await
@@ -378,7 +379,7 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
             format!("http://{addr}"),
             edge_cfg.data_dir.clone(),
         ));
-        let (ring, token) = (keyring.clone(), shutdown.clone());
+        let (ring, token) = (keyring.for_role(ServiceRole::Edge), shutdown.clone());
         tasks.spawn(async move {
             blob_edge::serve(edge_cfg, ring, listener, token)
                 .await

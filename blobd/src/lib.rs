@@ -39,9 +39,9 @@ enum Command {
     Namenode(NamenodeArgs),
     /// Run a datanode (chunk storage).
     Datanode(DatanodeArgs),
-    /// Run an edge cache (chunk reads; needs the cluster secret).
+    /// Run an edge cache (chunk reads; needs its secret file, edge.secret).
     Edge(EdgeArgs),
-    /// Run an S3 gateway (stateless; needs the cluster secret).
+    /// Run an S3 gateway (stateless; needs its secret file, s3.secret).
     S3(S3Args),
     /// Run a whole local cluster: a namenode, N datanodes, an S3 gateway
     /// and an edge cache.
@@ -73,7 +73,9 @@ pub struct CommonArgs {
     /// TOML config file (flags and env override it).
     #[arg(long, env = "BLOB_CONFIG")]
     pub config: Option<PathBuf>,
-    /// File holding the cluster secret (`kid=secret` lines).
+    /// Secret file: the namenode's `cluster.secret` (made on first start),
+    /// or the file it writes beside it for the service's role
+    /// (`datanode.secret`, `edge.secret`, `s3.secret`).
     #[arg(long, env = "BLOB_SECRET_FILE")]
     pub secret_file: Option<PathBuf>,
     /// Write the bound address to this file once listening (for scripts
@@ -511,7 +513,7 @@ async fn run_namenode(a: NamenodeArgs) -> Result<()> {
 async fn run_datanode(a: DatanodeArgs) -> Result<()> {
     let cfg = datanode_config(&a)?;
     let Some(secret_file) = a.common.secret_file.clone() else {
-        bail!("a datanode needs the cluster secret: pass --secret-file (the namenode writes one to <its data dir>/cluster.secret)");
+        bail!("a datanode needs its secret file: pass --secret-file (the namenode writes <its data dir>/datanode.secret)");
     };
     let keyring = secrets::load(&secret_file)?;
     let listener = bind(cfg.listen, "datanode").await?;
@@ -526,7 +528,7 @@ async fn run_datanode(a: DatanodeArgs) -> Result<()> {
 async fn run_edge(a: EdgeArgs) -> Result<()> {
     let cfg = edge_config(&a)?;
     let Some(secret_file) = a.common.secret_file.clone() else {
-        bail!("an edge needs the cluster secret to verify URLs: pass --secret-file (the namenode writes one to <its data dir>/cluster.secret)");
+        bail!("an edge needs its secret file to verify URLs: pass --secret-file (the namenode writes <its data dir>/edge.secret)");
     };
     let keyring = secrets::load(&secret_file)?;
     let listener = bind(cfg.listen, "edge").await?;
@@ -541,7 +543,7 @@ async fn run_edge(a: EdgeArgs) -> Result<()> {
 async fn run_s3(a: S3Args) -> Result<()> {
     let cfg = s3_config(&a)?;
     let Some(secret_file) = a.common.secret_file.clone() else {
-        bail!("an S3 gateway needs the cluster secret to look up access keys: pass --secret-file (the namenode writes one to <its data dir>/cluster.secret)");
+        bail!("an S3 gateway needs its secret file to look up access keys: pass --secret-file (the namenode writes <its data dir>/s3.secret)");
     };
     let keyring = secrets::load(&secret_file)?;
     let listener = bind(cfg.listen, "S3 gateway").await?;

@@ -20,8 +20,54 @@ pub const DATE_HEADER: &str = "x-blob-date";
 pub const CONTENT_SHA_HEADER: &str = "x-blob-content-sha256";
 /// How far a request's date may be from the server's clock.
 pub const MAX_SKEW_SECS: u64 = 15 * 60;
-/// Access-key prefix for calls signed with the cluster keyring.
+/// Access-key prefix for calls signed with the cluster keyring (refused by
+/// the namenode's API: that keyring signs chunk URLs, not calls).
 pub const CLUSTER_KEY_PREFIX: &str = "cluster.";
+/// Access-key prefix of a service identity (`service.datanode`, …).
+pub const SERVICE_KEY_PREFIX: &str = "service.";
+
+/// The services that call the namenode, each with its own secret and only
+/// the routes its work needs: datanodes (heartbeats and chunk reports),
+/// edges (locating chunks to warm, reporting bad origin bytes) and S3
+/// gateways (access-key lookup, bucket settings for unsigned CORS
+/// preflights).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ServiceRole {
+    /// A datanode.
+    Datanode,
+    /// An edge cache.
+    Edge,
+    /// An S3 gateway.
+    Gateway,
+}
+
+impl ServiceRole {
+    /// Every role.
+    pub const ALL: [ServiceRole; 3] = [
+        ServiceRole::Datanode,
+        ServiceRole::Edge,
+        ServiceRole::Gateway,
+    ];
+
+    /// Its name in keyring files and access keys.
+    pub fn name(self) -> &'static str {
+        match self {
+            ServiceRole::Datanode => "datanode",
+            ServiceRole::Edge => "edge",
+            ServiceRole::Gateway => "s3",
+        }
+    }
+
+    /// The role a name gives.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.name() == name)
+    }
+
+    /// The access key it signs with.
+    pub fn access_key(self) -> String {
+        format!("{SERVICE_KEY_PREFIX}{}", self.name())
+    }
+}
 
 /// Why a request's credentials were refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -32,6 +32,7 @@ use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
+use crate::auth::ServiceRole;
 use crate::{ChunkId, NodeId, UploadId};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -152,12 +153,24 @@ pub enum PresignError {
     WrongHop(usize),
 }
 
-/// The cluster's signing keys: key id → secret. The first key signs.
+/// The cluster's signing keys: key id → secret (the first key signs chunk
+/// URLs, receipts and edge grants), and the secrets of the service
+/// identities ([`ServiceRole`]) that sign calls to the namenode.
+///
+/// The namenode holds every secret (`cluster.secret`); each service is
+/// given only its role's file ([`Keyring::for_role`]): datanodes and edges
+/// the URL keys and their own service secret, S3 gateways their service
+/// secret alone.
 #[derive(Clone)]
 pub struct Keyring {
     current: String,
     keys: BTreeMap<String, Vec<u8>>,
+    services: BTreeMap<ServiceRole, Vec<u8>>,
 }
+
+/// Prefix of a service secret's line in a keyring file
+/// (`service.datanode=<secret>`).
+const SERVICE_LINE: &str = crate::auth::SERVICE_KEY_PREFIX;
 
 impl std::fmt::Debug for Keyring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -165,6 +178,7 @@ impl std::fmt::Debug for Keyring {
         f.debug_struct("Keyring")
             .field("current", &self.current)
             .field("keys", &self.keys.keys().collect::<Vec<_>>())
+            .field("services", &self.services.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -175,13 +189,56 @@ impl Keyring {
         let kid = kid.into();
         let mut keys = BTreeMap::new();
         keys.insert(kid.clone(), secret.into());
-        Self { current: kid, keys }
+        Self {
+            current: kid,
+            keys,
+            services: BTreeMap::new(),
+        }
     }
 
-    /// A fresh random single-key keyring (kid `k1`).
+    /// A fresh random single-key keyring (kid `k1`) with a secret for
+    /// every service role.
     pub fn generate() -> Self {
         let secret: [u8; 32] = rand::random();
-        Self::single("k1", hex::encode(secret).into_bytes())
+        let mut ring = Self::single("k1", hex::encode(secret).into_bytes());
+        ring.ensure_services();
+        ring
+    }
+
+    /// Adds a random secret for each service role the keyring lacks;
+    /// true if it added any (the file should then be written again).
+    pub fn ensure_services(&mut self) -> bool {
+        let mut added = false;
+        for role in ServiceRole::ALL {
+            self.services.entry(role).or_insert_with(|| {
+                added = true;
+                hex::encode(rand::random::<[u8; 32]>()).into_bytes()
+            });
+        }
+        added
+    }
+
+    /// What a service of `role` is given: its own service secret, and the
+    /// URL keys when its work verifies or signs URLs (datanodes, edges).
+    pub fn for_role(&self, role: ServiceRole) -> Keyring {
+        let (current, keys) = match role {
+            ServiceRole::Datanode | ServiceRole::Edge => (self.current.clone(), self.keys.clone()),
+            ServiceRole::Gateway => (String::new(), BTreeMap::new()),
+        };
+        Keyring {
+            current,
+            keys,
+            services: self
+                .services
+                .get(&role)
+                .map(|s| BTreeMap::from([(role, s.clone())]))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The secret of service `role`, if this keyring holds it.
+    pub fn service_secret(&self, role: ServiceRole) -> Option<&[u8]> {
+        self.services.get(&role).map(Vec::as_slice)
     }
 
     /// Parses the secret file format: one `kid=secret` per line (the first
@@ -189,6 +246,7 @@ impl Keyring {
     /// `#` comments are skipped.
     pub fn parse(text: &str) -> Result<Self, &'static str> {
         let mut ring: Option<Keyring> = None;
+        let mut services = BTreeMap::new();
         for line in text.lines().map(str::trim) {
             if line.is_empty() || line.starts_with('#') {
                 continue;
@@ -198,6 +256,12 @@ impl Keyring {
             if kid.is_empty() || secret.len() < 16 {
                 return Err("each key needs an id and a secret of at least 16 characters");
             }
+            if let Some(role) = kid.strip_prefix(SERVICE_LINE) {
+                let role = ServiceRole::from_name(role)
+                    .ok_or("unknown service role (expected datanode, edge or s3)")?;
+                services.insert(role, secret.as_bytes().to_vec());
+                continue;
+            }
             match &mut ring {
                 None => ring = Some(Keyring::single(kid, secret.as_bytes().to_vec())),
                 Some(r) => {
@@ -205,22 +269,41 @@ impl Keyring {
                 }
             }
         }
-        ring.ok_or("no key found")
+        let mut ring = match ring {
+            Some(r) => r,
+            // A gateway's file: its service secret only.
+            None if !services.is_empty() => Keyring {
+                current: String::new(),
+                keys: BTreeMap::new(),
+                services: BTreeMap::new(),
+            },
+            None => return Err("no key found"),
+        };
+        ring.services = services;
+        Ok(ring)
     }
 
     /// The file format [`Keyring::parse`] reads, current key first.
     pub fn to_file_text(&self) -> String {
         let mut out = String::new();
-        let cur = &self.keys[&self.current];
-        out.push_str(&format!(
-            "{}={}\n",
-            self.current,
-            String::from_utf8_lossy(cur)
-        ));
+        if let Some(cur) = self.keys.get(&self.current) {
+            out.push_str(&format!(
+                "{}={}\n",
+                self.current,
+                String::from_utf8_lossy(cur)
+            ));
+        }
         for (kid, secret) in &self.keys {
             if kid != &self.current {
                 out.push_str(&format!("{kid}={}\n", String::from_utf8_lossy(secret)));
             }
+        }
+        for (role, secret) in &self.services {
+            out.push_str(&format!(
+                "{SERVICE_LINE}{}={}\n",
+                role.name(),
+                String::from_utf8_lossy(secret)
+            ));
         }
         out
     }
@@ -236,16 +319,18 @@ impl Keyring {
         self.keys.get(kid).map(Vec::as_slice)
     }
 
-    /// The access key and secret a datanode signs control calls with.
-    pub fn cluster_credentials(&self) -> (String, &[u8]) {
-        let secret = self
-            .keys
-            .get(&self.current)
-            .expect("the current key is always in the keyring");
-        (
-            format!("{}{}", crate::auth::CLUSTER_KEY_PREFIX, self.current),
-            secret,
-        )
+    /// The access key and secret a service of `role` signs calls to the
+    /// namenode with: its service identity when the keyring holds it, else
+    /// the cluster key (which the namenode refuses, naming the missing
+    /// service secret).
+    pub fn service_credentials(&self, role: ServiceRole) -> (String, &[u8]) {
+        match self.services.get(&role) {
+            Some(secret) => (role.access_key(), secret),
+            None => (
+                format!("{}{}", crate::auth::CLUSTER_KEY_PREFIX, self.current),
+                self.keys.get(&self.current).map_or(&[][..], Vec::as_slice),
+            ),
+        }
     }
 
     fn mac(&self, kid: &str, domain: &[u8], msg: &[u8]) -> Option<HmacSha256> {
@@ -258,10 +343,11 @@ impl Keyring {
 
     /// HMAC-SHA256 of `msg` under the current key, as hex.
     pub fn sign_hex(&self, domain: &[u8], msg: &[u8]) -> String {
-        let mac = self
-            .mac(&self.current, domain, msg)
-            .expect("the current key is always in the keyring");
-        hex::encode(mac.finalize().into_bytes())
+        // A keyring without URL keys (an S3 gateway's) signs nothing that
+        // verifies.
+        self.mac(&self.current, domain, msg)
+            .map(|mac| hex::encode(mac.finalize().into_bytes()))
+            .unwrap_or_default()
     }
 
     /// Checks a hex HMAC made by [`Keyring::sign_hex`] under key `kid`, in
@@ -719,6 +805,30 @@ mod tests {
         let again = Keyring::parse(&ring.to_file_text()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(again.current_kid(), "k2");
         assert!(Keyring::parse("short").is_err());
+        let mut full = Keyring::generate();
+        assert!(!full.ensure_services());
+        let again = Keyring::parse(&full.to_file_text()).unwrap_or_else(|e| panic!("{e}"));
+        for role in ServiceRole::ALL {
+            assert_eq!(again.service_secret(role), full.service_secret(role));
+            let mine = Keyring::parse(&full.for_role(role).to_file_text())
+                .unwrap_or_else(|e| panic!("{role:?}: {e}"));
+            assert_eq!(mine.service_secret(role), full.service_secret(role));
+            for other in ServiceRole::ALL.into_iter().filter(|r| *r != role) {
+                assert_eq!(
+                    mine.service_secret(other),
+                    None,
+                    "{role:?} holds {other:?}'s secret"
+                );
+            }
+            assert_eq!(mine.service_credentials(role).0, role.access_key());
+        }
+        let gw = full.for_role(ServiceRole::Gateway);
+        assert_eq!(
+            gw.secret(full.current_kid()),
+            None,
+            "a gateway holds no URL key"
+        );
+        assert_eq!(gw.sign_hex(b"d", b"m"), "");
         let bare = Keyring::parse("0123456789abcdef0123").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(bare.current_kid(), "k1");
     }

@@ -196,12 +196,14 @@ pub async fn serve(
         .build()
         .map_err(|e| Error::Serve(std::io::Error::other(e)))?;
     // Not retried per call: the control loop's next tick is the retry.
-    let namenode =
-        blob_rpc::Namenode::builder(&cfg.namenode, blob_rpc::Credentials::cluster(&keyring))
-            .http(control_http)
-            .retry(blob_rpc::RetryPolicy::NONE)
-            .build()
-            .map_err(|e| Error::Serve(std::io::Error::other(e.to_string())))?;
+    let namenode = blob_rpc::Namenode::builder(
+        &cfg.namenode,
+        blob_rpc::Credentials::service(&keyring, blob_common::auth::ServiceRole::Datanode),
+    )
+    .http(control_http)
+    .retry(blob_rpc::RetryPolicy::NONE)
+    .build()
+    .map_err(|e| Error::Serve(std::io::Error::other(e.to_string())))?;
     let max_copies = cfg.max_copies.max(1);
     cfg.limits
         .validate(data::GET_WINDOW)

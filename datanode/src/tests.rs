@@ -551,7 +551,7 @@ async fn fake_namenode_call(
 ) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let verified = auth::parse_authorization(header("authorization")).and_then(|cred| {
-        let (access_key, secret) = ring.cluster_credentials();
+        let (access_key, secret) = ring.service_credentials(auth::ServiceRole::Datanode);
         if cred.access_key != access_key {
             return Err(auth::AuthError::UnknownKey(cred.access_key));
         }

@@ -79,7 +79,7 @@ pub struct Config {
     /// leaves a torn file behind a cached name).
     pub fsync: bool,
     /// Chunks to fill at start: chunk ids (64 hex) or `bucket/path` of
-    /// files, located through the namenode with the cluster secret.
+    /// files, located through the namenode with the edge's service identity.
     pub warm: Vec<String>,
     /// Time allowed to connect to an origin, ms.
     pub connect_timeout_ms: u64,
@@ -195,11 +195,14 @@ pub async fn serve(
         .map_err(|e| Error::Serve(std::io::Error::other(e)))?;
     let namenode = match &cfg.namenode {
         Some(url) => Some(
-            blob_rpc::Namenode::builder(url, blob_rpc::Credentials::cluster(&keyring))
-                .http(http.clone())
-                .timeout(Duration::from_secs(60))
-                .build()
-                .map_err(|e| Error::Serve(std::io::Error::other(e.to_string())))?,
+            blob_rpc::Namenode::builder(
+                url,
+                blob_rpc::Credentials::service(&keyring, blob_common::auth::ServiceRole::Edge),
+            )
+            .http(http.clone())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::Serve(std::io::Error::other(e.to_string())))?,
         ),
         None => None,
     };

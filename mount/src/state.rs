@@ -195,6 +195,15 @@ pub(crate) fn write_errno(op: &str, path: &str, e: WriteError) -> Errno {
             tracing::warn!(op, path, %why, "ENOSPC");
             Errno::ENOSPC
         }
+        // The namenode's stable codes survive in the upload's message.
+        WriteError::Failed(why) if why.contains("AccessDenied") => {
+            tracing::warn!(op, path, error = %why, "EACCES");
+            Errno::EACCES
+        }
+        WriteError::Failed(why) if why.contains("QuotaExceeded") => {
+            tracing::warn!(op, path, error = %why, "EDQUOT");
+            Errno::EDQUOT
+        }
         WriteError::Failed(why) => {
             tracing::warn!(op, path, error = %why, "EIO");
             Errno::EIO

@@ -11,6 +11,7 @@
 //! gateway acts as the user whose signature it checked.
 
 use axum::http::Method;
+use blob_common::auth::ServiceRole;
 use blob_common::proto::keys::Permissions;
 
 use crate::db::{BucketRecord, CF_BUCKETS};
@@ -22,17 +23,16 @@ use crate::Namenode;
 pub(crate) enum Principal {
     /// A user's access key.
     User { access_key: String, admin: bool },
-    /// A datanode or another cluster service (edge, S3 gateway), signing
-    /// with the cluster keyring.
-    Cluster,
+    /// A service identity (datanode, edge, S3 gateway).
+    Service(ServiceRole),
 }
 
 impl Principal {
-    /// How the principal is named in logs and rate limits.
+    /// How the principal is named in logs and claims.
     pub(crate) fn name(&self) -> &str {
         match self {
             Principal::User { access_key, .. } => access_key,
-            Principal::Cluster => "cluster",
+            Principal::Service(role) => role.name(),
         }
     }
 
@@ -40,9 +40,10 @@ impl Principal {
     pub(crate) fn user(&self) -> Result<&str, Error> {
         match self {
             Principal::User { access_key, .. } => Ok(access_key),
-            Principal::Cluster => Err(Error::Forbidden(
-                "cluster credentials are for datanode routes".into(),
-            )),
+            Principal::Service(role) => Err(Error::Forbidden(format!(
+                "{} credentials may not call user routes",
+                role.name()
+            ))),
         }
     }
 
@@ -199,7 +200,7 @@ impl Namenode {
     /// Whether `who` may see `bucket` in a listing (any permission).
     pub(crate) fn may_see(&self, who: &Principal, rec: &BucketRecord) -> bool {
         match who {
-            Principal::User { admin: true, .. } | Principal::Cluster => true,
+            Principal::User { admin: true, .. } | Principal::Service(_) => true,
             Principal::User { access_key, .. } => !permissions_of(rec, access_key).is_empty(),
         }
     }

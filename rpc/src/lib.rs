@@ -65,9 +65,9 @@ impl Credentials {
         }
     }
 
-    /// The cluster key services sign with (its current generation).
-    pub fn cluster(keyring: &Keyring) -> Self {
-        let (access_key, secret) = keyring.cluster_credentials();
+    /// The identity a service of `role` signs with.
+    pub fn service(keyring: &Keyring, role: blob_common::auth::ServiceRole) -> Self {
+        let (access_key, secret) = keyring.service_credentials(role);
         Credentials::new(access_key, secret)
     }
 

@@ -42,11 +42,13 @@ struct Inner {
 
 impl Keys {
     pub(crate) fn new(cfg: Arc<Config>, keyring: Keyring) -> Result<Self, String> {
-        let namenode =
-            blob_rpc::Namenode::builder(&cfg.namenode, blob_rpc::Credentials::cluster(&keyring))
-                .timeout(Duration::from_secs(10))
-                .build()
-                .map_err(|e| e.to_string())?;
+        let namenode = blob_rpc::Namenode::builder(
+            &cfg.namenode,
+            blob_rpc::Credentials::service(&keyring, blob_common::auth::ServiceRole::Gateway),
+        )
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| e.to_string())?;
         Ok(Self {
             inner: Arc::new(Inner {
                 ttl: Duration::from_secs(cfg.key_cache_secs),

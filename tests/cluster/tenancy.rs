@@ -206,6 +206,32 @@ async fn keys_see_and_change_only_the_buckets_they_are_allowed() {
         }
         let got = ok(&alice.config, &["cat", "alice-b/secret.bin"], None);
         assert_eq!(sha256_hex(&got), sha256_hex(&secret));
+        // A key holding a newline and a terminal escape prints escaped in
+        // human output and as it is in JSON.
+        let odd = "odd/line\nbreak\x1b[31mred.txt";
+        ok(
+            &alice.config,
+            &["upload", "-", &format!("alice-b/{odd}")],
+            Some(b"odd"),
+        );
+        let human =
+            String::from_utf8(ok(&alice.config, &["ls", "-r", "alice-b"], None)).expect("utf8");
+        assert!(
+            human.contains("odd/line\\nbreak\\x1b[31mred.txt"),
+            "{human}"
+        );
+        assert!(!human.contains('\x1b'), "{human:?}");
+        let json = ok(&alice.config, &["ls", "-r", "--json", "alice-b"], None);
+        let v: serde_json::Value = serde_json::from_slice(&json).expect("json");
+        assert!(
+            v["files"]
+                .as_array()
+                .expect("files")
+                .iter()
+                .any(|f| f["path"] == odd),
+            "{v}"
+        );
+        ok(&alice.config, &["rm", &format!("alice-b/{odd}")], None);
         let alice_edge = config_as(
             &c.client_config_in("z1").expect("config"),
             "alice-z1",
@@ -247,7 +273,14 @@ async fn keys_see_and_change_only_the_buckets_they_are_allowed() {
                 f.write_all(b"bob was here")?;
                 f.sync_all()
             });
-            assert!(wrote.is_err(), "bob wrote through a read-only grant");
+            match wrote {
+                Err(e) => assert_eq!(
+                    e.kind(),
+                    std::io::ErrorKind::PermissionDenied,
+                    "writing through a read-only grant: {e}"
+                ),
+                Ok(()) => panic!("bob wrote through a read-only grant"),
+            }
         }
         let listing = String::from_utf8(ok(&alice.config, &["ls", "alice-b"], None)).expect("utf8");
         assert!(!listing.contains("bob.bin"), "{listing}");
@@ -501,6 +534,171 @@ async fn quotas_refuse_before_data_moves_and_rate_limits_touch_one_key() {
         assert!(b.0 <= 50 * 2 + 50 + 25, "bob got {} requests through", b.0);
         assert_eq!((a.1, a.2.len()), (0, 0), "alice saw errors: {:?}", a.2);
         assert!(a.0 > b.0, "alice {} vs bob {}", a.0, b.0);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_service_identity_calls_only_its_own_routes() {
+    use blob_common::auth::ServiceRole::{self, Datanode, Edge, Gateway};
+    use blob_common::presign::Keyring;
+    bounded(async {
+        let c = start(TestCluster::builder().fsync(false).s3(true)).await;
+        let admin = c.client_config().expect("config");
+        ok(&admin, &["mb", "svc"], None);
+        ok(&admin, &["upload", "-", "svc/f"], Some(b"service routes"));
+        let full = c.keyring().expect("keyring");
+        let file_of = |role: ServiceRole| {
+            let path = c.root().join(format!("{}.secret", role.name()));
+            let text = std::fs::read_to_string(&path)
+                .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+            Keyring::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        };
+        // Each service's file holds its own secret and no other role's; a
+        // gateway holds no URL key either.
+        for role in [Datanode, Edge, Gateway] {
+            let ring = file_of(role);
+            assert_eq!(ring.service_secret(role), full.service_secret(role));
+            for other in [Datanode, Edge, Gateway].into_iter().filter(|r| *r != role) {
+                assert_eq!(
+                    ring.service_secret(other),
+                    None,
+                    "{role:?} holds {other:?}'s secret"
+                );
+            }
+        }
+        assert_eq!(file_of(Gateway).secret(full.current_kid()), None);
+
+        let as_role = |role: ServiceRole| {
+            blob_rpc::Namenode::builder(
+                &c.endpoint(),
+                blob_rpc::Credentials::service(&file_of(role), role),
+            )
+            .retry(blob_rpc::RetryPolicy::NONE)
+            .build()
+            .expect("namenode client")
+        };
+        let status = |r: Result<(), blob_rpc::Error>| match r {
+            Ok(()) => 200,
+            Err(e) => e.status().unwrap_or(0),
+        };
+        let file_q = [("bucket", "svc"), ("path", "f")];
+        let key_lookup = ["service", "keys", c.access_key.as_str()];
+        let mut refusals = 0u64;
+        let mut expect = |what: &str, got: u16, want: u16| {
+            assert_eq!(got, want, "{what}");
+            if want == 403 {
+                refusals += 1;
+            }
+        };
+        let dn = as_role(Datanode);
+        expect(
+            "datanode lists buckets",
+            status(dn.get(&["buckets"]).ok().await),
+            403,
+        );
+        expect(
+            "datanode reads a file",
+            status(dn.get(&["file", "locations"]).query(&file_q).ok().await),
+            403,
+        );
+        expect(
+            "datanode calls admin",
+            status(dn.get(&["admin", "status"]).ok().await),
+            403,
+        );
+        expect(
+            "datanode reads a key",
+            status(dn.get(&key_lookup).ok().await),
+            403,
+        );
+        let edge = as_role(Edge);
+        expect(
+            "edge reads a key",
+            status(edge.get(&key_lookup).ok().await),
+            403,
+        );
+        expect(
+            "edge lists buckets",
+            status(edge.get(&["buckets"]).ok().await),
+            403,
+        );
+        expect(
+            "edge calls admin",
+            status(edge.get(&["admin", "keys"]).ok().await),
+            403,
+        );
+        expect(
+            "edge locates a file to warm",
+            status(edge.get(&["file", "locations"]).query(&file_q).ok().await),
+            200,
+        );
+        let gw = as_role(Gateway);
+        expect(
+            "gateway lists buckets",
+            status(gw.get(&["buckets"]).ok().await),
+            403,
+        );
+        expect(
+            "gateway reads a file",
+            status(gw.get(&["file", "locations"]).query(&file_q).ok().await),
+            403,
+        );
+        expect(
+            "gateway makes a key",
+            status(
+                gw.post(&["admin", "keys"])
+                    .body(&serde_json::json!({"name": "x"}))
+                    .ok()
+                    .await,
+            ),
+            403,
+        );
+        expect(
+            "gateway sends a heartbeat",
+            status(
+                gw.post(&["datanodes", "heartbeat"])
+                    .body(&serde_json::json!({}))
+                    .ok()
+                    .await,
+            ),
+            403,
+        );
+        // The cluster secret itself signs URLs, not calls.
+        let cluster = blob_rpc::Namenode::builder(
+            &c.endpoint(),
+            blob_rpc::Credentials::new(
+                format!(
+                    "{}{}",
+                    blob_common::auth::CLUSTER_KEY_PREFIX,
+                    full.current_kid()
+                ),
+                full.secret(full.current_kid())
+                    .expect("current key")
+                    .to_vec(),
+            ),
+        )
+        .retry(blob_rpc::RetryPolicy::NONE)
+        .build()
+        .expect("namenode client");
+        expect(
+            "the cluster secret reads a key",
+            status(cluster.get(&key_lookup).ok().await),
+            403,
+        );
+        expect(
+            "the cluster secret lists nodes",
+            status(cluster.get(&["admin", "nodes"]).ok().await),
+            403,
+        );
+        eprintln!("service identities: {refusals} calls outside their roles refused");
+        // And the services that hold them still work: an S3 read goes
+        // through the gateway's key lookup.
+        let out = s3_cmd(&c, "aws")
+            .args(["s3", "cp", "s3://svc/f", "-"])
+            .output()
+            .expect("aws");
+        assert_eq!(out.stdout, b"service routes");
     })
     .await;
 }

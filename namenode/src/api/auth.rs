@@ -11,7 +11,7 @@ use axum::http::header;
 use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use blob_common::auth::{self, RequestParts, CLUSTER_KEY_PREFIX};
+use blob_common::auth::{self, RequestParts, ServiceRole, CLUSTER_KEY_PREFIX, SERVICE_KEY_PREFIX};
 use blob_server::limits::{self, Budget};
 
 use super::{blocking, body_limit};
@@ -34,36 +34,40 @@ pub(super) struct Gate {
 /// it again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Role {
-    /// Any valid signature: users, and cluster services such as edges.
-    AnySigner,
     /// A user's access key, admin or not.
     User,
     /// An admin user's access key.
     Admin,
-    /// An admin user, or a service holding the cluster secret (an edge).
-    AdminOrCluster,
-    /// The cluster secret (datanodes, and the S3 gateway's key lookup).
-    Cluster,
+    /// A user, or one of these services.
+    UserOr(&'static [ServiceRole]),
+    /// An admin user, or one of these services.
+    AdminOr(&'static [ServiceRole]),
+    /// One of these services only.
+    Services(&'static [ServiceRole]),
 }
 
 impl Role {
     /// Whether `p` may call a route requiring this role; the refusal is a
     /// 403 `AccessDenied` saying what was missing.
     pub(super) fn check(self, p: &Principal) -> Result<(), Error> {
-        let admin = || match p {
-            Principal::User { admin: true, .. } => Ok(()),
-            _ => Err(Error::Forbidden("admin key required".into())),
-        };
+        let admin_required = || Err(Error::Forbidden("admin key required".into()));
         match (self, p) {
-            (Role::AnySigner, _) => Ok(()),
-            (Role::User, p) => p.user().map(|_| ()),
-            (Role::Admin, _) => admin(),
-            (Role::AdminOrCluster, Principal::Cluster) => Ok(()),
-            (Role::AdminOrCluster, _) => admin(),
-            (Role::Cluster, Principal::Cluster) => Ok(()),
-            (Role::Cluster, _) => Err(Error::Forbidden(
-                "datanode routes need cluster credentials".into(),
-            )),
+            (Role::User | Role::UserOr(_), Principal::User { .. }) => Ok(()),
+            (Role::Admin | Role::AdminOr(_), Principal::User { admin: true, .. }) => Ok(()),
+            (Role::Admin | Role::AdminOr(_), Principal::User { .. }) => admin_required(),
+            (Role::UserOr(s) | Role::AdminOr(s) | Role::Services(s), Principal::Service(r))
+                if s.contains(r) =>
+            {
+                Ok(())
+            }
+            (Role::Services(s), Principal::User { .. }) => Err(Error::Forbidden(format!(
+                "a route for {} credentials only",
+                s.iter().map(|r| r.name()).collect::<Vec<_>>().join(" and ")
+            ))),
+            (_, Principal::Service(r)) => Err(Error::Forbidden(format!(
+                "{} credentials may not call this route",
+                r.name()
+            ))),
         }
     }
 }
@@ -121,13 +125,22 @@ async fn authenticate_inner(gate: Gate, req: Request, next: Next) -> Result<Resp
     let cred = auth::parse_authorization(header(header::AUTHORIZATION.as_str()))
         .map_err(|e| refuse(e.into()))?;
     let mut key_limits = Default::default();
-    let (secrets, principal) = if let Some(kid) = cred.access_key.strip_prefix(CLUSTER_KEY_PREFIX) {
+    let (secrets, principal) = if let Some(role) = cred.access_key.strip_prefix(SERVICE_KEY_PREFIX)
+    {
+        let role = ServiceRole::from_name(role)
+            .ok_or_else(|| refuse(auth::AuthError::UnknownKey(cred.access_key.clone()).into()))?;
         let secret = nn
             .keyring
-            .secret(kid)
+            .service_secret(role)
             .ok_or_else(|| refuse(auth::AuthError::UnknownKey(cred.access_key.clone()).into()))?
             .to_vec();
-        (vec![secret], Principal::Cluster)
+        (vec![secret], Principal::Service(role))
+    } else if cred.access_key.starts_with(CLUSTER_KEY_PREFIX) {
+        return Err(refuse(Error::Forbidden(
+            "the cluster secret signs chunk URLs, not calls to the namenode: a service signs \
+             with its own identity (the service.<role>= line of its keyring file)"
+                .into(),
+        )));
     } else {
         let nn2 = nn.clone();
         let key = cred.access_key.clone();
@@ -317,38 +330,42 @@ mod tests {
     }
 
     #[test]
-    fn each_role_admits_exactly_its_signers_with_the_documented_refusals() {
-        let (plain, admin, cluster) = (user(false), user(true), Principal::Cluster);
-        for p in [&plain, &admin, &cluster] {
-            assert_eq!(refusal(Role::AnySigner, p), None);
-        }
-        assert_eq!(refusal(Role::User, &plain), None);
-        assert_eq!(refusal(Role::User, &admin), None);
-        assert_eq!(
-            refusal(Role::User, &cluster).as_deref(),
-            Some("cluster credentials are for datanode routes")
+    fn each_role_admits_exactly_its_signers() {
+        use ServiceRole::*;
+        let (plain, admin) = (user(false), user(true));
+        let (dn, edge, gw) = (
+            Principal::Service(Datanode),
+            Principal::Service(Edge),
+            Principal::Service(Gateway),
         );
+        let roles = [
+            Role::User,
+            Role::Admin,
+            Role::UserOr(&[Edge]),
+            Role::AdminOr(&[Edge]),
+            Role::Services(&[Datanode]),
+            Role::Services(&[Gateway]),
+        ];
+        // Rows: plain, admin, datanode, edge, gateway.
+        let admitted = [
+            [true, false, true, false, false, false],
+            [true, true, true, true, false, false],
+            [false, false, false, false, true, false],
+            [false, false, true, true, false, false],
+            [false, false, false, false, false, true],
+        ];
+        for (p, row) in [&plain, &admin, &dn, &edge, &gw].iter().zip(admitted) {
+            for (role, want) in roles.iter().zip(row) {
+                assert_eq!(refusal(*role, p).is_none(), want, "{p:?} on {role:?}");
+            }
+        }
         assert_eq!(
             refusal(Role::Admin, &plain).as_deref(),
             Some("admin key required")
         );
-        assert_eq!(refusal(Role::Admin, &admin), None);
         assert_eq!(
-            refusal(Role::Admin, &cluster).as_deref(),
-            Some("admin key required")
+            refusal(Role::User, &dn).as_deref(),
+            Some("datanode credentials may not call this route")
         );
-        assert_eq!(
-            refusal(Role::AdminOrCluster, &plain).as_deref(),
-            Some("admin key required")
-        );
-        assert_eq!(refusal(Role::AdminOrCluster, &admin), None);
-        assert_eq!(refusal(Role::AdminOrCluster, &cluster), None);
-        for p in [&plain, &admin] {
-            assert_eq!(
-                refusal(Role::Cluster, p).as_deref(),
-                Some("datanode routes need cluster credentials")
-            );
-        }
-        assert_eq!(refusal(Role::Cluster, &cluster), None);
     }
 }

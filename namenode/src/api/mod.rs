@@ -98,19 +98,18 @@ pub(crate) fn router(nn: Arc<Namenode>) -> Router {
         )
         .route("/v1/sse/data-key", post(sse::data_key))
         .route("/v1/sse/unwrap", post(sse::unwrap));
-    // Readers with their key, and edges with the cluster secret (warming
-    // by file path, reporting bad origin bytes).
-    // Bucket settings are read by gateways too (CORS preflights come
-    // unsigned, so the gateway asks with the cluster secret).
-    let any_signer = Router::new()
+    // Readers with their key, and edges (warming by file path, reporting
+    // bad origin bytes).
+    let user_or_edge = Router::new()
         .route("/v1/file/locations", get(replicas::locations))
-        .route(
-            "/v1/bucket-settings/{bucket}/{name}",
-            get(buckets::bucket_setting),
-        )
         .route("/v1/chunks/bad", post(replicas::bad_replica));
-    let admin_or_cluster =
-        Router::new().route("/v1/chunks/locations", post(replicas::locate_chunks));
+    // Bucket settings are read by gateways too (CORS preflights come
+    // unsigned, so the gateway asks as itself).
+    let user_or_gateway = Router::new().route(
+        "/v1/bucket-settings/{bucket}/{name}",
+        get(buckets::bucket_setting),
+    );
+    let admin_or_edge = Router::new().route("/v1/chunks/locations", post(replicas::locate_chunks));
     let admin = Router::new()
         .route("/v1/admin/edges", get(admin::list_edges))
         .route("/v1/admin/nodes", get(datanodes::list_nodes))
@@ -136,16 +135,19 @@ pub(crate) fn router(nn: Arc<Namenode>) -> Router {
             post(admin::change_grant),
         )
         .route("/v1/admin/buckets/{bucket}/quota", put(admin::bucket_quota));
-    let cluster = Router::new()
+    let datanode = Router::new()
         .route("/v1/datanodes/heartbeat", post(datanodes::heartbeat))
-        .route("/v1/datanodes/report", post(replicas::chunk_report))
-        .route("/v1/service/keys/{access_key}", get(admin::access_key_info));
+        .route("/v1/datanodes/report", post(replicas::chunk_report));
+    let gateway = Router::new().route("/v1/service/keys/{access_key}", get(admin::access_key_info));
+    use blob_common::auth::ServiceRole::{Datanode, Edge, Gateway};
     let signed = Router::new()
         .merge(requiring(Role::User, user))
-        .merge(requiring(Role::AnySigner, any_signer))
-        .merge(requiring(Role::AdminOrCluster, admin_or_cluster))
+        .merge(requiring(Role::UserOr(&[Edge]), user_or_edge))
+        .merge(requiring(Role::UserOr(&[Gateway]), user_or_gateway))
+        .merge(requiring(Role::AdminOr(&[Edge]), admin_or_edge))
         .merge(requiring(Role::Admin, admin))
-        .merge(requiring(Role::Cluster, cluster))
+        .merge(requiring(Role::Services(&[Datanode]), datanode))
+        .merge(requiring(Role::Services(&[Gateway]), gateway))
         .route_layer(middleware::from_fn_with_state(
             auth::Gate {
                 nn: nn.clone(),

@@ -410,7 +410,9 @@ impl Namenode {
                 vec![b.clone()]
             }
             None => self
-                .list_buckets(&crate::access::Principal::Cluster)?
+                .list_buckets(&crate::access::Principal::Service(
+                    blob_common::auth::ServiceRole::Gateway,
+                ))?
                 .buckets
                 .into_iter()
                 .map(|b| b.name)

@@ -16,9 +16,11 @@ fn bucket_settings_are_kept_replaced_and_removed() {
     // The bucket itself is unchanged by its settings.
     let before = t.head_bucket(BUCKET).expect("head").created_ms;
     assert_eq!(
-        t.list_buckets(&crate::access::Principal::Cluster)
-            .expect("list")
-            .buckets[0]
+        t.list_buckets(&crate::access::Principal::Service(
+            blob_common::auth::ServiceRole::Gateway
+        ))
+        .expect("list")
+        .buckets[0]
             .created_ms,
         before
     );
