@@ -122,6 +122,12 @@ impl Sealing {
         self.meta.get(seal::SSE).map(String::as_str).unwrap_or("")
     }
 
+    /// `plain` sealed as one stored chunk ([`seal::plain_capacity`] of
+    /// the chunk size at most).
+    pub fn seal(&self, plain: &[u8]) -> Vec<u8> {
+        self.key.seal(plain)
+    }
+
     pub(crate) fn key(&self) -> &DataKey {
         &self.key
     }
@@ -167,6 +173,11 @@ pub fn spans(locs: &crate::FileLocations) -> Vec<(u64, u64, bool)> {
 }
 
 impl Client {
+    /// The customer key this handle reads SSE-C files with, if any.
+    pub fn customer_key(&self) -> Option<&CustomerKey> {
+        self.customer_key.as_deref()
+    }
+
     /// A handle that reads and writes SSE-C files with `key`.
     pub fn with_customer_key(&self, key: CustomerKey) -> Client {
         let mut c = self.clone();

@@ -26,6 +26,7 @@ use tracing::Instrument;
 
 use crate::stage::{read_padded, BaseChunk, Piece};
 use blob_client::session::{self, with_retries, ChunkPut, Receipts};
+use blob_client::sse::Sealing;
 use blob_client::{Client, Error, FileLocations, UploadOptions};
 
 /// Most pieces planned in one namenode call.
@@ -116,13 +117,17 @@ struct Ready {
 
 /// Commits `pieces` as the new version of `bucket/path`. Local pieces are
 /// read from `file` (the staging file), stored ones that must be sent
-/// again from `base` (`chunks` are the layout's base chunks).
+/// again from `base` (`chunks` are the layout's base chunks). With
+/// `sealing`, every piece is local and sealed before it is hashed (the
+/// chunk id is that of the sealed bytes), and the file carries the
+/// sealing's metadata.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn commit_pieces(
     client: &Client,
     bucket: &str,
     path: &str,
     opts: &UploadOptions,
+    sealing: Option<&Sealing>,
     pieces: &[Piece],
     file: Option<Arc<File>>,
     base: &mut BaseSource,
@@ -132,11 +137,17 @@ pub(crate) async fn commit_pieces(
     let span =
         tracing::info_span!("staged_commit", bucket, path, request_id = %client.request_id());
     let mut session: Option<(UploadId, u8, u8)> = None;
+    if sealing.is_some() && pieces.iter().any(|p| matches!(p, Piece::Stored { .. })) {
+        return Err(Error::Task(
+            "a sealed commit takes local pieces only".into(),
+        ));
+    }
     let res = run(
         &client,
         bucket,
         path,
         opts,
+        sealing,
         pieces,
         file,
         base,
@@ -161,6 +172,7 @@ async fn run(
     bucket: &str,
     path: &str,
     opts: &UploadOptions,
+    sealing: Option<&Sealing>,
     pieces: &[Piece],
     file: Option<Arc<File>>,
     base: &mut BaseSource,
@@ -192,7 +204,7 @@ async fn run(
         let (batch, tail) = rest.split_at(n);
         rest = tail;
         let ready: Vec<Ready> = futures::stream::iter(batch.iter().copied())
-            .map(|p| prepare(p, file.clone(), permits.clone()))
+            .map(|p| prepare(p, file.clone(), permits.clone(), sealing.cloned()))
             .buffered(parallel)
             .try_collect()
             .await?;
@@ -337,7 +349,13 @@ async fn run(
         chunks: if staged { Vec::new() } else { refs },
         manifest: staged.then_some(chunk_count as u64),
         receipts: pending,
-        meta: opts.meta.clone(),
+        meta: {
+            let mut meta = opts.meta.clone();
+            if let Some(s) = sealing {
+                meta.extend(s.meta().clone());
+            }
+            meta
+        },
         part: None,
         condition: None,
     };
@@ -364,6 +382,7 @@ async fn prepare(
     p: Piece,
     file: Option<Arc<File>>,
     permits: Arc<Semaphore>,
+    sealing: Option<Sealing>,
 ) -> Result<Ready, Error> {
     match p {
         Piece::Stored { index, id, size } => Ok(Ready {
@@ -382,6 +401,10 @@ async fn prepare(
                     // Nothing local was ever written: a hole.
                     None => Bytes::from(vec![0u8; size as usize]),
                 };
+                let bytes = match &sealing {
+                    Some(s) => Bytes::from(s.seal(&bytes)),
+                    None => bytes,
+                };
                 Ok::<_, std::io::Error>((ChunkId::of(&bytes), bytes))
             })
             .await
@@ -391,7 +414,10 @@ async fn prepare(
                 source: e,
             })?;
             Ok(Ready {
-                chunk: ChunkRef { id, size },
+                chunk: ChunkRef {
+                    id,
+                    size: bytes.len() as u64,
+                },
                 stored: None,
                 bytes: Some((bytes, permit)),
             })

@@ -140,7 +140,12 @@ pub async fn run(
     cfg.connect_timeout = cfg.connect_timeout.min(opts.timeout);
     cfg.request_timeout = opts.timeout;
     cfg.data_idle_timeout = opts.timeout;
-    let client = Client::new(cfg)?;
+    let mut fresh = Client::new(cfg)?;
+    // SSE-C files stay readable with the key the caller's handle holds.
+    if let Some(key) = client.customer_key() {
+        fresh = fresh.with_customer_key(key.clone());
+    }
+    let client = fresh;
     if !client
         .head_bucket(bucket)
         .await

@@ -37,7 +37,7 @@ use tokio::task::JoinHandle;
 use tokio_util::io::StreamReader;
 
 use crate::commit::{commit_pieces, BaseSource};
-use crate::stage::{Layout, Segment, StageError, StageFile, StagingArea, Tee};
+use crate::stage::{Layout, Piece, Segment, StageError, StageFile, StagingArea, Tee};
 use blob_client::{Client, Error, FileInfo, FileLocations, UploadOptions, UploadOutcome};
 
 /// Writes in the pipe to the upload (each up to the kernel's write size).
@@ -143,6 +143,9 @@ struct Staged {
     /// (without a commit) until the staged commit, so the chunks it stored
     /// stay in the bucket and are not sent again.
     parked: Option<(Running, u64)>,
+    /// Committed encrypted: this open file takes no more writes (an
+    /// encrypted file is rewritten whole, never patched).
+    sealed: bool,
 }
 
 enum Mode {
@@ -209,6 +212,7 @@ impl Writer {
                         file: None,
                         base: BaseSource::new(Some(locs)),
                         parked: None,
+                        sealed: false,
                     })
                 } else {
                     Mode::Stream(Stream {
@@ -262,7 +266,8 @@ impl Writer {
     pub(crate) async fn readable(&self) -> bool {
         match &self.state.lock().await.mode {
             Mode::Stream(s) => s.tee.is_some() || (s.end == 0 && s.base == 0),
-            Mode::Staged(_) => true,
+            // Committed encrypted: readers read the committed version.
+            Mode::Staged(g) => !g.sealed,
         }
     }
 
@@ -387,6 +392,9 @@ impl Writer {
                     ))),
                 }
             }
+            Mode::Staged(g) if g.sealed => Err(WriteError::Unsupported(format!(
+                "{path} was committed encrypted: reopen it to read it"
+            ))),
             Mode::Staged(g) => {
                 let mut out = BytesMut::new();
                 for seg in g.layout.segments(offset, len) {
@@ -470,6 +478,7 @@ impl Writer {
                 file: None,
                 base: BaseSource::new(None),
                 parked: None,
+                sealed: self.opts.encrypt.is_some(),
             })
         } else {
             Mode::Stream(Stream {
@@ -495,13 +504,35 @@ impl Writer {
             let _ = tokio::time::timeout(PARKED_WAIT, done.wait_for(|&n| n >= want)).await;
         }
         let started = std::time::Instant::now();
-        let pieces = g.layout.pieces(self.chunk_size());
+        // A file rewritten whole is encrypted when the mount encrypts what
+        // it writes (its chunks then hold less plaintext); one patched in
+        // place keeps the clear chunks it did not change, and stays clear.
+        let whole = !g
+            .layout
+            .pieces(self.chunk_size())
+            .iter()
+            .any(|p| matches!(p, Piece::Stored { .. }));
+        let sealing = match (&self.opts.encrypt, whole) {
+            (Some(how), true) => Some(
+                self.client
+                    .sealing_for(how)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?,
+            ),
+            _ => None,
+        };
+        let cut = match sealing {
+            Some(_) => blob_common::seal::plain_capacity(self.chunk_size()),
+            None => self.chunk_size(),
+        };
+        let pieces = g.layout.pieces(cut);
         let local = g.layout.local_bytes();
         let res = commit_pieces(
             &self.client,
             &self.bucket,
             &path,
             &self.opts,
+            sealing.as_ref(),
             &pieces,
             g.file.as_ref().map(StageFile::handle),
             &mut g.base,
@@ -512,6 +543,7 @@ impl Writer {
             parked.stop("superseded by the staged commit");
         }
         let done = res.map_err(|e| format!("{e:#}"))?;
+        g.sealed = sealing.is_some();
         if done.file.size != g.layout.size() {
             return Err(format!(
                 "committed {} bytes, the file has {}",
@@ -596,6 +628,11 @@ impl Writer {
         let Mode::Staged(g) = &mut st.mode else {
             return Err(WriteError::Failed("not staged".into()));
         };
+        if g.sealed {
+            return Err(WriteError::Unsupported(
+                "the file was committed encrypted; reopen it with O_TRUNC to rewrite it".into(),
+            ));
+        }
         let end = offset + data.len() as u64;
         for (i, fetch) in g.layout.to_copy(offset, end, chunk_size) {
             self.copy_local(g, &path, i, fetch).await?;
@@ -637,6 +674,7 @@ impl Writer {
             file: Some(tee),
             base: BaseSource::new(None),
             parked,
+            sealed: false,
         });
         for (offset, data) in pending {
             self.staged_write(st, offset, data).await?;

@@ -175,7 +175,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             sync::sync(&client, &src, &dst, o).await?;
         }
         Command::Cat { target } => transfer::download(&client, &target, "-", 8, true).await?,
-        Command::Mount(m) => mount::mount(client, &m).await?,
+        Command::Mount(m) => mount::mount(client, &m, encrypt).await?,
         Command::Admin { command } => return admin::admin(&client, command, quiet).await,
         Command::Completions { .. } => {}
     }

@@ -24,7 +24,11 @@ const NO_FUSE: &str =
 
 /// Mounts `m.bucket` at `m.mountpoint` and serves it until unmounted.
 #[cfg(feature = "fuse")]
-pub(crate) async fn mount(client: Client, m: &MountArgs) -> anyhow::Result<()> {
+pub(crate) async fn mount(
+    client: Client,
+    m: &MountArgs,
+    encrypt: Option<blob_client::sse::Encrypt>,
+) -> anyhow::Result<()> {
     let opts = blob_mount::MountOptions {
         meta_ttl: m.ttl,
         timeout: client.config().request_timeout,
@@ -35,6 +39,7 @@ pub(crate) async fn mount(client: Client, m: &MountArgs) -> anyhow::Result<()> {
             parallel: usize::from(m.parallel),
             replication: m.replication,
             abort_on_error: true,
+            encrypt,
             ..UploadOptions::default()
         },
         allow_other: m.allow_other,
@@ -51,7 +56,11 @@ pub(crate) async fn mount(client: Client, m: &MountArgs) -> anyhow::Result<()> {
 
 /// Without FUSE support: fails, saying so.
 #[cfg(not(feature = "fuse"))]
-pub(crate) async fn mount(_client: Client, _m: &MountArgs) -> anyhow::Result<()> {
+pub(crate) async fn mount(
+    _client: Client,
+    _m: &MountArgs,
+    _encrypt: Option<blob_client::sse::Encrypt>,
+) -> anyhow::Result<()> {
     anyhow::bail!(NO_FUSE)
 }
 
