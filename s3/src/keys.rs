@@ -45,6 +45,7 @@ impl Keys {
         let namenode =
             blob_rpc::Namenode::builder(&cfg.namenode, blob_rpc::Credentials::cluster(&keyring))
                 .timeout(Duration::from_secs(10))
+                .ca_file(cfg.tls.ca_file.as_deref())
                 .build()
                 .map_err(|e| e.to_string())?;
         Ok(Self {
@@ -90,7 +91,8 @@ impl Keys {
             &info.secret_key,
         )
         .with_zone(self.inner.cfg.zone.clone())
-        .with_direct(self.inner.cfg.no_edge);
+        .with_direct(self.inner.cfg.no_edge)
+        .with_ca_file(self.inner.cfg.tls.ca_file.clone());
         let client = Client::new(cfg).map_err(|e| {
             tracing::warn!(error = %e, "building a client");
             S3Error::new(S3ErrorCode::InternalError)
