@@ -147,7 +147,10 @@ pub fn write_client_config(
 ) -> Result<()> {
     let zone = zone.map_or(String::new(), |z| format!("zone = \"{z}\"\n"));
     let ca = ca_file.map_or(String::new(), |p| {
-        format!("ca_file = {}\n", toml::Value::String(p.display().to_string()))
+        format!(
+            "ca_file = {}\n",
+            toml::Value::String(p.display().to_string())
+        )
     });
     write_secret_file(
         path,
@@ -274,7 +277,12 @@ impl Certs {
 
     /// Points `common` at service `name`'s certificate (issued now) and at
     /// the CA it trusts when calling the others.
-    pub fn configure(&self, name: &str, ips: &[IpAddr], common: &mut crate::CommonArgs) -> Result<()> {
+    pub fn configure(
+        &self,
+        name: &str,
+        ips: &[IpAddr],
+        common: &mut crate::CommonArgs,
+    ) -> Result<()> {
         let (cert, key) = self.issue(name, ips)?;
         common.tls_cert = Some(cert);
         common.tls_key = Some(key);
@@ -856,19 +864,19 @@ mod tests {
         let l = Launcher::new("/bin/blobd".into(), layout);
         let s = l
             .service(
-            "s3",
-            ServiceArgs::S3(S3Args {
-                common: CommonArgs::default(),
-                listen: None,
-                namenode: Some("http://nn".into()),
-                region: None,
-                min_part_size: None,
-                domains: vec![],
-                zone: None,
-                no_edge: false,
-            }),
-            &["--region".into(), "eu".into()],
-        )
+                "s3",
+                ServiceArgs::S3(S3Args {
+                    common: CommonArgs::default(),
+                    listen: None,
+                    namenode: Some("http://nn".into()),
+                    region: None,
+                    min_part_size: None,
+                    domains: vec![],
+                    zone: None,
+                    no_edge: false,
+                }),
+                &["--region".into(), "eu".into()],
+            )
             .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(
             s.command,

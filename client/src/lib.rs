@@ -117,7 +117,8 @@ impl Client {
     pub fn new(cfg: ClientConfig) -> Result<Client, Error> {
         let base = cfg.validate()?;
         let trusting = |b| {
-            blob_rpc::tls::trust(b, cfg.ca_file.as_deref()).map_err(|e| Error::Config(e.to_string()))
+            blob_rpc::tls::trust(b, cfg.ca_file.as_deref())
+                .map_err(|e| Error::Config(e.to_string()))
         };
         let http = trusting(reqwest::Client::builder())?
             // Up to 64 chunk transfers in flight, mostly to a few hosts.

@@ -50,7 +50,8 @@ mod tests {
         std::fs::write(&empty, "not a certificate\n").expect("write");
         let e = trust(reqwest::Client::builder(), Some(&empty)).expect_err("empty");
         assert!(e.to_string().contains("empty.pem"), "{e}");
-        let e = trust(reqwest::Client::builder(), Some(&dir.join("missing.pem"))).expect_err("missing");
+        let e =
+            trust(reqwest::Client::builder(), Some(&dir.join("missing.pem"))).expect_err("missing");
         assert!(e.to_string().contains("missing.pem"), "{e}");
         assert!(trust(reqwest::Client::builder(), None).is_ok());
         let _ = std::fs::remove_dir_all(&dir);

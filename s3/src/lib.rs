@@ -161,7 +161,10 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     cfg.validate().map_err(Error::Config)?;
-    let acceptor = cfg.tls.acceptor().map_err(|e| Error::Config(e.to_string()))?;
+    let acceptor = cfg
+        .tls
+        .acceptor()
+        .map_err(|e| Error::Config(e.to_string()))?;
     let cfg = Arc::new(cfg);
     let keys = keys::Keys::new(cfg.clone(), keyring).map_err(Error::Config)?;
     let cors = Arc::new(cors::Cors::new(keys.namenode().clone()));

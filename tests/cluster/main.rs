@@ -19,6 +19,7 @@ mod restart;
 mod roundtrip;
 mod s3;
 mod safety;
+mod tls;
 
 use std::time::Duration;
 

@@ -488,9 +488,7 @@ impl TestCluster {
 
     /// A client with the admin key, reading in `zone` (through its edge).
     pub fn client_in(&self, zone: &str) -> Client {
-        let cfg = self
-            .client_config_admin()
-            .with_zone(Some(zone.to_string()));
+        let cfg = self.client_config_admin().with_zone(Some(zone.to_string()));
         Client::new(cfg).expect("a valid client config")
     }
 
