@@ -152,7 +152,7 @@ fn print_usage(dir: &Path, cluster: &ClusterFile) {
          blobctl download my-bucket/some-file ./copy\n\n\
          S3: {} (set -a; . {}/s3.env; aws s3 ls)\n\
          Edge cache: {} (zone {DEV_ZONE}; blobctl admin edge stats)\n\
-         Services: {}/cluster.json. Stop with Ctrl-C; a restart on the same --data keeps everything.\n",
+         Services: {}/cluster.json. Stop with Ctrl-C; a restart on the same --data keeps everything.\n{}",
         cluster.namenode.url,
         cluster.datanodes.len(),
         dir.display(),
@@ -160,6 +160,14 @@ fn print_usage(dir: &Path, cluster: &ClusterFile) {
         dir.display(),
         cluster.edge.as_ref().map_or("-", |s| s.url.as_str()),
         dir.display(),
+        if cluster.namenode.url.starts_with("https://") {
+            format!(
+                "TLS on every service: clients trust the CA {}/tls/ca.pem (ca_file in client.toml, AWS_CA_BUNDLE in s3.env).\n",
+                dir.display()
+            )
+        } else {
+            String::new()
+        },
     );
 }
 
