@@ -38,6 +38,33 @@ pub fn trust(
         .fold(builder, |b, c| b.add_root_certificate(c)))
 }
 
+/// Whether `err` is a server certificate this client does not trust (an
+/// unknown CA, a name it is not valid for, expired): no retry changes
+/// that, so it is final.
+pub fn is_certificate_error(err: &reqwest::Error) -> bool {
+    untrusted(err)
+}
+
+fn untrusted(e: &(dyn std::error::Error + 'static)) -> bool {
+    if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+        return matches!(
+            tls,
+            rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+        );
+    }
+    // An io::Error's `source` skips the error it wraps (itself at times
+    // another io::Error): look inside first.
+    if let Some(inner) = e
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+    {
+        if untrusted(inner) {
+            return true;
+        }
+    }
+    e.source().is_some_and(untrusted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

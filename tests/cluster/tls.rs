@@ -119,6 +119,16 @@ async fn every_hop_speaks_tls_and_only_the_clusters_ca_is_trusted() {
         assert_eq!(code, 2, "{err}");
         assert!(out.is_empty(), "no data without the CA");
         assert!(is_certificate_error(&err), "{err}");
+        // Final at once: no retry makes an untrusted certificate trusted.
+        let t = std::time::Instant::now();
+        let (code, _, err) = blobctl(&bare, &["upload", &src_s, "tls-b/never.bin"], &[]);
+        assert_eq!(code, 2, "{err}");
+        assert!(is_certificate_error(&err), "{err}");
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "refused in {:?}, not retried",
+            t.elapsed()
+        );
         let untrusted = Client::new(blob_client::ClientConfig::new(
             c.endpoint(),
             &c.access_key,
