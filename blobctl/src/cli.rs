@@ -13,15 +13,16 @@ use crate::config::parse_timeout;
 
 const AFTER_HELP: &str = "\
 Configuration (first found wins, per setting):
-  1. --endpoint, --access-key, --secret-key, --zone, --timeout
+  1. --endpoint, --access-key, --secret-key, --zone, --timeout, --ca-file
   2. BLOBCTL_ENDPOINT, BLOBCTL_ACCESS_KEY, BLOBCTL_SECRET_KEY, BLOBCTL_ZONE,
-     BLOBCTL_TIMEOUT
+     BLOBCTL_TIMEOUT, BLOBCTL_CA_FILE
   3. the TOML file named by --config or BLOBCTL_CONFIG
   4. ~/.config/blobctl/config.toml
   The file holds: endpoint = \"http://127.0.0.1:9870\", access_key = \"...\",
-  secret_key = \"...\", optionally zone = \"...\" and timeout = \"30s\" (the
-  client.toml that `blobd dev` writes). The zone picks the edge cache reads
-  go through.
+  secret_key = \"...\", optionally zone = \"...\", timeout = \"30s\" and
+  ca_file = \"ca.pem\" (the client.toml that `blobd dev` writes). The zone
+  picks the edge cache reads go through. An https endpoint (and https
+  datanodes) are verified against the CA in ca_file, and no other.
 
 Remote paths are written BUCKET/PATH; `-` as a local file is stdin/stdout.
 In `ls` paths, `*`, `?` and `[...]` match within one path segment
@@ -83,6 +84,11 @@ pub(crate) struct Cli {
     /// [env: BLOBCTL_TIMEOUT; file: timeout = "30s"]
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_timeout)]
     pub(crate) timeout: Option<std::time::Duration>,
+    /// PEM CA certificate(s) that an https namenode, datanodes and edges
+    /// are verified against (no other CA is trusted)
+    /// [env: BLOBCTL_CA_FILE; file: ca_file = "ca.pem"]
+    #[arg(long, global = true, value_name = "FILE")]
+    pub(crate) ca_file: Option<PathBuf>,
     /// Encrypt uploaded files at rest with a data key of their own
     /// (SSE-S3, the only value); SSE-S3 files are read transparently
     #[arg(long, global = true, value_name = "AES256", value_parser = ["AES256"])]

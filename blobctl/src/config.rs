@@ -1,8 +1,8 @@
 //! Where `blobctl` finds its cluster and keys: flags, then the
 //! environment (`BLOBCTL_*`), then the TOML file named by `--config` or
 //! `BLOBCTL_CONFIG`, then `~/.config/blobctl/config.toml`. The file format
-//! (`endpoint`, `access_key`, `secret_key`, optionally `zone`, `no_edge`
-//! and `timeout`) is the `client.toml` that `blobd dev` writes.
+//! (`endpoint`, `access_key`, `secret_key`, optionally `zone`, `no_edge`,
+//! `timeout` and `ca_file`) is the `client.toml` that `blobd dev` writes.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,6 +26,9 @@ pub(crate) const ENV_NO_EDGE: &str = "BLOBCTL_NO_EDGE";
 pub(crate) const ENV_ZONE: &str = "BLOBCTL_ZONE";
 /// Environment variable holding the timeout of every call (`30s`, `2m`).
 pub(crate) const ENV_TIMEOUT: &str = "BLOBCTL_TIMEOUT";
+/// Environment variable naming the CA file `https` services are verified
+/// against.
+pub(crate) const ENV_CA_FILE: &str = "BLOBCTL_CA_FILE";
 
 /// How long one call to the namenode or a datanode may go without an
 /// answer, unless configured.
@@ -86,6 +89,10 @@ pub(crate) struct ConfigLayer {
     /// Longest wait for an answer to one call.
     #[serde(default)]
     pub(crate) timeout: Option<TimeoutSetting>,
+    /// PEM CA certificate(s) `https` services are verified against (in a
+    /// file, relative to the file's directory).
+    #[serde(default)]
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for ConfigLayer {
@@ -100,6 +107,7 @@ impl std::fmt::Debug for ConfigLayer {
             .field("zone", &self.zone)
             .field("no_edge", &self.no_edge)
             .field("timeout", &self.timeout)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -125,9 +133,12 @@ impl ConfigLayer {
                 })
             }
         };
-        Self::from_toml(&text)
-            .map(Some)
-            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))
+        let mut layer = Self::from_toml(&text)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+        if let (Some(ca), Some(dir)) = (&layer.ca_file, path.parent()) {
+            layer.ca_file = Some(dir.join(ca));
+        }
+        Ok(Some(layer))
     }
 
     /// Treats empty strings (e.g. `BLOBCTL_SECRET_KEY=`) as unset.
@@ -141,6 +152,13 @@ impl ConfigLayer {
             if f.as_deref().is_some_and(str::is_empty) {
                 *f = None;
             }
+        }
+        if self
+            .ca_file
+            .as_deref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            self.ca_file = None;
         }
     }
 
@@ -163,6 +181,9 @@ impl ConfigLayer {
         }
         if self.timeout.is_none() {
             self.timeout.clone_from(&lower.timeout);
+        }
+        if self.ca_file.is_none() {
+            self.ca_file.clone_from(&lower.ca_file);
         }
         self
     }
@@ -194,6 +215,7 @@ pub(crate) fn load_config(
         timeout: env(ENV_TIMEOUT)
             .filter(|v| !v.trim().is_empty())
             .map(TimeoutSetting::Text),
+        ca_file: env(ENV_CA_FILE).map(PathBuf::from),
     };
     from_env.drop_empty();
     let explicit =
@@ -231,7 +253,8 @@ pub(crate) fn load_config(
     };
     let mut cfg = ClientConfig::new(endpoint, access_key, secret_key)
         .with_zone(merged.zone)
-        .with_direct(merged.no_edge.unwrap_or(false));
+        .with_direct(merged.no_edge.unwrap_or(false))
+        .with_ca_file(merged.ca_file);
     cfg.connect_timeout = CONNECT_TIMEOUT;
     Ok(cfg.with_timeout(timeout))
 }
@@ -250,7 +273,30 @@ mod tests {
             zone: None,
             no_edge: None,
             timeout: None,
+            ca_file: None,
         }
+    }
+
+    #[test]
+    fn the_ca_file_comes_from_flag_env_or_file_relative_to_it() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let file = write(
+            dir.path(),
+            "file.toml",
+            "endpoint = \"https://file:1\"\naccess_key = \"ak\"\nsecret_key = \"sk\"\nca_file = \"tls/ca.pem\"\n",
+        );
+        let none = |_: &str| None;
+        let c = load_config(layer(None, None, None), Some(file.clone()), &none, None)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(c.ca_file, Some(dir.path().join("tls/ca.pem")));
+        let env = |k: &str| (k == ENV_CA_FILE).then(|| "/env/ca.pem".to_string());
+        let c = load_config(layer(None, None, None), Some(file.clone()), &env, None)
+            .unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(c.ca_file, Some(PathBuf::from("/env/ca.pem")));
+        let mut flags = layer(None, None, None);
+        flags.ca_file = Some("/flag/ca.pem".into());
+        let c = load_config(flags, Some(file), &env, None).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(c.ca_file, Some(PathBuf::from("/flag/ca.pem")));
     }
 
     fn write(dir: &Path, name: &str, text: &str) -> PathBuf {

@@ -7,6 +7,8 @@
 //!   [`write_client_config`], [`write_s3_env`]);
 //! - what a service is started with: its typed flags ([`ServiceArgs`],
 //!   the same structs `blobd` parses) turned into a command line;
+//! - how TLS is set up: [`Certs`], a local CA that issues each service its
+//!   certificate (`ROOT/tls`), and [`Launcher::tls`];
 //! - how it is started and awaited: [`Service::start`] spawns it with its
 //!   output in its log and returns once it has written its bound address;
 //! - how it is stopped: [`Service::kill`] (SIGKILL), [`stop_all`] (SIGTERM,
@@ -84,6 +86,11 @@ impl Layout {
         self.logs.join(format!("{name}.log"))
     }
 
+    /// The local CA and the services' certificates.
+    pub fn tls(&self) -> PathBuf {
+        self.root.join("tls")
+    }
+
     /// Address file of service `name`.
     pub fn addr_file(&self, name: &str) -> PathBuf {
         self.run.join(format!("{name}.addr"))
@@ -130,34 +137,159 @@ fn write_secret_file(path: &Path, text: &str) -> Result<()> {
 
 /// Writes a blobctl config file (owner-only: it holds the secret key),
 /// headed by the comment `heading`; with a zone, reads go through that
-/// zone's edge.
+/// zone's edge; with a CA file, https services are verified against it.
 pub fn write_client_config(
     path: &Path,
     heading: &str,
     endpoint: &str,
     creds: &Credentials,
     zone: Option<&str>,
+    ca_file: Option<&Path>,
 ) -> Result<()> {
     let zone = zone.map_or(String::new(), |z| format!("zone = \"{z}\"\n"));
+    let ca = ca_file.map_or(String::new(), |p| {
+        format!(
+            "ca_file = {}\n",
+            toml::Value::String(p.display().to_string())
+        )
+    });
     write_secret_file(
         path,
         &format!(
-            "# {heading}\nendpoint = \"{endpoint}\"\naccess_key = \"{}\"\nsecret_key = \"{}\"\n{zone}",
+            "# {heading}\nendpoint = \"{endpoint}\"\naccess_key = \"{}\"\nsecret_key = \"{}\"\n{zone}{ca}",
             creds.access_key, creds.secret_key
         ),
     )
 }
 
 /// Writes what S3 tools need to reach a gateway as the admin key
-/// (`set -a; . FILE`).
-pub fn write_s3_env(path: &Path, endpoint: &str, creds: &Credentials, region: &str) -> Result<()> {
+/// (`set -a; . FILE`); with a CA file, `AWS_CA_BUNDLE` names it.
+pub fn write_s3_env(
+    path: &Path,
+    endpoint: &str,
+    creds: &Credentials,
+    region: &str,
+    ca_file: Option<&Path>,
+) -> Result<()> {
+    let ca = ca_file.map_or(String::new(), |p| {
+        format!("AWS_CA_BUNDLE={}\n", p.display())
+    });
     write_secret_file(
         path,
         &format!(
-            "AWS_ENDPOINT_URL={endpoint}\nAWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\nAWS_REGION={region}\n",
+            "AWS_ENDPOINT_URL={endpoint}\nAWS_ACCESS_KEY_ID={}\nAWS_SECRET_ACCESS_KEY={}\nAWS_REGION={region}\n{ca}",
             creds.access_key, creds.secret_key
         ),
     )
+}
+
+/// A local certificate authority and the certificates it issues to a
+/// cluster's services, all in one directory: `ca.pem` (what clients
+/// trust), `ca.key`, and `NAME.pem` / `NAME.key` per service. The CA is
+/// made once and kept, so clients configured with it keep working across
+/// restarts.
+#[derive(Debug, Clone)]
+pub struct Certs {
+    dir: PathBuf,
+}
+
+/// The names every certificate is valid for.
+const LOCAL_NAMES: [&str; 2] = ["127.0.0.1", "localhost"];
+
+impl Certs {
+    /// The CA in `dir`, made there on first use.
+    pub fn open(dir: &Path) -> Result<Certs> {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let certs = Certs {
+            dir: dir.to_path_buf(),
+        };
+        if !certs.ca_file().exists() || !certs.ca_key().exists() {
+            let key = rcgen::KeyPair::generate().context("making the CA's key")?;
+            let ca = Self::ca_params()?
+                .self_signed(&key)
+                .context("making the CA certificate")?;
+            write_secret_file(&certs.ca_key(), &key.serialize_pem())?;
+            write_atomic(&certs.ca_file(), &ca.pem())?;
+        }
+        Ok(certs)
+    }
+
+    /// The CA certificate (PEM): what clients are given as `ca_file`.
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    fn ca_key(&self) -> PathBuf {
+        self.dir.join("ca.key")
+    }
+
+    /// The CA's certificate parameters. Always the same, so that the CA
+    /// rebuilt from its key issues certificates that chain to `ca.pem`.
+    fn ca_params() -> Result<rcgen::CertificateParams> {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new())
+            .context("CA certificate parameters")?;
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name
+            .push(rcgen::DnType::CommonName, "blobstore local CA");
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        Ok(p)
+    }
+
+    /// Issues service `name` a server certificate for 127.0.0.1,
+    /// `localhost` and `ips`, and returns its certificate and key files.
+    pub fn issue(&self, name: &str, ips: &[IpAddr]) -> Result<(PathBuf, PathBuf)> {
+        let ca_key_pem = std::fs::read_to_string(self.ca_key())
+            .with_context(|| format!("reading {}", self.ca_key().display()))?;
+        let ca_key = rcgen::KeyPair::from_pem(&ca_key_pem)
+            .with_context(|| format!("parsing {}", self.ca_key().display()))?;
+        let ca = Self::ca_params()?
+            .self_signed(&ca_key)
+            .context("rebuilding the CA certificate")?;
+        let mut names: Vec<String> = LOCAL_NAMES.iter().map(|n| n.to_string()).collect();
+        names.extend(
+            ips.iter()
+                .filter(|ip| !ip.is_loopback() && !ip.is_unspecified())
+                .map(IpAddr::to_string),
+        );
+        let mut params = rcgen::CertificateParams::new(names)
+            .with_context(|| format!("certificate parameters for {name}"))?;
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("blobstore {name}"));
+        params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let key = rcgen::KeyPair::generate().context("making a service key")?;
+        let cert = params
+            .signed_by(&key, &ca, &ca_key)
+            .with_context(|| format!("issuing the certificate of {name}"))?;
+        let (cert_file, key_file) = (
+            self.dir.join(format!("{name}.pem")),
+            self.dir.join(format!("{name}.key")),
+        );
+        write_secret_file(&key_file, &key.serialize_pem())?;
+        write_atomic(&cert_file, &cert.pem())?;
+        Ok((cert_file, key_file))
+    }
+
+    /// Points `common` at service `name`'s certificate (issued now) and at
+    /// the CA it trusts when calling the others.
+    pub fn configure(
+        &self,
+        name: &str,
+        ips: &[IpAddr],
+        common: &mut crate::CommonArgs,
+    ) -> Result<()> {
+        let (cert, key) = self.issue(name, ips)?;
+        common.tls_cert = Some(cert);
+        common.tls_key = Some(key);
+        common.ca_file = Some(self.ca_file());
+        Ok(())
+    }
 }
 
 /// A free port on `host` for a service whose URL others need before it
@@ -235,6 +367,9 @@ impl Argv {
             .path("--addr-file", c.addr_file.as_ref())
             .flag("--max-connections", c.max_connections)
             .flag("--max-bytes-in-flight", c.max_bytes_in_flight)
+            .path("--tls-cert", c.tls_cert.as_ref())
+            .path("--tls-key", c.tls_key.as_ref())
+            .path("--ca-file", c.ca_file.as_ref())
     }
 }
 
@@ -246,6 +381,16 @@ impl ServiceArgs {
             ServiceArgs::Datanode(a) => &mut a.common,
             ServiceArgs::Edge(a) => &mut a.common,
             ServiceArgs::S3(a) => &mut a.common,
+        }
+    }
+
+    /// The address it is told to listen on, if any.
+    pub fn listen(&self) -> Option<SocketAddr> {
+        match self {
+            ServiceArgs::Namenode(a) => a.listen,
+            ServiceArgs::Datanode(a) => a.listen,
+            ServiceArgs::Edge(a) => a.listen,
+            ServiceArgs::S3(a) => a.listen,
         }
     }
 
@@ -343,6 +488,9 @@ pub struct Launcher {
     pub retry_busy_port: bool,
     /// Environment set for every service.
     pub env: Vec<(String, String)>,
+    /// With certificates, every service serves TLS with one of its own
+    /// and trusts their CA ([`Launcher::with_tls`]).
+    pub tls: Option<Certs>,
 }
 
 impl Launcher {
@@ -355,6 +503,23 @@ impl Launcher {
             start_timeout: Duration::from_secs(60),
             retry_busy_port: false,
             env: Vec::new(),
+            tls: None,
+        }
+    }
+
+    /// The same launcher starting every service with TLS, with a local CA
+    /// under `ROOT/tls` (made there on first use).
+    pub fn with_tls(mut self) -> Result<Launcher> {
+        self.tls = Some(Certs::open(&self.layout.tls())?);
+        Ok(self)
+    }
+
+    /// The scheme of its services' URLs.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() {
+            "https"
+        } else {
+            "http"
         }
     }
 
@@ -366,8 +531,9 @@ impl Launcher {
     }
 
     /// Service `name` with these flags plus `extra` ones, told the cluster
-    /// secret and its address file. Not started yet: see [`Service::start`].
-    pub fn service(&self, name: &str, mut args: ServiceArgs, extra: &[String]) -> Service {
+    /// secret and its address file (and, with TLS, its certificate). Not
+    /// started yet: see [`Service::start`].
+    pub fn service(&self, name: &str, mut args: ServiceArgs, extra: &[String]) -> Result<Service> {
         let addr_file = self.layout.addr_file(name);
         let role = match &args {
             ServiceArgs::Namenode(_) => None,
@@ -375,6 +541,10 @@ impl Launcher {
             ServiceArgs::Edge(_) => Some(ServiceRole::Edge),
             ServiceArgs::S3(_) => Some(ServiceRole::Gateway),
         };
+        if let Some(certs) = &self.tls {
+            let ips: Vec<IpAddr> = args.listen().map(|a| a.ip()).into_iter().collect();
+            certs.configure(name, &ips, args.common_mut())?;
+        }
         let common = args.common_mut();
         // Each service gets only its role's secrets; the namenode all.
         common.secret_file = Some(match role {
@@ -386,7 +556,7 @@ impl Launcher {
             .data()
             .cloned()
             .unwrap_or_else(|| self.layout.root.clone());
-        Service {
+        Ok(Service {
             name: name.to_string(),
             command: std::iter::once(self.exe.display().to_string())
                 .chain(args.argv())
@@ -400,13 +570,14 @@ impl Launcher {
             retry_busy_port: self.retry_busy_port,
             start_timeout: self.start_timeout,
             env: self.env.clone(),
+            tls: self.tls.is_some(),
             child: None,
-        }
+        })
     }
 
     /// [`Launcher::service`], started.
     pub fn start(&self, name: &str, args: ServiceArgs, extra: &[String]) -> Result<Service> {
-        let mut s = self.service(name, args, extra);
+        let mut s = self.service(name, args, extra)?;
         s.start()?;
         Ok(s)
     }
@@ -436,13 +607,16 @@ pub struct Service {
     pub start_timeout: Duration,
     /// Environment set for the process.
     pub env: Vec<(String, String)>,
+    /// Whether it serves TLS (its URL is `https`).
+    pub tls: bool,
     child: Option<Child>,
 }
 
 impl Service {
     /// Base URL.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Runs it under `prefix` (e.g. `ip netns exec NAME`).
@@ -603,6 +777,9 @@ mod tests {
             addr_file: Some("/d/x.addr".into()),
             max_connections: Some(7),
             max_bytes_in_flight: Some(1 << 20),
+            tls_cert: Some("/d/tls/x.pem".into()),
+            tls_key: Some("/d/tls/x.key".into()),
+            ca_file: Some("/d/tls/ca.pem".into()),
         }
     }
 
@@ -696,20 +873,22 @@ mod tests {
     fn launcher_points_services_at_the_secret_and_their_address_file() {
         let layout = Layout::split(Path::new("/d"));
         let l = Launcher::new("/bin/blobd".into(), layout);
-        let s = l.service(
-            "s3",
-            ServiceArgs::S3(S3Args {
-                common: CommonArgs::default(),
-                listen: None,
-                namenode: Some("http://nn".into()),
-                region: None,
-                min_part_size: None,
-                domains: vec![],
-                zone: None,
-                no_edge: false,
-            }),
-            &["--region".into(), "eu".into()],
-        );
+        let s = l
+            .service(
+                "s3",
+                ServiceArgs::S3(S3Args {
+                    common: CommonArgs::default(),
+                    listen: None,
+                    namenode: Some("http://nn".into()),
+                    region: None,
+                    min_part_size: None,
+                    domains: vec![],
+                    zone: None,
+                    no_edge: false,
+                }),
+                &["--region".into(), "eu".into()],
+            )
+            .unwrap_or_else(|e| panic!("{e:#}"));
         assert_eq!(
             s.command,
             [

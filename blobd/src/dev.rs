@@ -3,7 +3,9 @@
 //! restart one by one, with an S3 gateway and an edge cache (zone `local`,
 //! which `client.toml` and the gateway name, so their reads go through it). Writes `DIR/client.toml` for
 //! blobctl, `DIR/s3.env` for S3 tools (`AWS_ENDPOINT_URL`, keys, region) and
-//! `DIR/cluster.json` describing every service.
+//! `DIR/cluster.json` describing every service. With `--tls` every service
+//! serves TLS with a certificate from a local CA (`DIR/tls/ca.pem`), and
+//! both files name that CA (`ca_file`, `AWS_CA_BUNDLE`).
 //!
 //! Both modes build each service's flags the same way (the `*_args`
 //! functions below); the processes mode starts them through
@@ -20,8 +22,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{
-    free_port, stop_all, write_atomic, write_client_config, write_s3_env, Credentials, Launcher,
-    Layout, Service, ServiceArgs,
+    free_port, stop_all, write_atomic, write_client_config, write_s3_env, Certs, Credentials,
+    Launcher, Layout, Service, ServiceArgs,
 };
 use crate::{bind, cancel_on_signals, parse_duration, secrets, CommonArgs};
 use blob_common::auth::ServiceRole;
@@ -63,6 +65,11 @@ pub struct DevArgs {
     /// Start no edge cache (reads go to the datanodes directly).
     #[arg(long)]
     pub no_edge: bool,
+    /// Serve every service over TLS, with certificates from a local CA
+    /// made under DATA/tls (kept across restarts); client.toml and s3.env
+    /// trust it.
+    #[arg(long)]
+    pub tls: bool,
 }
 
 /// The zone of the dev cluster's edge.
@@ -146,7 +153,7 @@ fn print_usage(dir: &Path, cluster: &ClusterFile) {
          blobctl download my-bucket/some-file ./copy\n\n\
          S3: {} (set -a; . {}/s3.env; aws s3 ls)\n\
          Edge cache: {} (zone {DEV_ZONE}; blobctl admin edge stats)\n\
-         Services: {}/cluster.json. Stop with Ctrl-C; a restart on the same --data keeps everything.\n",
+         Services: {}/cluster.json. Stop with Ctrl-C; a restart on the same --data keeps everything.\n{}",
         cluster.namenode.url,
         cluster.datanodes.len(),
         dir.display(),
@@ -154,6 +161,14 @@ fn print_usage(dir: &Path, cluster: &ClusterFile) {
         dir.display(),
         cluster.edge.as_ref().map_or("-", |s| s.url.as_str()),
         dir.display(),
+        if cluster.namenode.url.starts_with("https://") {
+            format!(
+                "TLS on every service: clients trust the CA {}/tls/ca.pem (ca_file in client.toml, AWS_CA_BUNDLE in s3.env).\n",
+                dir.display()
+            )
+        } else {
+            String::new()
+        },
     );
 }
 
@@ -178,6 +193,15 @@ pub async fn run(a: DevArgs) -> Result<()> {
         run_processes(a, dir, shutdown).await
     } else {
         run_in_process(a, dir, shutdown).await
+    }
+}
+
+/// The scheme of the dev cluster's URLs.
+fn scheme(a: &DevArgs) -> &'static str {
+    if a.tls {
+        "https"
+    } else {
+        "http"
     }
 }
 
@@ -211,7 +235,7 @@ fn namenode_args(
             .iter()
             .map(|addr| blob_namenode::EdgeConfig {
                 zone: DEV_ZONE.into(),
-                url: format!("http://{addr}"),
+                url: format!("{}://{addr}", scheme(a)),
             })
             .collect(),
     })
@@ -269,13 +293,15 @@ fn edge_args(layout: &Layout, addr: SocketAddr, nn_url: &str) -> crate::EdgeArgs
 }
 
 /// Writes `DIR/client.toml` (blobctl) and `DIR/s3.env` (S3 tools), both
-/// with the admin key.
+/// with the admin key (and the CA, with TLS).
 fn write_client_files(
     layout: &Layout,
     nn_url: &str,
     s3_url: &str,
     zone: Option<&str>,
+    certs: Option<&Certs>,
 ) -> Result<PathBuf> {
+    let ca_file = certs.map(Certs::ca_file);
     let creds = Credentials::read(&layout.credentials())?;
     let dir = &layout.root;
     let client_config = dir.join("client.toml");
@@ -285,8 +311,15 @@ fn write_client_files(
         nn_url,
         &creds,
         zone,
+        ca_file.as_deref(),
     )?;
-    write_s3_env(&dir.join("s3.env"), s3_url, &creds, DEV_REGION)?;
+    write_s3_env(
+        &dir.join("s3.env"),
+        s3_url,
+        &creds,
+        DEV_REGION,
+        ca_file.as_deref(),
+    )?;
     Ok(client_config)
 }
 
@@ -316,6 +349,18 @@ fn write_cluster_file(cluster: &ClusterFile) -> Result<()> {
 async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -> Result<()> {
     let layout = Layout::split(&dir);
     let keyring = secrets::load_or_create(&layout.secret())?;
+    let certs = match a.tls {
+        true => Some(Certs::open(&layout.tls())?),
+        false => None,
+    };
+    // With TLS, each service's flags name its certificate and the CA.
+    let secure = |name: &str, mut common: CommonArgs| -> Result<CommonArgs> {
+        if let Some(c) = &certs {
+            c.configure(name, &[], &mut common)?;
+        }
+        Ok(common)
+    };
+    let scheme = scheme(&a);
     // The edge is bound first: the namenode hands out its URL.
     let edge_listener = match a.no_edge {
         true => None,
@@ -326,12 +371,14 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
         None => None,
     };
     let zone = edge_at.map(|_| DEV_ZONE);
-    let nn_cfg = crate::namenode_config(&namenode_args(&a, &layout, edge_at)?)?;
+    let mut nn_args = namenode_args(&a, &layout, edge_at)?;
+    nn_args.common = secure("namenode", nn_args.common)?;
+    let nn_cfg = crate::namenode_config(&nn_args)?;
     let nn_listener = bind(nn_cfg.listen, "namenode").await?;
     let nn_addr = nn_listener
         .local_addr()
         .context("reading namenode address")?;
-    let nn_url = format!("http://{nn_addr}");
+    let nn_url = format!("{scheme}://{nn_addr}");
     let nn = blob_namenode::Namenode::open(nn_cfg.clone(), keyring.clone())
         .context("opening the namenode")?;
 
@@ -345,11 +392,14 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
 
     let mut datanodes = Vec::new();
     for i in 0..a.datanodes {
-        let cfg = crate::datanode_config(&datanode_args(&a, &layout, i, &nn_url)?)?;
+        let name = format!("datanode-{i}");
+        let mut args = datanode_args(&a, &layout, i, &nn_url)?;
+        args.common = secure(&name, args.common)?;
+        let cfg = crate::datanode_config(&args)?;
         let listener = bind(cfg.listen, "datanode").await?;
         let addr = listener.local_addr().context("reading datanode address")?;
         datanodes.push(in_process_entry(
-            format!("http://{addr}"),
+            format!("{scheme}://{addr}"),
             cfg.data_dir.clone(),
         ));
         let (ring, token) = (keyring.for_role(ServiceRole::Datanode), shutdown.clone());
@@ -359,13 +409,15 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
                 .with_context(|| format!("datanode {i}"))
         });
     }
-    let s3_cfg = crate::s3_config(&s3_args(&a, &nn_url, zone)?)?;
+    let mut s3 = s3_args(&a, &nn_url, zone)?;
+    s3.common = secure("s3", s3.common)?;
+    let s3_cfg = crate::s3_config(&s3)?;
     let s3_listener = bind(s3_cfg.listen, "S3 gateway").await?;
     let s3_addr = s3_listener
         .local_addr()
         .context("reading S3 gateway address")?;
-    let s3_url = format!("http://{s3_addr}");
-    let client_config = write_client_files(&layout, &nn_url, &s3_url, zone)?;
+    let s3_url = format!("{scheme}://{s3_addr}");
+    let client_config = write_client_files(&layout, &nn_url, &s3_url, zone, certs.as_ref())?;
     let (ring, token) = (keyring.for_role(ServiceRole::Gateway), shutdown.clone());
     tasks.spawn(async move {
         blob_s3::serve(s3_cfg, ring, s3_listener, token)
@@ -374,9 +426,11 @@ async fn run_in_process(a: DevArgs, dir: PathBuf, shutdown: CancellationToken) -
     });
     let mut edge = None;
     if let (Some(listener), Some(addr)) = (edge_listener, edge_at) {
-        let edge_cfg = crate::edge_config(&edge_args(&layout, addr, &nn_url))?;
+        let mut args = edge_args(&layout, addr, &nn_url);
+        args.common = secure("edge", args.common)?;
+        let edge_cfg = crate::edge_config(&args)?;
         edge = Some(in_process_entry(
-            format!("http://{addr}"),
+            format!("{scheme}://{addr}"),
             edge_cfg.data_dir.clone(),
         ));
         let (ring, token) = (keyring.for_role(ServiceRole::Edge), shutdown.clone());
@@ -428,11 +482,14 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// there). On failure, the ones already started are stopped.
 fn start_processes(a: &DevArgs, dir: &Path, started: &mut Vec<Service>) -> Result<ClusterFile> {
     let exe = std::env::current_exe().context("locating the blobd executable")?;
-    let launcher = Launcher::new(exe, Layout::split(dir));
+    let mut launcher = Launcher::new(exe, Layout::split(dir));
+    if a.tls {
+        launcher = launcher.with_tls()?;
+    }
     launcher.prepare()?;
     let layout = &launcher.layout;
     let start = |started: &mut Vec<Service>, name: &str, args: ServiceArgs| -> Result<usize> {
-        let mut s = launcher.service(name, args, &[]);
+        let mut s = launcher.service(name, args, &[])?;
         s.pin_port = true;
         s.start()?;
         started.push(s);
@@ -455,7 +512,13 @@ fn start_processes(a: &DevArgs, dir: &Path, started: &mut Vec<Service>) -> Resul
         datanodes.push(start(started, &format!("datanode-{i}"), args)?);
     }
     let s3 = start(started, "s3", ServiceArgs::S3(s3_args(a, &nn_url, zone)?))?;
-    let client_config = write_client_files(layout, &nn_url, &started[s3].url(), zone)?;
+    let client_config = write_client_files(
+        layout,
+        &nn_url,
+        &started[s3].url(),
+        zone,
+        launcher.tls.as_ref(),
+    )?;
     let edge = match edge_at {
         Some(addr) => Some(start(
             started,

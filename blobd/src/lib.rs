@@ -63,6 +63,9 @@ Writes under --data (.blobstore by default):
   s3.env        AWS_ENDPOINT_URL, keys and region for S3 tools (source it)
   cluster.json  every service's URL, data directory, pid and log
   logs/         one log per service (with --processes)
+  tls/          with --tls: the local CA (ca.pem) and each service's
+                certificate; client.toml (ca_file) and s3.env
+                (AWS_CA_BUNDLE) name ca.pem, and every URL is https
 
 Runs in this process until Ctrl-C/SIGTERM; with --processes each service is
 its own child process, so a script can kill and restart them one by one.";
@@ -89,6 +92,17 @@ pub struct CommonArgs {
     /// past it requests wait, then get 503 with Retry-After.
     #[arg(long, env = "BLOB_MAX_BYTES_IN_FLIGHT", value_parser = parse_size)]
     pub max_bytes_in_flight: Option<u64>,
+    /// PEM certificate chain to serve TLS with (needs --tls-key); without
+    /// it, plain HTTP.
+    #[arg(long, env = "BLOB_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "BLOB_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate(s) that https URLs of other services (namenode,
+    /// datanodes, edges) are verified against.
+    #[arg(long, env = "BLOB_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl CommonArgs {
@@ -100,6 +114,20 @@ impl CommonArgs {
         if let Some(v) = self.max_bytes_in_flight {
             limits.max_bytes_in_flight = v;
         }
+    }
+
+    /// Lays the TLS flags over a service's TLS settings, and checks them.
+    fn apply_tls(&self, tls: &mut blob_server::tls::TlsConfig) -> Result<()> {
+        if let Some(v) = &self.tls_cert {
+            tls.cert = Some(v.clone());
+        }
+        if let Some(v) = &self.tls_key {
+            tls.key = Some(v.clone());
+        }
+        if let Some(v) = &self.ca_file {
+            tls.ca_file = Some(v.clone());
+        }
+        tls.validate().map_err(anyhow::Error::msg)
     }
 }
 
@@ -332,6 +360,7 @@ pub fn namenode_config(a: &NamenodeArgs) -> Result<blob_namenode::Config> {
         cfg.wal_sync_delay_ms = v.as_millis() as u64;
     }
     a.common.apply_limits(&mut cfg.limits);
+    a.common.apply_tls(&mut cfg.tls)?;
     // Short dead intervals (tests) imply a short stale interval.
     if cfg.stale_after_ms > cfg.dead_after_ms {
         cfg.stale_after_ms = cfg.dead_after_ms;
@@ -376,6 +405,7 @@ pub fn datanode_config(a: &DatanodeArgs) -> Result<blob_datanode::Config> {
         cfg.min_free_bytes = v;
     }
     a.common.apply_limits(&mut cfg.limits);
+    a.common.apply_tls(&mut cfg.tls)?;
     Ok(cfg)
 }
 
@@ -404,6 +434,7 @@ pub fn s3_config(a: &S3Args) -> Result<blob_s3::Config> {
         cfg.no_edge = true;
     }
     a.common.apply_limits(&mut cfg.limits);
+    a.common.apply_tls(&mut cfg.tls)?;
     cfg.validate()
         .map_err(anyhow::Error::msg)
         .context("invalid S3 gateway config")?;
@@ -438,6 +469,7 @@ pub fn edge_config(a: &EdgeArgs) -> Result<blob_edge::Config> {
         cfg.fsync = false;
     }
     a.common.apply_limits(&mut cfg.limits);
+    a.common.apply_tls(&mut cfg.tls)?;
     if let Some(p) = &a.warm_file {
         let text = std::fs::read_to_string(p)
             .with_context(|| format!("reading the warm-up list {}", p.display()))?;

@@ -3,6 +3,7 @@
 //! files, the environment or flags is the calling program's business
 //! (`blobctl` does it in its own `config` module).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::Error;
@@ -19,7 +20,8 @@ pub const DEFAULT_PARALLEL: usize = 8;
 /// How to reach and authenticate to a cluster.
 #[derive(Clone)]
 pub struct ClientConfig {
-    /// Base URL of the namenode, e.g. `http://127.0.0.1:9870`.
+    /// Base URL of the namenode, e.g. `http://127.0.0.1:9870` (or
+    /// `https://…`, verified against [`ClientConfig::ca_file`]).
     pub endpoint: String,
     /// Access key id the requests are signed for.
     pub access_key: String,
@@ -45,6 +47,10 @@ pub struct ClientConfig {
     /// After an edge could not be reached, reads go straight to the
     /// datanodes for this long.
     pub edge_retry_after: Duration,
+    /// PEM CA certificate(s) that `https` namenodes, datanodes and edges
+    /// are verified against. No other CA is trusted: without it, `https`
+    /// URLs are refused.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl ClientConfig {
@@ -65,7 +71,14 @@ impl ClientConfig {
             direct: false,
             edge_connect_timeout: Duration::from_secs(1),
             edge_retry_after: Duration::from_secs(10),
+            ca_file: None,
         }
+    }
+
+    /// The same configuration trusting the CA in `ca_file`.
+    pub fn with_ca_file(mut self, ca_file: Option<PathBuf>) -> Self {
+        self.ca_file = ca_file;
+        self
     }
 
     /// The same configuration for a reader in `zone`.
@@ -130,6 +143,7 @@ impl std::fmt::Debug for ClientConfig {
             .field("data_idle_timeout", &self.data_idle_timeout)
             .field("zone", &self.zone)
             .field("direct", &self.direct)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }

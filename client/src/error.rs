@@ -213,7 +213,8 @@ impl Error {
     /// [`Error::Timeout`].
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Transport { .. } => true,
+            // An untrusted certificate stays untrusted.
+            Error::Transport { source, .. } => !blob_rpc::tls::is_certificate_error(source),
             Error::Api { status, code, .. } => {
                 (*status >= 500 || *status == 408 || *status == 429)
                     && !matches!(code.as_str(), "NotEnoughNodes" | "ClusterFull")

@@ -120,7 +120,11 @@ impl Client {
     /// configuration; sends nothing.
     pub fn new(cfg: ClientConfig) -> Result<Client, Error> {
         let base = cfg.validate()?;
-        let http = reqwest::Client::builder()
+        let trusting = |b| {
+            blob_rpc::tls::trust(b, cfg.ca_file.as_deref())
+                .map_err(|e| Error::Config(e.to_string()))
+        };
+        let http = trusting(reqwest::Client::builder())?
             // Up to 64 chunk transfers in flight, mostly to a few hosts.
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
@@ -129,7 +133,7 @@ impl Client {
             .user_agent(concat!("blobctl/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| Error::Config(format!("building the HTTP client: {e}")))?;
-        let edge_http = reqwest::Client::builder()
+        let edge_http = trusting(reqwest::Client::builder())?
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .connect_timeout(cfg.edge_connect_timeout.min(cfg.connect_timeout))

@@ -65,7 +65,8 @@ pub struct Config {
     /// [`serve`] takes an already bound listener).
     pub listen: SocketAddr,
     /// Base URL clients and other datanodes reach this node at. Default:
-    /// `http://<bound address>`.
+    /// `http://<bound address>` (`https://` when it serves TLS): the URL it
+    /// registers with, so pre-signed chunk URLs have its scheme.
     pub public_url: Option<String>,
     /// Directory holding the node id, chunk files, temp files and
     /// quarantined chunks.
@@ -95,6 +96,10 @@ pub struct Config {
     /// toward the disk and the next pipeline node, read-ahead of reads and
     /// copies).
     pub limits: blob_server::limits::Limits,
+    /// TLS: the certificate served (plain HTTP without one) and the CA
+    /// trusted when calling other services (`[tls]`, `--tls-cert`,
+    /// `--tls-key`, `--ca-file`).
+    pub tls: blob_server::tls::TlsConfig,
 }
 
 impl Default for Config {
@@ -113,6 +118,7 @@ impl Default for Config {
             scrub_rate: 64 * 1024 * 1024,
             max_copies: 4,
             limits: blob_server::limits::Limits::with_budget(256 << 20),
+            tls: Default::default(),
         }
     }
 }
@@ -170,7 +176,15 @@ pub async fn serve(
         .public_url
         .clone()
         .map(|u| u.trim_end_matches('/').to_string())
-        .unwrap_or_else(|| format!("http://{addr}"));
+        .unwrap_or_else(|| format!("{}://{addr}", cfg.tls.scheme()));
+    let acceptor = cfg
+        .tls
+        .acceptor()
+        .map_err(|e| Error::Serve(std::io::Error::other(e.to_string())))?;
+    let trusting = |b| {
+        blob_rpc::tls::trust(b, cfg.tls.ca_file.as_deref())
+            .map_err(|e| Error::Serve(std::io::Error::other(e.to_string())))
+    };
     let metrics = Metrics::new();
     let (id, store) = {
         let dir = cfg.data_dir.clone();
@@ -185,12 +199,12 @@ pub async fn serve(
         .await
         .map_err(|e| Error::TaskFailed(e.to_string()))??
     };
-    let pipeline_http = reqwest::Client::builder()
+    let pipeline_http = trusting(reqwest::Client::builder())?
         .connect_timeout(std::time::Duration::from_secs(2))
         .timeout(std::time::Duration::from_secs(60))
         .build()
         .map_err(|e| Error::Serve(std::io::Error::other(e)))?;
-    let control_http = reqwest::Client::builder()
+    let control_http = trusting(reqwest::Client::builder())?
         .connect_timeout(std::time::Duration::from_secs(2))
         .timeout(std::time::Duration::from_secs(10))
         .build()
@@ -234,7 +248,10 @@ pub async fn serve(
 
     let app = data::router(Arc::clone(&node));
     let graceful = shutdown.cancelled_owned();
-    let listener = blob_server::limits::LimitedListener::new(listener, slots);
+    let listener = blob_server::limits::LimitedListener::new(
+        blob_server::tls::TlsListener::new(listener, acceptor),
+        slots,
+    );
     let res = async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(graceful)

@@ -97,6 +97,10 @@ pub struct Config {
     /// Connection cap and budget of bytes in memory (disk-tier reads, warm
     /// request bodies).
     pub limits: blob_server::limits::Limits,
+    /// TLS: the certificate served (plain HTTP without one) and the CA
+    /// trusted when calling other services (`[tls]`, `--tls-cert`,
+    /// `--tls-key`, `--ca-file`).
+    pub tls: blob_server::tls::TlsConfig,
 }
 
 impl Default for Config {
@@ -117,6 +121,7 @@ impl Default for Config {
             max_fills: 32,
             disk_write_backlog: 256 << 20,
             limits: blob_server::limits::Limits::with_budget(256 << 20),
+            tls: Default::default(),
         }
     }
 }
@@ -138,6 +143,7 @@ impl Config {
         }
         self.limits
             .validate(store::DISK_WINDOW.max(warm::WARM_BODY_LIMIT as u64))?;
+        self.tls.validate()?;
         Ok(())
     }
 }
@@ -185,7 +191,12 @@ pub async fn serve(
         .await
         .map_err(|e| Error::TaskFailed(e.to_string()))??
     };
-    let http = reqwest::Client::builder()
+    let acceptor = cfg
+        .tls
+        .acceptor()
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
+    let http = blob_rpc::tls::trust(reqwest::Client::builder(), cfg.tls.ca_file.as_deref())
+        .map_err(|e| Error::BadRequest(e.to_string()))?
         .pool_max_idle_per_host(64)
         .tcp_nodelay(true)
         .connect_timeout(Duration::from_millis(cfg.connect_timeout_ms))
@@ -246,7 +257,10 @@ pub async fn serve(
     let cache = edge.cache.clone();
     let app = routes::router(edge);
     let graceful = shutdown.cancelled_owned();
-    let listener = blob_server::limits::LimitedListener::new(listener, slots);
+    let listener = blob_server::limits::LimitedListener::new(
+        blob_server::tls::TlsListener::new(listener, acceptor),
+        slots,
+    );
     let res = async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(graceful)

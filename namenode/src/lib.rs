@@ -112,6 +112,9 @@ pub struct Config {
     pub wal_sync_delay_ms: u64,
     /// Connection cap and budget of request bytes in memory.
     pub limits: blob_server::limits::Limits,
+    /// TLS: the certificate served (plain HTTP without one; `[tls]`,
+    /// `--tls-cert`, `--tls-key`).
+    pub tls: blob_server::tls::TlsConfig,
 }
 
 /// An edge cache readers of one zone go through.
@@ -149,6 +152,7 @@ impl Default for Config {
             min_write_replicas: None,
             wal_sync_delay_ms: 0,
             limits: blob_server::limits::Limits::with_budget(128 << 20),
+            tls: Default::default(),
         }
     }
 }
@@ -178,6 +182,7 @@ impl Config {
             e.validate()?;
         }
         self.limits.validate(api::LIST_BODY_LIMIT as u64)?;
+        self.tls.validate()?;
         Ok(())
     }
 }
@@ -324,13 +329,20 @@ pub async fn serve_with(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     let addr = listener.local_addr().ok();
+    let acceptor = nn
+        .cfg
+        .tls
+        .acceptor()
+        .map_err(|e| Error::BadRequest(e.to_string()))?;
     let repair = tokio::spawn(background::run(nn.clone(), shutdown.clone()));
     spawn_clock_watch(nn.clone(), shutdown.clone());
-    tracing::info!(addr = ?addr, data = %nn.cfg.data_dir.display(), "namenode listening");
+    tracing::info!(addr = ?addr, tls = acceptor.is_some(), data = %nn.cfg.data_dir.display(), "namenode listening");
     tokio::spawn(background::sweep_loop(nn.clone(), shutdown.clone()));
     tokio::spawn(background::lifecycle_loop(nn.clone(), shutdown.clone()));
-    let listener =
-        blob_server::limits::LimitedListener::new(listener, nn.cfg.limits.connection_slots());
+    let listener = blob_server::limits::LimitedListener::new(
+        blob_server::tls::TlsListener::new(listener, acceptor),
+        nn.cfg.limits.connection_slots(),
+    );
     let served = axum::serve(listener, api::router(nn))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await

@@ -41,6 +41,7 @@ use serde::Serialize;
 
 mod error;
 pub mod retry;
+pub mod tls;
 
 pub use error::{chain, from_response, redact_str, redact_url, Error};
 pub use reqwest::Method;
@@ -107,6 +108,7 @@ pub struct Builder {
     base: String,
     creds: Credentials,
     http: Option<reqwest::Client>,
+    ca_file: Option<std::path::PathBuf>,
     timeout: Duration,
     retry: RetryPolicy,
 }
@@ -116,6 +118,14 @@ impl Builder {
     /// other traffic). By default a client of its own.
     pub fn http(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
+        self
+    }
+
+    /// The CA an `https` namenode is verified against, for the client this
+    /// handle makes itself (one given with [`Builder::http`] brings its
+    /// own).
+    pub fn ca_file(mut self, ca_file: Option<&std::path::Path>) -> Self {
+        self.ca_file = ca_file.map(std::path::Path::to_path_buf);
         self
     }
 
@@ -143,7 +153,8 @@ impl Builder {
         }
         let http = match self.http {
             Some(http) => http,
-            None => reqwest::Client::builder()
+            None => tls::trust(reqwest::Client::builder(), self.ca_file.as_deref())
+                .map_err(|e| invalid(e.to_string()))?
                 .build()
                 .map_err(|e| invalid(format!("building the HTTP client: {e}")))?,
         };
@@ -171,6 +182,7 @@ impl Namenode {
             base: base.to_string(),
             creds,
             http: None,
+            ca_file: None,
             timeout: DEFAULT_TIMEOUT,
             retry: RetryPolicy::default(),
         }

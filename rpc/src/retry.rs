@@ -69,6 +69,7 @@ impl Default for RetryPolicy {
 /// Whether a call that failed with `err` may be sent again.
 pub(crate) fn is_transient(method: &Method, err: &Error) -> bool {
     match err {
+        Error::Transport { source, .. } if crate::tls::is_certificate_error(source) => false,
         Error::Transport { .. } if err.is_unreachable() => true,
         Error::Transport { .. } => is_read(method),
         Error::Api {

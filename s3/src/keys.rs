@@ -47,6 +47,7 @@ impl Keys {
             blob_rpc::Credentials::service(&keyring, blob_common::auth::ServiceRole::Gateway),
         )
         .timeout(Duration::from_secs(10))
+        .ca_file(cfg.tls.ca_file.as_deref())
         .build()
         .map_err(|e| e.to_string())?;
         Ok(Self {
@@ -92,7 +93,8 @@ impl Keys {
             &info.secret_key,
         )
         .with_zone(self.inner.cfg.zone.clone())
-        .with_direct(self.inner.cfg.no_edge);
+        .with_direct(self.inner.cfg.no_edge)
+        .with_ca_file(self.inner.cfg.tls.ca_file.clone());
         let client = Client::new(cfg).map_err(|e| {
             tracing::warn!(error = %e, "building a client");
             S3Error::new(S3ErrorCode::InternalError)

@@ -88,6 +88,10 @@ pub struct Config {
     /// Connection cap and budget of bytes in memory (object bodies in
     /// flight, read-ahead of reads, XML bodies).
     pub limits: blob_server::limits::Limits,
+    /// TLS: the certificate served (plain HTTP without one) and the CA
+    /// trusted when calling other services (`[tls]`, `--tls-cert`,
+    /// `--tls-key`, `--ca-file`).
+    pub tls: blob_server::tls::TlsConfig,
 }
 
 impl Default for Config {
@@ -107,6 +111,7 @@ impl Default for Config {
             no_edge: false,
             location_cache_chunks: 20_000,
             limits: blob_server::limits::Limits::with_budget(1 << 30),
+            tls: Default::default(),
         }
     }
 }
@@ -130,6 +135,7 @@ impl Config {
             .map_err(|e| format!("namenode URL {:?}: {e}", self.namenode))?;
         self.limits
             .validate(admit::upload_window(self.parallel, self.chunk_size, None))?;
+        self.tls.validate()?;
         Ok(())
     }
 }
@@ -155,6 +161,10 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
     cfg.validate().map_err(Error::Config)?;
+    let acceptor = cfg
+        .tls
+        .acceptor()
+        .map_err(|e| Error::Config(e.to_string()))?;
     let cfg = Arc::new(cfg);
     let keys = keys::Keys::new(cfg.clone(), keyring).map_err(Error::Config)?;
     let cors = Arc::new(cors::Cors::new(keys.namenode().clone()));
@@ -184,7 +194,7 @@ pub async fn serve(
     };
     let slots = cfg.limits.connection_slots();
     let addr = listener.local_addr().ok();
-    tracing::info!(addr = ?addr, namenode = %cfg.namenode, region = %cfg.region, "S3 gateway listening");
+    tracing::info!(addr = ?addr, tls = acceptor.is_some(), namenode = %cfg.namenode, region = %cfg.region, "S3 gateway listening");
     let conns = tokio_util::task::TaskTracker::new();
     loop {
         // A connection is accepted only with a free slot; past the cap,
@@ -213,8 +223,21 @@ pub async fn serve(
         };
         let token = shutdown.clone();
         let max_headers = cfg.max_header_bytes;
+        let acceptor = acceptor.clone();
         conns.spawn(async move {
             let _slot = slot;
+            // The handshake runs here, in the connection's own task, so a
+            // slow or silent client holds up no other.
+            let stream = match acceptor {
+                Some(a) => match a.handshake(stream).await {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        return;
+                    }
+                },
+                None => blob_server::tls::Stream::Plain(stream),
+            };
             let svc = hyper::service::service_fn(move |req| {
                 let s3 = s3.clone();
                 let front = front.clone();

@@ -7,10 +7,12 @@
 //! - [`ApiError`]: an error answer (status, code, message) sent as the
 //!   JSON [`blob_common::error::ErrorBody`];
 //! - [`limits`]: connection caps, the in-memory byte budget and per-route
-//!   body limits.
+//!   body limits;
+//! - [`tls`]: TLS on a listener (rustls), when a certificate is configured.
 
 mod error;
 pub mod http;
 pub mod limits;
+pub mod tls;
 
 pub use error::ApiError;

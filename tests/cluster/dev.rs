@@ -237,3 +237,104 @@ async fn dev_cluster_in_processes_survives_a_killed_datanode_and_a_restart() {
     })
     .await;
 }
+
+/// `KEY=value` lines of an env file.
+fn env_file(path: &Path) -> Vec<(String, String)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn dev_cluster_with_tls_hands_out_https_endpoints_and_its_ca() {
+    bounded(async {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().join("data");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        let mut reaper = Reaper::default();
+
+        let dev = start_dev(&dir, &["--tls", "--datanodes", "3"]);
+        reaper.0.push(dev.id());
+        let cluster = cluster_file(&dir).await;
+        let s3 = cluster.s3.as_ref().expect("an S3 gateway");
+        let edge = cluster.edge.as_ref().expect("an edge");
+        for s in [&cluster.namenode, s3, edge]
+            .into_iter()
+            .chain(&cluster.datanodes)
+        {
+            assert!(s.url.starts_with("https://127.0.0.1:"), "{}", s.url);
+        }
+        let ca = dir.join("tls").join("ca.pem");
+        let config = cluster.client_config.clone();
+        let text = std::fs::read_to_string(&config).expect("client.toml");
+        assert!(
+            text.contains(&format!("ca_file = \"{}\"", ca.display())),
+            "{text}"
+        );
+        let env = env_file(&dir.join("s3.env"));
+        let get = |k: &str| {
+            env.iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_else(|| panic!("{k} in s3.env: {env:?}"))
+        };
+        assert_eq!(get("AWS_CA_BUNDLE"), ca.display().to_string());
+        assert_eq!(get("AWS_ENDPOINT_URL"), s3.url);
+
+        wait_until("namenode answers", Duration::from_secs(30), || async {
+            Ok(Command::new(blobctl_bin())
+                .arg("--config")
+                .arg(&config)
+                .args(["-q", "mb", "dev"])
+                .status()
+                .is_ok_and(|s| s.success()))
+        })
+        .await
+        .expect("bucket created");
+        wait_ready(&config).await;
+        let data = random_bytes(2 << 20 | 7, 18);
+        blobctl(
+            &config,
+            &["upload", "-", "dev/tls.bin", "--chunk-size", "1MiB"],
+            Some(data.clone()),
+        );
+        assert_eq!(
+            sha256_hex(&blobctl(&config, &["cat", "dev/tls.bin"], None)),
+            sha256_hex(&data)
+        );
+        // The S3 tools' file as written: the AWS CLI trusts the gateway.
+        let out = Command::new("aws")
+            .args(["s3", "ls", "s3://dev/"])
+            .env("AWS_CONFIG_FILE", "/nonexistent")
+            .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("aws");
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("tls.bin"),
+            "aws s3 ls with s3.env: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stop(dev, &cluster).await;
+
+        // Restarted on the same directory, as processes: the same CA, so
+        // the same client.toml still reads the data.
+        let dev = start_dev(&dir, &["--tls", "--processes", "--datanodes", "3"]);
+        reaper.0.push(dev.id());
+        let cluster = cluster_file(&dir).await;
+        for s in std::iter::once(&cluster.namenode).chain(&cluster.datanodes) {
+            reaper.0.push(s.pid.expect("processes mode records pids"));
+            assert!(s.url.starts_with("https://"), "{}", s.url);
+        }
+        wait_ready(&config).await;
+        assert_eq!(
+            sha256_hex(&blobctl(&config, &["cat", "dev/tls.bin"], None)),
+            sha256_hex(&data)
+        );
+        stop(dev, &cluster).await;
+    })
+    .await;
+}

@@ -20,6 +20,7 @@ mod roundtrip;
 mod s3;
 mod safety;
 mod tenancy;
+mod tls;
 
 use std::time::Duration;
 

@@ -14,7 +14,8 @@ pub(crate) fn venv_python() -> PathBuf {
     PathBuf::from(home).join(".cache/blobstore/venv/bin/python")
 }
 
-/// A command with the cluster's S3 endpoint and admin keys in its env.
+/// A command with the cluster's S3 endpoint and admin keys in its env (and
+/// its CA as `AWS_CA_BUNDLE`, when it runs TLS).
 pub(crate) fn s3_cmd(c: &TestCluster, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut cmd = Command::new(program);
     cmd.env("AWS_ENDPOINT_URL", c.s3_endpoint())
@@ -25,10 +26,13 @@ pub(crate) fn s3_cmd(c: &TestCluster, program: impl AsRef<std::ffi::OsStr>) -> C
         .env("AWS_CONFIG_FILE", "/nonexistent")
         .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
         .env("MIN_PART_SIZE", TEST_MIN_PART_SIZE.to_string());
+    if let Some(ca) = &c.ca_file {
+        cmd.env("AWS_CA_BUNDLE", ca);
+    }
     cmd
 }
 
-fn run(mut cmd: Command) -> String {
+pub(crate) fn run(mut cmd: Command) -> String {
     let out = cmd
         .output()
         .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));

@@ -7,7 +7,9 @@
 //! `TestCluster::builder().datanodes(4).start(bin)` returns once every
 //! datanode heartbeats. `.edge(EdgeSpec::new("z1"))` adds edge caches,
 //! which the namenode is configured with (`--edge ZONE=URL`); an S3 gateway
-//! then reads in the first edge's zone. Dropping the cluster kills every
+//! then reads in the first edge's zone. `.tls(true)` starts every service
+//! with TLS (a local CA under the temp dir; [`TestCluster::ca_file`]), and
+//! the clients it hands out trust that CA. Dropping the cluster kills every
 //! process and removes the directory, unless the thread is panicking: then
 //! the directory is kept and its path, and each service's log and last log
 //! lines, are printed.
@@ -45,6 +47,7 @@ pub struct Builder {
     datanode_args: Vec<(Option<usize>, Vec<String>)>,
     datanode_dirs: Vec<(usize, PathBuf)>,
     edges: Vec<EdgeSpec>,
+    tls: bool,
 }
 
 /// An edge cache to start with the cluster.
@@ -119,6 +122,8 @@ pub struct TestCluster {
     pub access_key: String,
     /// Admin secret.
     pub secret_key: String,
+    /// The CA the services' certificates chain to, when it runs TLS.
+    pub ca_file: Option<PathBuf>,
     settings: Builder,
 }
 
@@ -142,6 +147,7 @@ impl Default for Builder {
             datanode_args: Vec::new(),
             datanode_dirs: Vec::new(),
             edges: Vec::new(),
+            tls: false,
         }
     }
 }
@@ -250,6 +256,14 @@ impl Builder {
         self.fsync = on;
         self
     }
+
+    /// Every service serves TLS with a certificate from a local CA, and
+    /// calls the others over https (default off).
+    pub fn tls(mut self, on: bool) -> Self {
+        self.tls = on;
+        self
+    }
+
     /// Starts the cluster with the `blobd` binary at `bin`, and waits until
     /// every datanode is live.
     pub async fn start(self, bin: &Path) -> Result<TestCluster> {
@@ -263,7 +277,11 @@ impl Builder {
         // outgoing connection: a restart tries again until it is free.
         launcher.retry_busy_port = true;
         launcher.env = vec![("RUST_LOG".into(), "info".into())];
+        if self.tls {
+            launcher = launcher.with_tls()?;
+        }
         launcher.prepare()?;
+        let scheme = launcher.scheme();
         let layout = launcher.layout.clone();
         let netns = match self.netns {
             Some(i) => Some((i, Netns::create()?)),
@@ -297,7 +315,7 @@ impl Builder {
                 .zip(&edge_addrs)
                 .map(|(e, addr)| blob_namenode::EdgeConfig {
                     zone: e.zone.clone(),
-                    url: format!("http://{addr}"),
+                    url: format!("{scheme}://{addr}"),
                 })
                 .collect(),
             min_write_replicas: None,
@@ -307,7 +325,7 @@ impl Builder {
             "namenode",
             ServiceArgs::Namenode(nn_args),
             &self.namenode_args,
-        );
+        )?;
         // Pinned so that a restart comes back on it (datanodes find it by
         // URL); datanodes re-register with whatever port they get.
         namenode.pin_port = true;
@@ -317,6 +335,7 @@ impl Builder {
             dir: Some(dir),
             access_key: creds.access_key,
             secret_key: creds.secret_key,
+            ca_file: launcher.tls.as_ref().map(blobd::cluster::Certs::ca_file),
             datanodes: Vec::new(),
             s3: None,
             s3_direct: None,
@@ -356,7 +375,7 @@ impl Builder {
                 .filter(|(which, _)| which.is_none_or(|w| w == i))
                 .flat_map(|(_, extra)| extra.iter().cloned())
                 .collect();
-            let mut dn = launcher.service(&name, ServiceArgs::Datanode(args), &extra);
+            let mut dn = launcher.service(&name, ServiceArgs::Datanode(args), &extra)?;
             if let Some(n) = in_ns {
                 dn.wrap(&["ip".into(), "netns".into(), "exec".into(), n.name.clone()]);
             }
@@ -448,24 +467,28 @@ impl TestCluster {
         self.edges[i].url()
     }
 
+    /// The admin key's client configuration (trusting the cluster's CA,
+    /// when it runs TLS).
+    pub fn client_config_admin(&self) -> ClientConfig {
+        ClientConfig::new(self.endpoint(), &self.access_key, &self.secret_key)
+            .with_ca_file(self.ca_file.clone())
+    }
+
     /// A client with the admin key.
     pub fn client(&self) -> Client {
-        let cfg = ClientConfig::new(self.endpoint(), &self.access_key, &self.secret_key);
-        Client::new(cfg).expect("a valid client config")
+        Client::new(self.client_config_admin()).expect("a valid client config")
     }
 
     /// A client with the admin key that reads from the datanodes only,
     /// whatever edges the cluster has.
     pub fn client_direct(&self) -> Client {
-        let cfg = ClientConfig::new(self.endpoint(), &self.access_key, &self.secret_key)
-            .with_direct(true);
+        let cfg = self.client_config_admin().with_direct(true);
         Client::new(cfg).expect("a valid client config")
     }
 
     /// A client with the admin key, reading in `zone` (through its edge).
     pub fn client_in(&self, zone: &str) -> Client {
-        let cfg = ClientConfig::new(self.endpoint(), &self.access_key, &self.secret_key)
-            .with_zone(Some(zone.to_string()));
+        let cfg = self.client_config_admin().with_zone(Some(zone.to_string()));
         Client::new(cfg).expect("a valid client config")
     }
 
@@ -504,7 +527,14 @@ impl TestCluster {
             "blobctl config for the test cluster in {}",
             self.root().display()
         );
-        write_client_config(path, &heading, &self.endpoint(), &creds, zone)
+        write_client_config(
+            path,
+            &heading,
+            &self.endpoint(),
+            &creds,
+            zone,
+            self.ca_file.as_deref(),
+        )
     }
 
     /// The cluster keyring (to sign URLs in tests).

@@ -46,6 +46,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         zone: cli.zone.clone(),
         no_edge: cli.no_edge.then_some(true),
         timeout: cli.timeout.map(|d| TimeoutSetting::Secs(d.as_secs_f64())),
+        ca_file: cli.ca_file.clone(),
     };
     let cfg = load_config(
         flags,

@@ -11,7 +11,14 @@
 //! one) first cold (every chunk a miss, filled from the datanodes while it
 //! streams) and then hot.
 //!
+//! With `--tls-compare` it measures only the cost of TLS: per run, a fresh
+//! file of `--size-mib` up and down through `blobctl` (best of two reads,
+//! straight from the datanodes) on a plain cluster and then on one with TLS
+//! on every hop, each a fresh cluster of the same shape; medians over
+//! `--runs` and the ratio to plain within each run.
+//!
 //! Run: `cargo run --release -p blob-tests --bin blob-bench [-- --size-mib 1024 --small 1000]`
+//! or `… --bin blob-bench -- --tls-compare --size-mib 1024 --runs 3 [--no-fsync]`
 
 use std::path::Path;
 use std::process::Command;
@@ -30,6 +37,9 @@ struct Args {
     size_mib: u64,
     small: usize,
     in_flight: usize,
+    tls_compare: bool,
+    runs: usize,
+    fsync: bool,
 }
 
 fn args() -> Result<Args> {
@@ -37,6 +47,9 @@ fn args() -> Result<Args> {
         size_mib: 1024,
         small: 1000,
         in_flight: 16,
+        tls_compare: false,
+        runs: 3,
+        fsync: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -45,7 +58,13 @@ fn args() -> Result<Args> {
             "--size-mib" => a.size_mib = val()?.parse()?,
             "--small" => a.small = val()?.parse()?,
             "--in-flight" => a.in_flight = val()?.parse()?,
-            other => bail!("unknown flag {other}; use --size-mib N, --small N, --in-flight N"),
+            "--tls-compare" => a.tls_compare = true,
+            "--runs" => a.runs = val()?.parse::<usize>()?.max(1),
+            "--no-fsync" => a.fsync = false,
+            other => bail!(
+                "unknown flag {other}; use --size-mib N, --small N, --in-flight N, \
+                 or --tls-compare [--runs N] [--no-fsync]"
+            ),
         }
     }
     Ok(a)
@@ -128,11 +147,131 @@ fn blobctl(bin: &Path, config: &Path, args: &[&str]) -> Result<(f64, f64)> {
     Ok((secs, usage.max_rss() as f64 / 1024.0))
 }
 
+/// One file up and down (best of two reads) on a fresh cluster, plain or
+/// with TLS on every hop; MiB/s each way.
+async fn tls_round(
+    a: &Args,
+    tls: bool,
+    input: &Path,
+    blobd: &Path,
+    blobctl_bin: &Path,
+) -> Result<(f64, f64)> {
+    let cluster = TestCluster::builder()
+        .datanodes(3)
+        .replication(3)
+        .fsync(a.fsync)
+        .tls(tls)
+        .start(blobd)
+        .await?;
+    let config = cluster.client_config_direct()?;
+    cluster.client_direct().create_bucket("bench").await?;
+    let (up_s, _) = blobctl(
+        blobctl_bin,
+        &config,
+        &["upload", input.to_str().context("utf8")?, "bench/big.bin"],
+    )?;
+    let mut down_s = f64::MAX;
+    for _ in 0..2 {
+        let (s, _) = blobctl(
+            blobctl_bin,
+            &config,
+            &["download", "bench/big.bin", "/dev/null"],
+        )?;
+        down_s = down_s.min(s);
+    }
+    let out = cluster.root().join("out.bin");
+    blobctl(
+        blobctl_bin,
+        &config,
+        &["download", "bench/big.bin", out.to_str().context("utf8")?],
+    )?;
+    if blob_tests::sha256_file(&out)? != blob_tests::sha256_file(input)? {
+        bail!("the downloaded file differs from the input (tls {tls})");
+    }
+    drop(cluster);
+    Ok((a.size_mib as f64 / up_s, a.size_mib as f64 / down_s))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// `--tls-compare`: plain and TLS clusters back to back, per run.
+async fn tls_compare(a: &Args, blobd: &Path, blobctl_bin: &Path) -> Result<()> {
+    let work = tempfile::Builder::new()
+        .prefix("blob-bench-tls-")
+        .tempdir()
+        .context("creating a work dir")?;
+    let input = work.path().join("input.bin");
+    let (mut plain, mut tls) = (Vec::new(), Vec::new());
+    for run in 0..a.runs {
+        eprintln!(
+            "run {} of {}: a fresh {} MiB file…",
+            run + 1,
+            a.runs,
+            a.size_mib
+        );
+        make_file(&input, a.size_mib, 100 + run as u64).await?;
+        plain.push(tls_round(a, false, &input, blobd, blobctl_bin).await?);
+        tls.push(tls_round(a, true, &input, blobd, blobctl_bin).await?);
+        let (p, t) = (plain[run], tls[run]);
+        eprintln!(
+            "  plain up {:.1} down {:.1} MiB/s; TLS up {:.1} down {:.1} MiB/s",
+            p.0, p.1, t.0, t.1
+        );
+    }
+    let ratio = |i: usize| -> Vec<f64> {
+        plain
+            .iter()
+            .zip(&tls)
+            .map(|(p, t)| if i == 0 { t.0 / p.0 } else { t.1 / p.1 })
+            .collect()
+    };
+    let col = |v: &[(f64, f64)], i: usize| -> Vec<f64> {
+        v.iter().map(|x| if i == 0 { x.0 } else { x.1 }).collect()
+    };
+    println!(
+        "
+TLS on every hop: {} MiB per transfer, blobctl, 3 datanodes, RF 3, fsync {}, {} runs (median; ratio to plain in the same run)",
+        a.size_mib,
+        if a.fsync { "on" } else { "off" },
+        a.runs
+    );
+    println!("  mode     upload MiB/s  vs plain  download MiB/s  vs plain");
+    println!(
+        "  plain    {:>12.1}      100%  {:>14.1}      100%",
+        median(col(&plain, 0)),
+        median(col(&plain, 1))
+    );
+    println!(
+        "  TLS      {:>12.1}  {:>7.0}%  {:>14.1}  {:>7.0}%",
+        median(col(&tls, 0)),
+        100.0 * median(ratio(0)),
+        median(col(&tls, 1)),
+        100.0 * median(ratio(1))
+    );
+    for (i, (p, t)) in plain.iter().zip(&tls).enumerate() {
+        println!(
+            "  run {}: plain {:.1} / {:.1}, TLS {:.1} / {:.1} MiB/s (up / down)",
+            i + 1,
+            p.0,
+            p.1,
+            t.0,
+            t.1
+        );
+    }
+    Ok(())
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> Result<()> {
     let a = args()?;
     let blobd = sibling("test-blobd")?;
     let blobctl_bin = sibling("test-blobctl")?;
+    if a.tls_compare {
+        return tls_compare(&a, &blobd, &blobctl_bin).await;
+    }
     let cluster = TestCluster::builder()
         .datanodes(3)
         .replication(3)
