@@ -280,34 +280,26 @@ async fn check_access(
     let who = who.clone();
     blocking(move || {
         for (need, source, named) in checks {
-            let bucket = match source {
-                Source::Upload => match parse_id(&named).and_then(|id| {
-                    nn.meta
-                        .get::<UploadRecord>(CF_UPLOADS, id.as_bytes())
-                        .ok()?
-                }) {
-                    Some(rec) => rec.bucket,
-                    None => continue,
-                },
-                Source::Multipart => match parse_id(&named).and_then(|id| {
-                    nn.meta
-                        .get::<MultipartRecord>(CF_MULTIPART, id.as_bytes())
-                        .ok()?
-                }) {
-                    Some(rec) => rec.bucket,
-                    None => continue,
-                },
-                _ => named,
+            // An id that names no session: the handler answers NoSuchUpload.
+            let bucket = match (source, named.parse::<blob_common::UploadId>()) {
+                (Source::Upload, Ok(id)) => nn
+                    .meta
+                    .get::<UploadRecord>(CF_UPLOADS, id.as_bytes())?
+                    .map(|r| r.bucket),
+                (Source::Multipart, Ok(id)) => nn
+                    .meta
+                    .get::<MultipartRecord>(CF_MULTIPART, id.as_bytes())?
+                    .map(|r| r.bucket),
+                (Source::Upload | Source::Multipart, Err(_)) => None,
+                _ => Some(named),
             };
-            nn.authorize(&who, &bucket, need)?;
+            if let Some(bucket) = bucket {
+                nn.authorize(&who, &bucket, need)?;
+            }
         }
         Ok(())
     })
     .await
-}
-
-fn parse_id(id: &str) -> Option<blob_common::UploadId> {
-    id.parse().ok()
 }
 
 #[cfg(test)]
