@@ -61,11 +61,12 @@ impl KeyBuckets {
 
 impl RateLimits {
     fn buckets(&self, key: &str, limits: KeyLimits) -> Option<Arc<KeyBuckets>> {
-        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        // Unlimited keys (most) take no lock: a key whose limits were
+        // lifted had its buckets dropped then ([`RateLimits::forget`]).
         if limits == KeyLimits::default() {
-            keys.remove(key);
             return None;
         }
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         let b = keys
             .entry(key.to_string())
             .or_insert_with(|| Arc::new(KeyBuckets::new(limits)));

@@ -29,27 +29,13 @@ impl Namenode {
         if exists {
             return Ok(());
         }
-        let access =
-            wanted.unwrap_or_else(|| format!("BK{}", hex::encode_upper(rand::random::<[u8; 9]>())));
+        let access = wanted.unwrap_or_else(new_access_key);
         let secret = self
             .cfg
             .admin_secret_key
             .clone()
             .unwrap_or_else(|| hex::encode(rand::random::<[u8; 20]>()));
-        let mut t = Txn::new(&self.meta, now_ms());
-        t.put(
-            CF_KEYS,
-            access.as_bytes(),
-            &KeyRecord {
-                secret: String::new(),
-                sealed: vec![self.master_keys.seal_secret(&secret)?],
-                created_ms: now_ms(),
-                admin: true,
-                name: "admin".into(),
-                limits: KeyLimits::default(),
-            },
-        )?;
-        t.commit()?;
+        self.store_new_key(&access, &secret, "admin", true)?;
         self.meta.sync()?;
         let path = Namenode::credentials_path(&self.cfg.data_dir);
         let text = format!("access_key = \"{access}\"\nsecret_key = \"{secret}\"\n");
@@ -94,24 +80,11 @@ impl Namenode {
                 "a key name is 1 to 64 characters, none of them control characters".into(),
             ));
         }
-        let access = format!("BK{}", hex::encode_upper(rand::random::<[u8; 9]>()));
+        let access = new_access_key();
         let secret = new_secret();
         {
             let _g = self.lock();
-            let mut t = Txn::new(&self.meta, now_ms());
-            t.put(
-                CF_KEYS,
-                access.as_bytes(),
-                &KeyRecord {
-                    secret: String::new(),
-                    sealed: vec![self.master_keys.seal_secret(&secret)?],
-                    created_ms: now_ms(),
-                    admin: req.admin,
-                    name: name.to_string(),
-                    limits: KeyLimits::default(),
-                },
-            )?;
-            t.commit()?;
+            self.store_new_key(&access, &secret, name, req.admin)?;
         }
         self.meta.sync()?;
         tracing::info!(access_key = %access, name, admin = req.admin, "created access key");
@@ -120,6 +93,31 @@ impl Namenode {
             access_key: access,
             secret_key: secret,
         })
+    }
+
+    /// Writes a new key, its secret sealed (the caller holds the lock and
+    /// syncs).
+    fn store_new_key(
+        &self,
+        access: &str,
+        secret: &str,
+        name: &str,
+        admin: bool,
+    ) -> Result<(), Error> {
+        let mut t = Txn::new(&self.meta, now_ms());
+        t.put(
+            CF_KEYS,
+            access.as_bytes(),
+            &KeyRecord {
+                secret: String::new(),
+                sealed: vec![self.master_keys.seal_secret(secret)?],
+                created_ms: now_ms(),
+                admin,
+                name: name.to_string(),
+                limits: KeyLimits::default(),
+            },
+        )?;
+        t.commit()
     }
 
     fn summary(access_key: &str, rec: &KeyRecord) -> KeySummary {
@@ -487,6 +485,11 @@ impl Namenode {
             .set(self.claims.suspects() as i64);
         self.metrics.render()
     }
+}
+
+/// A new access key: `BK` and 18 hex digits.
+fn new_access_key() -> String {
+    format!("BK{}", hex::encode_upper(rand::random::<[u8; 9]>()))
 }
 
 /// A new secret: 40 characters from S3's secret alphabet.
