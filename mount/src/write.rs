@@ -507,11 +507,8 @@ impl Writer {
         // A file rewritten whole is encrypted when the mount encrypts what
         // it writes (its chunks then hold less plaintext); one patched in
         // place keeps the clear chunks it did not change, and stays clear.
-        let whole = !g
-            .layout
-            .pieces(self.chunk_size())
-            .iter()
-            .any(|p| matches!(p, Piece::Stored { .. }));
+        let pieces = g.layout.pieces(self.chunk_size());
+        let whole = !pieces.iter().any(|p| matches!(p, Piece::Stored { .. }));
         let sealing = match (&self.opts.encrypt, whole) {
             (Some(how), true) => Some(
                 self.client
@@ -521,11 +518,13 @@ impl Writer {
             ),
             _ => None,
         };
-        let cut = match sealing {
-            Some(_) => blob_common::seal::plain_capacity(self.chunk_size()),
-            None => self.chunk_size(),
+        // Sealed chunks hold less plaintext: cut again at their capacity.
+        let pieces = match sealing {
+            Some(_) => g
+                .layout
+                .pieces(blob_common::seal::plain_capacity(self.chunk_size())),
+            None => pieces,
         };
-        let pieces = g.layout.pieces(cut);
         let local = g.layout.local_bytes();
         let res = commit_pieces(
             &self.client,
