@@ -12,6 +12,18 @@ pub(crate) fn blobctl(
     args: &[&str],
     stdin: Option<&[u8]>,
 ) -> (i32, Vec<u8>, String) {
+    blobctl_env(config, args, stdin, &[])
+}
+
+/// Runs blobctl with `config` (and no BLOBCTL_* setting from this
+/// process's environment, only `env`); returns (exit code, stdout,
+/// stderr).
+pub(crate) fn blobctl_env(
+    config: &std::path::Path,
+    args: &[&str],
+    stdin: Option<&[u8]>,
+    env: &[(&str, &str)],
+) -> (i32, Vec<u8>, String) {
     let mut child = Command::new(blobctl_bin())
         .arg("--config")
         .arg(config)
@@ -19,6 +31,8 @@ pub(crate) fn blobctl(
         .env_remove("BLOBCTL_ENDPOINT")
         .env_remove("BLOBCTL_ACCESS_KEY")
         .env_remove("BLOBCTL_SECRET_KEY")
+        .env_remove("BLOBCTL_CA_FILE")
+        .envs(env.iter().copied())
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {

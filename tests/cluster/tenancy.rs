@@ -578,92 +578,6 @@ async fn each_service_identity_calls_only_its_own_routes() {
             .build()
             .expect("namenode client")
         };
-        let status = |r: Result<(), blob_rpc::Error>| match r {
-            Ok(()) => 200,
-            Err(e) => e.status().unwrap_or(0),
-        };
-        let file_q = [("bucket", "svc"), ("path", "f")];
-        let key_lookup = ["service", "keys", c.access_key.as_str()];
-        let mut refusals = 0u64;
-        let mut expect = |what: &str, got: u16, want: u16| {
-            assert_eq!(got, want, "{what}");
-            if want == 403 {
-                refusals += 1;
-            }
-        };
-        let dn = as_role(Datanode);
-        expect(
-            "datanode lists buckets",
-            status(dn.get(&["buckets"]).ok().await),
-            403,
-        );
-        expect(
-            "datanode reads a file",
-            status(dn.get(&["file", "locations"]).query(&file_q).ok().await),
-            403,
-        );
-        expect(
-            "datanode calls admin",
-            status(dn.get(&["admin", "status"]).ok().await),
-            403,
-        );
-        expect(
-            "datanode reads a key",
-            status(dn.get(&key_lookup).ok().await),
-            403,
-        );
-        let edge = as_role(Edge);
-        expect(
-            "edge reads a key",
-            status(edge.get(&key_lookup).ok().await),
-            403,
-        );
-        expect(
-            "edge lists buckets",
-            status(edge.get(&["buckets"]).ok().await),
-            403,
-        );
-        expect(
-            "edge calls admin",
-            status(edge.get(&["admin", "keys"]).ok().await),
-            403,
-        );
-        expect(
-            "edge locates a file to warm",
-            status(edge.get(&["file", "locations"]).query(&file_q).ok().await),
-            200,
-        );
-        let gw = as_role(Gateway);
-        expect(
-            "gateway lists buckets",
-            status(gw.get(&["buckets"]).ok().await),
-            403,
-        );
-        expect(
-            "gateway reads a file",
-            status(gw.get(&["file", "locations"]).query(&file_q).ok().await),
-            403,
-        );
-        expect(
-            "gateway makes a key",
-            status(
-                gw.post(&["admin", "keys"])
-                    .body(&serde_json::json!({"name": "x"}))
-                    .ok()
-                    .await,
-            ),
-            403,
-        );
-        expect(
-            "gateway sends a heartbeat",
-            status(
-                gw.post(&["datanodes", "heartbeat"])
-                    .body(&serde_json::json!({}))
-                    .ok()
-                    .await,
-            ),
-            403,
-        );
         // The cluster secret itself signs URLs, not calls.
         let cluster = blob_rpc::Namenode::builder(
             &c.endpoint(),
@@ -681,16 +595,147 @@ async fn each_service_identity_calls_only_its_own_routes() {
         .retry(blob_rpc::RetryPolicy::NONE)
         .build()
         .expect("namenode client");
-        expect(
-            "the cluster secret reads a key",
-            status(cluster.get(&key_lookup).ok().await),
-            403,
+        let (dn, edge, gw) = (as_role(Datanode), as_role(Edge), as_role(Gateway));
+        use blob_rpc::Method;
+        let file = [("bucket", "svc"), ("path", "f")];
+        let key_lookup = ["service", "keys", c.access_key.as_str()];
+        // What, as whom, method, path, query, the status wanted.
+        type Case<'a> = (
+            &'a str,
+            &'a blob_rpc::Namenode,
+            Method,
+            &'a [&'a str],
+            &'a [(&'a str, &'a str)],
+            u16,
         );
-        expect(
-            "the cluster secret lists nodes",
-            status(cluster.get(&["admin", "nodes"]).ok().await),
-            403,
-        );
+        let cases: [Case; 14] = [
+            (
+                "datanode lists buckets",
+                &dn,
+                Method::GET,
+                &["buckets"],
+                &[],
+                403,
+            ),
+            (
+                "datanode reads a file",
+                &dn,
+                Method::GET,
+                &["file", "locations"],
+                &file,
+                403,
+            ),
+            (
+                "datanode calls admin",
+                &dn,
+                Method::GET,
+                &["admin", "status"],
+                &[],
+                403,
+            ),
+            (
+                "datanode reads a key",
+                &dn,
+                Method::GET,
+                &key_lookup,
+                &[],
+                403,
+            ),
+            (
+                "edge reads a key",
+                &edge,
+                Method::GET,
+                &key_lookup,
+                &[],
+                403,
+            ),
+            (
+                "edge lists buckets",
+                &edge,
+                Method::GET,
+                &["buckets"],
+                &[],
+                403,
+            ),
+            (
+                "edge calls admin",
+                &edge,
+                Method::GET,
+                &["admin", "keys"],
+                &[],
+                403,
+            ),
+            (
+                "edge locates a file to warm",
+                &edge,
+                Method::GET,
+                &["file", "locations"],
+                &file,
+                200,
+            ),
+            (
+                "gateway lists buckets",
+                &gw,
+                Method::GET,
+                &["buckets"],
+                &[],
+                403,
+            ),
+            (
+                "gateway reads a file",
+                &gw,
+                Method::GET,
+                &["file", "locations"],
+                &file,
+                403,
+            ),
+            (
+                "gateway makes a key",
+                &gw,
+                Method::POST,
+                &["admin", "keys"],
+                &[],
+                403,
+            ),
+            (
+                "gateway sends a heartbeat",
+                &gw,
+                Method::POST,
+                &["datanodes", "heartbeat"],
+                &[],
+                403,
+            ),
+            (
+                "the cluster secret reads a key",
+                &cluster,
+                Method::GET,
+                &key_lookup,
+                &[],
+                403,
+            ),
+            (
+                "the cluster secret lists nodes",
+                &cluster,
+                Method::GET,
+                &["admin", "nodes"],
+                &[],
+                403,
+            ),
+        ];
+        let mut refusals = 0u64;
+        for (what, nn, method, path, query, want) in cases {
+            let mut call = nn.call(method.clone(), path).query(query);
+            // Refused by role before any body is parsed.
+            if method == Method::POST {
+                call = call.body(&serde_json::json!({"name": "x"}));
+            }
+            let got = match call.ok().await {
+                Ok(()) => 200,
+                Err(e) => e.status().unwrap_or(0),
+            };
+            assert_eq!(got, want, "{what}");
+            refusals += u64::from(got == 403);
+        }
         eprintln!("service identities: {refusals} calls outside their roles refused");
         // And the services that hold them still work: an S3 read goes
         // through the gateway's key lookup.

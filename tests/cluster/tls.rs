@@ -6,7 +6,6 @@
 //! port is refused without disturbing the service.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use blob_client::{Client, DownloadOptions};
@@ -17,24 +16,9 @@ use crate::{blobctl_bin, bounded, chunked, get, put, start};
 
 const MIB: usize = 1 << 20;
 
-/// Runs blobctl with `config`; returns (exit code, stdout, stderr).
+/// Runs blobctl with `config` and only `env` for its BLOBCTL_* settings.
 fn blobctl(config: &Path, args: &[&str], env: &[(&str, &str)]) -> (i32, Vec<u8>, String) {
-    let out = Command::new(blobctl_bin())
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("BLOBCTL_ENDPOINT")
-        .env_remove("BLOBCTL_ACCESS_KEY")
-        .env_remove("BLOBCTL_SECRET_KEY")
-        .env_remove("BLOBCTL_CA_FILE")
-        .envs(env.iter().copied())
-        .output()
-        .expect("running blobctl");
-    (
-        out.status.code().unwrap_or(-1),
-        out.stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    crate::cli::blobctl_env(config, args, None, env)
 }
 
 /// An error with its causes.
