@@ -87,6 +87,32 @@ fn blobctl(config: &Path, args: &[&str], stdin: Option<Vec<u8>>) -> Vec<u8> {
     out.stdout
 }
 
+/// Once the cluster answers: makes bucket `dev` (retrying until the
+/// namenode is up), waits for the datanodes, and sends `data` to `path`
+/// and reads it back with the same SHA-256.
+async fn first_round_trip(config: &Path, path: &str, data: &[u8]) {
+    wait_until("namenode answers", Duration::from_secs(30), || async {
+        Ok(Command::new(blobctl_bin())
+            .arg("--config")
+            .arg(config)
+            .args(["-q", "mb", "dev"])
+            .status()
+            .is_ok_and(|s| s.success()))
+    })
+    .await
+    .expect("bucket created");
+    wait_ready(config).await;
+    blobctl(
+        config,
+        &["upload", "-", path, "--chunk-size", "1MiB"],
+        Some(data.to_vec()),
+    );
+    assert_eq!(
+        sha256_hex(&blobctl(config, &["cat", path], None)),
+        sha256_hex(data)
+    );
+}
+
 async fn wait_ready(config: &Path) {
     // Uploads need every datanode registered: retry a tiny upload.
     wait_until(
@@ -151,27 +177,8 @@ async fn dev_cluster_in_processes_survives_a_killed_datanode_and_a_restart() {
             assert!(s.url.starts_with("http://127.0.0.1:"), "{}", s.url);
         }
         let config = cluster.client_config.clone();
-        wait_until("namenode answers", Duration::from_secs(30), || async {
-            Ok(Command::new(blobctl_bin())
-                .arg("--config")
-                .arg(&config)
-                .args(["-q", "mb", "dev"])
-                .status()
-                .is_ok_and(|s| s.success()))
-        })
-        .await
-        .expect("bucket created");
-        wait_ready(&config).await;
         let data = random_bytes(3 << 20 | 99, 17);
-        blobctl(
-            &config,
-            &["upload", "-", "dev/file.bin", "--chunk-size", "1MiB"],
-            Some(data.clone()),
-        );
-        assert_eq!(
-            sha256_hex(&blobctl(&config, &["cat", "dev/file.bin"], None)),
-            sha256_hex(&data)
-        );
+        first_round_trip(&config, "dev/file.bin", &data).await;
 
         eprintln!("uploaded and read back through blobd dev --processes");
         // SIGKILL a datanode by its recorded pid, restart it with its recorded command.
@@ -284,27 +291,8 @@ async fn dev_cluster_with_tls_hands_out_https_endpoints_and_its_ca() {
         assert_eq!(get("AWS_CA_BUNDLE"), ca.display().to_string());
         assert_eq!(get("AWS_ENDPOINT_URL"), s3.url);
 
-        wait_until("namenode answers", Duration::from_secs(30), || async {
-            Ok(Command::new(blobctl_bin())
-                .arg("--config")
-                .arg(&config)
-                .args(["-q", "mb", "dev"])
-                .status()
-                .is_ok_and(|s| s.success()))
-        })
-        .await
-        .expect("bucket created");
-        wait_ready(&config).await;
         let data = random_bytes(2 << 20 | 7, 18);
-        blobctl(
-            &config,
-            &["upload", "-", "dev/tls.bin", "--chunk-size", "1MiB"],
-            Some(data.clone()),
-        );
-        assert_eq!(
-            sha256_hex(&blobctl(&config, &["cat", "dev/tls.bin"], None)),
-            sha256_hex(&data)
-        );
+        first_round_trip(&config, "dev/tls.bin", &data).await;
         // The S3 tools' file as written: the AWS CLI trusts the gateway.
         let out = Command::new("aws")
             .args(["s3", "ls", "s3://dev/"])
