@@ -26,6 +26,88 @@ pub const CLUSTER_KEY_PREFIX: &str = "cluster.";
 /// Access-key prefix of a service identity (`service.datanode`, …).
 pub const SERVICE_KEY_PREFIX: &str = "service.";
 
+/// Access-key prefix of a gateway's session: a short-lived credential the
+/// namenode gives an S3 gateway to act as one user without the user's
+/// secret (`session.<expiry, Unix seconds>.<user's access key>`).
+pub const SESSION_KEY_PREFIX: &str = "session.";
+
+/// A session's access key.
+pub fn session_access_key(user: &str, expires: u64) -> String {
+    format!("{SESSION_KEY_PREFIX}{expires}.{user}")
+}
+
+/// The expiry and user of a session's access key, `None` when `access_key`
+/// is not one.
+pub fn parse_session_key(access_key: &str) -> Option<(u64, &str)> {
+    let (expires, user) = access_key
+        .strip_prefix(SESSION_KEY_PREFIX)?
+        .split_once('.')?;
+    Some((expires.parse().ok()?, user)).filter(|(_, u)| !u.is_empty())
+}
+
+/// A session's secret: HMAC-SHA256 of its access key under the namenode's
+/// session root, so the namenode keeps no table of sessions.
+pub fn session_secret(root: &[u8; 32], session_key: &str) -> String {
+    hex::encode(hmac_hex(root, session_key).finalize().into_bytes())
+}
+
+/// The session root derived (HKDF-SHA256) from a key only the namenode
+/// holds.
+pub fn session_root(master: &[u8; 32]) -> [u8; 32] {
+    let mut root = [0u8; 32];
+    hkdf::Hkdf::<Sha256>::new(None, master)
+        .expand(b"blobstore gateway sessions v1", &mut root)
+        .expect("32 bytes is a valid HKDF-SHA256 length");
+    root
+}
+
+/// The SigV4 signing key (`kSigning`) of `secret` for the credential scope
+/// `date/region/service/aws4_request`: what an S3 gateway verifies
+/// signatures with, so that it never holds the secret itself.
+pub fn sigv4_signing_key(secret: &str, date: &str, region: &str, service: &str) -> [u8; 32] {
+    let step =
+        |key: &[u8], msg: &str| -> [u8; 32] { hmac_hex(key, msg).finalize().into_bytes().into() };
+    let k_date = step(format!("AWS4{secret}").as_bytes(), date);
+    let k_region = step(&k_date, region);
+    let k_service = step(&k_region, service);
+    step(&k_service, "aws4_request")
+}
+
+/// The `YYYYMMDD` (UTC) of a SigV4 credential scope made at `now`, Unix
+/// seconds.
+pub fn sigv4_date(now: u64) -> String {
+    let format = time::macros::format_description!("[year][month][day]");
+    i64::try_from(now)
+        .ok()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t).ok())
+        .and_then(|d| d.format(&format).ok())
+        .unwrap_or_default()
+}
+
+/// Whether a SigV4 credential scope's date is within a day of `now`:
+/// signing keys are handed out for such dates only, so none outlives its
+/// scope by more than a day.
+pub fn sigv4_date_is_current(date: &str, now: u64) -> bool {
+    !date.is_empty()
+        && [now.saturating_sub(86_400), now, now + 86_400]
+            .into_iter()
+            .any(|t| sigv4_date(t) == date)
+}
+
+/// Whether `signature` (base64) is the SigV2 signature, HMAC-SHA1 under
+/// `secret`, of `string_to_sign`; compared in constant time.
+pub fn sigv2_signature_matches(secret: &str, string_to_sign: &str, signature: &str) -> bool {
+    use base64::Engine as _;
+    let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(signature) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()) else {
+        return false;
+    };
+    mac.update(string_to_sign.as_bytes());
+    mac.verify_slice(&sig).is_ok()
+}
+
 /// The services that call the namenode, each with its own secret and only
 /// the routes its work needs: datanodes (heartbeats and chunk reports),
 /// edges (locating chunks to warm, reporting bad origin bytes) and S3
@@ -93,6 +175,9 @@ pub enum AuthError {
         /// The server's clock.
         now: u64,
     },
+    /// A gateway session past its expiry (HTTP 403).
+    #[error("session credential expired")]
+    SessionExpired,
     /// The body does not hash to the declared value (HTTP 400).
     #[error("body does not match x-blob-content-sha256")]
     BodyMismatch,
@@ -280,6 +365,65 @@ mod tests {
             content_sha256: Some(&h.content_sha256),
             body,
         }
+    }
+
+    #[test]
+    fn sigv4_signing_key_matches_the_aws_example() {
+        // AWS's published example: "Deriving the signing key" (SigV4).
+        let key = sigv4_signing_key(
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            "20120215",
+            "us-east-1",
+            "iam",
+        );
+        assert_eq!(
+            hex::encode(key),
+            "f4780e2d9f65fa895f9c67b32ce1baf0b0d8a43505a000a1a9e090d414db404d"
+        );
+    }
+
+    #[test]
+    fn signing_keys_are_for_dates_near_now() {
+        let now = 1_700_000_000; // 2023-11-14 22:13:20 UTC
+        assert!(sigv4_date_is_current("20231114", now));
+        assert!(sigv4_date_is_current("20231115", now));
+        assert!(sigv4_date_is_current("20231113", now));
+        assert!(!sigv4_date_is_current("20231116", now));
+        assert!(!sigv4_date_is_current("2023111", now));
+        assert!(!sigv4_date_is_current("", now));
+    }
+
+    #[test]
+    fn sigv2_signatures_match_the_aws_example() {
+        // AWS's published SigV2 example (GET /photos/puppy.jpg).
+        let sts = "GET\n\n\nTue, 27 Mar 2007 19:36:42 +0000\n/awsexamplebucket1/photos/puppy.jpg";
+        let secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        assert!(sigv2_signature_matches(
+            secret,
+            sts,
+            "qgk2+6Sv9/oM7G3qLEjTH1a1l1g="
+        ));
+        assert!(!sigv2_signature_matches(
+            "other",
+            sts,
+            "qgk2+6Sv9/oM7G3qLEjTH1a1l1g="
+        ));
+        assert!(!sigv2_signature_matches(secret, sts, "not base64!"));
+    }
+
+    #[test]
+    fn session_keys_name_their_user_and_expiry() {
+        let ak = session_access_key("BK.odd.key", 1_700_000_000);
+        assert_eq!(parse_session_key(&ak), Some((1_700_000_000, "BK.odd.key")));
+        assert_eq!(parse_session_key("session.12."), None);
+        assert_eq!(parse_session_key("session.x.BK"), None);
+        assert_eq!(parse_session_key("service.s3"), None);
+        let root = session_root(&[7; 32]);
+        assert_ne!(
+            session_secret(&root, &ak),
+            session_secret(&root, "session.1.BK")
+        );
+        assert_ne!(session_root(&[8; 32]), root);
     }
 
     #[test]

@@ -156,6 +156,7 @@ impl Error {
                     AuthError::UnknownKey(_) => "InvalidAccessKeyId",
                     AuthError::Skewed { .. } => "RequestTimeTooSkewed",
                     AuthError::BodyMismatch => "BadDigest",
+                    AuthError::SessionExpired => "ExpiredToken",
                     _ => "SignatureDoesNotMatch",
                 },
             ),

@@ -24,6 +24,8 @@ pub const MASTER_KEYS_FILE: &str = "sse-master-keys";
 /// The master keys, by id; the highest id is current.
 pub(crate) struct MasterKeys {
     keys: BTreeMap<u32, DataKey>,
+    /// Derived from the current key: signs the S3 gateway's sessions.
+    session_root: [u8; 32],
 }
 
 impl MasterKeys {
@@ -44,6 +46,7 @@ impl MasterKeys {
 
     fn parse(text: &str) -> Result<Self, String> {
         let mut keys = BTreeMap::new();
+        let mut current: Option<(u32, [u8; 32])> = None;
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -57,11 +60,15 @@ impl MasterKeys {
             if keys.insert(id, DataKey::new(&key)).is_some() {
                 return Err(format!("line {}: key id {id} appears twice", n + 1));
             }
+            if current.is_none_or(|(c, _)| id > c) {
+                current = Some((id, key));
+            }
         }
-        if keys.is_empty() {
-            return Err("no master key".into());
-        }
-        Ok(Self { keys })
+        let (_, current) = current.ok_or("no master key")?;
+        Ok(Self {
+            keys,
+            session_root: blob_common::auth::session_root(&current),
+        })
     }
 
     /// A fresh data key, in clear and wrapped by the current master key.
@@ -119,6 +126,14 @@ impl MasterKeys {
         let plain =
             seal::unwrap_bytes(master, sealed, SECRET_AAD).map_err(|e| bad(e.to_string()))?;
         String::from_utf8(plain).map_err(|e| bad(e.to_string()))
+    }
+}
+
+impl MasterKeys {
+    /// The secret of a gateway session's access key
+    /// ([`blob_common::auth::session_access_key`]).
+    pub(crate) fn session_secret(&self, session_key: &str) -> String {
+        blob_common::auth::session_secret(&self.session_root, session_key)
     }
 }
 

@@ -738,12 +738,162 @@ async fn each_service_identity_calls_only_its_own_routes() {
         }
         eprintln!("service identities: {refusals} calls outside their roles refused");
         // And the services that hold them still work: an S3 read goes
-        // through the gateway's key lookup.
+        // through the gateway's key grant.
         let out = s3_cmd(&c, "aws")
             .args(["s3", "cp", "s3://svc/f", "-"])
             .output()
             .expect("aws");
         assert_eq!(out.stdout, b"service routes");
+
+        // The gateway never obtains a user's secret: what it gets for carol
+        // (mid-rotation, so with two secrets) is the signing keys of one
+        // SigV4 scope and a session that acts as her.
+        let carol = create_key(&admin, "carol");
+        let out = ok(
+            &admin,
+            &["admin", "key", "rotate", &carol.access, "--json"],
+            None,
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        let new_secret = v["secret_key"].as_str().expect("secret").to_string();
+        let carol_new = Key {
+            access: carol.access.clone(),
+            config: config_as(&admin, "carol-new", &carol.access, &new_secret),
+            secret: new_secret,
+        };
+        let today = blob_common::auth::sigv4_date(blob_common::now_secs());
+        let scope = [
+            ("date", today.as_str()),
+            ("region", "us-east-1"),
+            ("service", "s3"),
+        ];
+        let grant_of = ["service", "keys", carol.access.as_str()];
+        let raw = gw
+            .get(&grant_of)
+            .query(&scope)
+            .bytes()
+            .await
+            .expect("grant");
+        let text = String::from_utf8_lossy(&raw);
+        for secret in [&carol.secret, &carol_new.secret] {
+            assert!(
+                !text.contains(secret.as_str()),
+                "a grant holds a secret: {text}"
+            );
+        }
+        let grant: blob_common::proto::keys::GatewayGrant =
+            serde_json::from_slice(&raw).expect("grant JSON");
+        let derived = |s: &str| {
+            hex::encode(blob_common::auth::sigv4_signing_key(
+                s,
+                &today,
+                "us-east-1",
+                "s3",
+            ))
+        };
+        assert_eq!(
+            grant.signing_keys,
+            vec![derived(&carol_new.secret), derived(&carol.secret)],
+            "the grant holds each secret's signing key for that scope, newest first"
+        );
+        // A scope far from today is refused: no key for next year.
+        let stale = gw
+            .get(&grant_of)
+            .query(&[
+                ("date", "20000101"),
+                ("region", "us-east-1"),
+                ("service", "s3"),
+            ])
+            .ok()
+            .await;
+        assert_eq!(stale.err().and_then(|e| e.status()), Some(400));
+        // Both of carol's secrets sign S3 requests until the old one retires.
+        for (who, bucket) in [(&carol, "carol-old"), (&carol_new, "carol-new")] {
+            let (made, err) = aws_as(&c, who, &["s3", "mb", &format!("s3://{bucket}")]);
+            assert!(made, "S3 with one of carol's two secrets: {err}");
+        }
+        // SigV2 (the aws cli's presigned URLs), which needs the secret
+        // itself, is checked by the namenode: with either secret too.
+        let body = c.root().join("carol.txt");
+        std::fs::write(&body, b"signed by carol").expect("writing");
+        let (put, err) = aws_as(
+            &c,
+            &carol,
+            &["s3", "cp", &body.to_string_lossy(), "s3://carol-old/v2.txt"],
+        );
+        assert!(put, "{err}");
+        for who in [&carol, &carol_new] {
+            let out = s3_cmd(&c, "aws")
+                .env("AWS_ACCESS_KEY_ID", &who.access)
+                .env("AWS_SECRET_ACCESS_KEY", &who.secret)
+                .args(["s3", "presign", "s3://carol-old/v2.txt"])
+                .output()
+                .expect("aws presign");
+            let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            assert!(url.contains("Signature="), "a presigned URL: {url}");
+            let got = std::process::Command::new("curl")
+                .args(["-sf", &url])
+                .output()
+                .expect("curl");
+            assert_eq!(got.stdout, b"signed by carol", "{url}");
+            let forged = url.replace("Signature=", "Signature=AAAA");
+            let refused = std::process::Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &forged])
+                .output()
+                .expect("curl");
+            assert_eq!(refused.stdout, b"403", "{forged}");
+        }
+        // The session acts as carol, with carol's rights only.
+        let session = blob_rpc::Namenode::builder(
+            &c.endpoint(),
+            blob_rpc::Credentials::new(grant.session_key.clone(), grant.session_secret.clone()),
+        )
+        .retry(blob_rpc::RetryPolicy::NONE)
+        .build()
+        .expect("namenode client");
+        let status = |r: Result<(), blob_rpc::Error>| match r {
+            Ok(()) => 200,
+            Err(e) => e.status().unwrap_or(0),
+        };
+        let buckets: blob_common::proto::namenode::ListBuckets = session
+            .get(&["buckets"])
+            .decode()
+            .await
+            .expect("carol's buckets");
+        let mut names: Vec<_> = buckets.buckets.iter().map(|b| b.name.as_str()).collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["carol-new", "carol-old"],
+            "the session sees carol's buckets"
+        );
+        assert_eq!(status(session.get(&["admin", "keys"]).ok().await), 403);
+        assert_eq!(
+            status(session.get(&["file", "locations"]).query(&file).ok().await),
+            403,
+            "carol may not read the admin's bucket"
+        );
+        // A session whose expiry is pushed later no longer verifies.
+        let (expires, _) =
+            blob_common::auth::parse_session_key(&grant.session_key).expect("a session key");
+        let forged = blob_rpc::Namenode::builder(
+            &c.endpoint(),
+            blob_rpc::Credentials::new(
+                blob_common::auth::session_access_key(&carol.access, expires + 86_400 * 365),
+                grant.session_secret.clone(),
+            ),
+        )
+        .retry(blob_rpc::RetryPolicy::NONE)
+        .build()
+        .expect("namenode client");
+        assert_eq!(status(forged.get(&["buckets"]).ok().await), 403);
+        // Deleting carol ends her sessions at once.
+        ok(&admin, &["admin", "key", "delete", &carol.access], None);
+        assert_eq!(status(session.get(&["buckets"]).ok().await), 403);
+        eprintln!(
+            "gateway grant: {} signing keys, no secret; session refused after delete",
+            grant.signing_keys.len()
+        );
     })
     .await;
 }

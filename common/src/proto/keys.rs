@@ -12,21 +12,56 @@
 //!   `POST /v1/admin/buckets/{bucket}/grants` [`GrantChange`] → [`BucketDetails`];
 //!   `PUT /v1/admin/buckets/{bucket}/quota` [`Quota`] → [`BucketDetails`]
 //!
-//! And for the S3 gateway, which verifies SigV4 itself:
-//! `GET /v1/service/keys/{access_key}` → [`AccessKeyInfo`] (the gateway's
-//! service credentials only; 404 for an unknown key).
+//! And for the S3 gateway, which verifies SigV4 itself but never holds a
+//! user's secret: `GET /v1/service/keys/{access_key}?` [`GrantQuery`] →
+//! [`GatewayGrant`] (the gateway's service credentials only; 404 for an
+//! unknown key), and `POST /v1/service/keys/{access_key}/v2` [`VerifyV2`]
+//! → 204 for the legacy signatures only the secret can check.
 
 use serde::{Deserialize, Serialize};
 
-/// Answer to `GET /v1/admin/keys/{access_key}`.
+/// Query of `GET /v1/service/keys/{access_key}`: the SigV4 credential
+/// scope `date/region/service/aws4_request` the gateway verifies in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GrantQuery {
+    /// `YYYYMMDD`, within a day of the namenode's date (UTC).
+    pub date: String,
+    /// The gateway's region.
+    pub region: String,
+    /// `s3` (or `sts`).
+    pub service: String,
+}
+
+/// Body of `POST /v1/service/keys/{access_key}/v2`: a Signature Version 2
+/// to check. SigV2 is an HMAC-SHA1 under the secret itself, so the
+/// namenode, which holds it, checks it (204, or 403
+/// `SignatureDoesNotMatch`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifyV2 {
+    /// What the client signed.
+    pub string_to_sign: String,
+    /// The base64 signature it sent.
+    pub signature: String,
+}
+
+/// What an S3 gateway gets for one access key, in place of its secret.
 #[derive(Clone, Serialize, Deserialize)]
-pub struct AccessKeyInfo {
+pub struct GatewayGrant {
     /// The access key.
     pub access_key: String,
-    /// Its newest secret.
-    pub secret_key: String,
     /// Whether it is an admin key.
     pub admin: bool,
+    /// Hex SigV4 signing keys (`kSigning`) for the scope asked for, one per
+    /// secret the key has, newest first: they verify signatures made in
+    /// that scope and nothing else.
+    pub signing_keys: Vec<String>,
+    /// A short-lived credential that acts as this key on the namenode
+    /// ([`crate::auth::SESSION_KEY_PREFIX`]).
+    pub session_key: String,
+    /// Its secret.
+    pub session_secret: String,
+    /// When the session ends, Unix seconds.
+    pub expires: u64,
 }
 
 /// Body of `POST /v1/admin/keys`.
@@ -208,11 +243,12 @@ pub struct BucketDetails {
     pub quota: Quota,
 }
 
-impl std::fmt::Debug for AccessKeyInfo {
+impl std::fmt::Debug for GatewayGrant {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccessKeyInfo")
+        f.debug_struct("GatewayGrant")
             .field("access_key", &self.access_key)
             .field("admin", &self.admin)
+            .field("expires", &self.expires)
             .finish_non_exhaustive()
     }
 }

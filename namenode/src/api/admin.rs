@@ -1,4 +1,4 @@
-//! Administration handlers: edges, cluster status, fsck, access key lookup
+//! Administration handlers: edges, cluster status, fsck, access key grants
 //! (for the S3 gateway) and the unauthenticated metrics page.
 
 use std::sync::Arc;
@@ -34,23 +34,77 @@ pub(super) async fn fsck(
     blocking(move || nn.fsck(&q)).await.map(Json)
 }
 
-pub(super) async fn access_key_info(
+/// How long a gateway session lasts: the gateway asks again well before
+/// (its key cache is shorter), and a deleted key stops working at once
+/// because every session request looks its user up.
+const SESSION_SECS: u64 = 3600;
+
+/// What an S3 gateway gets for an access key instead of its secret: the
+/// SigV4 signing keys of one credential scope and a session to act as the
+/// key with.
+pub(super) async fn key_grant(
     State(nn): State<Arc<Namenode>>,
     Path(access_key): Path<String>,
-) -> Result<Json<AccessKeyInfo>, Error> {
-    let key = access_key.clone();
-    let (secrets, admin, _) = blocking(move || nn.key_secrets(&key))
+    q: Result<Query<GrantQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<GatewayGrant>, Error> {
+    let q = query(q)?;
+    let now = blob_common::now_secs();
+    if !auth::sigv4_date_is_current(&q.date, now) {
+        return Err(Error::BadRequest(
+            "date: a YYYYMMDD credential scope date within a day of today (UTC)".into(),
+        ));
+    }
+    let region_ok = |r: &str| {
+        (1..=64).contains(&r.len())
+            && r.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    if !region_ok(&q.region) || !matches!(q.service.as_str(), "s3" | "sts") {
+        return Err(Error::BadRequest(
+            "region: up to 64 letters, digits, - or _; service: s3 or sts".into(),
+        ));
+    }
+    let (key, nn2) = (access_key.clone(), nn.clone());
+    let (secrets, admin, _) = blocking(move || nn2.key_secrets(&key))
         .await?
         .ok_or_else(|| auth::AuthError::UnknownKey(access_key.clone()))?;
-    let secret_key = secrets
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::Corrupt(format!("access key {access_key} has no secret")))?;
-    Ok(Json(AccessKeyInfo {
+    let signing_keys = secrets
+        .iter()
+        .map(|s| hex::encode(auth::sigv4_signing_key(s, &q.date, &q.region, &q.service)))
+        .collect();
+    let expires = now + SESSION_SECS;
+    let session_key = auth::session_access_key(&access_key, expires);
+    let session_secret = nn.master_keys.session_secret(&session_key);
+    Ok(Json(GatewayGrant {
         access_key,
-        secret_key,
         admin,
+        signing_keys,
+        session_key,
+        session_secret,
+        expires,
     }))
+}
+
+/// Checks a Signature Version 2 for an S3 gateway, which cannot: SigV2 is
+/// an HMAC-SHA1 under the secret itself. Any of the key's secrets (two
+/// during a rotation) may have made it.
+pub(super) async fn verify_v2(
+    State(nn): State<Arc<Namenode>>,
+    Path(access_key): Path<String>,
+    JsonBody(req): JsonBody<VerifyV2>,
+) -> Result<StatusCode, Error> {
+    let key = access_key.clone();
+    let (secrets, _, _) = blocking(move || nn.key_secrets(&key))
+        .await?
+        .ok_or_else(|| auth::AuthError::UnknownKey(access_key.clone()))?;
+    if secrets
+        .iter()
+        .any(|s| auth::sigv2_signature_matches(s, &req.string_to_sign, &req.signature))
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(auth::AuthError::BadSignature.into())
+    }
 }
 
 pub(super) async fn create_key(

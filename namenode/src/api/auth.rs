@@ -141,6 +141,25 @@ async fn authenticate_inner(gate: Gate, req: Request, next: Next) -> Result<Resp
              with its own identity (the service.<role>= line of its keyring file)"
                 .into(),
         )));
+    } else if let Some((expires, user)) = auth::parse_session_key(&cred.access_key) {
+        // An S3 gateway acting as a user: the session's secret is derived
+        // from its name, and the user must still exist.
+        if expires < blob_common::now_secs() {
+            return Err(refuse(auth::AuthError::SessionExpired.into()));
+        }
+        let (nn2, key) = (nn.clone(), user.to_string());
+        let (_, admin, limits) = blocking(move || nn2.key_secrets(&key))
+            .await
+            .map_err(refuse)?
+            .ok_or_else(|| refuse(auth::AuthError::UnknownKey(user.to_string()).into()))?;
+        key_limits = limits;
+        (
+            vec![nn.master_keys.session_secret(&cred.access_key).into_bytes()],
+            Principal::User {
+                access_key: user.to_string(),
+                admin,
+            },
+        )
     } else {
         let nn2 = nn.clone();
         let key = cred.access_key.clone();

@@ -138,7 +138,9 @@ pub(crate) fn router(nn: Arc<Namenode>) -> Router {
     let datanode = Router::new()
         .route("/v1/datanodes/heartbeat", post(datanodes::heartbeat))
         .route("/v1/datanodes/report", post(replicas::chunk_report));
-    let gateway = Router::new().route("/v1/service/keys/{access_key}", get(admin::access_key_info));
+    let gateway = Router::new()
+        .route("/v1/service/keys/{access_key}", get(admin::key_grant))
+        .route("/v1/service/keys/{access_key}/v2", post(admin::verify_v2));
     use blob_common::auth::ServiceRole::{Datanode, Edge, Gateway};
     let signed = Router::new()
         .merge(requiring(Role::User, user))
