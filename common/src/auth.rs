@@ -84,13 +84,17 @@ pub fn sigv4_date(now: u64) -> String {
         .unwrap_or_default()
 }
 
-/// Whether a SigV4 credential scope's date is within a day of `now`:
-/// signing keys are handed out for such dates only, so none outlives its
-/// scope by more than a day.
-pub fn sigv4_date_is_current(date: &str, now: u64) -> bool {
+/// Longest a SigV4 presigned URL lives (`X-Amz-Expires`), seconds.
+pub const SIGV4_MAX_EXPIRES_SECS: u64 = 7 * 86_400;
+
+/// Whether a SigV4 credential scope's date may still sign a request at
+/// `now`: from a day ahead (clock skew across midnight) back to the
+/// longest-lived presigned URL's first day. Signing keys are handed out
+/// for such dates only.
+pub fn sigv4_date_is_usable(date: &str, now: u64) -> bool {
     !date.is_empty()
-        && [now.saturating_sub(86_400), now, now + 86_400]
-            .into_iter()
+        && (0..=SIGV4_MAX_EXPIRES_SECS / 86_400 + 2)
+            .map(|days| (now + 86_400).saturating_sub(days * 86_400))
             .any(|t| sigv4_date(t) == date)
 }
 
@@ -383,14 +387,17 @@ mod tests {
     }
 
     #[test]
-    fn signing_keys_are_for_dates_near_now() {
+    fn signing_keys_are_for_dates_a_request_may_carry() {
         let now = 1_700_000_000; // 2023-11-14 22:13:20 UTC
-        assert!(sigv4_date_is_current("20231114", now));
-        assert!(sigv4_date_is_current("20231115", now));
-        assert!(sigv4_date_is_current("20231113", now));
-        assert!(!sigv4_date_is_current("20231116", now));
-        assert!(!sigv4_date_is_current("2023111", now));
-        assert!(!sigv4_date_is_current("", now));
+        assert!(sigv4_date_is_usable("20231114", now));
+        assert!(sigv4_date_is_usable("20231115", now));
+        // A week-long presigned URL made eight calendar days ago (near
+        // midnight) is still live.
+        assert!(sigv4_date_is_usable("20231106", now));
+        assert!(!sigv4_date_is_usable("20231105", now));
+        assert!(!sigv4_date_is_usable("20231116", now));
+        assert!(!sigv4_date_is_usable("2023111", now));
+        assert!(!sigv4_date_is_usable("", now));
     }
 
     #[test]

@@ -272,7 +272,7 @@ impl Keys {
         service: &str,
     ) -> S3Result<GatewayGrant> {
         check_access_key(access_key)?;
-        if !auth::sigv4_date_is_current(date, blob_common::now_secs()) {
+        if !auth::sigv4_date_is_usable(date, blob_common::now_secs()) {
             return Err(s3(
                 S3ErrorCode::RequestTimeTooSkewed,
                 "The difference between the request time and the server's time is too large.",

@@ -24,7 +24,8 @@ use serde::{Deserialize, Serialize};
 /// scope `date/region/service/aws4_request` the gateway verifies in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GrantQuery {
-    /// `YYYYMMDD`, within a day of the namenode's date (UTC).
+    /// `YYYYMMDD` (UTC), from a week ago to tomorrow
+    /// ([`crate::auth::sigv4_date_is_usable`]).
     pub date: String,
     /// The gateway's region.
     pub region: String,

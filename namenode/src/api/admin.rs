@@ -49,9 +49,9 @@ pub(super) async fn key_grant(
 ) -> Result<Json<GatewayGrant>, Error> {
     let q = query(q)?;
     let now = blob_common::now_secs();
-    if !auth::sigv4_date_is_current(&q.date, now) {
+    if !auth::sigv4_date_is_usable(&q.date, now) {
         return Err(Error::BadRequest(
-            "date: a YYYYMMDD credential scope date within a day of today (UTC)".into(),
+            "date: a YYYYMMDD credential scope date from a week ago to tomorrow (UTC)".into(),
         ));
     }
     let region_ok = |r: &str| {
