@@ -198,7 +198,14 @@ impl Keys {
                 tracing::warn!(access_key, "a grant's signing key is not 32 hex bytes");
                 S3Error::new(S3ErrorCode::InternalError)
             })?;
-        self.keep_session(&grant)?;
+        // The client (and its connections) is kept while its session is
+        // fresh: a grant for another scope does not replace it.
+        let fresh = lock(&self.inner.sessions)
+            .get(access_key)
+            .is_some_and(|s| self.session_fresh(s));
+        if !fresh {
+            self.keep_session(&grant)?;
+        }
         let scoped = Arc::new(Scoped {
             keys,
             fetched: Instant::now(),
