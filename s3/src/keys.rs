@@ -31,6 +31,19 @@ const MAX_ENTRIES: usize = 10_000;
 /// (access key, date, region, service): what a set of signing keys is for.
 type ScopeId = (String, String, String, String);
 
+fn scope_id(access_key: &str, date: &str, region: &str, service: &str) -> ScopeId {
+    (
+        access_key.to_string(),
+        date.to_string(),
+        region.to_string(),
+        service.to_string(),
+    )
+}
+
+/// A grant fetched this recently is not asked for again when a signature
+/// fails to match it: bounds what bad signatures cost the namenode.
+const REFRESH_FLOOR: Duration = Duration::from_secs(1);
+
 /// The signing keys of one access key in one credential scope.
 struct Scoped {
     keys: Vec<[u8; 32]>,
@@ -171,12 +184,7 @@ impl Keys {
         region: &str,
         service: &str,
     ) -> S3Result<Arc<Scoped>> {
-        let id = (
-            access_key.to_string(),
-            date.to_string(),
-            region.to_string(),
-            service.to_string(),
-        );
+        let id = scope_id(access_key, date, region, service);
         let ttl = self.inner.ttl;
         if let Some(s) = lock(&self.inner.scoped)
             .get(&id)
@@ -318,6 +326,37 @@ impl S3Auth for Keys {
     /// SigV2 through [`S3Auth::verify_v2`].
     async fn get_secret_key(&self, _access_key: &str) -> S3Result<SecretKey> {
         Err(S3Error::new(S3ErrorCode::InternalError))
+    }
+
+    /// After a signature matched none of the cached keys: the grant asked
+    /// again (a secret rotated since it was fetched signs at once), unless
+    /// it was fetched under a second ago or its keys are unchanged.
+    async fn refresh_signing_key(
+        &self,
+        access_key: &str,
+        date: &str,
+        region: &str,
+        service: &str,
+    ) -> S3Result<Option<SecretKey>> {
+        let id = scope_id(access_key, date, region, service);
+        let cached = lock(&self.inner.scoped).get(&id).cloned();
+        if cached
+            .as_ref()
+            .is_some_and(|s| s.fetched.elapsed() < REFRESH_FLOOR)
+        {
+            return Ok(None);
+        }
+        lock(&self.inner.scoped).remove(&id);
+        let fresh = self.signing_keys(access_key, date, region, service).await?;
+        if cached.is_some_and(|old| old.keys == fresh.keys) {
+            return Ok(None);
+        }
+        Ok(Some(SecretKey::signing_keys(
+            date,
+            region,
+            service,
+            fresh.keys.clone(),
+        )))
     }
 
     /// SigV2 signs with the secret itself, which this gateway never holds:

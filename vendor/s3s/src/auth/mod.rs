@@ -161,6 +161,20 @@ pub trait S3Auth: Send + Sync + 'static {
         self.get_secret_key(access_key).await
     }
 
+    /// Newer keys for a scope, after a SigV4 signature did not match the
+    /// ones [`S3Auth::get_signing_key`] gave (blobstore patch: they may
+    /// predate a rotation); `None` when there is nothing newer to try.
+    async fn refresh_signing_key(
+        &self,
+        access_key: &str,
+        date: &str,
+        region: &str,
+        service: &str,
+    ) -> S3Result<Option<SecretKey>> {
+        let _ = (access_key, date, region, service);
+        Ok(None)
+    }
+
     /// Verifies a SigV2 `signature` of `string_to_sign` by `access_key`
     /// (blobstore patch), returning the key to carry in the request's
     /// credentials. By default with the secret; a provider that never holds

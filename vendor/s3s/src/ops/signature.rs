@@ -167,6 +167,31 @@ impl SignatureVerificationContext<'_> {
     }
 }
 
+/// Verifies with the keys given, and once more with fresh ones when they do
+/// not match and the provider has newer keys (blobstore patch: a secret
+/// rotated a moment ago signs at once).
+async fn verify_or_refresh(
+    auth: &dyn S3Auth,
+    (access_key, date, region, service): (&str, &str, &str, &str),
+    verifier: SignatureVerificationContext<'_>,
+    canonical_request: &str,
+    raw_canonical_request: impl Fn() -> String,
+) -> S3Result<(String, SecretKey)> {
+    match verifier.verify_with_raw_path_fallback(canonical_request, &raw_canonical_request) {
+        Err(e) if *e.code() == crate::S3ErrorCode::SignatureDoesNotMatch => {
+            match auth.refresh_signing_key(access_key, date, region, service).await? {
+                Some(fresh) => SignatureVerificationContext {
+                    secret_key: &fresh,
+                    ..verifier
+                }
+                .verify_with_raw_path_fallback(canonical_request, &raw_canonical_request),
+                None => Err(e),
+            }
+        }
+        other => other,
+    }
+}
+
 impl SignatureContext<'_> {
     pub async fn check(&mut self) -> S3Result<Option<CredentialsExt>> {
         if self.req_method == Method::POST
@@ -434,9 +459,9 @@ impl SignatureContext<'_> {
             service,
         };
         let canonical_request = sig_v4::create_presigned_canonical_request(method, self.decoded_uri_path, qs.as_ref(), &headers);
-        let (_, secret_key) = verifier.verify_with_raw_path_fallback(&canonical_request, || {
-            sig_v4::create_presigned_canonical_request_with_raw_uri_path(method, self.raw_uri_path, qs.as_ref(), &headers)
-        })?;
+        let raw = || sig_v4::create_presigned_canonical_request_with_raw_uri_path(method, self.raw_uri_path, qs.as_ref(), &headers);
+        let scope = (access_key, presigned_url.credential.date, region, service);
+        let (_, secret_key) = verify_or_refresh(auth, scope, verifier, &canonical_request, raw).await?;
 
         // Verify body hash for presigned URL requests.
         // For presigned URLs the canonical request uses UNSIGNED-PAYLOAD (the
@@ -578,9 +603,9 @@ impl SignatureContext<'_> {
             service,
         };
         let canonical_request = sig_v4::create_canonical_request(method, self.decoded_uri_path, query_strings, &headers, payload);
-        let (signature, secret_key) = verifier.verify_with_raw_path_fallback(&canonical_request, || {
-            sig_v4::create_canonical_request_with_raw_uri_path(method, self.raw_uri_path, query_strings, &headers, payload)
-        })?;
+        let raw = || sig_v4::create_canonical_request_with_raw_uri_path(method, self.raw_uri_path, query_strings, &headers, payload);
+        let scope = (access_key, authorization.credential.date, region, service);
+        let (signature, secret_key) = verify_or_refresh(auth, scope, verifier, &canonical_request, raw).await?;
 
         if is_stream {
             // For streaming with trailers, AWS requires x-amz-trailer header present.
