@@ -175,6 +175,14 @@ impl Keys {
             && s.expires > blob_common::now_secs() + SESSION_MARGIN_SECS
     }
 
+    /// The kept session of `access_key`, while it is fresh.
+    fn fresh_session(&self, access_key: &str) -> Option<Arc<Session>> {
+        lock(&self.inner.sessions)
+            .get(access_key)
+            .filter(|s| self.session_fresh(s))
+            .cloned()
+    }
+
     /// The signing keys of `access_key` for one credential scope, asked
     /// for when not cached; the grant's session is kept too.
     async fn signing_keys(
@@ -208,10 +216,7 @@ impl Keys {
             })?;
         // The client (and its connections) is kept while its session is
         // fresh: a grant for another scope does not replace it.
-        let fresh = lock(&self.inner.sessions)
-            .get(access_key)
-            .is_some_and(|s| self.session_fresh(s));
-        if !fresh {
+        if self.fresh_session(access_key).is_none() {
             self.keep_session(&grant)?;
         }
         let scoped = Arc::new(Scoped {
@@ -306,10 +311,7 @@ impl Keys {
     /// The client acting as `access_key`: its session, asked for again
     /// (today's scope in this gateway's region) when gone or near its end.
     pub(crate) async fn client(&self, access_key: &str) -> S3Result<Client> {
-        if let Some(s) = lock(&self.inner.sessions)
-            .get(access_key)
-            .filter(|s| self.session_fresh(s))
-        {
+        if let Some(s) = self.fresh_session(access_key) {
             return Ok(s.client.clone());
         }
         let date = auth::sigv4_date(blob_common::now_secs());

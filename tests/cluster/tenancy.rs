@@ -72,6 +72,24 @@ fn create_key(admin: &Path, name: &str) -> Key {
     }
 }
 
+/// Gives `key` a second secret (`admin key rotate`): the key as that secret
+/// signs, with its own blobctl configuration named `name`.
+fn rotate(admin: &Path, key: &Key, name: &str) -> Key {
+    let out = ok(
+        admin,
+        &["admin", "key", "rotate", &key.access, "--json"],
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out).expect("rotate JSON");
+    let secret = v["secret_key"].as_str().expect("secret_key").to_string();
+    assert_ne!(secret, key.secret, "rotation made a new secret");
+    Key {
+        access: key.access.clone(),
+        config: config_as(admin, name, &key.access, &secret),
+        secret,
+    }
+}
+
 /// Runs tests/s3/tenancy.py at `stage` as alice and bob.
 fn tenancy_py(c: &TestCluster, alice: &Key, bob: &Key, stage: &str, bucket: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -315,15 +333,7 @@ async fn keys_see_and_change_only_the_buckets_they_are_allowed() {
         }
 
         // Rotation: both secrets work until the old one is retired.
-        let out = ok(
-            &admin,
-            &["admin", "key", "rotate", &bob.access, "--json"],
-            None,
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
-        let new_secret = v["secret_key"].as_str().expect("secret").to_string();
-        assert_ne!(new_secret, bob.secret);
-        let bob_new = config_as(&admin, "bob-new", &bob.access, &new_secret);
+        let bob_new = rotate(&admin, &bob, "bob-new").config;
         ok(&bob.config, &["ls", "bob-b"], None);
         ok(&bob_new, &["ls", "bob-b"], None);
         ok(
@@ -749,18 +759,7 @@ async fn each_service_identity_calls_only_its_own_routes() {
         // (mid-rotation, so with two secrets) is the signing keys of one
         // SigV4 scope and a session that acts as her.
         let carol = create_key(&admin, "carol");
-        let out = ok(
-            &admin,
-            &["admin", "key", "rotate", &carol.access, "--json"],
-            None,
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
-        let new_secret = v["secret_key"].as_str().expect("secret").to_string();
-        let carol_new = Key {
-            access: carol.access.clone(),
-            config: config_as(&admin, "carol-new", &carol.access, &new_secret),
-            secret: new_secret,
-        };
+        let carol_new = rotate(&admin, &carol, "carol-new");
         let today = blob_common::auth::sigv4_date(blob_common::now_secs());
         let scope = [
             ("date", today.as_str()),
@@ -896,18 +895,7 @@ async fn each_service_identity_calls_only_its_own_routes() {
             &["admin", "key", "rotate", &carol.access, "--retire-old"],
             None,
         );
-        let out = ok(
-            &admin,
-            &["admin", "key", "rotate", &carol.access, "--json"],
-            None,
-        );
-        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
-        let third = v["secret_key"].as_str().expect("secret").to_string();
-        let carol_third = Key {
-            access: carol.access.clone(),
-            config: config_as(&admin, "carol-third", &carol.access, &third),
-            secret: third,
-        };
+        let carol_third = rotate(&admin, &carol_new, "carol-third");
         let (listed, err) = aws_as(&c, &carol_third, &["s3", "ls", "s3://carol-old/"]);
         assert!(listed, "a secret rotated a moment ago, through S3: {err}");
         // Deleting carol ends her sessions at once.

@@ -148,7 +148,7 @@ async fn authenticate_inner(gate: Gate, req: Request, next: Next) -> Result<Resp
             return Err(refuse(auth::AuthError::SessionExpired.into()));
         }
         let (nn2, key) = (nn.clone(), user.to_string());
-        let (_, admin, limits) = blocking(move || nn2.key_secrets(&key))
+        let (admin, limits) = blocking(move || nn2.key_rights(&key))
             .await
             .map_err(refuse)?
             .ok_or_else(|| refuse(auth::AuthError::UnknownKey(user.to_string()).into()))?;

@@ -65,6 +65,15 @@ impl Namenode {
         Ok(Some((secrets, rec.admin, rec.limits)))
     }
 
+    /// Whether a key is an admin key, and its rate limits, without opening
+    /// its secrets; `None` for an unknown key.
+    pub(crate) fn key_rights(&self, access_key: &str) -> Result<Option<(bool, KeyLimits)>, Error> {
+        Ok(self
+            .meta
+            .get::<KeyRecord>(CF_KEYS, access_key.as_bytes())?
+            .map(|rec| (rec.admin, rec.limits)))
+    }
+
     fn key_record(&self, access_key: &str) -> Result<KeyRecord, Error> {
         self.meta
             .get(CF_KEYS, access_key.as_bytes())?
